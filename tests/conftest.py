@@ -1,0 +1,173 @@
+"""Shared fixtures: one real Temporal dev server per session, a fresh task queue per test,
+a worker on that queue, and loopback fakes for OpenRouter and webhook targets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from api.dev import DevServer
+from tests.fakes import FakeOpenRouter, HttpSink
+from worker import engine_worker
+from workflows.settings import Settings, load_settings
+from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
+from workflows.temporal_client import connect
+from workflows.validation import load_definition
+
+OPENROUTER_TEST_KEY = "test-openrouter-key"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` (the replay of every recorded history) run after all others."""
+    items.sort(key=lambda item: 1 if item.get_closest_marker("last") else 0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "last: run after every other test")
+
+
+@pytest.fixture(scope="session")
+def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture(scope="session")
+async def temporal_server(storage_dir: Path) -> AsyncIterator[DevServer]:
+    log = (storage_dir / "temporal.log").open("wb")
+    server = DevServer(db_file=storage_dir / "temporal.db", headless=True, log=log)
+    server.start()
+    try:
+        await server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+        log.close()
+
+
+async def connect_with_retry(settings: Settings, timeout: float = 30.0) -> Client:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return client
+        except (RPCError, RuntimeError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: DevServer) -> Client:
+    settings = load_settings(temporal_address=temporal_server.address)
+    return await connect_with_retry(settings)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def fake_openrouter() -> Iterator[FakeOpenRouter]:
+    server = FakeOpenRouter().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[HttpSink]:
+    server = HttpSink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, temporal_server: DevServer, task_queue: str, fake_openrouter: FakeOpenRouter
+) -> Settings:
+    return load_settings(
+        temporal_address=temporal_server.address,
+        temporal_task_queue=task_queue,
+        openrouter_api_key=OPENROUTER_TEST_KEY,
+        openrouter_base_url=fake_openrouter.base_url,
+        workflow_log_dir=tmp_path / "logs",
+        workflow_definitions_dir=tmp_path / "definitions",
+    )
+
+
+@pytest.fixture
+async def worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    async with engine_worker(client, settings) as configured, configured:
+        yield configured
+
+
+async def start_definition(
+    client: Client,
+    settings: Settings,
+    document: dict[str, Any],
+    input_vars: dict[str, Any] | None = None,
+    execution_id: str | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start an execution the way the API does, minus HTTP (for engine-level tests)."""
+    definition = load_definition(document)
+    return await client.start_workflow(
+        WORKFLOW_TYPE,
+        ExecutionInput(definition=definition, input_vars=input_vars or {}, definition_version=1),
+        id=execution_id or str(uuid.uuid4()),
+        task_queue=settings.temporal_task_queue,
+        search_attributes=_attributes(definition.key),
+        static_summary=f"{definition.title} (test)",
+    )
+
+
+def _attributes(key: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [SearchAttributePair(SA_DEFINITION_ID, key), SearchAttributePair(SA_STATUS, "running")]
+    )
+
+
+@pytest.fixture
+async def api_url(client: Client, settings: Settings, worker: Worker) -> AsyncIterator[str]:
+    """The real API app served by uvicorn on a loopback port, sharing the test's client."""
+    import uvicorn
+
+    from api.dev import free_port
+    from api.main import create_app
+
+    app = create_app(settings, client=client)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await serving
+
+
+@pytest.fixture
+async def http(api_url: str) -> AsyncIterator[Any]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
+        yield session
+
+
+def save_definition(settings: Settings, document: dict[str, Any]) -> None:
+    from api.store import FileDefinitionStore
+
+    FileDefinitionStore(settings.workflow_definitions_dir).save(str(document["id"]), document)

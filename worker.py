@@ -1,0 +1,141 @@
+"""The worker: runs WorkflowExecutor and the step, AI and log activities.
+
+    python worker.py            # reads the environment (see workflows/settings.py)
+
+SIGTERM / SIGINT stop polling, give running activities WORKER_GRACEFUL_SHUTDOWN_SECONDS to
+finish, then exit; Temporal hands anything unfinished to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ai import AIClient
+from activities.http import HTTPStepActivities
+from activities.logs import RotationPolicy, WorkflowLogger
+from activities.secrets import SecretStore
+from workflows.errors import ConfigurationError
+from workflows.interpreter import WorkflowExecutor
+from workflows.settings import Settings, load_settings
+from workflows.temporal_client import connect, ensure_search_attributes
+
+logger = logging.getLogger("worker")
+
+# Cancellation reaches an activity in a heartbeat answer; flushing heartbeats at least this
+# often bounds how long a cancelled step keeps running.
+HEARTBEAT_FLUSH = timedelta(seconds=1)
+
+
+def build_secrets(settings: Settings) -> SecretStore:
+    extra = [settings.openrouter_api_key.get_secret_value()] if settings.openrouter_api_key else []
+    return SecretStore.from_environment(settings.secret_env_prefix, settings.secrets_file, extra)
+
+
+@contextlib.asynccontextmanager
+async def engine_worker(
+    client: Client,
+    settings: Settings,
+    task_queue: str | None = None,
+    logs: WorkflowLogger | None = None,
+) -> AsyncIterator[Worker]:
+    """A configured worker (not yet running) plus the resources its activities share."""
+    secrets = build_secrets(settings)
+    logs = logs or build_logger(settings)
+    timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with (
+        httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True) as step_http,
+        httpx.AsyncClient(timeout=timeout, limits=limits) as ai_http,
+    ):
+        ai = AIClient(
+            ai_http,
+            settings.openrouter_base_url,
+            settings.openrouter_api_key,
+            secrets,
+            app_title=settings.openrouter_app_title,
+            referer=settings.openrouter_referer,
+        )
+        http_steps = HTTPStepActivities(
+            step_http, secrets, settings.http_max_response_bytes, settings.http_user_agent
+        )
+        yield Worker(
+            client,
+            task_queue=task_queue or settings.temporal_task_queue,
+            workflows=[WorkflowExecutor],
+            activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
+            default_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        )
+
+
+def build_logger(settings: Settings) -> WorkflowLogger:
+    return WorkflowLogger(settings.workflow_log_dir, RotationPolicy.from_settings(settings))
+
+
+async def rotate_logs_forever(logs: WorkflowLogger, interval: float) -> None:
+    while True:
+        try:
+            report = await asyncio.to_thread(logs.rotate)
+            if report.compressed or report.deleted:
+                logger.info(
+                    "log rotation: %d compressed, %d deleted, %d kept",
+                    report.compressed,
+                    report.deleted,
+                    report.kept,
+                )
+        except OSError as err:
+            logger.error("log rotation failed: %s", err)
+        await asyncio.sleep(interval)
+
+
+async def main() -> None:
+    settings = load_settings()
+    if settings.openrouter_api_key is None:
+        logger.warning("OPENROUTER_API_KEY is not set: ai steps will fail until it is")
+    client = await connect(settings)
+    await ensure_search_attributes(client)
+    logs = build_logger(settings)
+    rotation = asyncio.create_task(
+        rotate_logs_forever(logs, settings.log_rotation_interval_seconds)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with engine_worker(client, settings, logs=logs) as worker:
+        logger.info(
+            "worker polling task queue %r on %s (namespace %s)",
+            settings.temporal_task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+        )
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait(
+            {running, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+        if not running.done():
+            logger.info("stopping: finishing running activities, then exiting")
+            await worker.shutdown()
+        await running
+    rotation.cancel()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(main())
+    except ConfigurationError as err:
+        raise SystemExit(f"worker: {err}") from None

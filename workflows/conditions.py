@@ -1,0 +1,67 @@
+"""CEL conditions for `condition` steps: compiled once, evaluated deterministically.
+
+Uses the `common-expression-language` package (a Rust CEL implementation): no Python
+``eval``, no I/O, no clock, so evaluating inside workflow code is replay-safe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from workflows.errors import ConditionError
+
+# Variables bound by comprehension macros (`items.exists(x, x > 1)`) are not context names.
+_MACRO_VARIABLE = re.compile(
+    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
+)
+
+MAX_EXPRESSION_LENGTH = 4096
+
+
+@lru_cache(maxsize=1024)
+def compile_condition(expression: str) -> Any:
+    """Compile a CEL expression; raise ConditionError naming the syntax problem."""
+    if len(expression) > MAX_EXPRESSION_LENGTH:
+        raise ConditionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
+    try:
+        return cel.compile(expression)
+    except (ValueError, RuntimeError) as err:
+        raise ConditionError(f"invalid CEL expression: {_first_line(err)}") from None
+
+
+def condition_variables(expression: str) -> set[str]:
+    """Top-level context names an expression reads (macro-bound names excluded)."""
+    program = compile_condition(expression)
+    bound = set(_MACRO_VARIABLE.findall(expression))
+    return {name for name in program.variables() if name not in bound}
+
+
+def evaluate_condition(expression: str, context: Mapping[str, Any]) -> bool:
+    """Evaluate to a bool; a missing variable or a non-bool result is a ConditionError."""
+    program = compile_condition(expression)
+    wanted = condition_variables(expression)
+    missing = sorted(name for name in wanted if name not in context)
+    if missing:
+        raise ConditionError(
+            f"condition {expression!r} reads {', '.join(missing)}, which the execution "
+            "does not hold (not an input and not set by any step so far)"
+        )
+    try:
+        result = program.execute({name: context[name] for name in wanted})
+    except Exception as err:  # the CEL runtime raises several builtin types
+        raise ConditionError(f"condition {expression!r} failed: {_first_line(err)}") from None
+    if not isinstance(result, bool):
+        raise ConditionError(
+            f"condition {expression!r} gave {type(result).__name__} {result!r}, not a bool"
+        )
+    return result
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,94 @@
+"""The engine's one exception hierarchy.
+
+    EngineError
+    ├── ConfigurationError        bad or missing settings; raised at start-up
+    ├── DefinitionError           a workflow document that cannot be run (carries every problem)
+    ├── TemplateError             a `{variable}` template that cannot be rendered
+    │   └── InvalidReferenceError a reference to a value the context does not hold
+    ├── ConditionError            a CEL expression that does not compile or evaluate to a bool
+    └── StepFailure               a step failed; carries the failure type shown to users
+
+Errors that cross the activity boundary travel as Temporal ``ApplicationError`` with one of the
+``FailureType`` names below, so the workflow and the API can classify them without parsing text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FailureType:
+    """Names used as ``ApplicationError.type``; part of what users see in history and the API."""
+
+    INVALID_REFERENCE = "InvalidVariableReference"
+    INVALID_CONDITION = "InvalidCondition"
+    MISSING_CONFIGURATION = "MissingConfiguration"
+    PROVIDER_ERROR = "ProviderError"
+    PROVIDER_RETRYABLE = "ProviderRetryableError"
+    INVALID_MODEL_OUTPUT = "InvalidModelOutput"
+    HTTP_STATUS = "HTTPStatusError"
+    HTTP_RETRYABLE = "HTTPRetryableError"
+    HTTP_TRANSPORT = "HTTPTransportError"
+    INVALID_REQUEST = "InvalidRequest"
+    STEP_TIMEOUT = "StepTimeout"
+    SIGNAL_TIMEOUT = "SignalTimeout"
+    WORKFLOW_TIMEOUT = "WorkflowTimeout"
+    WORKFLOW_FAILED = "WorkflowFailed"
+    CANCELLED = "ExecutionCancelled"
+    LOG_WRITE = "LogWriteError"
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ConfigurationError(EngineError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a document, located by a JSON path such as ``$.steps[2].next``."""
+
+    path: str
+    message: str
+    code: str = "invalid_definition"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "path": self.path}
+
+
+@dataclass
+class DefinitionError(EngineError):
+    """A workflow definition failed validation; ``problems`` lists every issue found."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{p.path}: {p.message}" for p in self.problems)
+
+
+class TemplateError(EngineError):
+    """A template could not be rendered."""
+
+
+class InvalidReferenceError(TemplateError):
+    """A `{path}` reference names a value the execution context does not hold."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"invalid variable reference {{{path}}}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ConditionError(EngineError):
+    """A CEL condition failed to compile or to evaluate."""
+
+
+class StepFailure(EngineError):
+    """A step failed inside the workflow (not an activity error); ``type`` is a FailureType."""
+
+    def __init__(self, message: str, failure_type: str) -> None:
+        super().__init__(message)
+        self.failure_type = failure_type

@@ -1,0 +1,357 @@
+"""WorkflowExecutor: the one generic Temporal workflow that interprets a definition.
+
+The definition travels in the workflow input, so every run is pinned to the document it
+started with. Flow control, status and logging live here; what each step does lives in
+:class:`workflows.steps.WorkflowStepProcessor`.
+
+Stopping. The steps run in a child task; the main coroutine waits for that task, for a
+``cancel`` signal, for Temporal's own cancellation and for the execution's deadline, whichever
+comes first. On any of them it cancels the steps task, waits for the in-flight activity to
+acknowledge, and writes the final log before the run closes: no path ends without a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import (
+    TimeoutError as TemporalTimeoutError,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.definition import END, ConditionStep, FailStep, OnErrorNext, Step
+    from workflows.errors import FailureType, StepFailure
+    from workflows.shared import (
+        CANCEL_SIGNAL,
+        SA_DEFINITION_ID,
+        SA_STATUS,
+        STATUS_QUERY,
+        WORKFLOW_TYPE,
+        WRITE_EXECUTION_LOG,
+        CancelRequest,
+        ExecutionError,
+        ExecutionInput,
+        ExecutionState,
+        ExecutionStatus,
+        LogWrite,
+        StepRecord,
+    )
+    from workflows.steps import WorkflowStepProcessor
+
+# Log writes are local activities (one marker event each). They retry for a long time on
+# purpose: an unwritable log directory stalls runs loudly instead of losing their logs.
+LOG_WRITE_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "schedule_to_close_timeout": timedelta(hours=24),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=0,  # bounded by schedule_to_close_timeout above
+    ),
+}
+
+# The status query keeps this many recent steps; the log file keeps them all.
+STATUS_STEP_WINDOW = 200
+
+
+class ExecutionFailed(Exception):
+    """Raised inside the steps task when a step failure ends the execution."""
+
+    def __init__(self, error: ExecutionError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class WorkflowExecutor:
+    """Interprets one workflow definition (the plan's WorkflowExecutor)."""
+
+    @workflow.init
+    def __init__(self, input: ExecutionInput) -> None:
+        info = workflow.info()
+        carried = input.carried
+        self._input = input
+        self._definition = input.definition
+        self._index_of = self._definition.step_index()
+        self._execution_id = info.workflow_id
+        self._run_id = carried.first_run_id if carried else info.run_id
+        self._started_at: datetime = carried.started_at if carried else info.start_time
+        self._ended_at: datetime | None = None
+        self._next_index = carried.next_index if carried else 0
+        self._seq = carried.seq if carried else 0
+        self._steps_done = carried.steps_done if carried else 0
+        self._steps: list[StepRecord] = list(carried.recent_steps) if carried else []
+        self._current: StepRecord | None = None
+        self._status: ExecutionStatus = "running"
+        self._error: ExecutionError | None = None
+        self._cancel: CancelRequest | None = None
+        self._stopping = False
+        if carried:
+            self._context: dict[str, Any] = dict(carried.context)
+        else:
+            self._context = dict(input.input_vars)
+            self._context["execution"] = {
+                "id": self._execution_id,
+                "run_id": self._run_id,
+                "workflow_id": self._definition.id,
+                "started_at": self._started_at.isoformat(),
+            }
+        self._processor = WorkflowStepProcessor(self._definition.defaults, self._execution_id)
+
+    # -- Temporal handlers ------------------------------------------------------------------
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> ExecutionState:
+        return self._state()
+
+    @workflow.signal(name=CANCEL_SIGNAL)
+    def cancel(self, request: CancelRequest | None = None) -> None:
+        if self._cancel is None:
+            self._cancel = request or CancelRequest()
+
+    @workflow.signal(dynamic=True)
+    def deliver(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any other signal name feeds `wait_for_signal` steps (buffered until read)."""
+        payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        self._processor.deliver_signal(name, payload)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: ExecutionInput) -> ExecutionState:
+        native_cancel = False
+        timed_out = False
+        task: asyncio.Task[None] | None = None
+        try:
+            if input.carried is None:
+                self._mark_searchable()
+                await self._write_log()
+            task = asyncio.create_task(self._run_steps())
+            await workflow.wait_condition(
+                lambda: task.done() or self._cancel is not None, timeout=self._time_left()
+            )
+        except TimeoutError:
+            timed_out = True
+        except asyncio.CancelledError:
+            native_cancel = True
+
+        if task is not None and not task.done():
+            self._stopping = True
+            task.cancel()
+        while task is not None and not task.done():
+            try:
+                await workflow.wait_condition(task.done)
+            except asyncio.CancelledError:
+                native_cancel = True
+
+        if task is None:
+            self._status = "cancelled"
+        elif timed_out:
+            self._status = "failed"
+            self._error = ExecutionError(
+                type=FailureType.WORKFLOW_TIMEOUT,
+                message=f"execution exceeded its timeout of "
+                f"{self._definition.timeout_seconds:g}s"
+                + (f" during step '{self._current.step_id}'" if self._current else ""),
+                step_id=self._current.step_id if self._current else None,
+            )
+        elif native_cancel or self._cancel is not None:
+            self._status = "cancelled"
+            reason = (self._cancel.reason if self._cancel else None) or "cancelled by request"
+            self._error = ExecutionError(
+                type=FailureType.CANCELLED,
+                message=reason,
+                step_id=self._current.step_id if self._current else None,
+            )
+        elif task.exception() is not None:
+            err = task.exception()
+            if not isinstance(err, ExecutionFailed):
+                raise err  # a bug in the engine: fail the workflow task, keep the run
+            self._status = "failed"
+            self._error = err.error
+        else:
+            self._status = "completed"
+
+        native_cancel = await self._finalise() or native_cancel
+        if self._status == "completed":
+            return self._state()
+        if self._status == "cancelled" and native_cancel:
+            raise asyncio.CancelledError(self._error.message if self._error else "cancelled")
+        assert self._error is not None
+        raise ApplicationError(self._error.message, type=self._error.type, non_retryable=True)
+
+    async def _run_steps(self) -> None:
+        index = self._next_index
+        while index >= 0:
+            index = await self._run_step(index, self._definition.steps[index])
+
+    async def _run_step(self, index: int, step: Step) -> int:
+        """Run one step; return the index of the next step, -1 for the end."""
+        seq = self._seq
+        self._seq += 1
+        record = StepRecord(
+            seq=seq, step_id=step.id, name=step.label, type=step.type, start_time=workflow.now()
+        )
+        self._current = record
+        try:
+            outcome = await self._processor.execute(step, self._context, seq)
+        except (ActivityError, StepFailure, ApplicationError) as err:
+            if self._stopping or is_cancelled_exception(err):
+                raise
+            error = describe_failure(err, step.id)
+            record.status = "failed"
+            record.end_time = workflow.now()
+            record.error = error.message
+            record.error_type = error.type
+            await self._complete(record)
+            policy = getattr(step, "on_error", "fail")
+            if isinstance(step, FailStep | ConditionStep) or policy == "fail":
+                raise ExecutionFailed(error) from None
+            if isinstance(policy, OnErrorNext):
+                return self._target(policy.next, index)
+            return self._target(None, index)
+        record.status = "success"
+        record.end_time = workflow.now()
+        record.output_vars = outcome.output_vars
+        record.usage = outcome.usage
+        self._context.update(outcome.output_vars)
+        await self._complete(record)
+        return self._target(outcome.next_target, index)
+
+    def _target(self, target: str | None, index: int) -> int:
+        if target == END:
+            return -1
+        if target is None:
+            return index + 1 if index + 1 < len(self._definition.steps) else -1
+        return self._index_of[target]
+
+    async def _complete(self, record: StepRecord) -> None:
+        self._current = None
+        self._steps_done += 1
+        self._steps.append(record)
+        if len(self._steps) > STATUS_STEP_WINDOW:
+            del self._steps[: len(self._steps) - STATUS_STEP_WINDOW]
+        await self._write_log(record)
+
+    async def _finalise(self) -> bool:
+        """Close the in-flight step, write the final log, publish the status.
+
+        Returns True if Temporal's cancellation arrived while finalising (the log write is
+        repeated: it is idempotent, and the run must not close without it).
+        """
+        self._ended_at = workflow.now()
+        record = self._current
+        if record is not None:
+            record.status = "cancelled" if self._status == "cancelled" else "failed"
+            record.end_time = self._ended_at
+            if self._error is not None:
+                record.error = self._error.message
+                record.error_type = self._error.type
+            self._steps.append(record)
+            self._current = None
+        workflow.upsert_search_attributes([SA_STATUS.value_set(self._status)])
+        cancelled_meanwhile = False
+        while True:
+            try:
+                await self._write_log(record)
+                return cancelled_meanwhile
+            except asyncio.CancelledError:
+                cancelled_meanwhile = True
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _mark_searchable(self) -> None:
+        """Runs started outside the API (CLI, UI) still get the project's search attributes."""
+        attributes = workflow.info().typed_search_attributes
+        updates = []
+        if attributes.get(SA_DEFINITION_ID) is None:
+            updates.append(SA_DEFINITION_ID.value_set(self._definition.key))
+        if attributes.get(SA_STATUS) is None:
+            updates.append(SA_STATUS.value_set("running"))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    def _time_left(self) -> timedelta | None:
+        limit = self._definition.timeout_seconds
+        if limit is None:
+            return None
+        left = timedelta(seconds=limit) - (workflow.now() - self._started_at)
+        return max(left, timedelta(milliseconds=1))
+
+    async def _write_log(self, step: StepRecord | None = None) -> None:
+        entry = LogWrite(
+            execution_id=self._execution_id,
+            run_id=self._run_id,
+            workflow_id=self._definition.id,
+            workflow_name=self._definition.name,
+            workflow_version=self._input.definition_version,
+            status=self._status,
+            start_time=self._started_at,
+            end_time=self._ended_at,
+            error=self._error,
+            step=step,
+        )
+        await workflow.execute_local_activity(WRITE_EXECUTION_LOG, entry, **LOG_WRITE_OPTIONS)
+
+    def _state(self) -> ExecutionState:
+        steps = list(self._steps)
+        if self._current is not None:
+            steps.append(self._current)
+        return ExecutionState(
+            execution_id=self._execution_id,
+            run_id=self._run_id,
+            workflow_id=self._definition.id,
+            workflow_name=self._definition.name,
+            definition_version=self._input.definition_version,
+            status=self._status,
+            current_step=self._current.step_id if self._current else None,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+            steps=steps,
+            steps_total=self._steps_done,
+            outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
+            error=self._error,
+        )
+
+
+def describe_failure(err: BaseException, step_id: str) -> ExecutionError:
+    """Turn an activity or step error into the (type, message) users see."""
+    if isinstance(err, StepFailure):
+        return ExecutionError(type=err.failure_type, message=str(err), step_id=step_id)
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        message = cause.message
+        if isinstance(err, ActivityError) and err.retry_state is not None:
+            state = err.retry_state.name.lower().replace("_", " ")
+            if "maximum attempts" in state:
+                message += " (gave up: maximum attempts reached)"
+        return ExecutionError(type=cause.type or "ActivityError", message=message, step_id=step_id)
+    if isinstance(cause, TemporalTimeoutError):
+        kind = (
+            {
+                TimeoutType.START_TO_CLOSE: "an attempt ran past the step's timeout_seconds",
+                TimeoutType.HEARTBEAT: "the worker running it stopped responding",
+                TimeoutType.SCHEDULE_TO_CLOSE: "the step's total time ran out",
+                TimeoutType.SCHEDULE_TO_START: "no worker picked it up in time",
+            }.get(cause.type, "timed out")
+            if cause.type is not None
+            else "timed out"
+        )
+        return ExecutionError(
+            type=FailureType.STEP_TIMEOUT,
+            message=f"step '{step_id}' timed out: {kind}",
+            step_id=step_id,
+        )
+    return ExecutionError(type=type(cause).__name__, message=str(cause), step_id=step_id)

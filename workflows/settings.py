@@ -1,0 +1,105 @@
+"""All configuration in one settings object, read from the environment (SPEC §6).
+
+Never imported by workflow code: the interpreter stays free of I/O and environment reads.
+Bad configuration fails at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.errors import ConfigurationError
+
+DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+class Settings(BaseSettings):
+    """Every setting the worker, the API and the CLI read. Names are the env variables."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "workflow-engine"
+    temporal_tls: bool = False
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+
+    # AI provider
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
+    openrouter_app_title: str = "workflow-engine"
+    openrouter_referer: str | None = None
+
+    # Storage
+    workflow_definitions_dir: Path = Path("definitions")
+    workflow_log_dir: Path = Path("storage/workflow_logs")
+
+    # Execution log rotation (compress finished logs, then delete the oldest)
+    log_compress_after_seconds: float = Field(3600.0, ge=0)
+    log_max_age_days: float = Field(30.0, gt=0)
+    log_max_files: int = Field(10_000, ge=1)
+    log_max_total_mb: float = Field(1024.0, gt=0)
+    log_rotation_interval_seconds: float = Field(300.0, gt=0)
+
+    # Secrets for `{secrets.NAME}`: env variables with this prefix, and/or a JSON file.
+    secret_env_prefix: str = "WORKFLOW_SECRET_"  # noqa: S105 - a name prefix, not a secret
+    secrets_file: Path | None = None
+
+    # HTTP steps
+    http_max_response_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    http_user_agent: str = "workflow-engine/0.1"
+
+    # Worker
+    worker_max_concurrent_activities: int = Field(100, ge=1)
+    worker_graceful_shutdown_seconds: float = Field(10.0, ge=0)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_public_url: str | None = None
+
+    @field_validator("openrouter_base_url", "temporal_ui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("must be host:port, e.g. localhost:7233")
+        return value
+
+    @property
+    def api_url(self) -> str:
+        return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; raise ConfigurationError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        lines = []
+        for error in err.errors(include_url=False):
+            name = "_".join(str(p) for p in error["loc"]).upper()
+            lines.append(f"{name}: {error['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

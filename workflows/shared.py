@@ -1,0 +1,186 @@
+"""Types shared by the API, the workflow and the activities: inputs, results, names.
+
+Everything here is a pydantic model carried by ``pydantic_data_converter``, so the client and
+the worker must both use that converter (see :func:`workflows.client.connect`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import SearchAttributeKey
+
+from workflows.definition import WorkflowDefinition
+
+WORKFLOW_TYPE = "WorkflowExecutor"
+CANCEL_SIGNAL = "cancel"
+STATUS_QUERY = "status"
+
+# Activity names (verb_noun), referenced by name from the workflow.
+CALL_LLM = "call_llm"
+SEND_HTTP_REQUEST = "send_http_request"
+WRITE_EXECUTION_LOG = "write_execution_log"
+
+# Search attributes the project registers on the server (see workflows/search_attributes.py).
+SA_DEFINITION_ID = SearchAttributeKey.for_keyword("WorkflowDefinitionId")
+SA_STATUS = SearchAttributeKey.for_keyword("WorkflowStatus")
+SA_DEFINITION_VERSION = SearchAttributeKey.for_int("WorkflowDefinitionVersion")
+SA_STARTED_BY = SearchAttributeKey.for_keyword("StartedBy")
+SEARCH_ATTRIBUTES = (SA_DEFINITION_ID, SA_STATUS, SA_DEFINITION_VERSION, SA_STARTED_BY)
+
+ExecutionStatus = Literal["running", "completed", "failed", "cancelled"]
+StepStatus = Literal["running", "success", "failed", "cancelled"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExecutionInput(_Model):
+    """What the API passes to one execution: a snapshot of the definition and the inputs."""
+
+    definition: WorkflowDefinition
+    input_vars: dict[str, Any] = Field(default_factory=dict)
+    definition_version: int | None = None
+    definition_hash: str | None = None
+    started_by: str | None = None
+    carried: CarriedState | None = None
+
+
+class StepRecord(_Model):
+    """One step as it appears in the log and in the status query."""
+
+    seq: int
+    step_id: str
+    name: str
+    type: str
+    start_time: datetime
+    end_time: datetime | None = None
+    status: StepStatus = "running"
+    output_vars: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int | None = None
+    usage: dict[str, Any] | None = None
+
+
+class CarriedState(_Model):
+    """State handed to the next run when the execution continues as new."""
+
+    context: dict[str, Any]
+    next_index: int
+    seq: int
+    started_at: datetime
+    first_run_id: str
+    steps_done: int
+    recent_steps: list[StepRecord] = Field(default_factory=list)
+
+
+class ExecutionError(_Model):
+    type: str
+    message: str
+    step_id: str | None = None
+
+
+class ExecutionState(_Model):
+    """Live status (query answer) and the workflow's result."""
+
+    execution_id: str
+    run_id: str
+    workflow_id: str | int
+    workflow_name: str | None = None
+    definition_version: int | None = None
+    status: ExecutionStatus
+    current_step: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    steps_total: int = 0
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: ExecutionError | None = None
+
+
+class CancelRequest(_Model):
+    reason: str = "cancelled by request"
+    requested_by: str | None = None
+
+
+class LogWrite(_Model):
+    """One write of the execution log: the header fields plus at most one step record."""
+
+    execution_id: str
+    run_id: str
+    workflow_id: str | int
+    workflow_name: str | None = None
+    workflow_version: int | None = None
+    status: ExecutionStatus
+    start_time: datetime
+    end_time: datetime | None = None
+    error: ExecutionError | None = None
+    step: StepRecord | None = None
+
+
+class DeferredSlotModel(_Model):
+    location: list[str | int]
+    parts: list[dict[str, str]]
+
+
+class AIRequest(_Model):
+    """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
+
+    execution_id: str
+    step_id: str
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    response_format: dict[str, Any] | None = None
+    deferred: list[DeferredSlotModel] = Field(default_factory=list)
+
+
+class AIUsage(_Model):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class AIResult(_Model):
+    text: str
+    json_: Any = Field(None, alias="json")
+    model: str | None = None
+    usage: AIUsage | None = None
+    cost: float | None = None
+    finish_reason: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+class HTTPRequest(_Model):
+    """Input of ``send_http_request``: the rendered request and its idempotency key."""
+
+    execution_id: str
+    step_id: str
+    method: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    json_body: Any = None
+    has_json: bool = False
+    body: str | None = None
+    expect_status: list[int] | None = None
+    idempotency_key: str
+    deferred: list[DeferredSlotModel] = Field(default_factory=list)
+
+
+class HTTPResult(_Model):
+    status: int
+    headers: dict[str, str]
+    json_: Any = Field(None, alias="json")
+    text: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+ExecutionInput.model_rebuild()

@@ -1,0 +1,255 @@
+"""WorkflowStepProcessor: runs one step of a definition inside the workflow.
+
+Pure steps (`set`, `condition`, `fail`) are computed here; `delay` is a Temporal timer,
+`wait_for_signal` a condition on buffered signals, and `ai` / `http` are activities with the
+step's own timeout and retry policy. Deterministic: time, ids and waits all come from the
+``temporalio.workflow`` API. Errors surface as :class:`StepFailure` (workflow-side) or
+Temporal's ``ActivityError``; the interpreter decides what ``on_error`` does with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.conditions import evaluate_condition
+    from workflows.definition import (
+        ActivityStep,
+        AIStep,
+        ConditionStep,
+        DelayStep,
+        FailStep,
+        HTTPStep,
+        SetStep,
+        Step,
+        StepDefaults,
+        WaitForSignalStep,
+        effective_retry,
+        effective_timeout,
+    )
+    from workflows.errors import (
+        ConditionError,
+        FailureType,
+        StepFailure,
+        TemplateError,
+    )
+    from workflows.shared import (
+        CALL_LLM,
+        SEND_HTTP_REQUEST,
+        AIRequest,
+        AIResult,
+        DeferredSlotModel,
+        HTTPRequest,
+        HTTPResult,
+    )
+    from workflows.templating import DeferredSlot, VariableSubstitutor, to_text
+
+# How often the server must hear from a running step before it is presumed lost; activities
+# heartbeat every second, so a crashed worker's step is retried within this window.
+MAX_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+
+@dataclass
+class StepOutcome:
+    """What a finished step binds and where the flow goes (None: the following step)."""
+
+    output_vars: dict[str, Any] = field(default_factory=dict)
+    next_target: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+class WorkflowStepProcessor:
+    """Dispatches a step by type; holds the signal buffers that wait_for_signal reads."""
+
+    def __init__(self, defaults: StepDefaults, execution_id: str) -> None:
+        self._defaults = defaults
+        self._execution_id = execution_id
+        self.signals: dict[str, deque[Any]] = {}
+
+    def deliver_signal(self, name: str, payload: Any) -> None:
+        self.signals.setdefault(name, deque()).append(payload)
+
+    async def execute(self, step: Step, context: Mapping[str, Any], seq: int) -> StepOutcome:
+        try:
+            if isinstance(step, SetStep):
+                return self._set(step, context)
+            if isinstance(step, ConditionStep):
+                return self._condition(step, context)
+            if isinstance(step, FailStep):
+                message = VariableSubstitutor(context).render_text(step.message)
+                raise StepFailure(message, FailureType.WORKFLOW_FAILED)
+            if isinstance(step, DelayStep):
+                await self._delay(step, context)
+                return StepOutcome(next_target=step.next)
+            if isinstance(step, WaitForSignalStep):
+                return await self._wait_for_signal(step)
+            if isinstance(step, AIStep):
+                return await self._ai(step, context)
+            if isinstance(step, HTTPStep):
+                return await self._http(step, context, seq)
+        except TemplateError as err:
+            raise StepFailure(str(err), FailureType.INVALID_REFERENCE) from None
+        except ConditionError as err:
+            raise StepFailure(str(err), FailureType.INVALID_CONDITION) from None
+        raise StepFailure(f"unsupported step type {step.type!r}", FailureType.INVALID_REQUEST)
+
+    # -- workflow-side steps -------------------------------------------------------------
+
+    def _set(self, step: SetStep, context: Mapping[str, Any]) -> StepOutcome:
+        values = VariableSubstitutor(context).render(dict(step.values))
+        return StepOutcome(output_vars=values, next_target=step.next)
+
+    def _condition(self, step: ConditionStep, context: Mapping[str, Any]) -> StepOutcome:
+        variables = {k: v for k, v in context.items() if k != "secrets"}
+        for branch in step.branches:
+            if evaluate_condition(branch.when, variables):
+                return StepOutcome(next_target=branch.next)
+        return StepOutcome(next_target=step.default)
+
+    async def _delay(self, step: DelayStep, context: Mapping[str, Any]) -> None:
+        substitutor = VariableSubstitutor(context)
+        if step.seconds is not None:
+            raw = substitutor.render(step.seconds)
+            try:
+                seconds = float(raw)
+            except (TypeError, ValueError):
+                raise StepFailure(
+                    f"delay seconds must be a number, got {raw!r}", FailureType.INVALID_REQUEST
+                ) from None
+        else:
+            text = substitutor.render_text(step.until or "")
+            try:
+                until = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise StepFailure(
+                    f"delay until must be an ISO 8601 timestamp, got {text!r}",
+                    FailureType.INVALID_REQUEST,
+                ) from None
+            if until.tzinfo is None:
+                raise StepFailure(
+                    f"delay until {text!r} has no time zone; add Z or an offset",
+                    FailureType.INVALID_REQUEST,
+                )
+            seconds = (until - workflow.now()).total_seconds()
+        if seconds > 0:
+            await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
+
+    async def _wait_for_signal(self, step: WaitForSignalStep) -> StepOutcome:
+        queue = self.signals.setdefault(step.signal, deque())
+        timeout = timedelta(seconds=step.timeout_seconds) if step.timeout_seconds else None
+        try:
+            await workflow.wait_condition(lambda: bool(queue), timeout=timeout)
+        except TimeoutError:
+            raise StepFailure(
+                f"no '{step.signal}' signal arrived within {step.timeout_seconds:g}s",
+                FailureType.SIGNAL_TIMEOUT,
+            ) from None
+        payload = queue.popleft()
+        outputs = {step.output: payload} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next)
+
+    # -- activity steps --------------------------------------------------------------------
+
+    async def _ai(self, step: AIStep, context: Mapping[str, Any]) -> StepOutcome:
+        substitutor = VariableSubstitutor(context)
+        fields: dict[str, Any] = {"model": step.model}
+        if step.messages is not None:
+            fields["messages"] = [m.model_dump() for m in step.messages]
+        else:
+            fields["messages"] = [{"role": "user", "content": step.prompt}]
+        rendered, slots = substitutor.render_deferred(fields)
+        response_format = (
+            step.response_format.model_dump(by_alias=True) if step.response_format else None
+        )
+        request = AIRequest(
+            execution_id=self._execution_id,
+            step_id=step.id,
+            model=str(rendered["model"]),
+            messages=rendered["messages"],
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            response_format=response_format,
+            deferred=_slot_models(slots),
+        )
+        result: AIResult = await workflow.execute_activity(
+            CALL_LLM, request, result_type=AIResult, **self._activity_options(step)
+        )
+        value = result.model_dump(by_alias=True)
+        outputs = {step.output: value} if step.output else {}
+        usage = result.usage.model_dump() if result.usage else None
+        if usage is not None and result.cost is not None:
+            usage["cost"] = result.cost
+        return StepOutcome(output_vars=outputs, next_target=step.next, usage=usage)
+
+    async def _http(self, step: HTTPStep, context: Mapping[str, Any], seq: int) -> StepOutcome:
+        substitutor = VariableSubstitutor(context)
+        fields = {
+            "url": step.url,
+            "headers": dict(step.headers),
+            "query": dict(step.query),
+            "json": step.json_body,
+            "body": step.body,
+        }
+        rendered, slots = substitutor.render_deferred(fields)
+        expect = step.expect_status
+        request = HTTPRequest(
+            execution_id=self._execution_id,
+            step_id=step.id,
+            method=step.method,
+            url=to_text(rendered["url"]),
+            headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
+            query=rendered["query"],
+            json_body=rendered["json"],
+            has_json=step.json_body is not None,
+            body=None if rendered["body"] is None else to_text(rendered["body"]),
+            expect_status=[expect] if isinstance(expect, int) else expect,
+            idempotency_key=idempotency_key(self._execution_id, step.id, seq),
+            deferred=_slot_models(slots),
+        )
+        result: HTTPResult = await workflow.execute_activity(
+            SEND_HTTP_REQUEST, request, result_type=HTTPResult, **self._activity_options(step)
+        )
+        outputs = (
+            {step.output: result.model_dump(by_alias=True, exclude_none=True)}
+            if step.output
+            else {}
+        )
+        return StepOutcome(output_vars=outputs, next_target=step.next)
+
+    def _activity_options(self, step: ActivityStep) -> dict[str, Any]:
+        timeout = effective_timeout(step, self._defaults)
+        retry = effective_retry(step, self._defaults)
+        return {
+            "start_to_close_timeout": timeout,
+            "heartbeat_timeout": min(timeout, MAX_HEARTBEAT_TIMEOUT),
+            "retry_policy": RetryPolicy(
+                maximum_attempts=retry.max_attempts or 1,
+                initial_interval=timedelta(seconds=retry.initial_interval_seconds or 1),
+                backoff_coefficient=retry.backoff_coefficient or 2.0,
+                maximum_interval=timedelta(seconds=retry.max_interval_seconds or 30),
+                non_retryable_error_types=list(retry.non_retryable_errors or []),
+            ),
+            # The workflow waits until the activity has really stopped before it writes the
+            # cancelled log, so "cancelled" in the log means nothing is still running.
+            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            "summary": step.label,
+        }
+
+
+def idempotency_key(execution_id: str, step_id: str, seq: int) -> str:
+    """Stable across retries of one step visit; distinct for each visit of a loop."""
+    digest = hashlib.sha256(f"{execution_id}\x1f{step_id}\x1f{seq}".encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def _slot_models(slots: list[DeferredSlot]) -> list[DeferredSlotModel]:
+    return [DeferredSlotModel(location=s.location, parts=s.parts) for s in slots]

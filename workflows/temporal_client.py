@@ -1,0 +1,88 @@
+"""Connecting to Temporal the same way from the API, the worker, the CLI and the tests.
+
+Both sides must use ``pydantic_data_converter``: inputs and results are pydantic models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client, TLSConfig
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from workflows.errors import ConfigurationError
+from workflows.settings import Settings
+from workflows.shared import SEARCH_ATTRIBUTES
+
+logger = logging.getLogger(__name__)
+
+
+def _tls(settings: Settings) -> TLSConfig | bool:
+    if settings.temporal_tls_cert_path or settings.temporal_tls_key_path:
+        if not (settings.temporal_tls_cert_path and settings.temporal_tls_key_path):
+            raise ConfigurationError(
+                "TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together"
+            )
+        try:
+            return TLSConfig(
+                client_cert=settings.temporal_tls_cert_path.read_bytes(),
+                client_private_key=settings.temporal_tls_key_path.read_bytes(),
+                server_root_ca_cert=settings.temporal_tls_ca_path.read_bytes()
+                if settings.temporal_tls_ca_path
+                else None,
+            )
+        except OSError as err:
+            raise ConfigurationError(f"TEMPORAL_TLS_*_PATH: cannot read {err.filename}") from None
+    return settings.temporal_tls or settings.temporal_api_key is not None
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to the configured Temporal frontend (dev server, cluster or Cloud)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=_tls(settings),
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+    )
+
+
+async def ensure_search_attributes(
+    client: Client, keys: tuple[SearchAttributeKey, ...] = SEARCH_ATTRIBUTES
+) -> None:
+    """Register the project's search attributes if the server lacks them.
+
+    Workflows upsert these; an unregistered one would fail every workflow task. Temporal Cloud
+    does not allow this call: there, register them once in the namespace settings.
+    """
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+    except RPCError as err:
+        logger.warning("cannot list search attributes (%s); assuming they are registered", err)
+        return
+    missing = {
+        # The SDK's enum mirrors the proto's IndexedValueType numbering.
+        key.name: int(key.indexed_value_type)
+        for key in keys
+        if key.name not in listed.custom_attributes
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+        logger.info("registered search attributes %s", ", ".join(sorted(missing)))
+    except RPCError as err:
+        raise ConfigurationError(
+            f"search attributes {', '.join(sorted(missing))} are not registered on namespace "
+            f"{client.namespace!r} and cannot be added ({err}); register them as Keyword/Int"
+        ) from None
