@@ -26,7 +26,7 @@ from activities.logs import InvalidExecutionId, WorkflowLogger
 from api.errors import ApiError
 from api.schemas import AcceptedPublic, ExecutionPublic, RunPublic
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
-from workflows.errors import DefinitionError
+from workflows.errors import DefinitionError, FailureType
 from workflows.settings import Settings
 from workflows.shared import (
     CANCEL_SIGNAL,
@@ -200,7 +200,7 @@ class ExecutionService:
     async def describe(
         self, execution_id: str
     ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
-        handle = self._client.get_workflow_handle(execution_id)
+        handle = self._client.get_workflow_handle(execution_id, result_type=ExecutionState)
         try:
             description = await handle.describe()
         except RPCError as err:
@@ -224,15 +224,29 @@ class ExecutionService:
         state: ExecutionState | None = None
         if temporal_status == "COMPLETED":
             try:
-                state = await handle.result(result_type=ExecutionState)
+                state = await handle.result()
             except WorkflowFailureError:
                 state = None
         if state is None:
             state = await self._query(handle)
+            if state is not None and state.status != "running" and temporal_status == "RUNNING":
+                # The run closed between describe and query: report Temporal's new status.
+                description = await handle.describe()
+                temporal_status, status = _TEMPORAL_STATUS.get(
+                    description.status or WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
+                    ("UNKNOWN", "running"),
+                )
         run_id = description.run_id
         if state is not None:
             data = state.model_dump()
             data.update(temporal_status=temporal_status, live=True)
+            if temporal_status not in ("RUNNING", "CONTINUED_AS_NEW") and state.status == "running":
+                # A replayed query of a closed run can stop short of its last step: trust
+                # Temporal's verdict for the status.
+                cancelled = temporal_status == "CANCELED" or (
+                    state.error is not None and state.error.type == FailureType.CANCELLED
+                )
+                data.update(status="cancelled" if cancelled else status, current_step=None)
             if temporal_status == "TERMINATED":
                 data.update(
                     status="failed",

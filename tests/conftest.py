@@ -4,6 +4,7 @@ a worker on that queue, and loopback fakes for OpenRouter and webhook targets.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -171,3 +172,33 @@ def save_definition(settings: Settings, document: dict[str, Any]) -> None:
     from api.store import FileDefinitionStore
 
     FileDefinitionStore(settings.workflow_definitions_dir).save(str(document["id"]), document)
+
+
+async def outcome(handle: WorkflowHandle[Any, Any], timeout: float = 60) -> dict[str, Any]:
+    """The final ExecutionState of a run, whether it completed, failed or was cancelled."""
+    from temporalio.client import WorkflowFailureError
+
+    with contextlib.suppress(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), timeout)
+    state = await handle.query("status")
+    return state if isinstance(state, dict) else state.model_dump(mode="json")
+
+
+def read_log(settings: Settings, execution_id: str) -> dict[str, Any]:
+    import json
+
+    return json.loads((settings.workflow_log_dir / f"{execution_id}.json").read_text())
+
+
+async def eventually(check: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

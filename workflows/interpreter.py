@@ -98,6 +98,9 @@ class WorkflowExecutor:
         self._error: ExecutionError | None = None
         self._cancel: CancelRequest | None = None
         self._stopping = False
+        # The outcome is decided before the final log write; until that write is done (and
+        # the run closes), the status query still answers "running", matching Temporal.
+        self._closed = False
         if carried:
             self._context: dict[str, Any] = dict(carried.context)
         else:
@@ -185,6 +188,7 @@ class WorkflowExecutor:
             self._status = "completed"
 
         native_cancel = await self._finalise() or native_cancel
+        self._closed = True
         if self._status == "completed":
             return self._state()
         if self._status == "cancelled" and native_cancel:
@@ -315,7 +319,7 @@ class WorkflowExecutor:
             workflow_id=self._definition.id,
             workflow_name=self._definition.name,
             definition_version=self._input.definition_version,
-            status=self._status,
+            status=self._status if self._closed else "running",
             current_step=self._current.step_id if self._current else None,
             started_at=self._started_at,
             ended_at=self._ended_at,

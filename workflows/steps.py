@@ -184,6 +184,11 @@ class WorkflowStepProcessor:
             CALL_LLM, request, result_type=AIResult, **self._activity_options(step)
         )
         value = result.model_dump(by_alias=True)
+        if isinstance(result.json_, dict):
+            # `classification.priority` as well as `classification.json.priority` (SPEC §2's
+            # example); the result's own keys win on a clash.
+            for key, item in result.json_.items():
+                value.setdefault(key, item)
         outputs = {step.output: value} if step.output else {}
         usage = result.usage.model_dump() if result.usage else None
         if usage is not None and result.cost is not None:

@@ -1,0 +1,121 @@
+"""The workflows in examples/ run as documented, through the API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import eventually
+from tests.fakes import FakeOpenRouter, Reply, completion
+from workflows.settings import Settings
+from workflows.validation import check_definition
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def install_examples(settings: Settings) -> None:
+    settings.workflow_definitions_dir.mkdir(parents=True, exist_ok=True)
+    for path in EXAMPLES.glob("*.json"):
+        shutil.copyfile(path, settings.workflow_definitions_dir / path.name)
+
+
+async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        return body if body["status"] != "running" else None
+
+    return await eventually(check, timeout=60)
+
+
+def test_every_example_is_a_valid_definition() -> None:
+    paths = sorted(EXAMPLES.glob("*.json"))
+    assert len(paths) >= 2
+    for path in paths:
+        document = json.loads(path.read_text())
+        assert check_definition(document)[1] == [], path.name
+        assert document["id"] == path.stem, "file name and id must match"
+
+
+async def test_offline_tour_runs_with_an_approval(
+    http: httpx.AsyncClient, api_url: str, settings: Settings
+) -> None:
+    install_examples(settings)
+    response = await http.post(
+        "/api/workflows/run",
+        json={
+            "workflow_id": "hello-offline",
+            "input_vars": {"name": "Ada", "api_url": api_url, "pause_seconds": 0.2},
+        },
+    )
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["execution_id"]
+
+    async def waiting_for_approval() -> bool:
+        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        return body["current_step"] == "approval"
+
+    await eventually(waiting_for_approval)
+    signal = await http.post(
+        f"/api/executions/{execution_id}/signals/approval", json={"approved": True, "by": "ops"}
+    )
+    assert signal.status_code == 202
+    done = await finished(http, execution_id)
+    assert done["status"] == "completed", done["error"]
+    assert done["outputs"]["outcome"] == ("Hello Ada, the API answered 200. Approved by ops.")
+    log = (await http.get(f"/api/executions/{execution_id}/log")).json()
+    assert [s["step_id"] for s in log["steps"]] == [
+        "check_api", "route", "greet", "pause", "approval", "decide", "done",
+    ]  # fmt: skip
+
+
+async def test_offline_tour_rejection_fails_with_the_reason(
+    http: httpx.AsyncClient, api_url: str, settings: Settings
+) -> None:
+    install_examples(settings)
+    inputs = {"name": "Bo", "api_url": api_url, "pause_seconds": 0}
+    response = await http.post(
+        "/api/workflows/run", json={"workflow_id": "hello-offline", "input_vars": inputs}
+    )
+    execution_id = response.json()["execution_id"]
+    await http.post(
+        f"/api/executions/{execution_id}/signals/approval", json={"approved": False, "by": "cfo"}
+    )
+    done = await finished(http, execution_id)
+    assert done["status"] == "failed"
+    assert done["error"] == {
+        "type": "WorkflowFailed",
+        "message": "rejected by cfo",
+        "step_id": "rejected",
+    }
+
+
+async def test_ticket_triage_escalates_high_priority(
+    http: httpx.AsyncClient, settings: Settings, fake_openrouter: FakeOpenRouter
+) -> None:
+    install_examples(settings)
+    fake_openrouter.then(
+        Reply(
+            200,
+            completion('{"priority": "high", "category": "bug", "summary": "Checkout is down"}'),
+        ),
+        Reply(200, completion("On-call: checkout is down for a customer.")),
+    )
+    ticket = {"subject": "Checkout broken", "body": "500 on pay", "customer": {"name": "Ada"}}
+    response = await http.post(
+        "/api/workflows/run",
+        json={"workflow_id": "ticket-triage", "input_vars": {"ticket": ticket}},
+    )
+    assert response.status_code == 202, response.text
+    done = await finished(http, response.json()["execution_id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["outputs"]["classification"]["priority"] == "high"
+    assert done["outputs"]["escalation"]["text"].startswith("On-call")
+    assert "reply" not in done["outputs"]
+    first, second = fake_openrouter.completions()
+    assert first.json()["model"] == "openai/gpt-4o-mini"
+    assert "Subject: Checkout broken" in first.json()["messages"][1]["content"]
+    assert "bug ticket: Checkout is down" in second.json()["messages"][0]["content"]

@@ -1,0 +1,64 @@
+"""Determinism guard: replay recorded histories against today's interpreter.
+
+Two sources: the histories committed in tests/histories/ (runs recorded by earlier versions:
+a change that breaks runs in flight fails here), and every execution this test session ran on
+its dev server. Set UPDATE_HISTORIES=1 to refresh the committed set from this session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.interpreter import WorkflowExecutor
+from workflows.shared import SA_DEFINITION_ID, WORKFLOW_TYPE
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[WorkflowExecutor], data_converter=pydantic_data_converter)
+
+
+async def test_committed_histories_replay() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "tests/histories/ is empty: run the suite with UPDATE_HISTORIES=1"
+    histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
+    assert len(histories) >= 10
+    results = await replayer().replay_workflows(each(histories), raise_on_replay_failure=False)
+    failures = {wid: str(err) for wid, err in results.replay_failures.items()}
+    assert failures == {}
+
+
+@pytest.mark.last
+async def test_every_history_of_this_session_replays(client: Client) -> None:
+    closed = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'Running'"
+    histories: list[WorkflowHistory] = []
+    definition_of: dict[str, str] = {}
+    async for execution in client.list_workflows(closed):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        histories.append(await handle.fetch_history())
+        definition = execution.typed_search_attributes.get(SA_DEFINITION_ID) or "unknown"
+        definition_of[execution.id] = definition
+    if not histories:
+        pytest.skip("run with the rest of the suite: this test replays what the others ran")
+    results = await replayer().replay_workflows(each(histories), raise_on_replay_failure=False)
+    failures = {wid: str(err) for wid, err in results.replay_failures.items()}
+    assert failures == {}, f"{len(failures)} of {len(histories)} histories fail to replay"
+    if os.environ.get("UPDATE_HISTORIES") == "1":
+        # One history per definition keeps the committed set small and varied.
+        HISTORIES.mkdir(exist_ok=True)
+        for history in histories:
+            name = definition_of[history.workflow_id]
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
