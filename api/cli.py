@@ -25,6 +25,11 @@ app = typer.Typer(help="Durable JSON workflows on Temporal.", no_args_is_help=Tr
 console = Console(stderr=True)
 
 
+@app.callback()
+def main() -> None:
+    """Durable JSON workflows on Temporal."""
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
@@ -83,7 +88,7 @@ def dev(
         asyncio.run(server.wait_ready())
         # Each child gets its own process group: Ctrl-C reaches only us, and we stop them
         # in order (API, worker, then the server) so in-flight work is handed back cleanly.
-        children.append(subprocess.Popen([sys.executable, "worker.py"], start_new_session=True))
+        children.append(subprocess.Popen([sys.executable, "-m", "worker"], start_new_session=True))
         children.append(
             subprocess.Popen(
                 [
