@@ -35,7 +35,7 @@ from workflows.shared import WRITE_EXECUTION_LOG, LogWrite
 
 logger = logging.getLogger(__name__)
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # ":" appears in scheduled run ids
 
 
 @dataclass(frozen=True)

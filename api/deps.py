@@ -1,4 +1,4 @@
-"""Dependencies of the routes: settings, the definition store and the execution service."""
+"""Dependencies of the routes: settings, the caller's key, and the services."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from activities.logs import WorkflowLogger
+from api.auth import KeyRing, Principal
 from api.errors import ApiError
 from api.executions import ExecutionService
+from api.limits import RateLimiter, retry_after_header
 from api.store import DefinitionStore
 from workflows.settings import Settings
 from workflows.temporal_client import connect
@@ -22,11 +24,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AppState:
-    """What the API process holds for its lifetime (built in the lifespan of api.main)."""
+    """What the API process holds for its lifetime (built in api.main.create_app)."""
 
     settings: Settings
     store: DefinitionStore
     logs: WorkflowLogger
+    keys: KeyRing
+    limiter: RateLimiter
     client: Client | None = None
     connect_error: str | None = None
     _connecting: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -55,7 +59,30 @@ def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_service(state: StateDep) -> ExecutionService:
+def current_key(request: Request, state: StateDep) -> Principal:
+    """Authenticate the Bearer key (401), then apply the key's rate limit (429)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    principal = state.keys.authenticate(presented.strip() if scheme.lower() == "bearer" else None)
+    if principal is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or unknown API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = state.limiter.check(principal.name)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests for key '{principal.name}'; retry after {wait:.1f}s",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    return principal
+
+
+def get_client(state: StateDep) -> Client:
     if state.client is None:
         raise ApiError(
             503,
@@ -64,8 +91,16 @@ def get_service(state: StateDep) -> ExecutionService:
             + (f" ({state.connect_error})" if state.connect_error else ""),
             headers={"Retry-After": "2"},
         )
-    return ExecutionService(state.client, state.settings, state.store, state.logs)
+    return state.client
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
+    return ExecutionService(client, state.settings, state.store, state.logs)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CurrentKey = Annotated[Principal, Depends(current_key)]
 ServiceDep = Annotated[ExecutionService, Depends(get_service)]

@@ -1,12 +1,19 @@
-"""Starting, inspecting, cancelling and signalling executions on Temporal.
+"""Starting, listing, inspecting, cancelling and signalling executions on Temporal.
 
-The routes stay thin: they parse and authorise, then call :class:`ExecutionService`.
+The routes stay thin: they parse and authenticate, then call :class:`ExecutionService`, which
+applies the key's scope (404 outside it) and role (403) to every object it touches.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,17 +21,31 @@ from jsonschema import Draft202012Validator
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.logs import InvalidExecutionId, WorkflowLogger
+from api.auth import Action, Principal
 from api.errors import ApiError
-from api.schemas import AcceptedPublic, ExecutionPublic, RunPublic
+from api.schemas import (
+    AcceptedPublic,
+    ExecutionListPublic,
+    ExecutionPublic,
+    ExecutionSummary,
+    RunPublic,
+)
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from workflows.errors import DefinitionError, FailureType
 from workflows.settings import Settings
@@ -45,6 +66,7 @@ from workflows.shared import (
 logger = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = timedelta(seconds=5)
+STATUSES = ("running", "completed", "failed", "cancelled")
 
 _TEMPORAL_STATUS = {
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING: ("RUNNING", "running"),
@@ -58,6 +80,11 @@ _TEMPORAL_STATUS = {
         "running",
     ),
 }
+
+
+def temporal_status(status: Any) -> tuple[str, str]:
+    """(Temporal's name, our status) for a WorkflowExecutionStatus."""
+    return _TEMPORAL_STATUS.get(status, ("RUNNING", "running"))
 
 
 def with_defaults(definition_inputs: dict[str, Any] | None, input_vars: Any) -> Any:
@@ -75,16 +102,12 @@ def with_defaults(definition_inputs: dict[str, Any] | None, input_vars: Any) -> 
 
 
 def input_problems(
-    definition_inputs: dict[str, Any] | None, input_vars: Any
+    definition_inputs: dict[str, Any] | None, input_vars: Any, where: str = "$.input_vars"
 ) -> list[dict[str, Any]]:
     """Check input_vars against the definition's `inputs` JSON Schema."""
     if not isinstance(input_vars, dict):
         return [
-            {
-                "code": "invalid_input",
-                "message": "input_vars must be a JSON object",
-                "path": "$.input_vars",
-            }
+            {"code": "invalid_input", "message": "input_vars must be a JSON object", "path": where}
         ]
     reserved = sorted({"execution", "secrets"} & set(input_vars))
     if reserved:
@@ -92,21 +115,74 @@ def input_problems(
             {
                 "code": "invalid_input",
                 "message": f"'{name}' is reserved and cannot be an input",
-                "path": f"$.input_vars.{name}",
+                "path": f"{where}.{name}",
             }
             for name in reserved
         ]
     if not definition_inputs:
         return []
     problems = []
-    for error in sorted(
-        Draft202012Validator(definition_inputs).iter_errors(input_vars), key=lambda e: list(e.path)
-    ):
-        path = "$.input_vars" + "".join(
+    validator = Draft202012Validator(definition_inputs)
+    for error in sorted(validator.iter_errors(input_vars), key=lambda e: list(e.path)):
+        path = where + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
         )
         problems.append({"code": "invalid_input", "message": error.message, "path": path})
     return problems
+
+
+def raise_problems(problems: list[dict[str, Any]], status: int = 422) -> None:
+    if problems:
+        first, *rest = problems
+        raise ApiError(status, first["code"], first["message"], first.get("path"), more=rest)
+
+
+def request_hash(workflow_id: str, input_vars: Any) -> str:
+    canonical = json.dumps(
+        {"workflow_id": workflow_id, "input_vars": input_vars},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """Everything Temporal needs to start one execution of a stored definition."""
+
+    input: ExecutionInput
+    search_attributes: TypedSearchAttributes
+    static_summary: str
+    static_details: str
+
+
+def start_options(
+    stored: StoredDefinition, input_vars: dict[str, Any], started_by: str | None
+) -> StartOptions:
+    """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
+    definition = stored.definition
+    pairs = [
+        SearchAttributePair(SA_DEFINITION_ID, definition.key),
+        SearchAttributePair(SA_STATUS, "running"),
+        SearchAttributePair(SA_DEFINITION_VERSION, stored.version),
+    ]
+    if started_by:
+        pairs.append(SearchAttributePair(SA_STARTED_BY, started_by))
+    return StartOptions(
+        input=ExecutionInput(
+            definition=definition,
+            input_vars=input_vars,
+            definition_version=stored.version,
+            definition_hash=stored.hash,
+            started_by=started_by,
+        ),
+        search_attributes=TypedSearchAttributes(pairs),
+        static_summary=f"{definition.title} · v{stored.version}",
+        static_details=(
+            f"**Workflow** `{definition.key}` version {stored.version} ({stored.hash[:19]})"
+            + (f"\n\nStarted by `{started_by}`" if started_by else "")
+        ),
+    )
 
 
 class ExecutionService:
@@ -133,7 +209,13 @@ class ExecutionService:
 
     # -- start ------------------------------------------------------------------------------
 
-    def load(self, workflow_id: str, version: int | None = None) -> StoredDefinition:
+    def load(
+        self, workflow_id: str, principal: Principal, version: int | None = None
+    ) -> StoredDefinition:
+        if not principal.sees(workflow_id):
+            raise ApiError(
+                404, "workflow_not_found", f"no workflow named '{workflow_id}'", "$.workflow_id"
+            )
         try:
             return self._store.get(workflow_id, version)
         except DefinitionNotFound as err:
@@ -141,64 +223,108 @@ class ExecutionService:
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
 
+    def prepare_inputs(
+        self, stored: StoredDefinition, input_vars: Any, where: str = "$.input_vars"
+    ) -> dict[str, Any]:
+        size = len(json.dumps(input_vars, separators=(",", ":"), default=str))
+        if size > self._settings.api_max_input_bytes:
+            raise ApiError(
+                413,
+                "input_too_large",
+                f"input_vars is {size} bytes; the limit is {self._settings.api_max_input_bytes} "
+                "(API_MAX_INPUT_BYTES)",
+                where,
+            )
+        filled = with_defaults(stored.definition.inputs, input_vars)
+        raise_problems(input_problems(stored.definition.inputs, filled, where))
+        return dict(filled)
+
     async def start(
         self,
         workflow_id: str,
         input_vars: Any,
+        principal: Principal,
+        idempotency_key: str | None = None,
         started_by: str | None = None,
-        execution_id: str | None = None,
     ) -> RunPublic:
-        stored = self.load(workflow_id)
-        input_vars = with_defaults(stored.definition.inputs, input_vars)
-        problems = input_problems(stored.definition.inputs, input_vars)
-        if problems:
-            first, *rest = problems
-            raise ApiError(422, first["code"], first["message"], first["path"], more=rest)
-        execution_id = execution_id or str(uuid.uuid4())
-        definition = stored.definition
-        pairs = [
-            SearchAttributePair(SA_DEFINITION_ID, definition.key),
-            SearchAttributePair(SA_STATUS, "running"),
-            SearchAttributePair(SA_DEFINITION_VERSION, stored.version),
-        ]
-        if started_by:
-            pairs.append(SearchAttributePair(SA_STARTED_BY, started_by))
-        handle = await self._client.start_workflow(
-            WORKFLOW_TYPE,
-            ExecutionInput(
-                definition=definition,
-                input_vars=input_vars,
-                definition_version=stored.version,
-                definition_hash=stored.hash,
-                started_by=started_by,
-            ),
-            id=execution_id,
-            task_queue=self._settings.temporal_task_queue,
-            search_attributes=TypedSearchAttributes(pairs),
-            static_summary=f"{definition.title} · v{stored.version}",
-            static_details=(
-                f"**Workflow** `{definition.key}` version {stored.version} ({stored.hash[:19]})"
-                + (f"\n\nStarted by `{started_by}`" if started_by else "")
-            ),
-        )
-        run_id = handle.result_run_id or handle.first_execution_run_id
-        assert run_id is not None  # set by start_workflow
+        stored = self.load(workflow_id, principal)
+        if not principal.can(Action.RUN):
+            raise ApiError(403, "forbidden", f"role '{principal.role}' cannot start executions")
+        inputs = self.prepare_inputs(stored, input_vars)
+        options = start_options(stored, inputs, started_by or principal.name)
+        digest = request_hash(stored.workflow_id, input_vars)
+        if idempotency_key is None:
+            execution_id = str(uuid.uuid4())
+            conflict = WorkflowIDConflictPolicy.FAIL
+            reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        else:
+            # The same key from the same caller always names the same execution; Temporal's
+            # USE_EXISTING (running) and REJECT_DUPLICATE (closed) make concurrent and repeated
+            # requests land on it instead of starting another.
+            key_digest = hashlib.sha256(
+                f"{principal.name}\x1f{idempotency_key}".encode()
+            ).hexdigest()
+            execution_id = f"idem-{key_digest[:32]}"
+            conflict = WorkflowIDConflictPolicy.USE_EXISTING
+            reuse = WorkflowIDReusePolicy.REJECT_DUPLICATE
+        try:
+            handle = await self._client.start_workflow(
+                WORKFLOW_TYPE,
+                options.input,
+                id=execution_id,
+                task_queue=self._settings.temporal_task_queue,
+                search_attributes=options.search_attributes,
+                static_summary=options.static_summary,
+                static_details=options.static_details,
+                memo={"request_hash": digest},
+                id_conflict_policy=conflict,
+                id_reuse_policy=reuse,
+            )
+            run_id = handle.result_run_id or handle.first_execution_run_id
+        except WorkflowAlreadyStartedError:
+            run_id = None
+        if idempotency_key is not None:
+            run_id = await self._check_same_request(execution_id, digest, idempotency_key)
+        assert run_id is not None
         logger.info(
-            "started %s (%s v%d) run %s", execution_id, definition.key, stored.version, run_id
+            "started %s (%s v%d) run %s", execution_id, stored.workflow_id, stored.version, run_id
         )
         return RunPublic(
             execution_id=execution_id,
             run_id=run_id,
             status="running",
-            workflow_id=definition.id,
+            workflow_id=stored.definition.id,
             definition_version=stored.version,
             links=self._links(execution_id, run_id),
         )
 
+    async def _check_same_request(self, execution_id: str, digest: str, key: str) -> str:
+        description = await self._client.get_workflow_handle(execution_id).describe()
+        if await description.memo_value("request_hash", default=None) != digest:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                f"Idempotency-Key '{key}' was already used with a different request body",
+            )
+        return description.run_id
+
+    async def wait(
+        self, run: RunPublic, timeout: float, principal: Principal
+    ) -> ExecutionPublic | None:
+        """Wait for the run to finish; None on timeout."""
+        handle = self._client.get_workflow_handle(run.execution_id, result_type=ExecutionState)
+        try:
+            await asyncio.wait_for(handle.result(), timeout)
+        except WorkflowFailureError:
+            pass
+        except TimeoutError:
+            return None
+        return await self.get(run.execution_id, principal)
+
     # -- inspect ----------------------------------------------------------------------------
 
     async def describe(
-        self, execution_id: str
+        self, execution_id: str, principal: Principal
     ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
         handle = self._client.get_workflow_handle(execution_id, result_type=ExecutionState)
         try:
@@ -209,45 +335,42 @@ class ExecutionService:
             raise
         if description.workflow_type != WORKFLOW_TYPE:
             raise self.not_found(execution_id)
+        if not principal.sees(description.typed_search_attributes.get(SA_DEFINITION_ID)):
+            raise self.not_found(execution_id)
         return handle, description
 
     @staticmethod
     def not_found(execution_id: str) -> ApiError:
         return ApiError(404, "execution_not_found", f"no execution '{execution_id}'")
 
-    async def get(self, execution_id: str) -> ExecutionPublic:
-        handle, description = await self.describe(execution_id)
-        temporal_status, status = _TEMPORAL_STATUS.get(
-            description.status or WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
-            ("UNKNOWN", "running"),
-        )
+    async def get(self, execution_id: str, principal: Principal) -> ExecutionPublic:
+        handle, description = await self.describe(execution_id, principal)
+        t_status, status = temporal_status(description.status)
         state: ExecutionState | None = None
-        if temporal_status == "COMPLETED":
+        if t_status == "COMPLETED":
             try:
                 state = await handle.result()
             except WorkflowFailureError:
                 state = None
         if state is None:
             state = await self._query(handle)
-            if state is not None and state.status != "running" and temporal_status == "RUNNING":
+            if state is not None and state.status != "running" and t_status == "RUNNING":
                 # The run closed between describe and query: report Temporal's new status.
                 description = await handle.describe()
-                temporal_status, status = _TEMPORAL_STATUS.get(
-                    description.status or WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING,
-                    ("UNKNOWN", "running"),
-                )
-        run_id = description.run_id
+                t_status, status = temporal_status(description.status)
+        attributes = description.typed_search_attributes
+        started_by = attributes.get(SA_STARTED_BY)
         if state is not None:
             data = state.model_dump()
-            data.update(temporal_status=temporal_status, live=True)
-            if temporal_status not in ("RUNNING", "CONTINUED_AS_NEW") and state.status == "running":
+            data.update(temporal_status=t_status, live=True, started_by=started_by)
+            if t_status not in ("RUNNING", "CONTINUED_AS_NEW") and state.status == "running":
                 # A replayed query of a closed run can stop short of its last step: trust
                 # Temporal's verdict for the status.
-                cancelled = temporal_status == "CANCELED" or (
+                cancelled = t_status == "CANCELED" or (
                     state.error is not None and state.error.type == FailureType.CANCELLED
                 )
                 data.update(status="cancelled" if cancelled else status, current_step=None)
-            if temporal_status == "TERMINATED":
+            if t_status == "TERMINATED":
                 data.update(
                     status="failed",
                     error=ExecutionError(
@@ -259,22 +382,20 @@ class ExecutionService:
         # No worker answered: report what Temporal itself knows.
         error = None
         if status == "failed":
-            error = ExecutionError(
-                type=temporal_status.title(), message=f"execution {temporal_status.lower()}"
-            )
-        attributes = description.typed_search_attributes
+            error = ExecutionError(type=t_status.title(), message=f"execution {t_status.lower()}")
         return ExecutionPublic(
             execution_id=execution_id,
-            run_id=run_id,
+            run_id=description.run_id,
             workflow_id=attributes.get(SA_DEFINITION_ID),
             definition_version=attributes.get(SA_DEFINITION_VERSION),
-            status=status,
-            temporal_status=temporal_status,
+            started_by=started_by,
+            status=status,  # type: ignore[arg-type]
+            temporal_status=t_status,
             started_at=description.start_time,
             ended_at=description.close_time,
             error=error,
             live=False,
-            links=self._links(execution_id, run_id),
+            links=self._links(execution_id, description.run_id),
         )
 
     async def _query(self, handle: WorkflowHandle[Any, Any]) -> ExecutionState | None:
@@ -286,14 +407,73 @@ class ExecutionService:
             logger.warning("status query for %s failed: %s", handle.id, err)
             return None
 
+    async def list(
+        self,
+        principal: Principal,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> ExecutionListPublic:
+        """One page of executions through Temporal visibility, within the key's scope."""
+        # This deployment's executions: its workflow type on its task queue.
+        clauses = [
+            f"WorkflowType = '{WORKFLOW_TYPE}'",
+            f"TaskQueue = {_quote(self._settings.temporal_task_queue)}",
+        ]
+        if workflow_id is not None:
+            if not principal.sees(workflow_id):
+                return ExecutionListPublic(executions=[], next_page_token=None)
+            clauses.append(f"{SA_DEFINITION_ID.name} = {_quote(workflow_id)}")
+        scope = principal.scope_ids()
+        if scope is not None:
+            clauses.append(f"{SA_DEFINITION_ID.name} IN ({', '.join(_quote(w) for w in scope)})")
+        if status is not None:
+            clauses.append(f"{SA_STATUS.name} = {_quote(status)}")
+        token = _decode_token(page_token)
+        iterator = self._client.list_workflows(
+            " AND ".join(clauses), page_size=page_size, next_page_token=token
+        )
+        try:
+            await iterator.fetch_next_page()
+        except RPCError as err:
+            if err.status != RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            raise ApiError(
+                422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
+            ) from None
+        next_token = iterator.next_page_token
+        return ExecutionListPublic(
+            executions=[self._summary(e) for e in iterator.current_page or []],
+            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        )
+
+    def _summary(self, execution: WorkflowExecution) -> ExecutionSummary:
+        attributes = execution.typed_search_attributes
+        t_status, status = temporal_status(execution.status)
+        recorded = attributes.get(SA_STATUS)
+        if t_status == "RUNNING" or (recorded and recorded != "running"):
+            status = recorded or status
+        return ExecutionSummary(
+            execution_id=execution.id,
+            run_id=execution.run_id,
+            workflow_id=attributes.get(SA_DEFINITION_ID),
+            definition_version=attributes.get(SA_DEFINITION_VERSION),
+            status=status,  # type: ignore[arg-type]
+            temporal_status=t_status,
+            started_by=attributes.get(SA_STARTED_BY),
+            started_at=execution.start_time,
+            ended_at=execution.close_time,
+            links=self._links(execution.id, execution.run_id),
+        )
+
     # -- control ----------------------------------------------------------------------------
 
-    async def cancel(
-        self, execution_id: str, reason: str, requested_by: str | None
-    ) -> AcceptedPublic:
-        handle, description = await self.describe(execution_id)
+    async def cancel(self, execution_id: str, reason: str, principal: Principal) -> AcceptedPublic:
+        handle, description = await self.describe(execution_id, principal)
+        _require(principal, Action.CONTROL, "cancel executions")
         self._require_running(execution_id, description)
-        request = CancelRequest(reason=reason, requested_by=requested_by)
+        request = CancelRequest(reason=reason, requested_by=principal.name)
         # The signal records who asked and why; Temporal's own cancellation then closes the
         # run as Canceled in the UI. The workflow handles either arriving first.
         await handle.signal(CANCEL_SIGNAL, request)
@@ -304,8 +484,11 @@ class ExecutionService:
                 raise
         return AcceptedPublic(execution_id=execution_id, status="cancelling")
 
-    async def signal(self, execution_id: str, name: str, payload: Any) -> AcceptedPublic:
-        handle, description = await self.describe(execution_id)
+    async def signal(
+        self, execution_id: str, name: str, payload: Any, principal: Principal
+    ) -> AcceptedPublic:
+        handle, description = await self.describe(execution_id, principal)
+        _require(principal, Action.CONTROL, "signal executions")
         self._require_running(execution_id, description)
         await handle.signal(name, payload)
         return AcceptedPublic(execution_id=execution_id, status="delivered", signal=name)
@@ -313,19 +496,40 @@ class ExecutionService:
     def _require_running(
         self, execution_id: str, description: WorkflowExecutionDescription
     ) -> None:
-        temporal_status, status = _TEMPORAL_STATUS.get(description.status, ("UNKNOWN", "running"))  # type: ignore[arg-type]
-        if temporal_status != "RUNNING":
+        t_status, status = temporal_status(description.status)
+        if t_status != "RUNNING":
             raise ApiError(
                 409,
                 "execution_not_running",
                 f"execution '{execution_id}' has already finished ({status}); nothing changed",
             )
 
-    def read_log(self, execution_id: str) -> dict[str, Any]:
+    def read_log(self, execution_id: str, principal: Principal) -> dict[str, Any]:
         try:
             document = self._logs.read(execution_id)
         except InvalidExecutionId:
             raise self.not_found(execution_id) from None
-        if document is None:
+        if document is None or not principal.sees(document.get("workflow_id")):
             raise ApiError(404, "log_not_found", f"no log for execution '{execution_id}'")
         return document
+
+
+def _require(principal: Principal, action: Action, what: str) -> None:
+    if not principal.can(action):
+        raise ApiError(403, "forbidden", f"role '{principal.role}' cannot {what}")
+
+
+def _quote(value: str) -> str:
+    """A visibility-query string literal (ids and statuses are validated slugs already)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _decode_token(token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError):
+        raise ApiError(
+            422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
+        ) from None

@@ -1,30 +1,41 @@
-"""The FastAPI application: `uvicorn api.main:app` (OpenAPI at /docs)."""
+"""The FastAPI application: `uvicorn --factory api.main:create_app` (OpenAPI at /docs)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.logs import WorkflowLogger
+from api.auth import load_key_ring
 from api.deps import AppState
 from api.errors import error_body, install_error_handlers
-from api.routes import executions, health, runs
+from api.limits import BodySizeLimit, RateLimiter
+from api.routes import executions, health, hooks, runs, workflows
 from api.store import FileDefinitionStore
+from workflows.schema_export import definition_schema
 from workflows.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Durable JSON workflows on Temporal. Save a definition, start executions, watch them here or in
-the Temporal Web UI, cancel them, signal them. Errors always have the shape
-`{"errors": [{"code", "message", "path"?}]}`.
+the Temporal Web UI, cancel them, signal them.
+
+**Keys.** Send `Authorization: Bearer <key>`. Roles: `admin` (everything), `runner` (run, read,
+cancel and signal the workflows in its scope), `viewer` (read only). No or an unknown key: 401;
+a role without the right: 403; anything outside the key's scope: 404.
+
+**Errors** always have the shape `{"errors": [{"code", "message", "path"?}]}`.
 """
 
 
@@ -35,6 +46,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         settings=settings,
         store=FileDefinitionStore(settings.workflow_definitions_dir),
         logs=WorkflowLogger(settings.workflow_log_dir),
+        keys=load_key_ring(settings),
+        limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
         client=client,
     )
 
@@ -53,6 +66,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.state.engine = state
     install_error_handlers(app)
 
@@ -72,7 +86,30 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             headers={"Retry-After": "2"},
         )
 
-    app.include_router(health.router)
-    app.include_router(runs.router)
-    app.include_router(executions.router)
+    for module in (health, runs, workflows, executions, hooks):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the workflow definition format as a named component."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema = definition_schema()
+    schema.pop("$schema", None)
+    schema.pop("$id", None)
+    definitions = schema.pop("$defs", {})
+    rewrite = json.dumps({"root": schema, "defs": definitions}).replace(
+        '"#/$defs/', '"#/components/schemas/Definition'
+    )
+    parts = json.loads(rewrite)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, value in parts["defs"].items():
+        components[f"Definition{name}"] = value
+    components["WorkflowDefinitionDocument"] = parts["root"]
+    app.openapi_schema = document
+    return document

@@ -37,12 +37,31 @@ class RunCreate(BaseModel):
 
 
 class RunPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "execution_id": "6f1c0a6e-2b0c-4a47-9d8e-0f4d7f9b1a2c",
+                    "run_id": "01a2121a-c77e-7af5-a104-b9cca584c9ba",
+                    "status": "running",
+                    "errors": [],
+                    "workflow_id": "hello-offline",
+                    "definition_version": 3,
+                }
+            ]
+        }
+    )
+
     execution_id: str = Field(description="The Temporal workflow ID.")
-    run_id: str = Field(description="The Temporal run ID.")
+    run_id: str = Field(description="The Temporal run ID (never null).")
     status: ExecutionStatus
     errors: list[ErrorItem] = Field(default_factory=list)
     workflow_id: str | int | None = None
     definition_version: int | None = None
+    outputs: dict[str, Any] | None = Field(
+        None, description="With ?wait=true, the finished execution's variables."
+    )
+    error: ExecutionError | None = Field(None, description="With ?wait=true, why it failed.")
     links: dict[str, str] = Field(default_factory=dict)
 
 
@@ -52,6 +71,7 @@ class ExecutionPublic(BaseModel):
     workflow_id: str | int | None = None
     workflow_name: str | None = None
     definition_version: int | None = None
+    started_by: str | None = Field(None, description="Name of the API key (or trigger).")
     status: ExecutionStatus
     temporal_status: str = Field(description="Temporal's own status (RUNNING, COMPLETED, ...).")
     current_step: str | None = None
@@ -81,3 +101,78 @@ class AcceptedPublic(BaseModel):
 class HealthPublic(BaseModel):
     status: Literal["ok", "ready", "unavailable"]
     temporal: str | None = None
+
+
+class ExecutionSummary(BaseModel):
+    execution_id: str
+    run_id: str
+    workflow_id: str | None = None
+    definition_version: int | None = None
+    status: ExecutionStatus
+    temporal_status: str
+    started_by: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class ExecutionListPublic(BaseModel):
+    executions: list[ExecutionSummary]
+    next_page_token: str | None = Field(
+        None, description="Pass as page_token for the next page; null on the last page."
+    )
+
+
+class WorkflowSummary(BaseModel):
+    workflow_id: str
+    name: str | None = None
+    description: str | None = None
+    version: int
+    hash: str
+    saved_at: datetime
+    steps: int
+    triggers: list[str] = Field(default_factory=list, description="Trigger types.")
+
+
+class WorkflowListPublic(BaseModel):
+    workflows: list[WorkflowSummary]
+
+
+class WorkflowPublic(BaseModel):
+    workflow_id: str
+    version: int
+    hash: str
+    saved_at: datetime
+    versions: list[int] = Field(description="Every version number still readable.")
+    definition: dict[str, Any]
+
+
+class WorkflowSaved(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "workflow_id": "ticket-triage",
+                    "version": 4,
+                    "hash": "sha256:9f2c...",
+                    "created": False,
+                    "changed": True,
+                    "schedules": ["wfe-ticket-triage-nightly"],
+                }
+            ]
+        }
+    )
+
+    workflow_id: str
+    version: int
+    hash: str
+    saved_at: datetime
+    created: bool = Field(description="The workflow did not exist before.")
+    changed: bool = Field(description="A new version was written (false: same document).")
+    schedules: list[str] = Field(default_factory=list, description="Temporal Schedule ids.")
+    webhook: str | None = Field(None, description="Path of the webhook trigger, if any.")
+
+
+class ValidationPublic(BaseModel):
+    valid: bool
+    errors: list[ErrorItem] = Field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,10 @@ from workflows.temporal_client import connect
 from workflows.validation import load_definition
 
 OPENROUTER_TEST_KEY = "test-openrouter-key"
+ADMIN_KEY = "test-admin-key-0123456789"
+TEST_KEYS = [
+    {"key": ADMIN_KEY, "name": "test-admin", "role": "admin", "workflows": "*"},
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,6 +108,7 @@ def settings(
         openrouter_base_url=fake_openrouter.base_url,
         workflow_log_dir=tmp_path / "logs",
         workflow_definitions_dir=tmp_path / "definitions",
+        api_keys=json.dumps(TEST_KEYS),
     )
 
 
@@ -137,9 +143,9 @@ def _attributes(key: str) -> TypedSearchAttributes:
     )
 
 
-@pytest.fixture
-async def api_url(client: Client, settings: Settings, worker: Worker) -> AsyncIterator[str]:
-    """The real API app served by uvicorn on a loopback port, sharing the test's client."""
+@contextlib.asynccontextmanager
+async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The real API app served by uvicorn on a loopback port; yields its base URL."""
     import uvicorn
 
     from api.dev import free_port
@@ -155,16 +161,25 @@ async def api_url(client: Client, settings: Settings, worker: Worker) -> AsyncIt
         if serving.done():
             serving.result()
         await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+async def api_url(client: Client, settings: Settings, worker: Worker) -> AsyncIterator[str]:
+    async with serve_api(settings, client) as url:
+        yield url
 
 
 @pytest.fixture
 async def http(api_url: str) -> AsyncIterator[Any]:
     import httpx
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as session:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as session:
         yield session
 
 
@@ -185,8 +200,6 @@ async def outcome(handle: WorkflowHandle[Any, Any], timeout: float = 60) -> dict
 
 
 def read_log(settings: Settings, execution_id: str) -> dict[str, Any]:
-    import json
-
     return json.loads((settings.workflow_log_dir / f"{execution_id}.json").read_text())
 
 

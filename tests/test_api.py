@@ -9,7 +9,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.conftest import eventually, save_definition
+from tests.conftest import ADMIN_KEY, TEST_KEYS, eventually, save_definition
 from tests.fakes import HttpSink, Reply
 from workflows.settings import Settings, load_settings
 
@@ -240,10 +240,14 @@ async def test_without_temporal_the_api_answers_503_not_500(tmp_path: Any) -> No
         temporal_address=f"127.0.0.1:{free_port()}",
         workflow_definitions_dir=tmp_path,
         workflow_log_dir=tmp_path,
+        api_keys=json.dumps(TEST_KEYS),
     )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://api", headers=headers
+    ) as api:
         ready = await api.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
         response = await api.post("/api/workflows/run", json={"workflow_id": "x"})

@@ -8,6 +8,7 @@ lists with JSON paths.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -256,6 +257,53 @@ ActivityStep = AIStep | HTTPStep
 STEP_TYPES = ("ai", "http", "set", "condition", "delay", "wait_for_signal", "fail")
 
 
+_CRON_FIELD = r"[0-9A-Za-z*/,?#LW-]+"
+_CRON_MACRO = r"@(yearly|annually|monthly|weekly|daily|hourly|every \S+)"
+_CRON = re.compile(rf"^({_CRON_MACRO}|{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,6}})$")
+
+
+class ScheduleTrigger(_Model):
+    """Starts runs on a Temporal Schedule (visible, pausable and triggerable in the UI)."""
+
+    type: Literal["schedule"]
+    id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Default: schedule-<position>."
+    )
+    cron: str | None = Field(None, max_length=200, description='e.g. "0 9 * * MON-FRI".')
+    interval_seconds: float | None = Field(None, ge=1, le=366 * 86400)
+    time_zone: str | None = Field(None, max_length=64, description="IANA name; default UTC.")
+    input_vars: dict[str, Any] = Field(default_factory=dict)
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleTrigger:
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError("give exactly one of 'cron' or 'interval_seconds'")
+        if self.cron is not None and not _CRON.match(self.cron.strip()):
+            raise ValueError(
+                f"cron {self.cron!r} is not a cron expression (5 fields, e.g. '*/15 * * * *')"
+            )
+        return self
+
+
+class WebhookTrigger(_Model):
+    """Exposes POST /api/hooks/{workflow_id}, verified by an HMAC-SHA256 signature."""
+
+    type: Literal["webhook"]
+    secret: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name of the secret in WEBHOOK_SECRETS that signs the requests.",
+    )
+    input_vars: dict[str, Any] | None = Field(
+        None,
+        description="Templates over {body} (the JSON payload); default: the body itself.",
+    )
+
+
+Trigger = Annotated[ScheduleTrigger | WebhookTrigger, Field(discriminator="type")]
+
+
 class WorkflowDefinition(_Model):
     """A workflow document: metadata, input schema, defaults and the ordered steps."""
 
@@ -270,6 +318,7 @@ class WorkflowDefinition(_Model):
     )
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     steps: list[Step] = Field(min_length=1)
+    triggers: list[Trigger] = Field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -282,6 +331,17 @@ class WorkflowDefinition(_Model):
 
     def step_index(self) -> dict[str, int]:
         return {step.id: index for index, step in enumerate(self.steps)}
+
+    def schedules(self) -> list[tuple[str, ScheduleTrigger]]:
+        """(trigger id, trigger) for every schedule trigger."""
+        return [
+            (t.id or f"schedule-{i}", t)
+            for i, t in enumerate(self.triggers)
+            if isinstance(t, ScheduleTrigger)
+        ]
+
+    def webhook(self) -> WebhookTrigger | None:
+        return next((t for t in self.triggers if isinstance(t, WebhookTrigger)), None)
 
 
 ENGINE_DEFAULT_TIMEOUT_SECONDS = 30.0

@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_public_url: str | None = None
 
+    # API keys: a JSON list of {"key", "name", "role", "workflows"} (or a file with the same)
+    api_keys: SecretStr | None = None
+    api_keys_file: Path | None = None
+    auth_disabled: bool = False
+
+    # API limits
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    api_max_input_bytes: int = Field(256 * 1024, ge=1024)
+    api_rate_limit_per_minute: float = Field(600.0, gt=0)
+    api_rate_limit_burst: int = Field(100, ge=1)
+    api_max_wait_seconds: float = Field(300.0, gt=0)
+    definition_max_steps: int = Field(1000, ge=1)
+
+    # Webhook triggers: a JSON object of secret name -> secret (a trigger names its secret)
+    webhook_secrets: SecretStr | None = None
+
     @field_validator("openrouter_base_url", "temporal_ui_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -30,12 +30,15 @@ from workflows.definition import (
     SetStep,
     Step,
     WaitForSignalStep,
+    WebhookTrigger,
     WorkflowDefinition,
 )
 from workflows.errors import ConditionError, DefinitionError, Problem, TemplateError
 from workflows.templating import DEFERRED_ROOTS, references_in
 
 MAX_DOCUMENT_DEPTH = 64
+_STEP_TYPES = "ai, http, set, condition, delay, wait_for_signal, fail"
+_TRIGGER_TYPES = "schedule, webhook"
 
 
 def json_path(location: Iterable[str | int]) -> str:
@@ -89,19 +92,15 @@ def _shape_problems(err: ValidationError, document: dict[str, Any]) -> list[Prob
     for error in err.errors(include_url=False):
         location = _clean_location(error["loc"], document)
         message = error["msg"]
+        kinds = _TRIGGER_TYPES if location[:1] == ["triggers"] else _STEP_TYPES
         if error["type"] == "union_tag_not_found":
             location = [*location, "type"]
-            message = (
-                "missing 'type'; expected one of ai, http, set, condition, delay, "
-                "wait_for_signal, fail"
-            )
+            message = f"missing 'type'; expected one of {kinds}"
         elif error["type"] == "union_tag_invalid":
             location = [*location, "type"]
             found = error.get("ctx", {}).get("tag")
-            message = (
-                f"unknown step type {found!r}; expected one of ai, http, set, "
-                "condition, delay, wait_for_signal, fail"
-            )
+            noun = "trigger" if kinds is _TRIGGER_TYPES else "step"
+            message = f"unknown {noun} type {found!r}; expected one of {kinds}"
         elif error["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see docs/workflow-definition.schema.json)"
         message = message.removeprefix("Value error, ")
@@ -116,10 +115,10 @@ def _clean_location(loc: tuple[Any, ...], document: dict[str, Any]) -> list[str 
     """Drop pydantic's union-member names (``steps.2.http.url`` -> ``steps[2].url``)."""
     out: list[str | int] = []
     for index, part in enumerate(loc):
-        if index >= 2 and loc[0] == "steps" and index == 2 and isinstance(loc[1], int):
-            steps = document.get("steps")
-            step = steps[loc[1]] if isinstance(steps, list) and loc[1] < len(steps) else None
-            if isinstance(step, dict) and part == step.get("type"):
+        if index == 2 and loc[0] in ("steps", "triggers") and isinstance(loc[1], int):
+            items = document.get(loc[0])
+            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+            if isinstance(item, dict) and part == item.get("type"):
                 continue
         if isinstance(part, str) and (
             part.startswith(("literal[", "function-")) or part in {"OnErrorNext", "int", "str"}
@@ -160,6 +159,7 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
             )
         else:
             ids[step.id] = index
+    problems += _trigger_problems(definition)
     problems += _target_problems(definition, ids)
     problems += _schema_problems(definition)
     problems += _condition_problems(definition)
@@ -169,6 +169,30 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
     problems += _reachability_problems(definition, graph)
     problems += _loop_problems(definition, graph)
     problems += _reference_problems(definition, graph)
+    return problems
+
+
+def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    webhooks = 0
+    for index, trigger in enumerate(definition.triggers):
+        if isinstance(trigger, WebhookTrigger):
+            webhooks += 1
+            if webhooks > 1:
+                problems.append(
+                    Problem(f"$.triggers[{index}]", "a workflow has at most one webhook trigger")
+                )
+            continue
+        trigger_id = trigger.id or f"schedule-{index}"
+        if trigger_id in seen:
+            problems.append(
+                Problem(
+                    f"$.triggers[{index}].id",
+                    f"duplicate trigger id '{trigger_id}' (also $.triggers[{seen[trigger_id]}])",
+                )
+            )
+        seen[trigger_id] = index
     return problems
 
 

@@ -6,22 +6,54 @@ import json
 import re
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 
-from api.deps import ServiceDep
+from api.deps import CurrentKey, ServiceDep
 from api.errors import ApiError
-from api.schemas import AcceptedPublic, CancelCreate, ErrorResponse, ExecutionPublic
+from api.executions import STATUSES
+from api.schemas import (
+    AcceptedPublic,
+    CancelCreate,
+    ErrorResponse,
+    ExecutionListPublic,
+    ExecutionPublic,
+)
 from workflows.shared import CANCEL_SIGNAL
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 _SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No such execution"}
+    401: {"model": ErrorResponse, "description": "No or unknown API key"},
+    404: {"model": ErrorResponse, "description": "No such execution (in the key's scope)"},
+}
+_FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "The key's role cannot do this"}
 }
 _NOT_RUNNING: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "The execution has already finished"}
 }
+
+
+@router.get(
+    "",
+    response_model=ExecutionListPublic,
+    summary="List executions (newest first), filtered by workflow and status",
+    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+async def list_executions(
+    key: CurrentKey,
+    service: ServiceDep,
+    workflow_id: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+    status: str | None = Query(None, description="running, completed, failed or cancelled"),
+    page_size: int = Query(50, ge=1, le=500),
+    page_token: str | None = Query(None, max_length=4096),
+) -> ExecutionListPublic:
+    if status is not None and status not in STATUSES:
+        raise ApiError(
+            422, "invalid_request", f"status must be one of {', '.join(STATUSES)}", "$.status"
+        )
+    return await service.list(key, workflow_id, status, page_size, page_token)
 
 
 @router.get(
@@ -30,8 +62,8 @@ _NOT_RUNNING: dict[int | str, dict[str, Any]] = {
     summary="Status, current step, steps so far, variables and error",
     responses=_NOT_FOUND,
 )
-async def get_execution(execution_id: str, service: ServiceDep) -> ExecutionPublic:
-    return await service.get(execution_id)
+async def get_execution(execution_id: str, key: CurrentKey, service: ServiceDep) -> ExecutionPublic:
+    return await service.get(execution_id, key)
 
 
 @router.post(
@@ -39,13 +71,13 @@ async def get_execution(execution_id: str, service: ServiceDep) -> ExecutionPubl
     status_code=status.HTTP_202_ACCEPTED,
     response_model=AcceptedPublic,
     summary="Cancel: the in-flight step stops and the log is finalised as cancelled",
-    responses={**_NOT_FOUND, **_NOT_RUNNING},
+    responses={**_NOT_FOUND, **_FORBIDDEN, **_NOT_RUNNING},
 )
 async def cancel_execution(
-    execution_id: str, service: ServiceDep, body: CancelCreate | None = None
+    execution_id: str, key: CurrentKey, service: ServiceDep, body: CancelCreate | None = None
 ) -> AcceptedPublic:
     reason = body.reason if body else CancelCreate().reason
-    return await service.cancel(execution_id, reason, requested_by=None)
+    return await service.cancel(execution_id, reason, key)
 
 
 @router.post(
@@ -55,7 +87,7 @@ async def cancel_execution(
     summary="Deliver a signal (e.g. an approval for a wait_for_signal step)",
     description="The JSON body (optional) is the signal's payload; a `wait_for_signal` step "
     "binds it to its `output`. Signals sent before the step waits are kept until it does.",
-    responses={**_NOT_FOUND, **_NOT_RUNNING, 422: {"model": ErrorResponse}},
+    responses={**_NOT_FOUND, **_FORBIDDEN, **_NOT_RUNNING, 422: {"model": ErrorResponse}},
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -64,7 +96,7 @@ async def cancel_execution(
     },
 )
 async def signal_execution(
-    execution_id: str, name: str, request: Request, service: ServiceDep
+    execution_id: str, name: str, request: Request, key: CurrentKey, service: ServiceDep
 ) -> AcceptedPublic:
     if not _SIGNAL_NAME.match(name):
         raise ApiError(
@@ -79,7 +111,7 @@ async def signal_execution(
         payload = json.loads(raw) if raw.strip() else None
     except ValueError as err:
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
-    return await service.signal(execution_id, name, payload)
+    return await service.signal(execution_id, name, payload, key)
 
 
 @router.get(
@@ -90,5 +122,7 @@ async def signal_execution(
         **_NOT_FOUND,
     },
 )
-async def get_execution_log(execution_id: str, service: ServiceDep) -> dict[str, Any]:
-    return service.read_log(execution_id)
+async def get_execution_log(
+    execution_id: str, key: CurrentKey, service: ServiceDep
+) -> dict[str, Any]:
+    return service.read_log(execution_id, key)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import ServiceDep
+from api.deps import CurrentKey, ServiceDep, SettingsDep
 from api.errors import ApiError
 from api.schemas import ErrorResponse, RunCreate, RunPublic
 
@@ -62,10 +62,20 @@ async def parse_run_request(request: Request) -> RunCreate:
     summary="Start an execution",
     description="Starts the saved workflow `workflow_id` with `input_vars` and answers at once "
     "with the Temporal workflow ID (`execution_id`) and run ID. Accepts JSON or a form with "
-    "`input_vars` as a JSON string.",
+    "`input_vars` as a JSON string.\n\n"
+    "`Idempotency-Key`: the same key and body always answer the same execution (even when "
+    "sent concurrently); the same key with another body is 409.\n\n"
+    "`?wait=true&timeout=N`: wait up to N seconds and answer 200 with the finished execution "
+    "(status, outputs, error), or 202 with the ids if it is still running.",
     responses={
-        404: {"model": ErrorResponse, "description": "No such workflow"},
+        200: {"model": RunPublic, "description": "Finished (with ?wait=true)"},
+        401: {"model": ErrorResponse, "description": "No or unknown API key"},
+        403: {"model": ErrorResponse, "description": "The key's role cannot run workflows"},
+        404: {"model": ErrorResponse, "description": "No such workflow (in the key's scope)"},
+        409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
+        413: {"model": ErrorResponse, "description": "Body or input_vars too large"},
         422: {"model": ErrorResponse, "description": "input_vars do not match `inputs`"},
+        429: {"model": ErrorResponse, "description": "Rate limit; see Retry-After"},
         503: {"model": ErrorResponse, "description": "Temporal is unreachable"},
     },
     openapi_extra={
@@ -87,6 +97,30 @@ async def parse_run_request(request: Request) -> RunCreate:
         }
     },
 )
-async def run_workflow(request: Request, service: ServiceDep) -> RunPublic:
+async def run_workflow(
+    request: Request,
+    response: Response,
+    key: CurrentKey,
+    service: ServiceDep,
+    settings: SettingsDep,
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=200
+    ),
+    wait: bool = Query(False, description="Wait for the execution to finish."),
+    timeout: float = Query(
+        30.0, gt=0, description="Seconds to wait (capped by API_MAX_WAIT_SECONDS)."
+    ),
+) -> RunPublic:
     run = await parse_run_request(request)
-    return await service.start(str(run.workflow_id), run.input_vars)
+    started = await service.start(
+        str(run.workflow_id), run.input_vars, key, idempotency_key=idempotency_key
+    )
+    if not wait:
+        return started
+    finished = await service.wait(started, min(timeout, settings.api_max_wait_seconds), key)
+    if finished is None:
+        return started
+    response.status_code = status.HTTP_200_OK
+    return started.model_copy(
+        update={"status": finished.status, "outputs": finished.outputs, "error": finished.error}
+    )

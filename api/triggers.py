@@ -1,0 +1,144 @@
+"""Triggers: schedules become Temporal Schedules; webhooks are verified with HMAC-SHA256.
+
+Schedules are kept in step with the definition whenever it is saved or deleted through the
+API: each ``schedule`` trigger is one Temporal Schedule ``wfe:<workflow_id>:<trigger id>``
+whose action starts the definition *as saved* (a run started by a schedule is pinned to the
+version current when the schedule was last synced, like any other run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.executions import start_options
+from api.store import StoredDefinition
+from workflows.definition import ScheduleTrigger
+from workflows.errors import ConfigurationError
+from workflows.settings import Settings
+from workflows.shared import WORKFLOW_TYPE
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Signature-256"
+
+
+def schedule_id(workflow_id: str, trigger_id: str) -> str:
+    # ':' cannot appear in workflow or trigger ids, so ids of different workflows never clash.
+    return f"wfe:{workflow_id}:{trigger_id}"
+
+
+def _schedule(
+    stored: StoredDefinition, trigger_id: str, trigger: ScheduleTrigger, settings: Settings
+) -> Schedule:
+    options = start_options(stored, dict(trigger.input_vars), f"schedule:{trigger_id}")
+    if trigger.cron is not None:
+        spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
+    else:
+        every = timedelta(seconds=trigger.interval_seconds or 60)
+        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            WORKFLOW_TYPE,
+            options.input,
+            id=f"{stored.workflow_id}-{trigger_id}",  # Temporal appends the fire time
+            task_queue=settings.temporal_task_queue,
+            typed_search_attributes=options.search_attributes,
+            static_summary=options.static_summary,
+            static_details=options.static_details,
+        ),
+        spec=spec,
+        state=ScheduleState(
+            paused=trigger.paused,
+            note=f"{stored.definition.title} v{stored.version} ({trigger_id})",
+        ),
+    )
+
+
+async def _existing(client: Client, workflow_id: str) -> set[str]:
+    prefix = schedule_id(workflow_id, "")
+    found = set()
+    async for entry in await client.list_schedules():
+        if entry.id.startswith(prefix):
+            found.add(entry.id)
+    return found
+
+
+async def sync_schedules(client: Client, settings: Settings, stored: StoredDefinition) -> list[str]:
+    """Create, update or delete Temporal Schedules so they match the definition's triggers."""
+    wanted: dict[str, Schedule] = {
+        schedule_id(stored.workflow_id, trigger_id): _schedule(
+            stored, trigger_id, trigger, settings
+        )
+        for trigger_id, trigger in stored.definition.schedules()
+    }
+    for sid, schedule in wanted.items():
+        try:
+            await client.create_schedule(sid, schedule)
+            logger.info("created schedule %s", sid)
+        except ScheduleAlreadyRunningError:
+
+            def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(sid).update(replace)
+            logger.info("updated schedule %s", sid)
+    for sid in await _existing(client, stored.workflow_id) - set(wanted):
+        await _delete(client, sid)
+    return sorted(wanted)
+
+
+async def delete_schedules(client: Client, workflow_id: str) -> None:
+    for sid in await _existing(client, workflow_id):
+        await _delete(client, sid)
+
+
+async def _delete(client: Client, sid: str) -> None:
+    try:
+        await client.get_schedule_handle(sid).delete()
+        logger.info("deleted schedule %s", sid)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+def webhook_secret(settings: Settings, name: str) -> bytes | None:
+    """The named secret from WEBHOOK_SECRETS (a JSON object), or None if not configured."""
+    if settings.webhook_secrets is None:
+        return None
+    try:
+        secrets: Any = json.loads(settings.webhook_secrets.get_secret_value())
+    except ValueError:
+        raise ConfigurationError("WEBHOOK_SECRETS: not valid JSON") from None
+    if not isinstance(secrets, dict):
+        raise ConfigurationError("WEBHOOK_SECRETS: must be a JSON object of name -> secret")
+    value = secrets.get(name)
+    return value.encode() if isinstance(value, str) and value else None
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The signature header value: ``sha256=<hex HMAC of the raw body>`` (GitHub's form)."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: bytes, body: bytes, presented: str | None) -> bool:
+    if not presented:
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), presented.strip().encode())

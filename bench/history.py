@@ -1,0 +1,106 @@
+"""Reading a finished run's history: event counts and where each step's time went.
+
+Wall time measured by the client says how slow a run was; the server's event timestamps say
+why. Each sequential activity step is the chain
+
+    ActivityTaskScheduled -> ActivityTaskStarted -> ActivityTaskCompleted
+        -> WorkflowTaskScheduled -> WorkflowTaskStarted -> WorkflowTaskCompleted (next step)
+
+so its time splits into four phases: the activity waiting for a worker (``activity_queue``),
+the activity running (``activity_run``), the workflow task waiting for a worker
+(``wft_queue``, where TEMPORAL_NOTES.md's 40 ms delayed-ACK stall shows up) and the workflow
+task running on the worker (``wft_run``, which includes any local activity such as the
+engine's log write, since those run inside the workflow task).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+
+_PREFIX = "EVENT_TYPE_"
+_ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+_ACTIVITY_STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+_ACTIVITY_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+_WFT_STARTED = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+_WFT_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+@dataclass
+class StepTiming:
+    """One activity step, in milliseconds of server time (see the module docstring)."""
+
+    activity_queue: float = 0.0
+    activity_run: float = 0.0
+    wft_queue: float = 0.0
+    wft_run: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.activity_queue + self.activity_run + self.wft_queue + self.wft_run
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total": self.total}
+
+
+def _ms(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e6
+
+
+def event_name(event: HistoryEvent) -> str:
+    """EVENT_TYPE_MARKER_RECORDED -> MarkerRecorded."""
+    raw = EventType.Name(event.event_type).removeprefix(_PREFIX)
+    return "".join(part.capitalize() for part in raw.split("_"))
+
+
+def event_counts(history: WorkflowHistory) -> dict[str, int]:
+    return dict(Counter(event_name(event) for event in history.events))
+
+
+def step_timings(history: WorkflowHistory) -> list[StepTiming]:
+    """The phases of every activity step, in order (a step ends when the next is scheduled).
+
+    Assumes steps run one at a time, as in this benchmark. The workflow task that follows an
+    activity's completion is the one that schedules the next step, so its queue and run times
+    are charged to the step that just completed.
+    """
+    at: dict[int, float] = {}
+    steps: list[StepTiming] = []
+    current: StepTiming | None = None  # a completed activity whose follow-up WFT is pending
+    for event in history.events:
+        at[event.event_id] = _ms(event)
+        kind = event.event_type
+        if kind == _ACTIVITY_STARTED:
+            attrs = event.activity_task_started_event_attributes
+            steps.append(StepTiming(activity_queue=_ms(event) - at[attrs.scheduled_event_id]))
+        elif kind == _ACTIVITY_COMPLETED:
+            attrs_c = event.activity_task_completed_event_attributes
+            current = steps[-1]
+            current.activity_run = _ms(event) - at[attrs_c.started_event_id]
+        elif kind == _WFT_STARTED and current is not None:
+            current.wft_queue = (
+                _ms(event) - at[event.workflow_task_started_event_attributes.scheduled_event_id]
+            )
+        elif kind == _WFT_COMPLETED and current is not None:
+            current.wft_run = (
+                _ms(event) - at[event.workflow_task_completed_event_attributes.started_event_id]
+            )
+            current = None
+    return steps
+
+
+def server_duration_ms(history: WorkflowHistory) -> float:
+    """From the run's first event to its last, as the server recorded them."""
+    return _ms(history.events[-1]) - _ms(history.events[0])
+
+
+def summarise_phases(timings: list[StepTiming]) -> dict[str, Any]:
+    """Mean of each phase over the steps, in ms."""
+    count = max(len(timings), 1)
+    keys = ("activity_queue", "activity_run", "wft_queue", "wft_run", "total")
+    return {key: sum(t.as_dict()[key] for t in timings) / count for key in keys}
