@@ -437,7 +437,9 @@ class ExecutionService:
         try:
             await iterator.fetch_next_page()
         except RPCError as err:
-            if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            # A token we did not issue makes Temporal answer INVALID_ARGUMENT or INTERNAL.
+            unreachable = err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+            if token is None or unreachable:
                 raise
             raise ApiError(
                 422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
