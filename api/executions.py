@@ -157,7 +157,10 @@ class StartOptions:
 
 
 def start_options(
-    stored: StoredDefinition, input_vars: dict[str, Any], started_by: str | None
+    stored: StoredDefinition,
+    input_vars: dict[str, Any],
+    started_by: str | None,
+    max_steps_per_run: int | None = None,
 ) -> StartOptions:
     """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
     definition = stored.definition
@@ -175,6 +178,7 @@ def start_options(
             definition_version=stored.version,
             definition_hash=stored.hash,
             started_by=started_by,
+            max_steps_per_run=max_steps_per_run,
         ),
         search_attributes=TypedSearchAttributes(pairs),
         static_summary=f"{definition.title} · v{stored.version}",
@@ -251,7 +255,12 @@ class ExecutionService:
         if not principal.can(Action.RUN):
             raise ApiError(403, "forbidden", f"role '{principal.role}' cannot start executions")
         inputs = self.prepare_inputs(stored, input_vars)
-        options = start_options(stored, inputs, started_by or principal.name)
+        options = start_options(
+            stored,
+            inputs,
+            started_by or principal.name,
+            self._settings.execution_max_steps_per_run,
+        )
         digest = request_hash(stored.workflow_id, input_vars)
         if idempotency_key is None:
             execution_id = str(uuid.uuid4())

@@ -48,7 +48,12 @@ def schedule_id(workflow_id: str, trigger_id: str) -> str:
 def _schedule(
     stored: StoredDefinition, trigger_id: str, trigger: ScheduleTrigger, settings: Settings
 ) -> Schedule:
-    options = start_options(stored, dict(trigger.input_vars), f"schedule:{trigger_id}")
+    options = start_options(
+        stored,
+        dict(trigger.input_vars),
+        f"schedule:{trigger_id}",
+        settings.execution_max_steps_per_run,
+    )
     if trigger.cron is not None:
         spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
     else:

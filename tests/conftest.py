@@ -73,8 +73,16 @@ async def connect_with_retry(settings: Settings, timeout: float = 30.0) -> Clien
 
 
 @pytest.fixture(scope="session")
-async def client(temporal_server: DevServer) -> Client:
-    settings = load_settings(temporal_address=temporal_server.address)
+def payload_dir(storage_dir: Path) -> Path:
+    """One payload store for the session, so the replay test can read every history."""
+    return storage_dir / "payloads"
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: DevServer, payload_dir: Path) -> Client:
+    settings = load_settings(
+        temporal_address=temporal_server.address, payload_store_dir=payload_dir
+    )
     return await connect_with_retry(settings)
 
 
@@ -99,7 +107,11 @@ def sink() -> Iterator[HttpSink]:
 
 @pytest.fixture
 def settings(
-    tmp_path: Path, temporal_server: DevServer, task_queue: str, fake_openrouter: FakeOpenRouter
+    tmp_path: Path,
+    temporal_server: DevServer,
+    task_queue: str,
+    fake_openrouter: FakeOpenRouter,
+    payload_dir: Path,
 ) -> Settings:
     return load_settings(
         temporal_address=temporal_server.address,
@@ -109,6 +121,9 @@ def settings(
         workflow_log_dir=tmp_path / "logs",
         workflow_definitions_dir=tmp_path / "definitions",
         api_keys=json.dumps(TEST_KEYS),
+        # Tests talk to loopback fakes: allowed explicitly, the SSRF guard stays on.
+        http_allowed_hosts="127.0.0.1",
+        payload_store_dir=payload_dir,
     )
 
 
@@ -124,12 +139,18 @@ async def start_definition(
     document: dict[str, Any],
     input_vars: dict[str, Any] | None = None,
     execution_id: str | None = None,
+    max_steps_per_run: int | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """Start an execution the way the API does, minus HTTP (for engine-level tests)."""
     definition = load_definition(document)
     return await client.start_workflow(
         WORKFLOW_TYPE,
-        ExecutionInput(definition=definition, input_vars=input_vars or {}, definition_version=1),
+        ExecutionInput(
+            definition=definition,
+            input_vars=input_vars or {},
+            definition_version=1,
+            max_steps_per_run=max_steps_per_run,
+        ),
         id=execution_id or str(uuid.uuid4()),
         task_queue=settings.temporal_task_queue,
         search_attributes=_attributes(definition.key),

@@ -17,7 +17,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.interpreter import WorkflowExecutor
+from workflows.settings import load_settings
 from workflows.shared import SA_DEFINITION_ID, WORKFLOW_TYPE
+from workflows.temporal_client import data_converter
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -27,8 +29,11 @@ async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistor
         yield history
 
 
-def replayer() -> Replayer:
-    return Replayer(workflows=[WorkflowExecutor], data_converter=pydantic_data_converter)
+def replayer(payload_dir: Path | None = None) -> Replayer:
+    if payload_dir is None:
+        return Replayer(workflows=[WorkflowExecutor], data_converter=pydantic_data_converter)
+    converter = data_converter(load_settings(payload_store_dir=payload_dir))
+    return Replayer(workflows=[WorkflowExecutor], data_converter=converter)
 
 
 async def test_committed_histories_replay() -> None:
@@ -42,7 +47,7 @@ async def test_committed_histories_replay() -> None:
 
 
 @pytest.mark.last
-async def test_every_history_of_this_session_replays(client: Client) -> None:
+async def test_every_history_of_this_session_replays(client: Client, payload_dir: Path) -> None:
     closed = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'Running'"
     histories: list[WorkflowHistory] = []
     definition_of: dict[str, str] = {}
@@ -53,7 +58,9 @@ async def test_every_history_of_this_session_replays(client: Client) -> None:
         definition_of[execution.id] = definition
     if not histories:
         pytest.skip("run with the rest of the suite: this test replays what the others ran")
-    results = await replayer().replay_workflows(each(histories), raise_on_replay_failure=False)
+    results = await replayer(payload_dir).replay_workflows(
+        each(histories), raise_on_replay_failure=False
+    )
     failures = {wid: str(err) for wid, err in results.replay_failures.items()}
     assert failures == {}, f"{len(failures)} of {len(histories)} histories fail to replay"
     if os.environ.get("UPDATE_HISTORIES") == "1":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +44,16 @@ def condition_variables(expression: str) -> set[str]:
 
 def evaluate_condition(expression: str, context: Mapping[str, Any]) -> bool:
     """Evaluate to a bool; a missing variable or a non-bool result is a ConditionError."""
+    result = evaluate_expression(expression, context)
+    if not isinstance(result, bool):
+        raise ConditionError(
+            f"condition {expression!r} gave {type(result).__name__} {result!r}, not a bool"
+        )
+    return result
+
+
+def evaluate_expression(expression: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate a CEL expression to a JSON value (timestamps become ISO 8601 text)."""
     program = compile_condition(expression)
     wanted = condition_variables(expression)
     missing = sorted(name for name in wanted if name not in context)
@@ -54,12 +65,22 @@ def evaluate_condition(expression: str, context: Mapping[str, Any]) -> bool:
     try:
         result = program.execute({name: context[name] for name in wanted})
     except Exception as err:  # the CEL runtime raises several builtin types
-        raise ConditionError(f"condition {expression!r} failed: {_first_line(err)}") from None
-    if not isinstance(result, bool):
-        raise ConditionError(
-            f"condition {expression!r} gave {type(result).__name__} {result!r}, not a bool"
-        )
-    return result
+        raise ConditionError(f"expression {expression!r} failed: {_first_line(err)}") from None
+    return _json_value(result, expression)
+
+
+def _json_value(value: Any, expression: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json_value(item, expression) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, expression) for k, v in value.items()}
+    raise ConditionError(
+        f"expression {expression!r} gave a {type(value).__name__}; convert it with string()"
+    )
 
 
 def _first_line(err: BaseException) -> str:

@@ -69,6 +69,7 @@ class StepDefaults(_Model):
     """Defaults applied to every activity step that does not set its own."""
 
     timeout_seconds: float | None = Field(None, gt=0, le=86400)
+    total_timeout_seconds: float | None = Field(None, gt=0, le=366 * 86400)
     retry: RetryPolicySpec | None = None
 
 
@@ -114,6 +115,12 @@ class _ActivityMixin(_Model):
     output: VariableName | None = Field(None, description="Variable the result is bound to.")
     timeout_seconds: float | None = Field(
         None, gt=0, le=86400, description="Start-to-close timeout of one attempt."
+    )
+    total_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=366 * 86400,
+        description="Schedule-to-close: all attempts and the waits between them.",
     )
     retry: RetryPolicySpec | None = None
 
@@ -194,10 +201,23 @@ class HTTPStep(_StepBase, _FlowMixin, _ActivityMixin):
 
 
 class SetStep(_StepBase, _FlowMixin):
-    """Binds variables; runs in the workflow (pure), every value rendered before any is bound."""
+    """Binds variables; runs in the workflow (pure). ``values`` are templates, ``compute``
+    CEL expressions (``{"i": "i + 1"}``); all are evaluated before any is bound."""
 
     type: Literal["set"]
-    values: dict[VariableName, Any] = Field(min_length=1)
+    values: dict[VariableName, Any] = Field(default_factory=dict)
+    compute: dict[VariableName, str] = Field(
+        default_factory=dict, description="Variable name -> CEL expression over the context."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_set(self) -> SetStep:
+        if not self.values and not self.compute:
+            raise ValueError("give 'values' (templates) and/or 'compute' (CEL expressions)")
+        both = sorted(set(self.values) & set(self.compute))
+        if both:
+            raise ValueError(f"{', '.join(both)} set in both 'values' and 'compute'")
+        return self
 
 
 class Branch(_Model):
@@ -357,6 +377,11 @@ ENGINE_DEFAULT_RETRY = RetryPolicySpec(
 def effective_timeout(step: ActivityStep, defaults: StepDefaults) -> timedelta:
     seconds = step.timeout_seconds or defaults.timeout_seconds or ENGINE_DEFAULT_TIMEOUT_SECONDS
     return timedelta(seconds=seconds)
+
+
+def effective_total_timeout(step: ActivityStep, defaults: StepDefaults) -> timedelta | None:
+    seconds = step.total_timeout_seconds or defaults.total_timeout_seconds
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def effective_retry(step: ActivityStep, defaults: StepDefaults) -> RetryPolicySpec:

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         WRITE_EXECUTION_LOG,
         CancelRequest,
+        CarriedState,
         ExecutionError,
         ExecutionInput,
         ExecutionState,
@@ -64,6 +65,14 @@ LOG_WRITE_OPTIONS: dict[str, Any] = {
 
 # The status query keeps this many recent steps; the log file keeps them all.
 STATUS_STEP_WINDOW = 200
+
+# Log writes are batched: records of steps that run inside the workflow (set, condition,
+# fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
+# a 5,000-iteration loop costs tens of log writes, not 10,000. Nothing is lost by waiting:
+# those steps are recomputed identically on replay.
+LOG_BATCH = 100
+WAITING_STEP_TYPES = frozenset({"ai", "http", "delay", "wait_for_signal"})
+PATCH_BATCHED_LOGS = "batched-log-writes"
 
 
 class ExecutionFailed(Exception):
@@ -93,6 +102,11 @@ class WorkflowExecutor:
         self._seq = carried.seq if carried else 0
         self._steps_done = carried.steps_done if carried else 0
         self._steps: list[StepRecord] = list(carried.recent_steps) if carried else []
+        self._pending: list[StepRecord] = []  # completed, not yet in the log file
+        self._batched = False  # decided in run() by a patch marker (older runs: one per step)
+        self._runs = carried.runs if carried else 1
+        self._steps_this_run = 0
+        self._continue_at: int | None = None
         self._current: StepRecord | None = None
         self._status: ExecutionStatus = "running"
         self._error: ExecutionError | None = None
@@ -112,6 +126,10 @@ class WorkflowExecutor:
                 "started_at": self._started_at.isoformat(),
             }
         self._processor = WorkflowStepProcessor(self._definition.defaults, self._execution_id)
+        if carried:
+            for name, payloads in carried.pending_signals.items():
+                for payload in payloads:
+                    self._processor.deliver_signal(name, payload)
 
     # -- Temporal handlers ------------------------------------------------------------------
 
@@ -137,6 +155,7 @@ class WorkflowExecutor:
         native_cancel = False
         timed_out = False
         task: asyncio.Task[None] | None = None
+        self._batched = workflow.patched(PATCH_BATCHED_LOGS)
         try:
             if input.carried is None:
                 self._mark_searchable()
@@ -184,6 +203,8 @@ class WorkflowExecutor:
                 raise err  # a bug in the engine: fail the workflow task, keep the run
             self._status = "failed"
             self._error = err.error
+        elif self._continue_at is not None:
+            self._continue_as_new(self._continue_at)
         else:
             self._status = "completed"
 
@@ -199,7 +220,38 @@ class WorkflowExecutor:
     async def _run_steps(self) -> None:
         index = self._next_index
         while index >= 0:
-            index = await self._run_step(index, self._definition.steps[index])
+            if self._should_continue_as_new():
+                await self._flush_log()
+                self._continue_at = index
+                return
+            step = self._definition.steps[index]
+            if self._batched and self._pending and step.type in WAITING_STEP_TYPES:
+                await self._flush_log()  # the log shows progress before a long wait
+            index = await self._run_step(index, step)
+
+    def _should_continue_as_new(self) -> bool:
+        """At a step boundary: when Temporal suggests it, or after max_steps_per_run steps."""
+        if self._steps_this_run == 0 or self._cancel is not None:
+            return False
+        limit = self._input.max_steps_per_run
+        return workflow.info().is_continue_as_new_suggested() or (
+            limit is not None and self._steps_this_run >= limit
+        )
+
+    def _continue_as_new(self, index: int) -> None:
+        """Hand the context to a fresh run: same execution id, same log, short history."""
+        carried = CarriedState(
+            context=self._context,
+            next_index=index,
+            seq=self._seq,
+            started_at=self._started_at,
+            first_run_id=self._run_id,
+            steps_done=self._steps_done,
+            runs=self._runs + 1,
+            recent_steps=self._steps[-STATUS_STEP_WINDOW:],
+            pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
     async def _run_step(self, index: int, step: Step) -> int:
         """Run one step; return the index of the next step, -1 for the end."""
@@ -244,10 +296,23 @@ class WorkflowExecutor:
     async def _complete(self, record: StepRecord) -> None:
         self._current = None
         self._steps_done += 1
+        self._steps_this_run += 1
         self._steps.append(record)
         if len(self._steps) > STATUS_STEP_WINDOW:
             del self._steps[: len(self._steps) - STATUS_STEP_WINDOW]
-        await self._write_log(record)
+        self._pending.append(record)
+        if (
+            not self._batched
+            or record.type in WAITING_STEP_TYPES
+            or len(self._pending) >= LOG_BATCH
+        ):
+            await self._flush_log()
+
+    async def _flush_log(self) -> None:
+        records = list(self._pending)
+        await self._write_log(records)
+        # Cleared only once written: a cancellation mid-write leaves them for _finalise.
+        del self._pending[: len(records)]
 
     async def _finalise(self) -> bool:
         """Close the in-flight step, write the final log, publish the status.
@@ -264,12 +329,14 @@ class WorkflowExecutor:
                 record.error = self._error.message
                 record.error_type = self._error.type
             self._steps.append(record)
+            self._pending.append(record)
             self._current = None
         workflow.upsert_search_attributes([SA_STATUS.value_set(self._status)])
         cancelled_meanwhile = False
         while True:
             try:
-                await self._write_log(record)
+                await self._write_log(list(self._pending))
+                self._pending.clear()
                 return cancelled_meanwhile
             except asyncio.CancelledError:
                 cancelled_meanwhile = True
@@ -294,7 +361,11 @@ class WorkflowExecutor:
         left = timedelta(seconds=limit) - (workflow.now() - self._started_at)
         return max(left, timedelta(milliseconds=1))
 
-    async def _write_log(self, step: StepRecord | None = None) -> None:
+    async def _write_log(self, records: list[StepRecord] | None = None) -> None:
+        records = records or []
+        batch: dict[str, Any] = {"steps": records}
+        if not self._batched:  # the first version's shape: at most one record per write
+            batch = {"step": records[0] if records else None}
         entry = LogWrite(
             execution_id=self._execution_id,
             run_id=self._run_id,
@@ -305,7 +376,7 @@ class WorkflowExecutor:
             start_time=self._started_at,
             end_time=self._ended_at,
             error=self._error,
-            step=step,
+            **batch,
         )
         await workflow.execute_local_activity(WRITE_EXECUTION_LOG, entry, **LOG_WRITE_OPTIONS)
 

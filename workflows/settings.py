@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     # HTTP steps
     http_max_response_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     http_user_agent: str = "workflow-engine/0.1"
+    # SSRF guard: loopback, private, link-local and metadata addresses are refused unless
+    # listed here (comma-separated hosts, IPs or CIDRs, e.g. "127.0.0.1,10.0.0.0/8,api.internal").
+    http_allowed_hosts: str = ""
+    http_max_redirects: int = Field(5, ge=0, le=20)
+
+    # Long runs continue as new after this many steps (or sooner, when Temporal suggests it)
+    execution_max_steps_per_run: int = Field(1000, ge=10)
+
+    # Large step results are stored by reference (the reference travels in history)
+    payload_store_dir: Path = Path("storage/payloads")
+    large_value_bytes: int = Field(256 * 1024, ge=1024)
 
     # Worker
     worker_max_concurrent_activities: int = Field(100, ge=1)

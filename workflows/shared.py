@@ -46,6 +46,9 @@ class ExecutionInput(_Model):
     definition_version: int | None = None
     definition_hash: str | None = None
     started_by: str | None = None
+    max_steps_per_run: int | None = Field(
+        None, description="Continue as new after this many steps (also when Temporal suggests)."
+    )
     carried: CarriedState | None = None
 
 
@@ -75,7 +78,9 @@ class CarriedState(_Model):
     started_at: datetime
     first_run_id: str
     steps_done: int
+    runs: int = 1
     recent_steps: list[StepRecord] = Field(default_factory=list)
+    pending_signals: dict[str, list[Any]] = Field(default_factory=dict)
 
 
 class ExecutionError(_Model):
@@ -108,7 +113,11 @@ class CancelRequest(_Model):
 
 
 class LogWrite(_Model):
-    """One write of the execution log: the header fields plus at most one step record."""
+    """One write of the execution log: the header fields plus the step records to upsert.
+
+    ``step`` is the single record of the first interpreter version (kept so recorded
+    histories still decode); newer runs send ``steps``, a batch.
+    """
 
     execution_id: str
     run_id: str
@@ -120,6 +129,10 @@ class LogWrite(_Model):
     end_time: datetime | None = None
     error: ExecutionError | None = None
     step: StepRecord | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+
+    def records(self) -> list[StepRecord]:
+        return ([self.step] if self.step is not None else []) + list(self.steps)
 
 
 class DeferredSlotModel(_Model):

@@ -21,7 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.conditions import evaluate_condition
+    from workflows.conditions import evaluate_condition, evaluate_expression
     from workflows.definition import (
         ActivityStep,
         AIStep,
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForSignalStep,
         effective_retry,
         effective_timeout,
+        effective_total_timeout,
     )
     from workflows.errors import (
         ConditionError,
@@ -106,6 +107,9 @@ class WorkflowStepProcessor:
 
     def _set(self, step: SetStep, context: Mapping[str, Any]) -> StepOutcome:
         values = VariableSubstitutor(context).render(dict(step.values))
+        variables = {k: v for k, v in context.items() if k != "secrets"}
+        for name, expression in step.compute.items():
+            values[name] = evaluate_expression(expression, variables)
         return StepOutcome(output_vars=values, next_target=step.next)
 
     def _condition(self, step: ConditionStep, context: Mapping[str, Any]) -> StepOutcome:
@@ -235,6 +239,7 @@ class WorkflowStepProcessor:
         retry = effective_retry(step, self._defaults)
         return {
             "start_to_close_timeout": timeout,
+            "schedule_to_close_timeout": effective_total_timeout(step, self._defaults),
             "heartbeat_timeout": min(timeout, MAX_HEARTBEAT_TIMEOUT),
             "retry_policy": RetryPolicy(
                 maximum_attempts=retry.max_attempts or 1,

@@ -5,6 +5,7 @@ Both sides must use ``pydantic_data_converter``: inputs and results are pydantic
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from temporalio.api.operatorservice.v1 import (
@@ -14,9 +15,11 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from workflows.errors import ConfigurationError
+from workflows.payload_store import ClaimCheckCodec
 from workflows.settings import Settings
 from workflows.shared import SEARCH_ATTRIBUTES
 
@@ -42,12 +45,18 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic models in, large values by reference (see workflows.payload_store)."""
+    codec = ClaimCheckCodec(settings.payload_store_dir, settings.large_value_bytes)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect(settings: Settings) -> Client:
     """Connect to the configured Temporal frontend (dev server, cluster or Cloud)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=_tls(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )

@@ -371,6 +371,18 @@ def _check_schema(schema: dict[str, Any], where: str) -> list[Problem]:
 def _condition_problems(definition: WorkflowDefinition) -> list[Problem]:
     problems = []
     for index, step in enumerate(definition.steps):
+        if isinstance(step, SetStep):
+            for name, expression in step.compute.items():
+                try:
+                    compile_condition(expression)
+                except ConditionError as err:
+                    problems.append(
+                        Problem(
+                            f"$.steps[{index}].compute.{name}",
+                            f"step '{step.id}': {err}",
+                            code="invalid_condition",
+                        )
+                    )
         if not isinstance(step, ConditionStep):
             continue
         for b_index, branch in enumerate(step.branches):
@@ -416,7 +428,7 @@ def templated_fields(step: Step) -> dict[str, Any]:
 def defined_names(step: Step) -> set[str]:
     """Variables a step binds when it succeeds."""
     if isinstance(step, SetStep):
-        return set(step.values)
+        return set(step.values) | set(step.compute)
     if isinstance(step, AIStep | HTTPStep | WaitForSignalStep) and step.output:
         return {step.output}
     return set()
@@ -457,6 +469,10 @@ def _reference_problems(definition: WorkflowDefinition, graph: list[list[int]]) 
             for b_index, branch in enumerate(step.branches):
                 for name in sorted(condition_variables(branch.when)):
                     uses.append((f"{where}.branches[{b_index}].when", name, False))
+        if isinstance(step, SetStep):
+            for name, expression in step.compute.items():
+                for used in sorted(condition_variables(expression)):
+                    uses.append((f"{where}.compute.{name}", used, False))
         for path, ref_path, secret_allowed in uses:
             root = ref_path.split(".")[0]
             if root in DEFERRED_ROOTS:
