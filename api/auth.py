@@ -24,7 +24,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from workflows.errors import ConfigurationError
 from workflows.settings import Settings
@@ -123,6 +131,9 @@ def _principal(spec: ApiKeySpec) -> Principal:
     return Principal(name=spec.name, role=spec.role, workflows=workflows)
 
 
+_KEY_LIST = TypeAdapter(list[ApiKeySpec])
+
+
 def parse_keys(raw: Any, source: str) -> list[ApiKeySpec]:
     if isinstance(raw, str):
         try:
@@ -132,7 +143,7 @@ def parse_keys(raw: Any, source: str) -> list[ApiKeySpec]:
     if not isinstance(raw, list):
         raise ConfigurationError(f"{source}: must be a JSON list of key objects")
     try:
-        return [ApiKeySpec.model_validate(item) for item in raw]
+        return _KEY_LIST.validate_python(raw)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
