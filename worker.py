@@ -23,6 +23,7 @@ from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.logs import RotationPolicy, WorkflowLogger
 from activities.secrets import SecretStore
+from activities.ssrf import AddressPolicy, guarded_client
 from workflows.errors import ConfigurationError
 from workflows.interpreter import WorkflowExecutor
 from workflows.settings import Settings, load_settings
@@ -40,6 +41,27 @@ def build_secrets(settings: Settings) -> SecretStore:
     return SecretStore.from_environment(settings.secret_env_prefix, settings.secrets_file, extra)
 
 
+HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
+HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+@contextlib.asynccontextmanager
+async def http_step_activities(
+    settings: Settings, secrets: SecretStore | None = None
+) -> AsyncIterator[HTTPStepActivities]:
+    """The `http` step activity on an SSRF-guarded client (redirects re-checked per hop)."""
+    policy = AddressPolicy.from_setting(settings.http_allowed_hosts)
+    async with guarded_client(policy, HTTP_TIMEOUT, HTTP_LIMITS) as step_http:
+        yield HTTPStepActivities(
+            step_http,
+            secrets or build_secrets(settings),
+            settings.http_max_response_bytes,
+            settings.http_user_agent,
+            policy=policy,
+            max_redirects=settings.http_max_redirects,
+        )
+
+
 @contextlib.asynccontextmanager
 async def engine_worker(
     client: Client,
@@ -50,11 +72,9 @@ async def engine_worker(
     """A configured worker (not yet running) plus the resources its activities share."""
     secrets = build_secrets(settings)
     logs = logs or build_logger(settings)
-    timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with (
-        httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True) as step_http,
-        httpx.AsyncClient(timeout=timeout, limits=limits) as ai_http,
+        http_step_activities(settings, secrets) as http_steps,
+        httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as ai_http,
     ):
         ai = AIClient(
             ai_http,
@@ -63,9 +83,6 @@ async def engine_worker(
             secrets,
             app_title=settings.openrouter_app_title,
             referer=settings.openrouter_referer,
-        )
-        http_steps = HTTPStepActivities(
-            step_http, secrets, settings.http_max_response_bytes, settings.http_user_agent
         )
         yield Worker(
             client,

@@ -16,6 +16,7 @@ import httpx
 from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
 from activities.heartbeat import with_heartbeats
@@ -54,14 +55,37 @@ class AIClient:
                 "environment and run the execution again",
                 FailureType.MISSING_CONFIGURATION,
             )
-        messages = fill_secrets(request.messages, request.deferred, self._secrets)
-        body = self._request_body(request, messages)
-        answer = await with_heartbeats(self._post(body))
-        return self._secrets.redact_model(self._result(request, answer))
+        # The workflow rendered {"model", "messages"}: its secret slots are located from there.
+        fields = fill_secrets(
+            {"model": request.model, "messages": [dict(m) for m in request.messages]},
+            request.deferred,
+            self._secrets,
+        )
+        body = self._request_body(request, str(fields["model"]), fields["messages"])
+        try:
+            answer = await with_heartbeats(self._post(body))
+            result = self._result(request, answer)
+        except ApplicationError as err:
+            # Provider messages and answer snippets may quote the key or a filled-in secret.
+            raise self._redacted(err) from None
+        return self._secrets.redact_model(result)
 
-    def _request_body(self, request: AIRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def _redacted(self, err: ApplicationError) -> ApplicationError:
+        message = self._secrets.redact(err.message)
+        if message == err.message:
+            return err
+        return ApplicationError(
+            message,
+            type=err.type,
+            non_retryable=err.non_retryable,
+            next_retry_delay=err.next_retry_delay,
+        )
+
+    def _request_body(
+        self, request: AIRequest, model: str, messages: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": request.model,
+            "model": model,
             "messages": messages,
             "usage": {"include": True},  # OpenRouter then reports the cost
         }

@@ -4,6 +4,11 @@ The key is derived by the workflow from (execution, step, visit), so every retry
 visit carries the same key and the receiver can drop duplicates. 2xx (or ``expect_status``)
 succeeds; 408/429/5xx and transport errors are retried by Temporal (Retry-After honoured);
 any other status fails the step at once.
+
+Every URL goes through the SSRF guard (activities/ssrf.py): the client's transport checks and
+pins each connection, and redirects are followed here, hop by hop, so each target is checked
+again (303 and 302 become GET, 307/308 keep method and body, credentials are dropped when the
+origin changes). A refused URL fails the step at once with type ``SSRFBlocked``.
 """
 
 from __future__ import annotations
@@ -17,16 +22,32 @@ from temporalio import activity
 from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
 from activities.heartbeat import with_heartbeats
 from activities.secrets import SecretStore, fill_secrets
+from activities.ssrf import SSRF_BLOCKED, AddressPolicy, SSRFBlocked
 from workflows.errors import FailureType
 from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Dropped when a redirect leaves the origin (scheme, host, port) the user addressed.
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+# Dropped with the body when a redirect turns the request into a GET.
+BODY_HEADERS = ("content-type", "content-length", "content-encoding", "transfer-encoding")
 
 
 class ResponseTooLarge(Exception):
     pass
 
 
+class TooManyRedirects(Exception):
+    pass
+
+
 class HTTPStepActivities:
-    """Runs `http` steps; built once per worker with a shared httpx client."""
+    """Runs `http` steps; built once per worker with a shared httpx client.
+
+    ``http`` should come from :func:`activities.ssrf.guarded_client` with the same ``policy``:
+    its transport resolves, checks and pins every connection. The activity checks each URL
+    (first request and every redirect hop) against ``policy`` before sending it.
+    """
 
     def __init__(
         self,
@@ -34,11 +55,15 @@ class HTTPStepActivities:
         secrets: SecretStore,
         max_response_bytes: int,
         user_agent: str = "workflow-engine",
+        policy: AddressPolicy | None = None,
+        max_redirects: int = 5,
     ) -> None:
         self._http = http
         self._secrets = secrets
         self._max_response_bytes = max_response_bytes
         self._user_agent = user_agent
+        self._policy = policy or AddressPolicy()
+        self._max_redirects = max_redirects
 
     @activity.defn(name=SEND_HTTP_REQUEST)
     async def send_http_request(self, request: HTTPRequest) -> HTTPResult:
@@ -58,14 +83,20 @@ class HTTPStepActivities:
         if not any(name.lower() == "idempotency-key" for name in headers):
             headers["Idempotency-Key"] = request.idempotency_key
         try:
+            # `query` adds to (and overrides keys of) a query already in the URL; httpx's
+            # `params=` would replace that query, dropping `?key=...` written in the URL.
+            url = httpx.URL(fields["url"]).copy_merge_params(tuple(_query_params(fields["query"])))
             built = self._http.build_request(
                 request.method,
-                fields["url"],
+                url,
                 headers=headers,
-                params=_query_params(fields["query"]),
                 json=fields["json"] if request.has_json else None,
                 content=fields["body"] if request.body is not None else None,
             )
+            if not built.url.scheme or (
+                built.url.scheme in ("http", "https") and not built.url.host
+            ):
+                raise ValueError("the URL must be absolute: http(s)://host/...")
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as err:
             raise permanent(
                 self._secrets.redact(
@@ -73,9 +104,20 @@ class HTTPStepActivities:
                 ),
                 FailureType.INVALID_REQUEST,
             ) from None
-        described = self._secrets.redact(f"{request.method} {built.url.copy_with(query=None)}")
+        described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
         try:
-            result = await with_heartbeats(self._send(built))
+            result = await with_heartbeats(self._send_following_redirects(built))
+        except SSRFBlocked as err:
+            raise permanent(self._secrets.redact(f"{described}: {err}"), SSRF_BLOCKED) from None
+        except TooManyRedirects as err:
+            raise permanent(
+                self._secrets.redact(f"{described}: {err}"), FailureType.HTTP_STATUS
+            ) from None
+        except httpx.InvalidURL as err:
+            raise permanent(
+                self._secrets.redact(f"{described}: invalid redirect: {err}"),
+                FailureType.INVALID_REQUEST,
+            ) from None
         except ResponseTooLarge:
             raise permanent(
                 f"{described}: response is larger than {self._max_response_bytes} bytes "
@@ -107,8 +149,48 @@ class HTTPStepActivities:
             raise retryable(message, FailureType.HTTP_RETRYABLE, retry_after)
         raise permanent(message, FailureType.HTTP_STATUS)
 
-    async def _send(self, request: httpx.Request) -> HTTPResult:
-        response = await self._http.send(request, stream=True)
+    async def _send_following_redirects(self, request: httpx.Request) -> HTTPResult:
+        """Send, following up to ``max_redirects`` redirects; every hop is checked first."""
+        hops = 0
+        while True:
+            try:
+                self._policy.check_url(request.url)
+                response = await self._http.send(request, stream=True, follow_redirects=False)
+            except SSRFBlocked as err:
+                if not hops:
+                    raise
+                raise SSRFBlocked(
+                    f"redirect to {_shown(request.url)} refused: {err}", err.host, err.address
+                ) from None
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECT_STATUSES or location is None:
+                return await self._read(response)
+            await response.aclose()
+            if hops >= self._max_redirects:
+                raise TooManyRedirects(
+                    f"stopped after {hops} redirects (HTTP_MAX_REDIRECTS={self._max_redirects})"
+                )
+            hops += 1
+            request = self._redirect(request, response.status_code, location)
+
+    def _redirect(self, request: httpx.Request, status: int, location: str) -> httpx.Request:
+        url = request.url.join(location).copy_with(fragment=None)
+        method = request.method
+        if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
+            method = "GET"
+        headers = httpx.Headers(request.headers)
+        headers.pop("host", None)
+        if _origin(url) != _origin(request.url):
+            for name in CREDENTIAL_HEADERS:
+                headers.pop(name, None)
+        content: bytes | None = request.content
+        if method != request.method:
+            content = None
+            for name in BODY_HEADERS:
+                headers.pop(name, None)
+        return self._http.build_request(method, url, headers=headers, content=content or None)
+
+    async def _read(self, response: httpx.Response) -> HTTPResult:
         try:
             chunks: list[bytes] = []
             size = 0
@@ -142,3 +224,12 @@ def _query_params(query: dict[str, Any]) -> list[tuple[str, str]]:
                 continue
             params.append((key, item if isinstance(item, str) else json.dumps(item)))
     return params
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _shown(url: httpx.URL) -> str:
+    """A URL for messages: no credentials, no query."""
+    return str(url.copy_with(username=None, password=None, query=None, fragment=None))

@@ -6,6 +6,7 @@ in the same shape, so a client parses one format. Bad input is never a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,6 +50,16 @@ class ApiError(Exception):
     @classmethod
     def from_definition_error(cls, err: DefinitionError) -> ApiError:
         return cls.from_problems(422, err.problems)
+
+
+def parse_json_body(raw: bytes | str, path: str = "$") -> Any:
+    """Parse a request body: not JSON, or nested past what the parser handles, is a 422."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ApiError(422, "invalid_json", "the JSON is nested too deeply", path) from None
+    except ValueError as err:
+        raise ApiError(422, "invalid_json", f"not valid JSON: {err}", path) from None
 
 
 def error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:

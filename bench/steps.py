@@ -32,13 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.http import HTTPStepActivities
 from activities.logs import WorkflowLogger
 from api.dev import DevServer, free_port
 from bench.baseline import (
@@ -50,7 +48,7 @@ from bench.baseline import (
 )
 from bench.history import event_counts, server_duration_ms, step_timings
 from bench.report import build_report, print_report, write_json
-from worker import build_secrets, engine_worker
+from worker import engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
 from workflows.settings import Settings, load_settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
@@ -308,15 +306,7 @@ async def baseline_worker(
     client: Client, settings: Settings, task_queue: str
 ) -> AsyncIterator[Worker]:
     """The baseline's worker: its own HTTPStepActivities, configured like the engine's."""
-    timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True) as http:
-        activities = HTTPStepActivities(
-            http,
-            build_secrets(settings),
-            settings.http_max_response_bytes,
-            settings.http_user_agent,
-        )
+    async with http_step_activities(settings) as activities:
         yield Worker(
             client,
             task_queue=task_queue,
@@ -363,6 +353,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 temporal_task_queue="bench-engine",
                 workflow_log_dir=tmp_dir / "logs",
                 workflow_definitions_dir=tmp_dir / "definitions",
+                http_allowed_hosts="127.0.0.1",  # the loopback target, through the SSRF guard
             )
             client = await connect_with_retry(settings)
             async with running_variants(client, settings, target, tmp_dir) as starters:

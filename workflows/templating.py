@@ -157,7 +157,10 @@ def to_text(value: Any) -> str:
     """Render a value inside longer text: strings as-is, everything else as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        raise TemplateError("a value is nested too deeply to render as text") from None
 
 
 @dataclass(frozen=True)

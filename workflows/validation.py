@@ -41,6 +41,14 @@ _STEP_TYPES = "ai, http, set, condition, delay, wait_for_signal, fail"
 _TRIGGER_TYPES = "schedule, webhook"
 
 
+def _some(names: list[str], limit: int = 10) -> str:
+    """A readable list that stays short for huge documents."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
 def json_path(location: Iterable[str | int]) -> str:
     out = "$"
     for part in location:
@@ -222,7 +230,7 @@ def _target_problems(definition: WorkflowDefinition, ids: dict[str, int]) -> lis
                     Problem(
                         f"$.steps[{index}]{field}",
                         f"step '{step.id}' jumps to unknown step '{target}' "
-                        f'(known: {", ".join(sorted(ids)) or "none"}, or "end")',
+                        f'(known: {_some(sorted(ids))}, or "end")',
                         code="unknown_next",
                     )
                 )
@@ -287,7 +295,7 @@ def _loop_problems(definition: WorkflowDefinition, graph: list[list[int]]) -> li
         ) or any(isinstance(definition.steps[node], FailStep) for node in component)
         if not has_exit:
             first = min(component)
-            names = ", ".join(definition.steps[i].id for i in sorted(component))
+            names = _some([definition.steps[i].id for i in sorted(component)])
             problems.append(
                 Problem(
                     f"$.steps[{first}]",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import ValidationError
 
 from api.deps import CurrentKey, ServiceDep
-from api.errors import ApiError
+from api.errors import ApiError, parse_json_body
 from api.executions import STATUSES
 from api.schemas import (
     AcceptedPublic,
@@ -71,12 +71,25 @@ async def get_execution(execution_id: str, key: CurrentKey, service: ServiceDep)
     status_code=status.HTTP_202_ACCEPTED,
     response_model=AcceptedPublic,
     summary="Cancel: the in-flight step stops and the log is finalised as cancelled",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": CancelCreate.model_json_schema()}},
+        }
+    },
     responses={**_NOT_FOUND, **_FORBIDDEN, **_NOT_RUNNING},
 )
 async def cancel_execution(
-    execution_id: str, key: CurrentKey, service: ServiceDep, body: CancelCreate | None = None
+    execution_id: str, request: Request, key: CurrentKey, service: ServiceDep
 ) -> AcceptedPublic:
-    reason = body.reason if body else CancelCreate().reason
+    raw = await request.body()
+    body = parse_json_body(raw) if raw.strip() else {}
+    try:
+        reason = CancelCreate.model_validate(body if body is not None else {}).reason
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = "$" + "".join(f".{p}" for p in first["loc"])
+        raise ApiError(422, "invalid_request", first["msg"], where) from None
     return await service.cancel(execution_id, reason, key)
 
 
@@ -107,10 +120,7 @@ async def signal_execution(
             422, "invalid_signal", "use POST /api/executions/{id}/cancel to cancel", "$.name"
         )
     raw = await request.body()
-    try:
-        payload = json.loads(raw) if raw.strip() else None
-    except ValueError as err:
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
+    payload = parse_json_body(raw) if raw.strip() else None
     return await service.signal(execution_id, name, payload, key)
 
 

@@ -8,7 +8,6 @@ answer does not reveal which).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Header, Request, status
 
 from api.auth import Principal
 from api.deps import ServiceDep, StateDep
-from api.errors import ApiError
+from api.errors import ApiError, parse_json_body
 from api.limits import retry_after_header
 from api.schemas import ErrorResponse, RunPublic
 from api.store import DefinitionNotFound
@@ -88,10 +87,7 @@ async def receive_webhook(
         raise _UNSIGNED
     if not signature_ok(secret, body, signature):
         raise _UNSIGNED
-    try:
-        payload: Any = json.loads(body) if body.strip() else {}
-    except ValueError as err:
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
+    payload: Any = parse_json_body(body) if body.strip() else {}
     if trigger.input_vars is None:
         if not isinstance(payload, dict):
             raise ApiError(422, "invalid_input", "the body must be a JSON object", "$")

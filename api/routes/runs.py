@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import ValidationError
 
 from api.deps import CurrentKey, ServiceDep, SettingsDep
-from api.errors import ApiError
+from api.errors import ApiError, parse_json_body
 from api.schemas import ErrorResponse, RunCreate, RunPublic
 
 router = APIRouter(prefix="/api/workflows", tags=["runs"])
@@ -26,20 +25,14 @@ async def parse_run_request(request: Request) -> RunCreate:
         data = {k: v for k, v in form.items() if isinstance(v, str)}
         raw_inputs = data.get("input_vars")
         if raw_inputs is not None:
-            try:
-                data["input_vars"] = json.loads(raw_inputs) if raw_inputs.strip() else {}
-            except ValueError as err:
-                raise ApiError(
-                    422, "invalid_json", f"input_vars is not valid JSON: {err}", "$.input_vars"
-                ) from None
+            data["input_vars"] = (
+                parse_json_body(raw_inputs, "$.input_vars") if raw_inputs.strip() else {}
+            )
     else:
         body = await request.body()
         if not body:
             raise ApiError(422, "invalid_request", "send a JSON body with workflow_id", "$")
-        try:
-            data = json.loads(body)
-        except ValueError as err:
-            raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
+        data = parse_json_body(body)
     try:
         return RunCreate.model_validate(data)
     except ValidationError as err:

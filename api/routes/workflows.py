@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from api.auth import Action, Principal
 from api.deps import ClientDep, CurrentKey, SettingsDep, StateDep
-from api.errors import ApiError
+from api.errors import ApiError, parse_json_body
 from api.executions import input_problems, with_defaults
 from api.schemas import (
     ErrorResponse,
@@ -47,11 +46,7 @@ _DEFINITION_BODY = {
 
 
 async def _document(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError as err:
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}", "$") from None
+    return parse_json_body(await request.body())
 
 
 def _problems(document: Any, settings: Settings) -> tuple[WorkflowDefinition | None, list[Problem]]:
