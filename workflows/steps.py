@@ -54,9 +54,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.templating import DeferredSlot, VariableSubstitutor, to_text
 
-# How often the server must hear from a running step before it is presumed lost; activities
-# heartbeat every second, so a crashed worker's step is retried within this window.
+# How long the server waits for a heartbeat before presuming a running step lost (its worker
+# crashed or hung): a third of the step's timeout, between 2 and 10 seconds. Activities
+# heartbeat every second, so a healthy step never comes close.
+MIN_HEARTBEAT_TIMEOUT = timedelta(seconds=2)
 MAX_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+
+def heartbeat_timeout(step_timeout: timedelta) -> timedelta:
+    third = max(step_timeout / 3, MIN_HEARTBEAT_TIMEOUT)
+    return min(third, MAX_HEARTBEAT_TIMEOUT, step_timeout)
 
 
 @dataclass
@@ -240,7 +247,7 @@ class WorkflowStepProcessor:
         return {
             "start_to_close_timeout": timeout,
             "schedule_to_close_timeout": effective_total_timeout(step, self._defaults),
-            "heartbeat_timeout": min(timeout, MAX_HEARTBEAT_TIMEOUT),
+            "heartbeat_timeout": heartbeat_timeout(timeout),
             "retry_policy": RetryPolicy(
                 maximum_attempts=retry.max_attempts or 1,
                 initial_interval=timedelta(seconds=retry.initial_interval_seconds or 1),
