@@ -34,6 +34,7 @@ logger = logging.getLogger("worker")
 # Cancellation reaches an activity in a heartbeat answer; flushing heartbeats at least this
 # often bounds how long a cancelled step keeps running.
 HEARTBEAT_FLUSH = timedelta(seconds=1)
+STICKY_TIMEOUT = timedelta(seconds=3)
 
 
 def build_secrets(settings: Settings) -> SecretStore:
@@ -93,6 +94,9 @@ async def engine_worker(
             max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             default_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+            # A run whose worker died waits this long on that worker's sticky queue before
+            # any worker may take it (default 10 s): a killed worker's runs resume sooner.
+            sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         )
 
 

@@ -296,3 +296,15 @@ def test_exported_schema_accepts_the_examples_and_rejects_unknown_types() -> Non
     for path in sorted(EXAMPLES.glob("*.json")):
         validator.validate(json.loads(path.read_text(encoding="utf-8")))
     assert not validator.is_valid(mutate(steps__0__type="nope"))
+
+
+def test_names_after_a_step_that_binds_nothing_are_still_known() -> None:
+    document = {
+        "id": "flow",
+        "steps": [
+            {"id": "wait", "type": "delay", "seconds": 1},
+            {"id": "one", "type": "set", "values": {"v": 1}},
+            {"id": "two", "type": "set", "values": {"w": "{v}"}},
+        ],
+    }
+    assert problems_of(document) == []

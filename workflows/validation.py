@@ -521,18 +521,18 @@ def _available_names(definition: WorkflowDefinition, graph: list[list[int]]) -> 
     count = len(definition.steps)
     defines = [defined_names(step) for step in definition.steps]
     available: list[set[str]] = [set() for _ in range(count)]
+    # A step is (re)visited the first time it is reached and whenever more names reach it,
+    # so steps after one that binds nothing (a delay, an http step without output) count too.
+    visited = {0}
     work = [0]
-    queued = {0}
     while work:
         node = work.pop()
-        queued.discard(node)
         outgoing = available[node] | defines[node]
         for target in graph[node]:
             if target < 0:
                 continue
-            if not outgoing <= available[target]:
+            if target not in visited or not outgoing <= available[target]:
+                visited.add(target)
                 available[target] |= outgoing
-                if target not in queued:
-                    queued.add(target)
-                    work.append(target)
+                work.append(target)
     return available
