@@ -25,6 +25,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy workflows activities api worker.py
 
 format: install
 	$(BIN)/ruff format .

@@ -161,14 +161,18 @@ class AIClient:
                 "the AI provider answered with no choices", FailureType.PROVIDER_RETRYABLE
             )
         choice = choices[0]
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        message: dict[str, Any] = choice.get("message") or {}
+        if not isinstance(message, dict):
+            message = {}
         text = message.get("content") or ""
         if not isinstance(text, str):
             text = json.dumps(text)
         parsed: Any = None
         if request.response_format:
             parsed = parse_json_answer(text, request.response_format)
-        usage_raw = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        usage_raw: dict[str, Any] = answer.get("usage") or {}
+        if not isinstance(usage_raw, dict):
+            usage_raw = {}
         usage = AIUsage(
             prompt_tokens=usage_raw.get("prompt_tokens"),
             completion_tokens=usage_raw.get("completion_tokens"),
@@ -177,7 +181,7 @@ class AIClient:
         cost = usage_raw.get("cost")
         return AIResult(
             text=text,
-            json=parsed,
+            json_=parsed,
             model=answer.get("model") or request.model,
             usage=usage if usage_raw else None,
             cost=float(cost) if isinstance(cost, int | float) else None,
@@ -211,7 +215,7 @@ def parse_json_answer(text: str, response_format: dict[str, Any]) -> Any:
     candidate = fenced.group(1) if fenced else text
     try:
         parsed = json.loads(candidate)
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         raise retryable(
             f"the model's answer is not valid JSON ({err.msg} at character {err.pos}): "
             f"{text[:200]!r}",

@@ -208,10 +208,10 @@ class HTTPStepActivities:
         if "json" in content_type and raw:
             try:
                 return HTTPResult(
-                    status=response.status_code, headers=headers, json=json.loads(text)
+                    status=response.status_code, headers=headers, json_=json.loads(text)
                 )
-            except ValueError:
-                pass
+            except (ValueError, RecursionError):
+                pass  # not JSON after all (or absurdly deep): keep it as text
         return HTTPResult(status=response.status_code, headers=headers, text=text)
 
 

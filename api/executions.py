@@ -164,7 +164,7 @@ def start_options(
 ) -> StartOptions:
     """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
     definition = stored.definition
-    pairs = [
+    pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_DEFINITION_ID, definition.key),
         SearchAttributePair(SA_STATUS, "running"),
         SearchAttributePair(SA_DEFINITION_VERSION, stored.version),

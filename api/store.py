@@ -60,7 +60,7 @@ class DefinitionNotFound(LookupError):
 class DefinitionStore(Protocol):
     def get(self, workflow_id: str, version: int | None = None) -> StoredDefinition: ...
 
-    def list(self) -> list[StoredDefinition]: ...
+    def list_definitions(self) -> list[StoredDefinition]: ...
 
     def versions(self, workflow_id: str) -> list[int]: ...
 
@@ -101,8 +101,8 @@ class FileDefinitionStore:
             definition = self._validated(workflow_id, document)
             return self._record_if_changed(workflow_id, document, definition)[0]
 
-    def list(self) -> list[StoredDefinition]:
-        found = []
+    def list_definitions(self) -> list[StoredDefinition]:
+        found: list[StoredDefinition] = []
         if not self.directory.is_dir():
             return found
         for path in sorted(self.directory.glob("*.json")):

@@ -200,7 +200,7 @@ class WorkflowExecutor:
         elif task.exception() is not None:
             err = task.exception()
             if not isinstance(err, ExecutionFailed):
-                raise err  # a bug in the engine: fail the workflow task, keep the run
+                raise err  # type: ignore[misc]  # an engine bug: fail the workflow task, keep the run
             self._status = "failed"
             self._error = err.error
         elif self._continue_at is not None:

@@ -87,7 +87,10 @@ async def ensure_search_attributes(
         return
     try:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes=missing,  # type: ignore[arg-type]  # proto enum values
+            )
         )
         logger.info("registered search attributes %s", ", ".join(sorted(missing)))
     except RPCError as err:

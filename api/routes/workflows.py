@@ -154,7 +154,7 @@ async def save_workflow(
 @router.get("", response_model=WorkflowListPublic, summary="List definitions in the key's scope")
 async def list_workflows(key: CurrentKey, state: StateDep) -> WorkflowListPublic:
     return WorkflowListPublic(
-        workflows=[_summary(s) for s in state.store.list() if key.sees(s.workflow_id)]
+        workflows=[_summary(s) for s in state.store.list_definitions() if key.sees(s.workflow_id)]
     )
 
 
