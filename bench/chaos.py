@@ -65,9 +65,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.dev import DevServer, free_port
+from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
 from workflows.settings import Settings, load_settings
 from workflows.steps import idempotency_key
-from workflows.temporal_client import connect
+from workflows.temporal_client import connect_when_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -363,31 +364,6 @@ async def start_executions(
 
 # -- reading histories --------------------------------------------------------------------------
 
-_E = EventType
-TERMINAL = {
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
-}
-_ACTIVITY_CLOSE = {
-    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
-        "completed",
-        "activity_task_completed_event_attributes",
-    ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
-    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
-        "timed_out",
-        "activity_task_timed_out_event_attributes",
-    ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("cancelled", "activity_task_canceled_event_attributes"),
-}
-
-
-def _time(event: HistoryEvent) -> float:
-    return event.event_time.ToNanoseconds() / 1e9
-
 
 @dataclass
 class Activity:
@@ -434,38 +410,38 @@ def fold(events: Iterable[HistoryEvent], execution: Execution) -> str | None:
     for event in events:
         execution.events += 1
         kind = event.event_type
-        if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and execution.started is None:
-            execution.started = _time(event)
-        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and execution.started is None:
+            execution.started = event_time(event)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             try:
                 request = json.loads(attrs.input.payloads[0].data)
             except (IndexError, ValueError):
                 request = {}
             activity = Activity(
-                request.get("step_id"), request.get("idempotency_key"), _time(event)
+                request.get("step_id"), request.get("idempotency_key"), event_time(event)
             )
             scheduled[event.event_id] = activity
             execution.activities.append(activity)
-        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             scheduled[attrs.scheduled_event_id].attempt = attrs.attempt
             scheduled[attrs.scheduled_event_id].identity = attrs.identity
-        elif kind in _ACTIVITY_CLOSE:
-            outcome, name = _ACTIVITY_CLOSE[kind]
+        elif kind in ACTIVITY_CLOSE:
+            outcome, name = ACTIVITY_CLOSE[kind]
             activity = scheduled[getattr(event, name).scheduled_event_id]
-            activity.outcome, activity.closed = outcome, _time(event)
+            activity.outcome, activity.closed = outcome, event_time(event)
             activity.completions += outcome == "completed"
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             wft_queue = event.workflow_task_scheduled_event_attributes.task_queue.name
             wft_identity = ""
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             wft_identity = event.workflow_task_started_event_attributes.identity
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            execution.wft_completed.append(_time(event))
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-            execution.wft_timeouts.append((_time(event), wft_queue, wft_identity))
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            execution.wft_completed.append(event_time(event))
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            execution.wft_timeouts.append((event_time(event), wft_queue, wft_identity))
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             attrs = event.workflow_task_failed_event_attributes
             if (
                 attrs.cause
@@ -473,10 +449,10 @@ def fold(events: Iterable[HistoryEvent], execution: Execution) -> str | None:
                 or any(m in attrs.failure.message.lower() for m in NONDETERMINISM)
             ):
                 execution.nondeterminism.append(attrs.failure.message)
-        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             return event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         elif kind in TERMINAL:
-            execution.status, execution.closed = TERMINAL[kind], _time(event)
+            execution.status, execution.closed = TERMINAL[kind], event_time(event)
     return None
 
 
@@ -765,19 +741,6 @@ def print_report(result: dict[str, Any]) -> None:
 # -- the run ------------------------------------------------------------------------------------
 
 
-async def connect_with_retry(settings: Settings, within: float = 60.0) -> Client:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            client = await connect(settings)
-            await client.service_client.check_health()
-            return client
-        except (RPCError, RuntimeError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 async def count_running(client: Client, ids: Iterable[str], concurrency: int = 32) -> int:
     gate = asyncio.Semaphore(concurrency)
 
@@ -822,7 +785,7 @@ class Chaos:
         say(f"working directory {self.directory}, seed {self.args.seed}")
         self.server.start()
         await self.server.wait_ready()
-        self.client = await connect_with_retry(self.settings)
+        self.client = await connect_when_ready(self.settings, within=60.0)
         self.sink.start()
         keys = [{"key": self.api_key, "name": "chaos", "role": "admin", "workflows": "*"}]
         env = base_env(
@@ -886,7 +849,7 @@ class Chaos:
         await asyncio.sleep(self.args.down)
         self.server.start()
         await self.server.wait_ready()
-        self.client = await connect_with_retry(self.settings)
+        self.client = await connect_when_ready(self.settings, within=60.0)
         back = time.time()
         self.crashes.append(
             {

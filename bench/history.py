@@ -104,3 +104,32 @@ def summarise_phases(timings: list[StepTiming]) -> dict[str, Any]:
     count = max(len(timings), 1)
     keys = ("activity_queue", "activity_run", "wft_queue", "wft_run", "total")
     return {key: sum(t.as_dict()[key] for t in timings) / count for key in keys}
+
+
+# Shared with the chaos script and the crash tests: how runs and activities end.
+TERMINAL = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
+}
+ACTIVITY_CLOSE = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
+        "completed",
+        "activity_task_completed_event_attributes",
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
+        "timed_out",
+        "activity_task_timed_out_event_attributes",
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (
+        "cancelled",
+        "activity_task_canceled_event_attributes",
+    ),
+}
+
+
+def event_time(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e9

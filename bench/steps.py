@@ -34,7 +34,6 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.logs import WorkflowLogger
@@ -52,7 +51,7 @@ from worker import engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
 from workflows.settings import Settings, load_settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
-from workflows.temporal_client import connect
+from workflows.temporal_client import connect_when_ready
 from workflows.validation import load_definition
 
 ENGINE = "engine"
@@ -247,19 +246,6 @@ async def burst_probe(
 # -- the infrastructure ----------------------------------------------------------------------
 
 
-async def connect_with_retry(settings: Settings, within: float = 30.0) -> Client:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            client = await connect(settings)
-            await client.service_client.check_health()
-            return client
-        except (RPCError, RuntimeError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 @contextlib.asynccontextmanager
 async def http_target() -> AsyncIterator[str]:
     """The loopback target in its own process; yields its base URL."""
@@ -355,7 +341,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 workflow_definitions_dir=tmp_dir / "definitions",
                 http_allowed_hosts="127.0.0.1",  # the loopback target, through the SSRF guard
             )
-            client = await connect_with_retry(settings)
+            client = await connect_when_ready(settings)
             async with running_variants(client, settings, target, tmp_dir) as starters:
                 return await measure(client, starters, args)
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from api.dev import DevServer
@@ -22,7 +21,7 @@ from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
 from workflows.settings import Settings, load_settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
-from workflows.temporal_client import connect
+from workflows.temporal_client import connect_when_ready
 from workflows.validation import load_definition
 
 OPENROUTER_TEST_KEY = "test-openrouter-key"
@@ -59,19 +58,6 @@ async def temporal_server(storage_dir: Path) -> AsyncIterator[DevServer]:
         log.close()
 
 
-async def connect_with_retry(settings: Settings, timeout: float = 30.0) -> Client:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            client = await connect(settings)
-            await client.service_client.check_health()
-            return client
-        except (RPCError, RuntimeError):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def payload_dir(storage_dir: Path) -> Path:
     """One payload store for the session, so the replay test can read every history."""
@@ -83,7 +69,7 @@ async def client(temporal_server: DevServer, payload_dir: Path) -> Client:
     settings = load_settings(
         temporal_address=temporal_server.address, payload_store_dir=payload_dir
     )
-    return await connect_with_retry(settings)
+    return await connect_when_ready(settings)
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
+from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
 from tests.fakes import HttpSink, Recorded, Reply
 from workflows.settings import Settings
 from workflows.steps import idempotency_key
@@ -333,31 +334,6 @@ def check_ledger(deliveries: Iterable[Delivery], logs: dict[str, dict[str, Any]]
 
 # -- check 2: the history ---------------------------------------------------------------------
 
-_E = EventType
-TERMINAL = {
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "terminated",
-    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
-}
-_ACTIVITY_CLOSE = {
-    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
-        "completed",
-        "activity_task_completed_event_attributes",
-    ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
-    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
-        "timed_out",
-        "activity_task_timed_out_event_attributes",
-    ),
-    _E.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("cancelled", "activity_task_canceled_event_attributes"),
-}
-
-
-def event_time(event: HistoryEvent) -> float:
-    return event.event_time.ToNanoseconds() / 1e9
-
 
 def _payload_json(payloads: Any) -> Any:
     try:
@@ -421,7 +397,7 @@ def analyse_run(events: Iterable[HistoryEvent], run_id: str, facts: HistoryFacts
     for event in events:
         facts.event_count += 1
         kind = event.event_type
-        if kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             request = _payload_json(attrs.input)
             request = request if isinstance(request, dict) else {}
@@ -435,22 +411,22 @@ def analyse_run(events: Iterable[HistoryEvent], run_id: str, facts: HistoryFacts
             )
             scheduled[event.event_id] = activity
             facts.activities.append(activity)
-        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             activity = scheduled[attrs.scheduled_event_id]
             activity.started_attempt = attrs.attempt
             activity.started_identity = attrs.identity
-        elif kind in _ACTIVITY_CLOSE:
-            outcome, name = _ACTIVITY_CLOSE[kind]
+        elif kind in ACTIVITY_CLOSE:
+            outcome, name = ACTIVITY_CLOSE[kind]
             activity = scheduled[getattr(event, name).scheduled_event_id]
             if outcome == "completed":
                 activity.completions += 1
             activity.outcome = outcome
             activity.closed_at = event_time(event)
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             identity = event.workflow_task_started_event_attributes.identity
             facts.workflow_task_identities.append((event_time(event), identity))
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             attrs = event.workflow_task_failed_event_attributes
             message = f"{WorkflowTaskFailedCause.Name(attrs.cause)}: {attrs.failure.message}"
             facts.workflow_task_failures.append(message)
@@ -463,16 +439,16 @@ def analyse_run(events: Iterable[HistoryEvent], run_id: str, facts: HistoryFacts
                 )
             ):
                 facts.nondeterminism.append(message)
-        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
             facts.workflow_task_timeouts += 1
-        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
             next_run = (
                 event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
             )
         elif kind in TERMINAL:
             facts.status = TERMINAL[kind]
             facts.closed_at = event_time(event)
-            if kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
                 facts.result = _payload_json(
                     event.workflow_execution_completed_event_attributes.result
                 )
@@ -621,7 +597,7 @@ async def timeline(client: Client, execution_id: str, origin: float) -> list[str
         for event in history.events:
             name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
             lines.append(f"{event_time(event) - origin:9.3f}s  {event.event_id:4d} {name}")
-            if event.event_type == _E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 attrs = event.workflow_execution_continued_as_new_event_attributes
                 run_id = attrs.new_execution_run_id
     return lines

@@ -37,7 +37,7 @@ from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from api.dev import DevServer
-from tests.conftest import connect_with_retry, eventually, start_definition
+from tests.conftest import eventually, start_definition
 from tests.crash_support import (
     CheckReport,
     CrashSink,
@@ -58,6 +58,7 @@ from tests.crash_support import (
 from tests.fakes import Recorded, Reply
 from workflows.settings import Settings
 from workflows.steps import idempotency_key
+from workflows.temporal_client import connect_when_ready
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -488,7 +489,7 @@ async def test_w5_temporal_server_restart_with_runs_in_flight(
     }  # fmt: skip
     async with own_server(tmp_path) as server:
         own = settings.model_copy(update={"temporal_address": server.address})
-        client = await connect_with_retry(own)
+        client = await connect_when_ready(own)
         worker = workers("w5-worker", own)
         await worker.wait_ready()
         handles = {
@@ -508,7 +509,7 @@ async def test_w5_temporal_server_restart_with_runs_in_flight(
         server.start()
         await server.wait_ready()
         back_at = time.time()
-        client = await connect_with_retry(own)
+        client = await connect_when_ready(own)
         await eventually(
             lambda: _description_ok(client, handles["signal"].id), timeout=60, interval=0.2
         )

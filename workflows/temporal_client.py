@@ -5,8 +5,10 @@ Both sides must use ``pydantic_data_converter``: inputs and results are pydantic
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -60,6 +62,20 @@ async def connect(settings: Settings) -> Client:
         tls=_tls(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )
+
+
+async def connect_when_ready(settings: Settings, within: float = 30.0) -> Client:
+    """Connect, retrying until the server answers health checks (it may still be starting)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return client
+        except (RPCError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def ensure_search_attributes(
