@@ -8,6 +8,7 @@ the project's search attributes registered at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
@@ -128,6 +130,16 @@ class DevServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[DevServer]:
+        """Start, wait until it listens, and stop on exit (tests, benchmarks)."""
+        self.start()
+        try:
+            await self.wait_ready()
+            yield self
+        finally:
+            self.stop()
 
     def kill(self) -> None:
         """SIGKILL, for crash tests."""

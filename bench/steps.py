@@ -278,13 +278,8 @@ async def _wait_listening(port: int, process: subprocess.Popen[bytes], within: f
 async def dev_server(log_path: Path) -> AsyncIterator[DevServer]:
     """One headless dev server with an in-memory store (no --db-filename)."""
     with log_path.open("wb") as log:
-        server = DevServer(headless=True, log=log)
-        server.start()
-        try:
-            await server.wait_ready()
+        async with DevServer(headless=True, log=log).running() as server:
             yield server
-        finally:
-            server.stop()
 
 
 @contextlib.asynccontextmanager

@@ -48,13 +48,11 @@ def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def temporal_server(storage_dir: Path) -> AsyncIterator[DevServer]:
     log = (storage_dir / "temporal.log").open("wb")
-    server = DevServer(db_file=storage_dir / "temporal.db", headless=True, log=log)
-    server.start()
     try:
-        await server.wait_ready()
-        yield server
+        server = DevServer(db_file=storage_dir / "temporal.db", headless=True, log=log)
+        async with server.running():
+            yield server
     finally:
-        server.stop()
         log.close()
 
 

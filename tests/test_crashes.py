@@ -446,13 +446,12 @@ async def test_w4_sigterm_with_a_grace_period_shorter_than_the_step(
 async def own_server(tmp_path: Path) -> AsyncIterator[DevServer]:
     """A Temporal dev server of the test's own: SQLite file in tmp_path, fixed ports."""
     log = (tmp_path / "temporal-w5.log").open("ab")
-    server = DevServer(db_file=tmp_path / "w5.db", headless=True, log=log)
-    server.start()
     try:
-        await server.wait_ready()
-        yield server
+        async with DevServer(
+            db_file=tmp_path / "w5.db", headless=True, log=log
+        ).running() as server:
+            yield server
     finally:
-        server.stop()
         log.close()
 
 
