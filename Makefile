@@ -31,9 +31,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: the engine against a hand-written Temporal workflow, same server, same activities
+## bench: SPEC §13's figures (engine vs hand-written workflow, API starts, worker memory)
 bench: install
-	$(BIN)/python -m bench.steps
+	$(BIN)/python -m bench
 
 worker: install
 	$(BIN)/python worker.py

@@ -17,13 +17,14 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.logs import RotationPolicy, WorkflowLogger
 from activities.secrets import SecretStore
-from activities.ssrf import AddressPolicy, guarded_client
+from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import WorkflowExecutor
 from workflows.settings import Settings, load_settings
@@ -48,9 +49,12 @@ HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 @contextlib.asynccontextmanager
 async def http_step_activities(
-    settings: Settings, secrets: SecretStore | None = None
+    settings: Settings, secrets: SecretStore | None = None, logs: WorkflowLogger | None = None
 ) -> AsyncIterator[HTTPStepActivities]:
-    """The `http` step activity on an SSRF-guarded client (redirects re-checked per hop)."""
+    """The `http` step activity on an SSRF-guarded client (redirects re-checked per hop).
+
+    With ``logs`` the activity writes its step's log record itself (see StepLog).
+    """
     policy = AddressPolicy.from_setting(settings.http_allowed_hosts)
     async with guarded_client(policy, HTTP_TIMEOUT, HTTP_LIMITS) as step_http:
         yield HTTPStepActivities(
@@ -60,6 +64,7 @@ async def http_step_activities(
             settings.http_user_agent,
             policy=policy,
             max_redirects=settings.http_max_redirects,
+            logs=logs,
         )
 
 
@@ -74,8 +79,10 @@ async def engine_worker(
     secrets = build_secrets(settings)
     logs = logs or build_logger(settings)
     async with (
-        http_step_activities(settings, secrets) as http_steps,
-        httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as ai_http,
+        http_step_activities(settings, secrets, logs) as http_steps,
+        httpx.AsyncClient(
+            timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
+        ) as ai_http,
     ):
         ai = AIClient(
             ai_http,
@@ -84,11 +91,15 @@ async def engine_worker(
             secrets,
             app_title=settings.openrouter_app_title,
             referer=settings.openrouter_referer,
+            logs=logs,
         )
         yield Worker(
             client,
             task_queue=task_queue or settings.temporal_task_queue,
             workflows=[WorkflowExecutor],
+            workflow_runner=SandboxedWorkflowRunner()
+            if settings.worker_workflow_sandbox
+            else UnsandboxedWorkflowRunner(),
             activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
 from activities.heartbeat import with_heartbeats
+from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
 from workflows.errors import FailureType
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
@@ -38,8 +39,10 @@ class AIClient:
         secrets: SecretStore,
         app_title: str = "workflow-engine",
         referer: str | None = None,
+        logs: WorkflowLogger | None = None,
     ) -> None:
         self._http = http
+        self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._api_key = api_key
         self._secrets = secrets
@@ -62,13 +65,16 @@ class AIClient:
             self._secrets,
         )
         body = self._request_body(request, str(fields["model"]), fields["messages"])
-        try:
-            answer = await with_heartbeats(self._post(body))
-            result = self._result(request, answer)
-        except ApplicationError as err:
-            # Provider messages and answer snippets may quote the key or a filled-in secret.
-            raise self._redacted(err) from None
-        return self._secrets.redact_model(result)
+        async with carried_log(self._logs, request.log) as log:
+            try:
+                answer = await with_heartbeats(self._post(body))
+                result = self._result(request, answer)
+            except ApplicationError as err:
+                # Provider messages and answer snippets may quote the key or a filled-in secret.
+                raise self._redacted(err) from None
+            result = self._secrets.redact_model(result)
+            result.log_written = await log.written()
+        return result
 
     def _redacted(self, err: ApplicationError) -> ApplicationError:
         message = self._secrets.redact(err.message)

@@ -21,6 +21,7 @@ from temporalio import activity
 
 from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
 from activities.heartbeat import with_heartbeats
+from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import SSRF_BLOCKED, AddressPolicy, SSRFBlocked
 from workflows.errors import FailureType
@@ -57,8 +58,10 @@ class HTTPStepActivities:
         user_agent: str = "workflow-engine",
         policy: AddressPolicy | None = None,
         max_redirects: int = 5,
+        logs: WorkflowLogger | None = None,
     ) -> None:
         self._http = http
+        self._logs = logs
         self._secrets = secrets
         self._max_response_bytes = max_response_bytes
         self._user_agent = user_agent
@@ -105,6 +108,13 @@ class HTTPStepActivities:
                 FailureType.INVALID_REQUEST,
             ) from None
         described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
+        async with carried_log(self._logs, request.log) as log:
+            result = await self._send(request, built, described)
+            result.log_written = await log.written()
+        return result
+
+    async def _send(self, request: HTTPRequest, built: httpx.Request, described: str) -> HTTPResult:
+        """Send the request; the answer, or a failure classified for Temporal."""
         try:
             result = await with_heartbeats(self._send_following_redirects(built))
         except SSRFBlocked as err:

@@ -1,9 +1,12 @@
 """WorkflowLogger: the execution log files (SPEC §4), their writes and their rotation.
 
-One JSON file per execution, named by the server-generated execution id. Each write merges
-one :class:`LogWrite` into the file: header fields are replaced, the step record is upserted
-by its sequence number. The merge is then written to a temporary file and renamed over the
-old one, so a reader never sees half a file and a retried write changes nothing.
+One JSON file per execution, named by the server-generated execution id. The workflow's own
+writes (a local activity: at waits, failures and the end) merge one :class:`LogWrite` into the
+file: header fields replaced, step records upserted by sequence number, the result written to
+a temporary file and renamed over the old one, so a reader never sees half a file and a retried
+write changes nothing. Activity steps carry the records not yet written and add them to the
+log's journal while they make their call (activities/log_files.py): the document is rebuilt
+from the journal at least once a second, and readers merge it in.
 
 Rotation: finished logs older than ``log_compress_after_seconds`` are gzipped; logs older than
 ``log_max_age_days`` are deleted; then the oldest are deleted until the count and total size
@@ -22,6 +25,7 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +33,25 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.log_files import (
+    LogText,
+    append_to_journal,
+    header_of,
+    journal_path,
+    merge_journal,
+    read_journal,
+    taken_journal,
+)
 from workflows.errors import FailureType
 from workflows.settings import Settings
 from workflows.shared import WRITE_EXECUTION_LOG, LogWrite
 
 logger = logging.getLogger(__name__)
+
+# While steps flow, the document is rewritten from its journal at least this often.
+JOURNAL_FOLD_SECONDS = 1.0
+# Rotation folds a journal, and removes a crashed write's temporary file, left this long.
+STALE_SECONDS = 3600.0
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # ":" appears in scheduled run ids
 
@@ -62,6 +80,16 @@ class RotationReport:
     kept: int = 0
 
 
+@dataclass
+class CarriedWrite:
+    """The write of the log records an activity step carried (see WorkflowLogger.carried)."""
+
+    task: asyncio.Future[bool] | None
+
+    async def written(self) -> bool:
+        return await self.task if self.task is not None else False
+
+
 class InvalidExecutionId(ValueError):
     """An execution id that cannot name a log file."""
 
@@ -74,8 +102,8 @@ class WorkflowLogger:
         self.policy = policy
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        # (mtime_ns, size) -> parsed document, so a step write does not re-read the file.
-        self._cache: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        # Running logs as last written, so a step write neither re-reads nor re-renders them.
+        self._cache: dict[str, LogText] = {}
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -103,71 +131,137 @@ class WorkflowLogger:
                 type=FailureType.LOG_WRITE,
             ) from err
 
-    def write(self, entry: LogWrite) -> dict[str, Any]:
+    def write(self, entry: LogWrite) -> None:
+        """Merge ``entry`` and the journal into the document: header replaced, records upserted."""
         path = self.path_for(entry.execution_id)
         with self._lock(entry.execution_id):
-            document = self._load_for_update(entry.execution_id, path)
-            merged = merge_entry(document, entry)
+            self._fold(entry, path)
+
+    def append(self, entry: LogWrite) -> None:
+        """An activity step's carried write: a journal line, or a rewrite when one is due.
+
+        The document is rewritten when this process has none cached for the execution (a
+        first write, or another worker's run), and once ``JOURNAL_FOLD_SECONDS`` have passed.
+        """
+        path = self.path_for(entry.execution_id)
+        with self._lock(entry.execution_id):
+            text = self._cache.get(entry.execution_id)
+            if text is None or time.monotonic() - text.folded_at >= JOURNAL_FOLD_SECONDS:
+                self._fold(entry, path)
+            else:
+                append_to_journal(journal_path(path), entry)
+
+    def _fold(self, entry: LogWrite, path: Path) -> None:
+        text = self._load_for_update(entry.execution_id, path)
+        with taken_journal(journal_path(path)) as journaled:
+            for earlier in journaled:
+                for record in earlier.records():
+                    text.upsert(record)
+            for record in entry.records():
+                text.upsert(record)
+            final = entry.status != "running"
             # fsync only the final write (~2 ms a step saved): a killed process loses nothing,
             # and a machine crash can at worst roll a running log back a few steps.
-            self._atomic_write(path, merged, durable=merged["status"] != "running")
-            stat = path.stat()
-            self._cache[entry.execution_id] = ((stat.st_mtime_ns, stat.st_size), merged)
-            if merged["status"] != "running":
-                self._cache.pop(entry.execution_id, None)
-                with self._locks_guard:
-                    self._locks.pop(entry.execution_id, None)
-            return merged
+            text.stamp = self._atomic_write(path, text.render(header_of(entry)), durable=final)
+        text.folded_at = time.monotonic()
+        if final:
+            self._cache.pop(entry.execution_id, None)
+            with self._locks_guard:
+                self._locks.pop(entry.execution_id, None)
+        else:
+            self._cache[entry.execution_id] = text
+
+    async def write_quietly(self, entry: LogWrite) -> bool:
+        """An activity step's carried write; False (and an error logged) if the log is unusable.
+
+        It runs on the event loop, once the step's own call has gone out: a journal line takes
+        microseconds, a thread hop would cost more than the write (and wait for the GIL).
+        """
+        try:
+            await asyncio.sleep(0)  # let the step's call go out first
+            self.append(entry)
+        except (OSError, InvalidExecutionId) as err:
+            logger.error(
+                "cannot write execution log for %s in %s: %s (its records stay with the run, "
+                "which cannot end before they are written)",
+                entry.execution_id,
+                self.log_dir,
+                err,
+            )
+            return False
+        return True
 
     def _lock(self, execution_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(execution_id, threading.Lock())
 
-    def _load_for_update(self, execution_id: str, path: Path) -> dict[str, Any] | None:
+    def _load_for_update(self, execution_id: str, path: Path) -> LogText:
         try:
             stat = path.stat()
         except FileNotFoundError:
-            return None
+            return LogText()
         cached = self._cache.get(execution_id)
-        if cached and cached[0] == (stat.st_mtime_ns, stat.st_size):
-            return cached[1]
+        if cached and cached.stamp == (stat.st_mtime_ns, stat.st_size):
+            return cached
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError):
             # A damaged file is kept aside, not overwritten silently.
             path.rename(path.with_suffix(f".corrupt-{int(time.time())}"))
             logger.error("execution log %s was unreadable; moved aside", path)
-            return None
+            return LogText()
+        return LogText.parse(document)
 
-    def _atomic_write(self, path: Path, document: dict[str, Any], durable: bool = True) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(document, ensure_ascii=False, indent=2, default=str)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    def _atomic_write(self, path: Path, data: str, durable: bool = True) -> tuple[int, int]:
+        """Write ``data`` to a temporary file and rename it over ``path``.
+
+        Returns the new file's (mtime_ns, size). The temporary name is fixed per process and
+        execution (writes of one execution are serialised by its lock), which spares the
+        random-name retries of mkstemp on every write.
+        """
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
+            fd = os.open(tmp, flags, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o644)
+        try:
+            try:
+                view = memoryview(data.encode("utf-8"))
+                while view:
+                    view = view[os.write(fd, view) :]
                 if durable:
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    os.fsync(fd)
+                stat = os.fstat(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        return stat.st_mtime_ns, stat.st_size
 
     # -- reading ----------------------------------------------------------------------------
 
     def read(self, execution_id: str) -> dict[str, Any] | None:
+        """The log as it stands: the document with any journal writes merged in."""
         path = self.path_for(execution_id)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            pass
-        try:
-            with gzip.open(path.with_suffix(".json.gz"), "rt", encoding="utf-8") as handle:
-                return json.load(handle)
-        except FileNotFoundError:
+            document = None
+        if document is None:
+            try:
+                with gzip.open(path.with_suffix(".json.gz"), "rt", encoding="utf-8") as handle:
+                    return dict(json.load(handle))  # finished logs have no journal
+            except FileNotFoundError:
+                pass
+        journaled = read_journal(journal_path(path))
+        if document is None and not journaled:
             return None
+        return merge_journal(document, journaled)
 
     # -- rotation ---------------------------------------------------------------------------
 
@@ -180,7 +274,10 @@ class WorkflowLogger:
         policy = self.policy
         entries: list[tuple[float, int, Path]] = []
         for path in self.log_dir.iterdir():
-            if not path.name.endswith((".json", ".json.gz")) or path.name.startswith("."):
+            if path.name.startswith("."):
+                self._tidy(path, now)
+                continue
+            if not path.name.endswith((".json", ".json.gz")):
                 continue
             try:
                 stat = path.stat()
@@ -223,6 +320,29 @@ class WorkflowLogger:
         report.kept = len(keep)
         return report
 
+    def _tidy(self, path: Path, now: float) -> None:
+        """A journal left unfolded an hour is folded; a temporary file left by a crash goes."""
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age < STALE_SECONDS:
+            return
+        if path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+        elif path.name.endswith(".journal"):
+            execution_id = path.name[1 : -len(".journal")]
+            document = self.log_dir / f"{execution_id}.json"
+            with self._lock(execution_id):
+                if not document.exists():
+                    path.unlink(missing_ok=True)  # its log was deleted
+                    return
+                with taken_journal(path) as journaled:
+                    current = json.loads(document.read_text(encoding="utf-8"))
+                    merged = merge_journal(current, journaled)
+                    self._atomic_write(document, LogText.parse(merged).render(merged), durable=True)
+                self._cache.pop(execution_id, None)
+
     def _is_finished(self, path: Path) -> bool:
         try:
             return json.loads(path.read_text(encoding="utf-8")).get("status") != "running"
@@ -249,50 +369,21 @@ class WorkflowLogger:
         return target
 
 
-def merge_entry(document: dict[str, Any] | None, entry: LogWrite) -> dict[str, Any]:
-    """Merge a LogWrite into a log document (pure; idempotent for the same entry)."""
-    data = entry.model_dump(mode="json")
-    # The SPEC's keys first, in its order; extra keys after.
-    merged: dict[str, Any] = {
-        "execution_id": data["execution_id"],
-        "workflow_id": data["workflow_id"],
-        "start_time": data["start_time"],
-        "end_time": data["end_time"],
-        "status": data["status"],
-        "steps": [],
-        "run_id": data["run_id"],
-        "workflow_name": data["workflow_name"],
-        "workflow_version": data["workflow_version"],
-        "error": data["error"],
-    }
-    steps: list[dict[str, Any]] = list(document.get("steps", [])) if document else []
-    for step in data["steps"] if data["step"] is None else [data["step"], *data["steps"]]:
-        _upsert(steps, step)
-    merged["steps"] = steps
-    return merged
+@contextlib.asynccontextmanager
+async def carried_log(
+    logs: WorkflowLogger | None, entry: LogWrite | None
+) -> AsyncIterator[CarriedWrite]:
+    """Write the log records an activity step carries while the step makes its call.
 
-
-def _upsert(steps: list[dict[str, Any]], step: dict[str, Any]) -> None:
-    record = {
-        "step_id": step["step_id"],
-        "name": step["name"],
-        "start_time": step["start_time"],
-        "end_time": step["end_time"],
-        "status": step["status"],
-        "output_vars": step["output_vars"],
-        "error": step["error"],
-        "seq": step["seq"],
-        "type": step["type"],
-    }
-    for extra in ("error_type", "attempts", "usage"):
-        if step.get(extra) is not None:
-            record[extra] = step[extra]
-    if not steps or steps[-1].get("seq", -1) < step["seq"]:
-        steps.append(record)  # the usual case: the next step in order
-        return
-    position = next((i for i, s in enumerate(steps) if s.get("seq") == step["seq"]), None)
-    if position is None:
-        steps.append(record)
-        steps.sort(key=lambda s: s.get("seq", 0))
-    else:
-        steps[position] = record
+    The write runs in a thread beside the call; ``await carried.written()`` says whether it
+    succeeded. A failed write is only logged: the records stay with the workflow, which hands
+    them to the next step or writes them itself, so nothing is lost.
+    """
+    task = None
+    if logs is not None and entry is not None:
+        task = asyncio.ensure_future(logs.write_quietly(entry))
+    try:
+        yield CarriedWrite(task)
+    finally:
+        if task is not None and not task.done():
+            await asyncio.shield(task)  # never leave a write half-way behind the step

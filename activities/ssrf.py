@@ -28,6 +28,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -475,6 +476,17 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
+def stateless_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing.
+
+    The worker shares one client between every run of every tenant: a cookie one step's
+    target sets must never ride along on another run's request. A step that needs a cookie
+    sends it as a header.
+    """
+    # A CookieJar, not httpx.Cookies: the client copies the latter into a jar of its own.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def guarded_client(
     policy: AddressPolicy,
     timeout: httpx.Timeout,
@@ -487,4 +499,5 @@ def guarded_client(
         transport=GuardedTransport(policy, limits=limits, network_backend=network_backend),
         follow_redirects=False,
         trust_env=False,
+        cookies=stateless_cookies(),
     )

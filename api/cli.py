@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
@@ -49,7 +49,7 @@ from api.cli_client import (
     ApiFailure,
     ClientError,
 )
-from api.dev import DevServer
+from api.dev import DevServer, check_ports_free
 from workflows.errors import ConfigurationError
 from workflows.settings import load_settings
 
@@ -62,8 +62,8 @@ def main() -> None:
     """Durable JSON workflows on Temporal."""
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+def _fail(message: str) -> NoReturn:
+    _error(message)
     raise typer.Exit(1)
 
 
@@ -76,6 +76,16 @@ def dev(
     examples: Path = typer.Option(Path("examples"), help="Seeded into the definitions dir."),
 ) -> None:
     """Run the embedded stack: Temporal dev server, worker and API, on 127.0.0.1."""
+    try:
+        check_ports_free(
+            {
+                "Temporal gRPC frontend (--temporal-port)": temporal_port,
+                "Temporal Web UI (--ui-port)": ui_port,
+                "API (--api-port)": api_port,
+            }
+        )
+    except ConfigurationError as err:
+        _fail(str(err))
     os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
     os.environ.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{ui_port}")
     os.environ.setdefault("WORKFLOW_LOG_DIR", str(storage / "workflow_logs"))
@@ -88,7 +98,6 @@ def dev(
         settings = load_settings()
     except ConfigurationError as err:
         _fail(str(err))
-        return
     _seed_definitions(examples, settings.workflow_definitions_dir)
     storage.mkdir(parents=True, exist_ok=True)
     server_log = (storage / "temporal-server.log").open("ab")

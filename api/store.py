@@ -84,6 +84,9 @@ class FileDefinitionStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._thread_lock = threading.RLock()
+        # The current version of each definition as last read, keyed by the files' stamps:
+        # a start then costs two stat calls, not a lock, two reads and a full validation.
+        self._current: dict[str, tuple[tuple[int, ...], StoredDefinition]] = {}
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -94,12 +97,29 @@ class FileDefinitionStore:
             if record is None:
                 raise DefinitionNotFound(f"workflow '{workflow_id}' has no version {version}")
             return self._stored(workflow_id, record)
+        cached = self._current.get(workflow_id)
+        if cached is not None and cached[0] == self._stamp(workflow_id):
+            return cached[1]
         with self._locked():
             document = self._read_current(workflow_id)
             if document is None:
                 raise DefinitionNotFound(f"no workflow named '{workflow_id}'")
             definition = self._validated(workflow_id, document)
-            return self._record_if_changed(workflow_id, document, definition)[0]
+            stored = self._record_if_changed(workflow_id, document, definition)[0]
+            self._current[workflow_id] = (self._stamp(workflow_id), stored)
+            return stored
+
+    def _stamp(self, workflow_id: str) -> tuple[int, ...]:
+        """What changes when the definition file or its versions change (any process)."""
+        stamp: list[int] = []
+        for path in (self._current_path(workflow_id), self._versions_dir(workflow_id)):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                stamp += [0, 0, 0]
+            else:
+                stamp += [stat.st_ino, stat.st_mtime_ns, stat.st_size]
+        return tuple(stamp)
 
     def list_definitions(self) -> list[StoredDefinition]:
         found: list[StoredDefinition] = []

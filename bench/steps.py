@@ -1,19 +1,27 @@
-"""Per-step cost of the engine against a hand-written Temporal workflow (`make bench`).
+"""Per-step cost of the engine against a hand-written Temporal workflow.
 
-    python -m bench.steps [--runs 10] [--warmup 2] [--steps 20] [--concurrency 8]
+    python -m bench.steps [--sizes 20,200] [--rounds 6,3]    # this part alone
+    python -m bench                                          # everything (`make bench`)
 
-One dev server (in-memory, headless), one loopback HTTP target, one client, four variants on
-their own task queues, so that each worker can register its own ``send_http_request``:
+One dev server started as `wfe dev` starts it (SQLite file, WAL, lifted poll limits), one
+loopback HTTP target in its own process, one client, and four variants on their own task
+queues, each running N sequential `http` steps to the target:
 
-- ``engine``: WorkflowExecutor interpreting a definition of N `http` steps (the real worker).
-- ``engine-nullio``: the same, but the log-write local activity skips its file I/O.
-- ``baseline``: bench/baseline.py, the same N requests through the same activity, nothing else.
-- ``baseline-la``: the baseline plus a no-op local activity where the engine writes its log.
+- ``engine``: WorkflowExecutor interpreting a definition of N `http` steps on the real
+  worker (``worker.engine_worker``), with the execution log on, started as the API starts it;
+- ``engine-nullio``: the same with a logger that writes no file (the log's own I/O cost);
+- ``baseline``: bench/baseline.py, a hand-written workflow and HTTP activity on one shared
+  httpx client, on a worker with the SDK's defaults (the workflow sandbox on): what a careful
+  engineer writes instead;
+- ``baseline-unsandboxed``: the same workflow on a worker without the sandbox, as the engine's
+  worker runs (so engine - this is the engine's own cost, like for like);
+- ``baseline-engine-activity``: that unsandboxed workflow calling the engine's own
+  ``send_http_request`` (the cost of the engine's HTTP activity apart from the rest).
 
-Runs alternate between the variants (the starting variant rotates every round), so drift in
-the machine's state hits all of them alike. The differences between the four split the
-engine's extra cost per step into the log file I/O, the local-activity mechanism and the rest
-(the interpreter itself). See bench/README.md for the results on this machine.
+Runs alternate between the variants (the one going first rotates every round), so drift in
+the machine's state hits all alike. ms/step is read from each run's history (first to last
+event / N), so client and start-up costs are left out; the phases of each step come from the
+event timestamps (bench/history.py).
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.logs import WorkflowLogger
 from api.dev import DevServer, free_port
@@ -43,11 +53,10 @@ from bench.baseline import (
     BaselineInput,
     BaselineStep,
     BaselineWorkflow,
-    mark_step,
+    PlainHTTP,
 )
 from bench.history import event_counts, server_duration_ms, step_timings
-from bench.report import build_report, print_report, write_json
-from worker import engine_worker, http_step_activities
+from worker import HTTP_LIMITS, HTTP_TIMEOUT, engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
 from workflows.settings import Settings, load_settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
@@ -57,39 +66,36 @@ from workflows.validation import load_definition
 ENGINE = "engine"
 ENGINE_NULLIO = "engine-nullio"
 BASELINE = "baseline"
-BASELINE_LA = "baseline-la"
-VARIANTS = (ENGINE, ENGINE_NULLIO, BASELINE, BASELINE_LA)
-
-RESULTS_DIR = Path(__file__).parent / "results"
+BASELINE_UNSANDBOXED = "baseline-unsandboxed"
+BASELINE_ENGINE_ACTIVITY = "baseline-engine-activity"
+VARIANTS = (ENGINE, ENGINE_NULLIO, BASELINE, BASELINE_UNSANDBOXED, BASELINE_ENGINE_ACTIVITY)
+# A workflow-task queue wait this long is the poll-limit stall of TEMPORAL_NOTES.md (~40 ms);
+# an unstalled one takes a few ms.
+STALL_MS = 30.0
 
 Starter = Callable[[Client, str, int], Awaitable[WorkflowHandle[Any, Any]]]
 
 
 @dataclass
 class Run:
-    """One execution: client wall time plus what its history says."""
+    """One execution, as its history tells it."""
 
     variant: str
     steps: int
-    wall_ms: float
     server_ms: float
-    events: dict[str, int]
+    events: int
     timings: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def ms_per_step(self) -> float:
-        return self.wall_ms / self.steps
+        return self.server_ms / self.steps
 
 
 class NullIOLogger(WorkflowLogger):
-    """Keeps the log-write local activity (and its thread hop) but writes no file.
+    """Everything the engine does for its log but the file: the difference is the file I/O."""
 
-    The difference between ``engine`` and ``engine-nullio`` is then the cost of the log
-    file itself: JSON encoding, a temp file, fsync and rename on every step.
-    """
-
-    def write(self, entry: LogWrite) -> dict[str, Any]:
-        return {}
+    def write(self, entry: LogWrite) -> None:
+        return None
 
 
 # -- the workload ----------------------------------------------------------------------------
@@ -97,30 +103,23 @@ class NullIOLogger(WorkflowLogger):
 
 def bench_steps(target_url: str, count: int) -> list[BaselineStep]:
     """Alternating POST (with a small JSON body) and GET requests to the loopback target."""
-    steps = []
-    for i in range(1, count + 1):
-        post = i % 2 == 1
-        steps.append(
-            BaselineStep(
-                id=f"s{i}",
-                method="POST" if post else "GET",
-                url=f"{target_url}/step/{i}",
-                json_body={"i": i} if post else None,
-            )
+    return [
+        BaselineStep(
+            id=f"s{i}",
+            method="POST" if i % 2 else "GET",
+            url=f"{target_url}/step/{i}",
+            json_body={"i": i} if i % 2 else None,
         )
-    return steps
+        for i in range(1, count + 1)
+    ]
 
 
 def engine_definition(steps: list[BaselineStep]) -> WorkflowDefinition:
     """The same requests as an engine definition document, validated like the API does."""
     document: dict[str, Any] = {"id": f"bench-{len(steps)}", "name": "bench", "steps": []}
     for step in steps:
-        entry: dict[str, Any] = {
-            "id": step.id,
-            "type": "http",
-            "method": step.method,
-            "url": step.url,
-        }
+        entry: dict[str, Any] = {"id": step.id, "type": "http", "method": step.method}
+        entry["url"] = step.url
         if step.json_body is not None:
             entry["json"] = step.json_body
         document["steps"].append(entry)
@@ -152,9 +151,9 @@ def engine_starter(task_queue: str, target_url: str) -> Starter:
     return start
 
 
-def baseline_starter(task_queue: str, target_url: str, local_marker: bool) -> Starter:
+def baseline_starter(task_queue: str, target_url: str, activity: str) -> Starter:
     async def start(client: Client, workflow_id: str, count: int) -> WorkflowHandle[Any, Any]:
-        workload = BaselineInput(steps=bench_steps(target_url, count), local_marker=local_marker)
+        workload = BaselineInput(steps=bench_steps(target_url, count), activity=activity)  # type: ignore[arg-type]
         return await client.start_workflow(
             BASELINE_WORKFLOW, workload, id=workflow_id, task_queue=task_queue
         )
@@ -163,84 +162,28 @@ def baseline_starter(task_queue: str, target_url: str, local_marker: bool) -> St
 
 
 async def run_once(client: Client, variant: str, start: Starter, count: int) -> Run:
-    """Start one execution and wait for its result; the clock covers start to result."""
-    began = time.perf_counter()
     handle = await start(client, f"bench-{variant}-{uuid.uuid4()}", count)
     await handle.result()
-    wall_ms = (time.perf_counter() - began) * 1000
     history = await handle.fetch_history()
     return Run(
         variant=variant,
         steps=count,
-        wall_ms=wall_ms,
         server_ms=server_duration_ms(history),
-        events=event_counts(history),
+        events=sum(event_counts(history).values()),
         timings=[t.as_dict() for t in step_timings(history)],
     )
 
 
-# -- the schedule ----------------------------------------------------------------------------
-
-
 async def sequential(
-    client: Client, starters: dict[str, Starter], rounds: int, count: int, idle: float = 0.0
+    client: Client, starters: dict[str, Starter], rounds: int, count: int
 ) -> list[Run]:
-    """``rounds`` runs of every variant, one at a time, rotating who goes first.
-
-    With ``idle`` > 0 the worker stays quiet that long before each run, which keeps every run
-    clear of the delayed-ACK stall that sets in after ~20 back-to-back steps.
-    """
+    """``rounds`` runs of every variant, one at a time, rotating who goes first."""
     names = list(starters)
     runs: list[Run] = []
     for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            if idle:
-                await asyncio.sleep(idle)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             runs.append(await run_once(client, name, starters[name], count))
     return runs
-
-
-async def concurrent(
-    client: Client, starters: dict[str, Starter], width: int, count: int, rounds: int
-) -> dict[str, dict[str, float]]:
-    """``width`` executions of one variant at once: throughput, not latency.
-
-    Repeated ``rounds`` times, rotating the variants like :func:`sequential`; the median
-    round counts, since one burst of a few seconds is easily disturbed.
-    """
-    names = list(starters)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            began = time.perf_counter()
-            await asyncio.gather(
-                *(run_once(client, name, starters[name], count) for _ in range(width))
-            )
-            samples[name].append(time.perf_counter() - began)
-    results: dict[str, dict[str, float]] = {}
-    for name, walls in samples.items():
-        wall = statistics.median(walls)
-        results[name] = {
-            "executions": width,
-            "rounds": rounds,
-            "wall_s": wall,
-            "steps_per_s": width * count / wall,
-            "ms_per_step_per_execution": wall * 1000 / count,
-        }
-    return results
-
-
-async def burst_probe(
-    client: Client, starters: dict[str, Starter], count: int, idle: float
-) -> dict[str, list[dict[str, float]]]:
-    """After ``idle`` seconds of quiet, one long run per variant: does step ~20 get slower?"""
-    profiles: dict[str, list[dict[str, float]]] = {}
-    for name in (ENGINE, BASELINE):
-        await asyncio.sleep(idle)
-        run = await run_once(client, name, starters[name], count)
-        profiles[name] = run.timings
-    return profiles
 
 
 # -- the infrastructure ----------------------------------------------------------------------
@@ -252,154 +195,191 @@ async def http_target() -> AsyncIterator[str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "bench.target", "--port", str(port)])
     try:
-        await _wait_listening(port, process)
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bench target exited with code {process.returncode}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def _wait_listening(port: int, process: subprocess.Popen[bytes], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"bench target exited with code {process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"bench target not listening on port {port}")
-
-
-@contextlib.asynccontextmanager
-async def dev_server(log_path: Path) -> AsyncIterator[DevServer]:
-    """One headless dev server with an in-memory store (no --db-filename)."""
-    with log_path.open("wb") as log:
-        async with DevServer(headless=True, log=log).running() as server:
-            yield server
-
-
 @contextlib.asynccontextmanager
 async def baseline_worker(
-    client: Client, settings: Settings, task_queue: str
+    client: Client, settings: Settings, task_queue: str, sandboxed: bool
 ) -> AsyncIterator[Worker]:
-    """The baseline's worker: its own HTTPStepActivities, configured like the engine's."""
-    async with http_step_activities(settings) as activities:
+    """The hand-written workflow's worker: its own plain activity and the engine's."""
+    async with (
+        httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as shared,
+        http_step_activities(settings) as engine_http,
+    ):
         yield Worker(
             client,
             task_queue=task_queue,
             workflows=[BaselineWorkflow],
-            activities=[activities.send_http_request, mark_step],
+            workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
+            activities=[PlainHTTP(shared).send_request, engine_http.send_http_request],
         )
 
 
 @contextlib.asynccontextmanager
 async def running_variants(
-    client: Client, settings: Settings, target_url: str, log_dir: Path
+    client: Client, settings: Settings, target_url: str, tmp_dir: Path
 ) -> AsyncIterator[dict[str, Starter]]:
-    """Three workers polling (engine, engine without log I/O, baseline); yields the starters."""
-    nullio = NullIOLogger(log_dir / "nullio")
+    """The workers of every variant, polling; yields a starter per variant."""
+    nullio = NullIOLogger(tmp_dir / "nullio")
     async with (
         engine_worker(client, settings, task_queue="bench-engine") as engine,
         engine_worker(client, settings, "bench-engine-nullio", logs=nullio) as engine_nullio,
-        baseline_worker(client, settings, "bench-baseline") as baseline,
+        baseline_worker(client, settings, "bench-baseline", sandboxed=True) as baseline,
+        baseline_worker(client, settings, "bench-unsandboxed", sandboxed=False) as unsandboxed,
         engine,
         engine_nullio,
         baseline,
+        unsandboxed,
     ):
         yield {
             ENGINE: engine_starter("bench-engine", target_url),
             ENGINE_NULLIO: engine_starter("bench-engine-nullio", target_url),
-            BASELINE: baseline_starter("bench-baseline", target_url, local_marker=False),
-            BASELINE_LA: baseline_starter("bench-baseline", target_url, local_marker=True),
+            BASELINE: baseline_starter("bench-baseline", target_url, "plain"),
+            BASELINE_UNSANDBOXED: baseline_starter("bench-unsandboxed", target_url, "plain"),
+            BASELINE_ENGINE_ACTIVITY: baseline_starter("bench-unsandboxed", target_url, "engine"),
         }
 
 
-# -- main ------------------------------------------------------------------------------------
+# -- the figures -----------------------------------------------------------------------------
 
 
-def say(what: str) -> None:
-    print(f"{what} ...", flush=True)
+def summarise_variant(runs: list[Run]) -> dict[str, Any]:
+    steps = runs[0].steps
+    timings = [step for run in runs for step in run.timings]
+    phases = summarise_phases_dicts(timings)
+    return {
+        "runs": len(runs),
+        "ms_per_step": statistics.median(run.ms_per_step for run in runs),
+        "ms_per_step_all": [round(run.ms_per_step, 2) for run in runs],
+        "events_per_step": statistics.median(run.events / steps for run in runs),
+        "phase_ms_per_step": phases,
+        "stalled_share": sum(t["wft_queue"] >= STALL_MS for t in timings) / max(len(timings), 1),
+    }
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+def summarise_phases_dicts(timings: list[dict[str, float]]) -> dict[str, float]:
+    keys = ("activity_queue", "activity_run", "wft_queue", "wft_run", "total")
+    count = max(len(timings), 1)
+    return {key: sum(t[key] for t in timings) / count for key in keys}
+
+
+def paired_ratio(runs: list[Run], numerator: str, denominator: str) -> float:
+    """Median of per-round ratios: runs of the same round ran close together."""
+    top = [r.ms_per_step for r in runs if r.variant == numerator]
+    bottom = [r.ms_per_step for r in runs if r.variant == denominator]
+    return statistics.median(a / b for a, b in zip(top, bottom, strict=True))
+
+
+def summarise_size(runs: list[Run]) -> dict[str, Any]:
+    variants = {
+        name: summarise_variant([r for r in runs if r.variant == name])
+        for name in dict.fromkeys(r.variant for r in runs)
+    }
+
+    def ms(name: str) -> float:
+        return float(variants[name]["ms_per_step"])
+
+    return {
+        "variants": variants,
+        "ratio": ms(ENGINE) / ms(BASELINE),
+        "ratio_paired": paired_ratio(runs, ENGINE, BASELINE),
+        "ratio_unsandboxed": ms(ENGINE) / ms(BASELINE_UNSANDBOXED),
+        "ratio_unsandboxed_paired": paired_ratio(runs, ENGINE, BASELINE_UNSANDBOXED),
+        "extra_ms_per_step": {
+            "sandbox": ms(BASELINE) - ms(BASELINE_UNSANDBOXED),
+            "total": ms(ENGINE) - ms(BASELINE_UNSANDBOXED),
+            "http_activity": ms(BASELINE_ENGINE_ACTIVITY) - ms(BASELINE_UNSANDBOXED),
+            "log_io": ms(ENGINE) - ms(ENGINE_NULLIO),
+            "interpreter": ms(ENGINE_NULLIO) - ms(BASELINE_ENGINE_ACTIVITY),
+        },
+    }
+
+
+async def measure_steps(
+    server_address: str,
+    tmp_dir: Path,
+    sizes: tuple[int, ...] = (20, 200),
+    rounds: tuple[int, ...] = (6, 3),
+    warmup: int = 1,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Sequential ms/step of every variant for each size (see the module docstring)."""
+    async with http_target() as target:
+        settings = load_settings(
+            temporal_address=server_address,
+            temporal_task_queue="bench-engine",
+            workflow_log_dir=tmp_dir / "logs",
+            workflow_definitions_dir=tmp_dir / "definitions",
+            payload_store_dir=tmp_dir / "payloads",
+            http_allowed_hosts="127.0.0.1",  # the loopback target, through the SSRF guard
+        )
+        client = await connect_when_ready(settings)
+        async with running_variants(client, settings, target, tmp_dir) as starters:
+            say(f"warming up ({warmup} run of {sizes[0]} steps per variant)")
+            await sequential(client, starters, warmup, sizes[0])
+            results: dict[str, Any] = {}
+            for size, count in zip(sizes, rounds, strict=True):
+                say(f"{size} sequential steps: {count} runs per variant, alternating")
+                results[str(size)] = summarise_size(await sequential(client, starters, count, size))
+            return results
+
+
+def print_steps(results: dict[str, Any]) -> None:
+    for size, result in results.items():
+        print(
+            f"\n[{size} steps]\n{'variant':<26}{'ms/step':>9}{'events/step':>13}{'act q':>7}"
+            f"{'act run':>9}{'wft q':>7}{'wft run':>9}{'stalled':>9}"
+        )
+        for name, v in result["variants"].items():
+            ph = v["phase_ms_per_step"]
+            print(
+                f"{name:<26}{v['ms_per_step']:>9.2f}{v['events_per_step']:>13.2f}"
+                f"{ph['activity_queue']:>7.2f}{ph['activity_run']:>9.2f}{ph['wft_queue']:>7.2f}"
+                f"{ph['wft_run']:>9.2f}{v['stalled_share']:>8.0%}"
+            )
+        extra = result["extra_ms_per_step"]
+        print(
+            f"engine/baseline {result['ratio']:.3f} (medians), {result['ratio_paired']:.3f} "
+            f"(paired); the sandbox costs the baseline {extra['sandbox']:.2f} ms/step\n"
+            f"engine/baseline-unsandboxed {result['ratio_unsandboxed']:.3f} (medians), "
+            f"{result['ratio_unsandboxed_paired']:.3f} (paired); engine's own extra ms/step "
+            f"{extra['total']:.2f} = HTTP activity {extra['http_activity']:.2f} + log file "
+            f"{extra['log_io']:.2f} + interpreter {extra['interpreter']:.2f}"
+        )
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+async def _main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="wfe-bench-") as tmp:
         tmp_dir = Path(tmp)
-        async with dev_server(tmp_dir / "temporal.log") as server, http_target() as target:
-            settings = load_settings(
-                temporal_address=server.address,
-                temporal_task_queue="bench-engine",
-                workflow_log_dir=tmp_dir / "logs",
-                workflow_definitions_dir=tmp_dir / "definitions",
-                http_allowed_hosts="127.0.0.1",  # the loopback target, through the SSRF guard
-            )
-            client = await connect_when_ready(settings)
-            async with running_variants(client, settings, target, tmp_dir) as starters:
-                return await measure(client, starters, args)
-
-
-async def measure(
-    client: Client, starters: dict[str, Starter], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Warm up, then the sequential regimes, the concurrency rounds and the burst probe."""
-    say(f"warming up ({args.warmup} runs each)")
-    await sequential(client, starters, args.warmup, args.steps)
-    regimes: dict[str, list[Run]] = {}
-    if args.runs:
-        say(f"back to back ({args.runs} runs each, alternating)")
-        regimes["back_to_back"] = await sequential(client, starters, args.runs, args.steps)
-    if args.idle_runs:
-        say(f"{args.idle:g} s idle before each run ({args.idle_runs} runs each, alternating)")
-        regimes["after_idle"] = await sequential(
-            client, starters, args.idle_runs, args.steps, args.idle
-        )
-    throughput: dict[str, dict[str, float]] = {}
-    if args.concurrency:
-        say(f"{args.concurrency} at once ({args.concurrency_rounds} rounds each)")
-        throughput = await concurrent(
-            client, starters, args.concurrency, args.steps, args.concurrency_rounds
-        )
-    probes: dict[str, list[dict[str, float]]] = {}
-    if args.probe_steps:
-        say(f"burst probe ({args.probe_steps} steps after {args.idle:g} s idle)")
-        probes = await burst_probe(client, starters, args.probe_steps, args.idle)
-    return build_report(vars(args), regimes, throughput, probes)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="engine vs hand-written workflow, ms per step")
-    parser.add_argument("--runs", type=int, default=10, help="measured runs per variant")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs per variant")
-    parser.add_argument("--steps", type=int, default=20, help="http steps per execution")
-    parser.add_argument(
-        "--concurrency", type=int, default=0, help="also run K executions at once (0: skip)"
-    )
-    parser.add_argument(
-        "--concurrency-rounds", type=int, default=3, help="rounds of the concurrency test"
-    )
-    parser.add_argument(
-        "--probe-steps", type=int, default=60, help="steps of the burst probe run (0: skip)"
-    )
-    parser.add_argument(
-        "--idle-runs", type=int, default=8, help="measured runs per variant after idle (0: skip)"
-    )
-    parser.add_argument(
-        "--idle", type=float, default=4.0, help="seconds of quiet before idle and probe runs"
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report = asyncio.run(bench(args))
-    print_report(report)
-    path = write_json(report, args.out)
-    print(f"\nwritten: {path}")
+        with (tmp_dir / "temporal.log").open("wb") as log:
+            server = DevServer(db_file=tmp_dir / "temporal.db", headless=True, log=log)
+            async with server.running():
+                print_steps(await measure_steps(server.address, tmp_dir, args.sizes, args.rounds))
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description="engine vs hand-written workflow, ms per step")
+    parser.add_argument("--sizes", type=parse_sizes, default=(20, 200))
+    parser.add_argument("--rounds", type=parse_sizes, default=(6, 3))
+    asyncio.run(_main(parser.parse_args()))

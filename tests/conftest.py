@@ -108,6 +108,8 @@ def settings(
         # Tests talk to loopback fakes: allowed explicitly, the SSRF guard stays on.
         http_allowed_hosts="127.0.0.1",
         payload_store_dir=payload_dir,
+        # The sandbox guards workflow code in the suite (production runs it unsandboxed).
+        worker_workflow_sandbox=True,
     )
 
 

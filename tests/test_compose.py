@@ -32,6 +32,7 @@ import jsonschema
 import pytest
 import yaml
 
+from api.dev import poll_limits
 from workflows.settings import Settings, load_settings
 from workflows.shared import SEARCH_ATTRIBUTES
 
@@ -654,6 +655,25 @@ def test_setup_registers_exactly_the_engines_search_attributes(
     setup = services[SETUP_SERVICE]
     assert setup["image"].startswith("temporalio/admin-tools:")
     assert "temporal operator search-attribute create" in " ".join(setup["command"])
+
+
+# --- Temporal's dynamic config -------------------------------------------------------------
+
+
+def test_temporal_runs_with_the_dev_servers_poll_limits(
+    resolved: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The compose server gets the same lifted history poll limits as `wfe dev` (SPEC §13)."""
+    temporal = services[TEMPORAL_SERVICE]
+    (mount,) = temporal["configs"]
+    target = PurePosixPath(mount["target"])
+    configured = environment_of(temporal)["DYNAMIC_CONFIG_FILE_PATH"] or ""
+    # auto-setup resolves the path against /etc/temporal.
+    assert PurePosixPath("/etc/temporal", configured) == target
+    content = load_yaml(resolved["configs"][mount["source"]]["content"])
+    values = {name: entries[0]["value"] for name, entries in content.items()}
+    assert {name: values.get(name) for name in poll_limits()} == poll_limits()
+    assert all(len(entries) == 1 and set(entries[0]) == {"value"} for entries in content.values())
 
 
 # --- Dockerfile and .dockerignore ---------------------------------------------------------

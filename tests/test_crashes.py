@@ -13,8 +13,9 @@ and to the run's end (``run``), both measured against the server's event times.
 - W4  SIGTERM with a 1 s grace period during a 4 s step: the worker exits within the grace
       period, hanging up on the step, and another worker completes it.
 - W5  Temporal server SIGKILL and restart on its SQLite file with four runs in flight.
-- W6  the log directory unusable mid-run: the run waits, the worker logs the error loudly,
-      and the run completes with a complete log once the directory is back.
+- W6  the log directory unusable mid-run: the worker logs the error loudly, the steps that
+      carry their records onward still run, the run cannot end until its log is written, and
+      it completes with a complete log once the directory is back.
 
 Recovery times are printed in a summary at the end of the module (and with ``-s``).
 """
@@ -611,9 +612,10 @@ async def test_w6_unwritable_log_directory_stalls_loudly_and_recovers(
     try:
         loud = f"cannot write execution log for {handle.id}"
         await eventually(lambda: worker.text().count(loud) >= 3, timeout=60, interval=0.05)
-        # The run waits: its log write keeps failing, nothing after 'first' happens.
+        # 'second' carried the records before it and could not write them; it still ran,
+        # but the run cannot end while its final log write keeps failing.
         await asyncio.sleep(1.0)
-        assert crash_sink.deliveries("/second") == []
+        assert len(crash_sink.deliveries("/second")) == 1
         description = await handle.describe()
         assert description.status is not None and description.status.name == "RUNNING"
         errors = [line for line in worker.text().splitlines() if loud in line]
@@ -630,10 +632,10 @@ async def test_w6_unwritable_log_directory_stalls_loudly_and_recovers(
     assert result.ledger.effects == 2 and result.ledger.raw == 2
     (second,) = [a for a in facts.activities if a.step_id == "second"]
     assert second.closed_at is not None and facts.closed_at is not None
+    assert second.closed_at < restored_at  # the step did not wait for the log
     record(
         "W6 log dir unwritable",
         method=json.dumps(method),
         failed_writes=len(errors),
         run=facts.closed_at - restored_at,
-        next_step=second.closed_at - restored_at,
     )

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.dev import free_port
+from api.dev import DevServer, free_port, poll_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +96,52 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
         ["pgrep", "-f", f"--port {ports['temporal']}"], capture_output=True, text=True
     )
     assert leftover.stdout.strip() == "", "the Temporal dev server outlived Ctrl-C"
+
+
+@pytest.mark.parametrize("taken", ["temporal", "ui", "api"])
+def test_wfe_dev_refuses_a_taken_port_before_starting_anything(tmp_path: Path, taken: str) -> None:
+    ports = {name: free_port() for name in ("temporal", "ui", "api")}
+    flags = {"temporal": "--temporal-port", "ui": "--ui-port", "api": "--api-port"}
+    wfe = Path(sys.executable).parent / "wfe"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports[taken]))
+        holder.listen()
+        done = subprocess.run(
+            [str(wfe), "dev", *(arg for name in ports for arg in (flags[name], str(ports[name])))],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert f"port {ports[taken]}" in message and flags[taken] in message, done.stderr
+    assert "already in use" in message
+    assert "workflow engine running" not in done.stdout + done.stderr
+    assert not (tmp_path / "storage").exists(), "nothing may be created before the check"
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"--port {ports['temporal']}"], capture_output=True, text=True
+    )
+    assert leftover.stdout.strip() == ""
+
+
+def test_wfe_dev_refuses_one_port_for_two_services(tmp_path: Path) -> None:
+    port = str(free_port())
+    wfe = Path(sys.executable).parent / "wfe"
+    done = subprocess.run(
+        [str(wfe), "dev", "--ui-port", port, "--api-port", port, "--temporal-port",
+         str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"both set to port {port}" in " ".join(done.stderr.split())
+
+
+def test_every_dev_server_lifts_the_poll_limits_and_skips_fsync(tmp_path: Path) -> None:
+    """wfe dev, the test fixture, bench/ and the chaos script all start Temporal through
+    DevServer: the history poll limits are raised and SQLite runs WAL, synchronous=normal."""
+    command = " ".join(DevServer(db_file=tmp_path / "t.db").command())
+    for name, value in poll_limits().items():
+        assert f"--dynamic-config-value {name}={value}" in command
+    assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in command
+    in_memory = " ".join(DevServer().command())
+    assert "--sqlite-pragma" not in in_memory and "history.transferProcessorMaxPollRPS" in in_memory

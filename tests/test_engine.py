@@ -125,6 +125,22 @@ async def test_http_step_renders_request_and_binds_result(
     assert state["outputs"]["echo"] == "hi Ada"
 
 
+async def test_a_cookie_one_run_receives_never_reaches_another_runs_request(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    """The worker shares one HTTP client between all runs: it must keep no cookie jar."""
+    sink.script("/login", Reply(200, {"ok": True}, {"Set-Cookie": "session=tenant-a; Path=/"}))
+    first = {"id": "a", "steps": [http_step(sink, "login", url=f"{sink.url}/login")]}
+    second = {"id": "b", "steps": [http_step(sink, "read", url=f"{sink.url}/data")]}
+    for document in (first, second):
+        state = await outcome(await start_definition(client, settings, document))
+        assert state["status"] == "completed", state["error"]
+    (login,) = sink.deliveries("/login")
+    (read,) = sink.deliveries("/data")
+    assert "cookie" not in read.headers, read.headers
+    assert "cookie" not in login.headers
+
+
 async def test_http_5xx_is_retried_with_the_same_idempotency_key(
     client: Client, settings: Settings, worker: Any, sink: HttpSink
 ) -> None:

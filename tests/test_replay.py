@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.interpreter import WorkflowExecutor
 from workflows.settings import load_settings
@@ -30,25 +31,38 @@ async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistor
         yield history
 
 
-def replayer(payload_dir: Path | None = None) -> Replayer:
-    if payload_dir is None:
-        return Replayer(workflows=[WorkflowExecutor], data_converter=pydantic_data_converter)
-    converter = data_converter(load_settings(payload_store_dir=payload_dir))
-    return Replayer(workflows=[WorkflowExecutor], data_converter=converter)
+# The worker runs the interpreter unsandboxed, the suite's workers sandboxed: replay both ways.
+RUNNERS = pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
 
 
-async def test_committed_histories_replay() -> None:
+def replayer(payload_dir: Path | None = None, sandboxed: bool = False) -> Replayer:
+    converter = (
+        pydantic_data_converter
+        if payload_dir is None
+        else data_converter(load_settings(payload_store_dir=payload_dir))
+    )
+    runner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
+    return Replayer(workflows=[WorkflowExecutor], data_converter=converter, workflow_runner=runner)
+
+
+@RUNNERS
+async def test_committed_histories_replay(sandboxed: bool) -> None:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "tests/histories/ is empty: run the suite with UPDATE_HISTORIES=1"
     histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
     assert len(histories) >= 10
-    results = await replayer().replay_workflows(each(histories), raise_on_replay_failure=False)
+    results = await replayer(sandboxed=sandboxed).replay_workflows(
+        each(histories), raise_on_replay_failure=False
+    )
     failures = {wid: str(err) for wid, err in results.replay_failures.items()}
     assert failures == {}
 
 
 @pytest.mark.last
-async def test_every_history_of_this_session_replays(client: Client, payload_dir: Path) -> None:
+@RUNNERS
+async def test_every_history_of_this_session_replays(
+    client: Client, payload_dir: Path, sandboxed: bool
+) -> None:
     closed = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'Running'"
     histories: list[WorkflowHistory] = []
     definition_of: dict[str, str] = {}
@@ -59,7 +73,7 @@ async def test_every_history_of_this_session_replays(client: Client, payload_dir
         definition_of[execution.id] = definition
     if not histories:
         pytest.skip("run with the rest of the suite: this test replays what the others ran")
-    results = await replayer(payload_dir).replay_workflows(
+    results = await replayer(payload_dir, sandboxed).replay_workflows(
         each(histories), raise_on_replay_failure=False
     )
     failures = {wid: str(err) for wid, err in results.replay_failures.items()}

@@ -73,6 +73,13 @@ STATUS_STEP_WINDOW = 200
 LOG_BATCH = 100
 WAITING_STEP_TYPES = frozenset({"ai", "http", "delay", "wait_for_signal"})
 PATCH_BATCHED_LOGS = "batched-log-writes"
+# Activity steps carry the log records not yet written (the batched ones and the previous
+# step's) and their activity writes them alongside its call: no log-writing local activity per
+# step, no extra workflow activation, and the write overlaps the step's own wait. The first
+# carrier (or the first flush) also creates the log. Runs with this marker batch as well (the
+# older patch is then not asked for, so not recorded).
+ACTIVITY_STEP_TYPES = frozenset({"ai", "http"})
+PATCH_ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
 
 
 class ExecutionFailed(Exception):
@@ -104,6 +111,8 @@ class WorkflowExecutor:
         self._steps: list[StepRecord] = list(carried.recent_steps) if carried else []
         self._pending: list[StepRecord] = []  # completed, not yet in the log file
         self._batched = False  # decided in run() by a patch marker (older runs: one per step)
+        self._carry_log = False  # decided in run(): activity steps carry the log records
+        self._log_created = carried is not None
         self._runs = carried.runs if carried else 1
         self._steps_this_run = 0
         self._continue_at: int | None = None
@@ -155,11 +164,13 @@ class WorkflowExecutor:
         native_cancel = False
         timed_out = False
         task: asyncio.Task[None] | None = None
-        self._batched = workflow.patched(PATCH_BATCHED_LOGS)
+        self._carry_log = workflow.patched(PATCH_ACTIVITIES_CARRY_LOG)
+        self._batched = self._carry_log or workflow.patched(PATCH_BATCHED_LOGS)
         try:
             if input.carried is None:
                 self._mark_searchable()
-                await self._write_log()
+                if not self._carry_log:
+                    await self._write_log()
             task = asyncio.create_task(self._run_steps())
             await workflow.wait_condition(
                 lambda: task.done() or self._cancel is not None, timeout=self._time_left()
@@ -225,7 +236,12 @@ class WorkflowExecutor:
                 self._continue_at = index
                 return
             step = self._definition.steps[index]
-            if self._batched and self._pending and step.type in WAITING_STEP_TYPES:
+            if (
+                self._batched
+                and (self._pending or not self._log_created)
+                and step.type in WAITING_STEP_TYPES
+                and not self._carries_log(step)
+            ):
                 await self._flush_log()  # the log shows progress before a long wait
             index = await self._run_step(index, step)
 
@@ -261,8 +277,11 @@ class WorkflowExecutor:
             seq=seq, step_id=step.id, name=step.label, type=step.type, start_time=workflow.now()
         )
         self._current = record
+        log: LogWrite | None = None
+        if self._carries_log(step) and (self._pending or not self._log_created):
+            log = self._log_entry(list(self._pending))
         try:
-            outcome = await self._processor.execute(step, self._context, seq)
+            outcome = await self._processor.execute(step, self._context, seq, log)
         except (ActivityError, StepFailure, ApplicationError) as err:
             if self._stopping or is_cancelled_exception(err):
                 raise
@@ -283,8 +302,15 @@ class WorkflowExecutor:
         record.output_vars = outcome.output_vars
         record.usage = outcome.usage
         self._context.update(outcome.output_vars)
-        await self._complete(record)
+        if log is not None and outcome.logged:
+            del self._pending[: len(log.steps)]  # written by the activity
+            self._log_created = True
+        # An activity step's record rides with the next activity step (or the next flush).
+        await self._complete(record, deferred=self._carries_log(step))
         return self._target(outcome.next_target, index)
+
+    def _carries_log(self, step: Step) -> bool:
+        return self._carry_log and step.type in ACTIVITY_STEP_TYPES
 
     def _target(self, target: str | None, index: int) -> int:
         if target == END:
@@ -293,7 +319,7 @@ class WorkflowExecutor:
             return index + 1 if index + 1 < len(self._definition.steps) else -1
         return self._index_of[target]
 
-    async def _complete(self, record: StepRecord) -> None:
+    async def _complete(self, record: StepRecord, deferred: bool = False) -> None:
         self._current = None
         self._steps_done += 1
         self._steps_this_run += 1
@@ -303,7 +329,7 @@ class WorkflowExecutor:
         self._pending.append(record)
         if (
             not self._batched
-            or record.type in WAITING_STEP_TYPES
+            or (record.type in WAITING_STEP_TYPES and not deferred)
             or len(self._pending) >= LOG_BATCH
         ):
             await self._flush_log()
@@ -362,11 +388,16 @@ class WorkflowExecutor:
         return max(left, timedelta(milliseconds=1))
 
     async def _write_log(self, records: list[StepRecord] | None = None) -> None:
-        records = records or []
+        entry = self._log_entry(records or [])
+        await workflow.execute_local_activity(WRITE_EXECUTION_LOG, entry, **LOG_WRITE_OPTIONS)
+        self._log_created = True
+
+    def _log_entry(self, records: list[StepRecord]) -> LogWrite:
+        """The log header as it stands, with ``records`` to merge."""
         batch: dict[str, Any] = {"steps": records}
         if not self._batched:  # the first version's shape: at most one record per write
             batch = {"step": records[0] if records else None}
-        entry = LogWrite(
+        return LogWrite(
             execution_id=self._execution_id,
             run_id=self._run_id,
             workflow_id=self._definition.id,
@@ -378,7 +409,6 @@ class WorkflowExecutor:
             error=self._error,
             **batch,
         )
-        await workflow.execute_local_activity(WRITE_EXECUTION_LOG, entry, **LOG_WRITE_OPTIONS)
 
     def _state(self) -> ExecutionState:
         steps = list(self._steps)

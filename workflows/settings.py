@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # Worker
     worker_max_concurrent_activities: int = Field(100, ge=1)
     worker_graceful_shutdown_seconds: float = Field(10.0, ge=0)
+    # Temporal's workflow sandbox re-checks every import and runs each payload conversion
+    # through it: ~2 ms of worker CPU per step (bench/README.md). The interpreter is this
+    # project's own deterministic code, so the worker runs it unsandboxed; the test suite
+    # runs it sandboxed (WORKER_WORKFLOW_SANDBOX=true), where a stray clock or file access
+    # in workflow code fails loudly.
+    worker_workflow_sandbox: bool = False
 
     # API
     api_host: str = "127.0.0.1"

@@ -151,6 +151,11 @@ class AIRequest(_Model):
     max_tokens: int | None = None
     response_format: dict[str, Any] | None = None
     deferred: list[DeferredSlotModel] = Field(default_factory=list)
+    log: LogWrite | None = Field(
+        None,
+        description="Log records the activity writes alongside its call (the interpreter's "
+        "batched records and the previous step's), so no step needs a log activity of its own.",
+    )
 
 
 class AIUsage(_Model):
@@ -166,8 +171,30 @@ class AIResult(_Model):
     usage: AIUsage | None = None
     cost: float | None = None
     finish_reason: str | None = None
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    def as_output(self) -> dict[str, Any]:
+        """The value an `ai` step binds to its `output`.
+
+        The parsed JSON's fields are reachable directly (`classification.priority`) as well as
+        under `json` (SPEC §2's example); the result's own keys win on a clash.
+        """
+        value = self.model_dump(by_alias=True, exclude={"log_written"})
+        if isinstance(self.json_, dict):
+            for key, item in self.json_.items():
+                value.setdefault(key, item)
+        return value
+
+    def usage_record(self) -> dict[str, Any] | None:
+        """The step record's `usage`: the token counts, plus `cost` when the provider said."""
+        if self.usage is None:
+            return None
+        usage = self.usage.model_dump()
+        if self.cost is not None:
+            usage["cost"] = self.cost
+        return usage
 
 
 class HTTPRequest(_Model):
@@ -185,6 +212,11 @@ class HTTPRequest(_Model):
     expect_status: list[int] | None = None
     idempotency_key: str
     deferred: list[DeferredSlotModel] = Field(default_factory=list)
+    log: LogWrite | None = Field(
+        None,
+        description="Log records the activity writes alongside its call (the interpreter's "
+        "batched records and the previous step's), so no step needs a log activity of its own.",
+    )
 
 
 class HTTPResult(_Model):
@@ -192,8 +224,13 @@ class HTTPResult(_Model):
     headers: dict[str, str]
     json_: Any = Field(None, alias="json")
     text: str | None = None
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    def as_output(self) -> dict[str, Any]:
+        """The value an `http` step binds to its `output`: `{status, headers, json or text}`."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"log_written"})
 
 
 ExecutionInput.model_rebuild()

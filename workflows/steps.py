@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         DeferredSlotModel,
         HTTPRequest,
         HTTPResult,
+        LogWrite,
     )
     from workflows.templating import DeferredSlot, VariableSubstitutor, to_text
 
@@ -73,6 +74,7 @@ class StepOutcome:
     output_vars: dict[str, Any] = field(default_factory=dict)
     next_target: str | None = None
     usage: dict[str, Any] | None = None
+    logged: bool = False  # the step's activity wrote the log records it carried
 
 
 class WorkflowStepProcessor:
@@ -86,7 +88,10 @@ class WorkflowStepProcessor:
     def deliver_signal(self, name: str, payload: Any) -> None:
         self.signals.setdefault(name, deque()).append(payload)
 
-    async def execute(self, step: Step, context: Mapping[str, Any], seq: int) -> StepOutcome:
+    async def execute(
+        self, step: Step, context: Mapping[str, Any], seq: int, log: LogWrite | None = None
+    ) -> StepOutcome:
+        """Run ``step``; an activity step given ``log`` has its activity write those records."""
         try:
             if isinstance(step, SetStep):
                 return self._set(step, context)
@@ -101,9 +106,9 @@ class WorkflowStepProcessor:
             if isinstance(step, WaitForSignalStep):
                 return await self._wait_for_signal(step)
             if isinstance(step, AIStep):
-                return await self._ai(step, context)
+                return await self._ai(step, context, log)
             if isinstance(step, HTTPStep):
-                return await self._http(step, context, seq)
+                return await self._http(step, context, seq, log)
         except TemplateError as err:
             raise StepFailure(str(err), FailureType.INVALID_REFERENCE) from None
         except ConditionError as err:
@@ -170,7 +175,9 @@ class WorkflowStepProcessor:
 
     # -- activity steps --------------------------------------------------------------------
 
-    async def _ai(self, step: AIStep, context: Mapping[str, Any]) -> StepOutcome:
+    async def _ai(
+        self, step: AIStep, context: Mapping[str, Any], log: LogWrite | None
+    ) -> StepOutcome:
         substitutor = VariableSubstitutor(context)
         fields: dict[str, Any] = {"model": step.model}
         if step.messages is not None:
@@ -190,23 +197,22 @@ class WorkflowStepProcessor:
             max_tokens=step.max_tokens,
             response_format=response_format,
             deferred=_slot_models(slots),
+            log=log,
         )
         result: AIResult = await workflow.execute_activity(
             CALL_LLM, request, result_type=AIResult, **self._activity_options(step)
         )
-        value = result.model_dump(by_alias=True)
-        if isinstance(result.json_, dict):
-            # `classification.priority` as well as `classification.json.priority` (SPEC §2's
-            # example); the result's own keys win on a clash.
-            for key, item in result.json_.items():
-                value.setdefault(key, item)
-        outputs = {step.output: value} if step.output else {}
-        usage = result.usage.model_dump() if result.usage else None
-        if usage is not None and result.cost is not None:
-            usage["cost"] = result.cost
-        return StepOutcome(output_vars=outputs, next_target=step.next, usage=usage)
+        outputs = {step.output: result.as_output()} if step.output else {}
+        return StepOutcome(
+            output_vars=outputs,
+            next_target=step.next,
+            usage=result.usage_record(),
+            logged=result.log_written,
+        )
 
-    async def _http(self, step: HTTPStep, context: Mapping[str, Any], seq: int) -> StepOutcome:
+    async def _http(
+        self, step: HTTPStep, context: Mapping[str, Any], seq: int, log: LogWrite | None
+    ) -> StepOutcome:
         substitutor = VariableSubstitutor(context)
         fields = {
             "url": step.url,
@@ -230,16 +236,13 @@ class WorkflowStepProcessor:
             expect_status=[expect] if isinstance(expect, int) else expect,
             idempotency_key=idempotency_key(self._execution_id, step.id, seq),
             deferred=_slot_models(slots),
+            log=log,
         )
         result: HTTPResult = await workflow.execute_activity(
             SEND_HTTP_REQUEST, request, result_type=HTTPResult, **self._activity_options(step)
         )
-        outputs = (
-            {step.output: result.model_dump(by_alias=True, exclude_none=True)}
-            if step.output
-            else {}
-        )
-        return StepOutcome(output_vars=outputs, next_target=step.next)
+        outputs = {step.output: result.as_output()} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next, logged=result.log_written)
 
     def _activity_options(self, step: ActivityStep) -> dict[str, Any]:
         timeout = effective_timeout(step, self._defaults)

