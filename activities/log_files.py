@@ -120,37 +120,41 @@ def journal_path(document: Path) -> Path:
     return document.with_name(f".{document.stem}.journal")
 
 
+def _locked_journal(path: Path, flags: int) -> int:
+    """An fd of the journal at ``path`` (created if need be), holding its exclusive flock.
+
+    A journal that a fold removed while we waited for the lock is left for a fresh one, so
+    every holder of the lock holds the journal the path names.
+    """
+    while True:
+        fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd
+        os.close(fd)
+
+
 def append_to_journal(path: Path, entry: LogWrite) -> None:
     """Add one write to the journal (created if need be); one ``write`` call, under flock."""
-    data = (entry.model_dump_json() + "\n").encode("utf-8")
-    while True:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink == 0:
-                continue  # folded and removed while we waited: start a new journal
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            return
-        finally:
-            os.close(fd)
+    data = memoryview((entry.model_dump_json() + "\n").encode("utf-8"))
+    fd = _locked_journal(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def taken_journal(path: Path) -> Iterator[list[LogWrite]]:
-    """The journal's writes, locked; removed when the block completes without error.
+    """The journal's writes, locked; the journal is removed when the block completes.
 
-    The caller folds them into the document inside the block. Appenders wait meanwhile and
-    then start a new journal, so no write falls between reading and removing.
+    The lock serialises folds of one log, across processes too: the caller reads the
+    document and writes it back inside the block. Appenders wait meanwhile, then start a new
+    journal, so no write falls between reading and removing.
     """
+    fd = _locked_journal(path, os.O_RDWR)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        yield []
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(os.dup(fd), "rb") as handle:
             entries = parse_journal(handle.read())
         yield entries

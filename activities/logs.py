@@ -152,8 +152,11 @@ class WorkflowLogger:
                 append_to_journal(journal_path(path), entry)
 
     def _fold(self, entry: LogWrite, path: Path) -> None:
-        text = self._load_for_update(entry.execution_id, path)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         with taken_journal(journal_path(path)) as journaled:
+            # Read inside the journal's lock: another worker's fold cannot slip in between.
+            text = self._load_for_update(entry.execution_id, path)
             for earlier in journaled:
                 for record in earlier.records():
                     text.upsert(record)
@@ -248,6 +251,8 @@ class WorkflowLogger:
     def read(self, execution_id: str) -> dict[str, Any] | None:
         """The log as it stands: the document with any journal writes merged in."""
         path = self.path_for(execution_id)
+        # The journal first: a fold between the two reads is then already in the document.
+        journaled = read_journal(journal_path(path))
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -258,7 +263,6 @@ class WorkflowLogger:
                     return dict(json.load(handle))  # finished logs have no journal
             except FileNotFoundError:
                 pass
-        journaled = read_journal(journal_path(path))
         if document is None and not journaled:
             return None
         return merge_journal(document, journaled)

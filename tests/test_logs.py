@@ -5,13 +5,21 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from activities.logs import InvalidExecutionId, RotationPolicy, WorkflowLogger
+from activities.log_files import append_to_journal
+from activities.logs import (
+    JOURNAL_FOLD_SECONDS,
+    InvalidExecutionId,
+    RotationPolicy,
+    WorkflowLogger,
+)
 from workflows.shared import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,3 +122,113 @@ def test_rotation_by_total_size(tmp_path: Path) -> None:
     remaining = sorted(p.name for p in tmp_path.iterdir())
     assert len(remaining) == 1500 // size
     assert remaining[-1] == "e5.json"  # newest kept
+
+
+# -- the journal of activity steps' writes (activities/log_files.py) --------------------------
+
+
+def steps_of(document: dict[str, Any] | None) -> list[int]:
+    assert document is not None
+    return [s["seq"] for s in document["steps"]]
+
+
+def test_activity_writes_go_to_the_journal_and_readers_see_them(tmp_path: Path) -> None:
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j1", seq=0))  # the first write creates the document
+    assert steps_of(json.loads((tmp_path / "j1.json").read_text())) == [0]
+    logger.append(entry("j1", seq=1))
+    logger.append(entry("j1", seq=2))
+    logger.append(entry("j1", seq=2))  # an activity retry
+    journal = tmp_path / ".j1.journal"
+    assert len(journal.read_text().splitlines()) == 3
+    assert steps_of(json.loads((tmp_path / "j1.json").read_text())) == [0]  # not yet folded
+    assert steps_of(logger.read("j1")) == [0, 1, 2]  # what the API shows
+    logger.write(entry("j1", status="completed"))  # the workflow's own (final) write folds
+    assert not journal.exists()
+    document = json.loads((tmp_path / "j1.json").read_text())
+    assert steps_of(document) == [0, 1, 2] and document["status"] == "completed"
+
+
+def test_the_document_is_rebuilt_from_the_journal_every_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("activities.logs.time.monotonic", lambda: clock[0])
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j2", seq=0))
+    logger.append(entry("j2", seq=1))
+    clock[0] += JOURNAL_FOLD_SECONDS
+    logger.append(entry("j2", seq=2))
+    assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == [0, 1, 2]
+    assert not (tmp_path / ".j2.journal").exists()
+
+
+def test_another_process_continues_the_log_and_its_journal(tmp_path: Path) -> None:
+    first = WorkflowLogger(tmp_path)
+    first.append(entry("j3", seq=0))
+    first.append(entry("j3", seq=1))  # journaled by a worker that then dies
+    WorkflowLogger(tmp_path).append(entry("j3", seq=2))  # a fresh worker folds first
+    assert steps_of(json.loads((tmp_path / "j3.json").read_text())) == [0, 1, 2]
+
+
+def test_a_torn_journal_line_is_skipped(tmp_path: Path) -> None:
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j4", seq=0))
+    logger.append(entry("j4", seq=1))
+    with (tmp_path / ".j4.journal").open("a") as journal:
+        journal.write('{"execution_id": "j4", "run_id": ')  # a crash mid-append
+    assert steps_of(logger.read("j4")) == [0, 1]
+    logger.write(entry("j4", seq=2))
+    assert steps_of(json.loads((tmp_path / "j4.json").read_text())) == [0, 1, 2]
+
+
+def test_a_final_document_is_not_rolled_back_by_a_leftover_journal(tmp_path: Path) -> None:
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j5", seq=0))
+    logger.write(entry("j5", status="completed"))
+    # A journal line written after the final write (a zombie attempt of a step).
+    append_to_journal(tmp_path / ".j5.journal", entry("j5", seq=0))
+    document = logger.read("j5")
+    assert document is not None and document["status"] == "completed"
+
+
+def test_appends_from_many_threads_lose_nothing(tmp_path: Path) -> None:
+    """Appends and folds of one journal from two loggers (two workers) interleave safely."""
+    loggers = [WorkflowLogger(tmp_path), WorkflowLogger(tmp_path)]
+    loggers[0].append(entry("j6", seq=0))
+
+    def work(index: int) -> None:
+        logger = loggers[index % 2]
+        for seq in range(1 + index * 50, 1 + (index + 1) * 50):
+            if seq % 17 == 0:
+                logger.write(entry("j6", seq=seq))
+            else:
+                logger.append(entry("j6", seq=seq))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert steps_of(loggers[0].read("j6")) == list(range(201))
+    loggers[1].write(entry("j6", status="completed"))
+    assert steps_of(json.loads((tmp_path / "j6.json").read_text())) == list(range(201))
+
+
+def test_rotation_folds_a_journal_left_behind_and_clears_crashed_temporary_files(
+    tmp_path: Path,
+) -> None:
+    policy = RotationPolicy(
+        compress_after_seconds=10**9, max_age_seconds=10**9, max_files=100, max_total_bytes=10**9
+    )
+    logger = WorkflowLogger(tmp_path, policy)
+    logger.append(entry("j7", seq=0))
+    logger.append(entry("j7", seq=1))
+    journal = tmp_path / ".j7.journal"
+    _age(journal, 2 * 3600)
+    leftover = tmp_path / ".j7.12345.tmp"
+    leftover.write_text("{")
+    _age(leftover, 2 * 3600)
+    logger.rotate()
+    assert not journal.exists() and not leftover.exists()
+    assert steps_of(json.loads((tmp_path / "j7.json").read_text())) == [0, 1]
