@@ -102,6 +102,7 @@ async def engine_worker(
             else UnsandboxedWorkflowRunner(),
             activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
+            max_cached_workflows=settings.worker_max_cached_workflows,
             max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             default_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),

@@ -1,4 +1,9 @@
-"""Dependencies of the routes: settings, the caller's key, and the services."""
+"""Dependencies of the routes: settings, the caller's key, and the services.
+
+Every dependency is ``async def``: none of them blocks, and FastAPI runs a plain ``def``
+dependency in its thread pool, a thread hop per dependency per request (about a third of the
+API's CPU per start, measured in bench/README.md).
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ class AppState:
                 await asyncio.sleep(retry_seconds)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.engine
     return state
 
@@ -55,11 +60,11 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def current_key(request: Request, state: StateDep) -> Principal:
+async def current_key(request: Request, state: StateDep) -> Principal:
     """Authenticate the Bearer key (401), then apply the key's rate limit (429)."""
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
@@ -82,7 +87,7 @@ def current_key(request: Request, state: StateDep) -> Principal:
     return principal
 
 
-def get_client(state: StateDep) -> Client:
+async def get_client(state: StateDep) -> Client:
     if state.client is None:
         raise ApiError(
             503,
@@ -97,7 +102,7 @@ def get_client(state: StateDep) -> Client:
 ClientDep = Annotated[Client, Depends(get_client)]
 
 
-def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
+async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
     return ExecutionService(client, state.settings, state.store, state.logs)
 
 

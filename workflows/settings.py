@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # runs it sandboxed (WORKER_WORKFLOW_SANDBOX=true), where a stray clock or file access
     # in workflow code fails loudly.
     worker_workflow_sandbox: bool = False
+    # Runs kept in the worker's memory between workflow tasks (~90 kB each, bench/README.md);
+    # past it the least recent is evicted and replayed from its history when it next moves,
+    # so a worker's memory stays flat however many runs wait on it.
+    worker_max_cached_workflows: int = Field(500, ge=0)
 
     # API
     api_host: str = "127.0.0.1"
