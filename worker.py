@@ -23,7 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.logs import RotationPolicy, WorkflowLogger
-from activities.secrets import SecretStore
+from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import WorkflowExecutor
@@ -134,6 +134,9 @@ async def rotate_logs_forever(logs: WorkflowLogger, interval: float) -> None:
 
 async def main() -> None:
     settings = load_settings()
+    # Every line this process logs is scrubbed of secrets (any encoding) and URL queries, and
+    # httpx's per-request INFO line (the full URL) is off: docs/secrets.md.
+    install_log_redaction(build_secrets(settings))
     if settings.openrouter_api_key is None:
         logger.warning("OPENROUTER_API_KEY is not set: ai steps will fail until it is")
     client = await connect(settings)

@@ -8,12 +8,12 @@ fail at once with the provider's own message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 import httpx
-from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,6 +23,7 @@ from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
 from workflows.errors import FailureType
+from workflows.input_schema import VIOLATION, value_problems
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -68,7 +69,7 @@ class AIClient:
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer = await with_heartbeats(self._post(body))
-                result = self._result(request, answer)
+                result = await asyncio.to_thread(self._result, request, answer)  # schema checks
             except ApplicationError as err:
                 # Provider messages and answer snippets may quote the key or a filled-in secret.
                 raise self._redacted(err) from None
@@ -229,14 +230,18 @@ def parse_json_answer(text: str, response_format: dict[str, Any]) -> Any:
         ) from None
     schema = response_format.get("schema")
     if schema:
-        errors = sorted(Draft202012Validator(schema).iter_errors(parsed), key=lambda e: e.path)
-        if errors:
-            first = errors[0]
-            where = "$" + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path
-            )
+        # workflows/input_schema.py: no $ref retrieval, RE2 patterns, a time budget.
+        problems = value_problems(schema, parsed)
+        if problems:
+            first = problems[0]
+            if first.code != VIOLATION:
+                # The schema itself cannot be applied: asking the model again cannot help.
+                raise permanent(
+                    f"the response schema cannot be applied: {first.message}",
+                    FailureType.INVALID_REQUEST,
+                )
             raise retryable(
-                f"the model's answer does not match the response schema at {where}: "
+                f"the model's answer does not match the response schema at {first.path}: "
                 f"{first.message}",
                 FailureType.INVALID_MODEL_OUTPUT,
             )

@@ -9,15 +9,26 @@ Every URL goes through the SSRF guard (activities/ssrf.py): the client's transpo
 pins each connection, and redirects are followed here, hop by hop, so each target is checked
 again (303 and 302 become GET, 307/308 keep method and body, credentials are dropped when the
 origin changes). A refused URL fails the step at once with type ``SSRFBlocked``.
+
+Secrets (docs/secrets.md): a header whose value came from a ``{secrets.X}`` slot is dropped
+when a redirect leaves the origin, like Authorization; a body that carries one is never sent
+to another origin (the step fails instead of posting a body-less request). Every text that
+leaves the activity (errors, the result) is redacted; so is an unexpected exception's.
+
+A step may not set the headers in ``FORBIDDEN_REQUEST_HEADERS`` (Host, Content-Length, ...):
+checked at save and again here, since a different Host would reach another virtual host
+than the one the guard checked.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import FailureError
 
 from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
 from activities.heartbeat import with_heartbeats
@@ -26,6 +37,7 @@ from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import SSRF_BLOCKED, AddressPolicy, SSRFBlocked
 from workflows.errors import FailureType
 from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+from workflows.validation import header_problem
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Dropped when a redirect leaves the origin (scheme, host, port) the user addressed.
@@ -40,6 +52,29 @@ class ResponseTooLarge(Exception):
 
 class TooManyRedirects(Exception):
     pass
+
+
+class SecretBodyRedirect(Exception):
+    """A redirect to another origin would re-send a body that carries a secret."""
+
+
+@dataclass(frozen=True)
+class SecretCarriers:
+    """What in a request holds a filled-in ``{secrets.X}``: which headers, and the body."""
+
+    headers: frozenset[str] = frozenset()
+    body: bool = False
+
+    @classmethod
+    def of(cls, request: HTTPRequest) -> SecretCarriers:
+        # Slot locations are relative to {"url", "headers", "query", "json", "body"}.
+        headers = {
+            str(slot.location[1]).lower()
+            for slot in request.deferred
+            if len(slot.location) >= 2 and slot.location[0] == "headers"
+        }
+        body = any(slot.location[:1] in (["json"], ["body"]) for slot in request.deferred)
+        return cls(frozenset(headers), body)
 
 
 class HTTPStepActivities:
@@ -82,6 +117,15 @@ class HTTPStepActivities:
             request.deferred,
             self._secrets,
         )
+        for name, value in fields["headers"].items():
+            # Saved definitions were checked; this holds for older ones too. The message
+            # names the header, never its (possibly secret) value.
+            problem = header_problem(str(name), str(value))
+            if problem is not None:
+                raise permanent(
+                    self._secrets.redact(f"step '{request.step_id}': {problem}"),
+                    FailureType.INVALID_REQUEST,
+                )
         headers = {"User-Agent": self._user_agent, **fields["headers"]}
         if not any(name.lower() == "idempotency-key" for name in headers):
             headers["Idempotency-Key"] = request.idempotency_key
@@ -116,7 +160,13 @@ class HTTPStepActivities:
     async def _send(self, request: HTTPRequest, built: httpx.Request, described: str) -> HTTPResult:
         """Send the request; the answer, or a failure classified for Temporal."""
         try:
-            result = await with_heartbeats(self._send_following_redirects(built))
+            result = await with_heartbeats(
+                self._send_following_redirects(built, SecretCarriers.of(request))
+            )
+        except SecretBodyRedirect as err:
+            raise permanent(
+                self._secrets.redact(f"{described}: {err}"), FailureType.HTTP_STATUS
+            ) from None
         except SSRFBlocked as err:
             raise permanent(self._secrets.redact(f"{described}: {err}"), SSRF_BLOCKED) from None
         except TooManyRedirects as err:
@@ -146,6 +196,16 @@ class HTTPStepActivities:
                 f"{described}: {type(err).__name__}: {self._secrets.redact(str(err))}",
                 FailureType.HTTP_TRANSPORT,
             ) from None
+        except FailureError:
+            raise  # already classified (or Temporal's own cancellation)
+        except Exception as err:
+            # Anything unforeseen (httpx.DecodingError, a bug) would reach history and the
+            # worker's log with its raw message: it leaves redacted, and retryable as
+            # Temporal would have made it.
+            raise retryable(
+                self._secrets.redact(f"{described}: {type(err).__name__}: {err}"),
+                FailureType.HTTP_TRANSPORT,
+            ) from None
 
         status = result.status
         accepted = request.expect_status
@@ -159,7 +219,9 @@ class HTTPStepActivities:
             raise retryable(message, FailureType.HTTP_RETRYABLE, retry_after)
         raise permanent(message, FailureType.HTTP_STATUS)
 
-    async def _send_following_redirects(self, request: httpx.Request) -> HTTPResult:
+    async def _send_following_redirects(
+        self, request: httpx.Request, carriers: SecretCarriers = SecretCarriers()
+    ) -> HTTPResult:
         """Send, following up to ``max_redirects`` redirects; every hop is checked first."""
         hops = 0
         while True:
@@ -181,23 +243,38 @@ class HTTPStepActivities:
                     f"stopped after {hops} redirects (HTTP_MAX_REDIRECTS={self._max_redirects})"
                 )
             hops += 1
-            request = self._redirect(request, response.status_code, location)
+            # Headers dropped when leaving the origin stay dropped for every later hop.
+            request = self._redirect(request, response.status_code, location, carriers)
 
-    def _redirect(self, request: httpx.Request, status: int, location: str) -> httpx.Request:
+    def _redirect(
+        self,
+        request: httpx.Request,
+        status: int,
+        location: str,
+        carriers: SecretCarriers = SecretCarriers(),
+    ) -> httpx.Request:
         url = request.url.join(location).copy_with(fragment=None)
         method = request.method
         if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
             method = "GET"
         headers = httpx.Headers(request.headers)
         headers.pop("host", None)
-        if _origin(url) != _origin(request.url):
-            for name in CREDENTIAL_HEADERS:
-                headers.pop(name, None)
         content: bytes | None = request.content
         if method != request.method:
             content = None
             for name in BODY_HEADERS:
                 headers.pop(name, None)
+        if _origin(url) != _origin(request.url):
+            # Like a browser's Authorization: credentials and every header filled from a
+            # secret stay with the origin the step addressed.
+            for name in (*CREDENTIAL_HEADERS, *carriers.headers):
+                headers.pop(name, None)
+            if carriers.body and content:
+                raise SecretBodyRedirect(
+                    f"answered {status}, a redirect to another origin "
+                    f"({_shown(url)}), which would re-send a body that carries a secret; "
+                    "not followed: point the step at the final URL"
+                )
         return self._http.build_request(method, url, headers=headers, content=content or None)
 
     async def _read(self, response: httpx.Response) -> HTTPResult:

@@ -3,14 +3,22 @@
 Sources, later ones winning: the JSON object in ``SECRETS_FILE``, then environment variables
 named ``WORKFLOW_SECRET_<NAME>`` (prefix configurable). Values never leave the worker process
 except inside the request they were put in; :meth:`SecretStore.redact` scrubs them from any
-text (errors, results) that goes back to the workflow.
+text (errors, results) that goes back to the workflow, and :class:`RedactingFilter` from
+every line the worker process logs (docs/secrets.md says what can and cannot be caught).
+
+A secret rarely comes back verbatim: httpx percent-encodes it in a URL (``quote`` or, in a
+query, ``quote_plus``), a JSON body or an error snippet escapes it (``\\"``, ``\\u00e9``).
+So each secret is matched as a sequence of characters each written raw, percent-encoded
+(either hex case, ``+`` for a space) or JSON-escaped, in any mixture.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +42,7 @@ class SecretStore(Mapping[str, str]):
         # (the OpenRouter key, for one).
         self._sensitive = [v for v in [*self._values.values(), *(extra_sensitive or [])] if v]
         self._sensitive.sort(key=len, reverse=True)
+        self._pattern = encoded_forms(self._sensitive)
 
     @classmethod
     def from_environment(
@@ -76,19 +85,28 @@ class SecretStore(Mapping[str, str]):
         return type(model).model_validate(self.redact(model.model_dump(by_alias=True)))
 
     def redact(self, value: Any) -> Any:
-        """Replace every secret value inside strings of a JSON-like value."""
+        """Replace every secret, in any of its encoded forms, inside the strings (keys too)
+        of a JSON-like value."""
         if not self._sensitive:
             return value
         if isinstance(value, str):
-            for secret in self._sensitive:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
+            return self._redact_text(value)
         if isinstance(value, dict):
-            return {k: self.redact(v) for k, v in value.items()}
+            return {self.redact(k): self.redact(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.redact(v) for v in value]
         return value
+
+    def _redact_text(self, text: str) -> str:
+        # An encoded form always holds one of these; without any, plain search is enough
+        # (str.replace is C-fast; a multi-megabyte response seldom needs the regex).
+        if "%" in text or "\\" in text or "+" in text:
+            assert self._pattern is not None
+            return self._pattern.sub(REDACTED, text)
+        for secret in self._sensitive:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
 
 def fill_secrets(fields: Any, deferred: list[Any], store: SecretStore) -> Any:
@@ -104,3 +122,110 @@ def fill_secrets(fields: Any, deferred: list[Any], store: SecretStore) -> Any:
             type=FailureType.INVALID_REFERENCE,
             non_retryable=True,
         ) from None
+
+
+# -- the encoded forms of a secret -------------------------------------------------------------
+
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t"}  # fmt: skip
+
+
+def _hex(value: int, width: int) -> str:
+    """A case-insensitive pattern for ``value`` in hex (servers echo %2f as well as %2F)."""
+    return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{value:0{width}X}")
+
+
+def _char_forms(char: str) -> str:
+    """A pattern for one character of a secret in every form it may be written in."""
+    forms = [re.escape(char)]
+    # Percent-encoding (quote, quote_plus, httpx's own): each UTF-8 byte as %XX.
+    forms.append("".join("%" + _hex(byte, 2) for byte in char.encode("utf-8", "surrogatepass")))
+    if char == " ":
+        forms.append(r"\+")  # quote_plus and form encoding
+    # JSON: a short escape where one exists, else \\uXXXX (a surrogate pair beyond the BMP).
+    if char in _JSON_SHORT:
+        forms.append(re.escape(_JSON_SHORT[char]))
+    units = char.encode("utf-16-be", "surrogatepass")
+    forms.append(
+        "".join(
+            r"\\u" + _hex(int.from_bytes(units[i : i + 2], "big"), 4)
+            for i in range(0, len(units), 2)
+        )
+    )
+    return "(?:" + "|".join(forms) + ")"
+
+
+def encoded_forms(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern matching each secret written raw, percent-encoded or JSON-escaped, in any
+    mixture (httpx leaves some characters of a path raw and encodes others).
+
+    Longest secrets first, so a secret that contains another is replaced whole. The pattern
+    is a plain concatenation of small alternations per character: matching is linear in the
+    text for a fixed set of secrets (no nested quantifiers).
+    """
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile("|".join("".join(_char_forms(c) for c in secret) for secret in ordered))
+
+
+# -- the process's own log lines ---------------------------------------------------------------
+
+# userinfo and query of http(s) URLs in log text: tokens ride there (?key=..., user:pass@).
+_URL_PARTS = re.compile(r"(?i)\b(https?://)(?:[^\s/?#@\"'<>]*@)?([^\s?#\"'<>]*)(?:\?[^\s#\"'<>]*)?")
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with every http(s) URL's credentials and query string removed."""
+    if "://" not in text:
+        return text
+    return _URL_PARTS.sub(r"\1\2", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs every record a handler emits: secrets in any encoded form, URL queries and
+    credentials, in the message, the formatted exception and the stack.
+
+    Installed on the worker's handlers (:func:`install_log_redaction`), so it covers every
+    library's lines (httpx, Temporal's SDK, ours), not only the loggers we own.
+    """
+
+    def __init__(self, store: SecretStore) -> None:
+        super().__init__()
+        self._store = store
+        self._formatter = logging.Formatter()
+
+    def _clean(self, text: str) -> str:
+        return str(self._store.redact(scrub_urls(text)))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: log it raw
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = self._clean(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            # Formatters print exc_text when it is set: the redacted text is what is written.
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
+        return True
+
+
+# Libraries that log every request's full URL at INFO (httpx: 'HTTP Request: GET https://...').
+CHATTY_LOGGERS = ("httpx", "httpcore")
+
+
+def install_log_redaction(
+    store: SecretStore, root: logging.Logger | None = None
+) -> RedactingFilter:
+    """Redact every record the process's handlers write; quieten per-request INFO lines."""
+    root = root or logging.getLogger()
+    redacting = RedactingFilter(store)
+    for handler in root.handlers:
+        handler.addFilter(redacting)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return redacting

@@ -18,8 +18,8 @@ from temporalio.client import Client
 from activities.logs import WorkflowLogger
 from api.auth import KeyRing, Principal
 from api.errors import ApiError
-from api.executions import ExecutionService
-from api.limits import RateLimiter, retry_after_header
+from api.executions import ExecutionService, PageTokens
+from api.limits import FailedAuthThrottle, RateLimiter, retry_after_header
 from api.store import DefinitionStore
 from workflows.settings import Settings
 from workflows.temporal_client import connect
@@ -37,8 +37,17 @@ class AppState:
     keys: KeyRing
     limiter: RateLimiter
     client: Client | None = None
+    signal_limiter: RateLimiter | None = None
+    page_tokens: PageTokens = field(default_factory=lambda: PageTokens(b""))
     connect_error: str | None = None
     _connecting: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Apart from `limiter` on purpose: failed attempts can fill this table, never the keys'.
+    auth_throttle: FailedAuthThrottle = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.auth_throttle = FailedAuthThrottle(
+            self.settings.api_failed_auth_per_minute, self.settings.api_failed_auth_burst
+        )
 
     async def connect_forever(self, retry_seconds: float = 2.0) -> None:
         """Keep trying to reach Temporal; the API answers 503 until it has."""
@@ -65,16 +74,23 @@ async def get_settings(state: StateDep) -> Settings:
 
 
 async def current_key(request: Request, state: StateDep) -> Principal:
-    """Authenticate the Bearer key (401), then apply the key's rate limit (429)."""
+    """Authenticate the Bearer key (401), then apply the key's rate limit (429).
+
+    A failed attempt is charged to the client address's throttle (429 past its budget), never
+    to a key's bucket; a good key is never held back by its address's failures.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     principal = state.keys.authenticate(presented.strip() if scheme.lower() == "bearer" else None)
     if principal is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or unknown API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise state.auth_throttle.refuse(
+            request,
+            ApiError(
+                401,
+                "unauthorized",
+                "missing or unknown API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            ),
         )
     wait = state.limiter.check(principal.name)
     if wait > 0:
@@ -103,7 +119,9 @@ ClientDep = Annotated[Client, Depends(get_client)]
 
 
 async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
-    return ExecutionService(client, state.settings, state.store, state.logs)
+    return ExecutionService(
+        client, state.settings, state.store, state.logs, state.signal_limiter, state.page_tokens
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

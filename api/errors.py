@@ -6,7 +6,6 @@ in the same shape, so a client parses one format. Bad input is never a 500.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workflows.errors import DefinitionError, Problem
+from workflows.values import ValueLimitError, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,15 @@ class ApiError(Exception):
 
 
 def parse_json_body(raw: bytes | str, path: str = "$") -> Any:
-    """Parse a request body: not JSON, or nested past what the parser handles, is a 422."""
+    """Parse a request body: not JSON, or a value no run could hold, is a 422.
+
+    The limits are workflows/values.py's, the same the worker applies: what the API accepts,
+    the worker can decode (too deep, NaN/Infinity/1e999, lone surrogates are refused here).
+    """
     try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(422, "invalid_json", "the JSON is nested too deeply", path) from None
+        return parse_json(raw, path)
+    except ValueLimitError as err:
+        raise ApiError(422, "invalid_value", err.reason, err.path) from None
     except ValueError as err:
         raise ApiError(422, "invalid_json", f"not valid JSON: {err}", path) from None
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import uuid
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
@@ -39,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.logs import InvalidExecutionId, WorkflowLogger
 from api.auth import Action, Principal
 from api.errors import ApiError
+from api.limits import RateLimiter, retry_after_header
 from api.schemas import (
     AcceptedPublic,
     ExecutionListPublic,
@@ -47,7 +48,10 @@ from api.schemas import (
     RunPublic,
 )
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
+from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
+from workflows.input_schema import VIOLATION, value_problems
+from workflows.input_schema import with_defaults as fill_defaults
 from workflows.settings import Settings
 from workflows.shared import (
     CANCEL_SIGNAL,
@@ -60,6 +64,7 @@ from workflows.shared import (
     CancelRequest,
     ExecutionError,
     ExecutionInput,
+    ExecutionLimits,
     ExecutionState,
 )
 
@@ -89,16 +94,7 @@ def temporal_status(status: Any) -> tuple[str, str]:
 
 def with_defaults(definition_inputs: dict[str, Any] | None, input_vars: Any) -> Any:
     """Fill top-level `default`s of the `inputs` schema for variables the caller left out."""
-    if not isinstance(input_vars, dict) or not definition_inputs:
-        return input_vars
-    properties = definition_inputs.get("properties")
-    if not isinstance(properties, dict):
-        return input_vars
-    filled = dict(input_vars)
-    for name, schema in properties.items():
-        if name not in filled and isinstance(schema, dict) and "default" in schema:
-            filled[name] = schema["default"]
-    return filled
+    return fill_defaults(definition_inputs, input_vars)
 
 
 def input_problems(
@@ -121,14 +117,16 @@ def input_problems(
         ]
     if not definition_inputs:
         return []
-    problems = []
-    validator = Draft202012Validator(definition_inputs)
-    for error in sorted(validator.iter_errors(input_vars), key=lambda e: list(e.path)):
-        path = where + "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
-        )
-        problems.append({"code": "invalid_input", "message": error.message, "path": path})
-    return problems
+    # workflows/input_schema.py: no $ref retrieval, RE2 patterns, a time budget. A schema
+    # that cannot be applied (saved before those rules) is named as such, still a 422.
+    return [
+        {
+            "code": "invalid_input" if problem.code == VIOLATION else problem.code,
+            "message": problem.message,
+            "path": problem.path,
+        }
+        for problem in value_problems(definition_inputs, input_vars, where)
+    ]
 
 
 def raise_problems(problems: list[dict[str, Any]], status: int = 422) -> None:
@@ -146,6 +144,14 @@ def request_hash(workflow_id: str, input_vars: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class DuplicateStart(Exception):
+    """The execution an idempotency key names exists already (``start(refuse_duplicate=True)``)."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(execution_id)
+        self.execution_id = execution_id
+
+
 @dataclass(frozen=True)
 class StartOptions:
     """Everything Temporal needs to start one execution of a stored definition."""
@@ -156,11 +162,28 @@ class StartOptions:
     static_details: str
 
 
+def execution_limits(definition: WorkflowDefinition, settings: Settings) -> ExecutionLimits:
+    """The operator's limits, lowered by what the definition asks for (README "Limits")."""
+    own = definition.limits or RunLimits()
+    return ExecutionLimits(
+        max_steps=min(own.max_steps or settings.execution_max_steps, settings.execution_max_steps),
+        timeout_seconds=min(
+            definition.timeout_seconds or settings.execution_timeout_seconds,
+            settings.execution_timeout_seconds,
+        ),
+        max_value_bytes=min(
+            own.max_value_bytes or settings.max_value_bytes, settings.max_value_bytes
+        ),
+        max_buffered_signals=settings.signal_buffer_max,
+    )
+
+
 def start_options(
     stored: StoredDefinition,
     input_vars: dict[str, Any],
     started_by: str | None,
     max_steps_per_run: int | None = None,
+    limits: ExecutionLimits | None = None,
 ) -> StartOptions:
     """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
     definition = stored.definition
@@ -179,6 +202,7 @@ def start_options(
             definition_hash=stored.hash,
             started_by=started_by,
             max_steps_per_run=max_steps_per_run,
+            limits=limits,
         ),
         search_attributes=TypedSearchAttributes(pairs),
         static_summary=f"{definition.title} · v{stored.version}",
@@ -191,12 +215,20 @@ def start_options(
 
 class ExecutionService:
     def __init__(
-        self, client: Client, settings: Settings, store: DefinitionStore, logs: WorkflowLogger
+        self,
+        client: Client,
+        settings: Settings,
+        store: DefinitionStore,
+        logs: WorkflowLogger,
+        signal_limiter: RateLimiter | None = None,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
         self._store = store
         self._logs = logs
+        self._signal_limiter = signal_limiter
+        self._page_tokens = page_tokens or PageTokens(page_token_secret(settings))
 
     # -- links ------------------------------------------------------------------------------
 
@@ -241,6 +273,7 @@ class ExecutionService:
             )
         filled = with_defaults(stored.definition.inputs, input_vars)
         raise_problems(input_problems(stored.definition.inputs, filled, where))
+        raise_problems(undeclared_inputs(stored.definition.inputs, filled, where))
         return dict(filled)
 
     async def start(
@@ -250,16 +283,22 @@ class ExecutionService:
         principal: Principal,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        refuse_duplicate: bool = False,
     ) -> RunPublic:
+        """Start a run; with ``refuse_duplicate``, an idempotency key already used (running or
+        closed) raises :class:`DuplicateStart` instead of answering that execution."""
         stored = self.load(workflow_id, principal)
         if not principal.can(Action.RUN):
             raise ApiError(403, "forbidden", f"role '{principal.role}' cannot start executions")
-        inputs = self.prepare_inputs(stored, input_vars)
+        # Schema validation is bounded (RE2, a time budget) but can take a fraction of a
+        # second on a large input: off the event loop, so other requests keep flowing.
+        inputs = await asyncio.to_thread(self.prepare_inputs, stored, input_vars)
         options = start_options(
             stored,
             inputs,
             started_by or principal.name,
             self._settings.execution_max_steps_per_run,
+            execution_limits(stored.definition, self._settings),
         )
         digest = request_hash(stored.workflow_id, input_vars)
         if idempotency_key is None:
@@ -274,7 +313,12 @@ class ExecutionService:
                 f"{principal.name}\x1f{idempotency_key}".encode()
             ).hexdigest()
             execution_id = f"idem-{key_digest[:32]}"
-            conflict = WorkflowIDConflictPolicy.USE_EXISTING
+            # FAIL (running) and REJECT_DUPLICATE (closed): Temporal itself refuses a replay.
+            conflict = (
+                WorkflowIDConflictPolicy.FAIL
+                if refuse_duplicate
+                else WorkflowIDConflictPolicy.USE_EXISTING
+            )
             reuse = WorkflowIDReusePolicy.REJECT_DUPLICATE
         try:
             handle = await self._client.start_workflow(
@@ -291,8 +335,10 @@ class ExecutionService:
             )
             run_id = handle.result_run_id or handle.first_execution_run_id
         except WorkflowAlreadyStartedError:
+            if refuse_duplicate:
+                raise DuplicateStart(execution_id) from None
             run_id = None
-        if idempotency_key is not None:
+        if idempotency_key is not None and not refuse_duplicate:
             run_id = await self._check_same_request(execution_id, digest, idempotency_key)
         assert run_id is not None
         logger.info(
@@ -342,7 +388,11 @@ class ExecutionService:
             if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 raise self.not_found(execution_id) from None
             raise
-        if description.workflow_type != WORKFLOW_TYPE:
+        if (
+            description.workflow_type != WORKFLOW_TYPE
+            or description.task_queue != self._settings.temporal_task_queue
+        ):
+            # Another deployment's (or another program's) execution: not ours to show or touch.
             raise self.not_found(execution_id)
         if not principal.sees(description.typed_search_attributes.get(SA_DEFINITION_ID)):
             raise self.not_found(execution_id)
@@ -439,7 +489,7 @@ class ExecutionService:
             clauses.append(f"{SA_DEFINITION_ID.name} IN ({', '.join(_quote(w) for w in scope)})")
         if status is not None:
             clauses.append(f"{SA_STATUS.name} = {_quote(status)}")
-        token = _decode_token(page_token)
+        token = self._page_tokens.decode(page_token)
         iterator = self._client.list_workflows(
             " AND ".join(clauses), page_size=page_size, next_page_token=token
         )
@@ -456,7 +506,7 @@ class ExecutionService:
         next_token = iterator.next_page_token
         return ExecutionListPublic(
             executions=[self._summary(e) for e in iterator.current_page or []],
-            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+            next_page_token=self._page_tokens.encode(next_token) if next_token else None,
         )
 
     def _summary(self, execution: WorkflowExecution) -> ExecutionSummary:
@@ -486,8 +536,14 @@ class ExecutionService:
         self._require_running(execution_id, description)
         request = CancelRequest(reason=reason, requested_by=principal.name)
         # The signal records who asked and why; Temporal's own cancellation then closes the
-        # run as Canceled in the UI. The workflow handles either arriving first.
-        await handle.signal(CANCEL_SIGNAL, request)
+        # run as Canceled in the UI. The workflow handles either arriving first, so a signal
+        # Temporal refuses (the run is at its signal limit) does not stop the cancel.
+        try:
+            await handle.signal(CANCEL_SIGNAL, request)
+        except RPCError as err:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise
+            logger.warning("cancel signal to %s refused (%s); cancelling anyway", execution_id, err)
         try:
             await handle.cancel(reason=reason)
         except RPCError as err:
@@ -501,7 +557,38 @@ class ExecutionService:
         handle, description = await self.describe(execution_id, principal)
         _require(principal, Action.CONTROL, "signal executions")
         self._require_running(execution_id, description)
-        await handle.signal(name, payload)
+        if self._signal_limiter is not None:
+            wait = self._signal_limiter.check(principal.name)
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "signal_rate_limited",
+                    f"too many signals from key '{principal.name}' (API_SIGNAL_RATE_PER_MINUTE="
+                    f"{self._settings.api_signal_rate_per_minute:g}); retry after {wait:.1f}s",
+                    headers={"Retry-After": retry_after_header(wait)},
+                )
+        state = await self._query(handle)
+        limit = self._settings.signal_buffer_max
+        if state is not None and state.buffered_signals.get(name, 0) >= limit:
+            raise ApiError(
+                429,
+                "signal_buffer_full",
+                f"execution '{execution_id}' already holds {limit} unread '{name}' signals "
+                f"(SIGNAL_BUFFER_MAX); it reads them only in a wait_for_signal step",
+                headers={"Retry-After": "10"},
+            )
+        try:
+            await handle.signal(name, payload)
+        except RPCError as err:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise
+            # Temporal's own per-execution limits (history.maximumSignalsPerExecution).
+            raise ApiError(
+                429,
+                "signal_refused",
+                f"Temporal refused the signal to '{execution_id}': {err.message}; cancel still "
+                "works",
+            ) from None
         return AcceptedPublic(execution_id=execution_id, status="delivered", signal=name)
 
     def _require_running(
@@ -535,12 +622,71 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _decode_token(token: str | None) -> bytes | None:
-    if not token:
-        return None
-    try:
-        return base64.urlsafe_b64decode(token.encode())
-    except (binascii.Error, ValueError):
-        raise ApiError(
-            422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
-        ) from None
+def undeclared_inputs(
+    definition_inputs: dict[str, Any] | None, input_vars: Any, where: str = "$.input_vars"
+) -> list[dict[str, Any]]:
+    """Inputs the definition's `inputs` schema does not declare (README "Writing workflows").
+
+    A schema that lists `properties` declares the run's inputs: anything else is refused, so a
+    caller cannot slip variables into the run's context, unless the schema says
+    `additionalProperties` (true or a schema). No `inputs` schema: any input is taken.
+    """
+    if not isinstance(input_vars, dict) or not isinstance(definition_inputs, dict):
+        return []
+    properties = definition_inputs.get("properties")
+    if not isinstance(properties, dict) or "additionalProperties" in definition_inputs:
+        return []
+    if definition_inputs.get("patternProperties"):
+        return []
+    return [
+        {
+            "code": "invalid_input",
+            "message": f"'{name}' is not an input of this workflow (declared: "
+            f"{', '.join(sorted(properties)) or 'none'}); declare it in `inputs.properties`",
+            "path": f"{where}.{name}",
+        }
+        for name in sorted(set(input_vars) - set(properties))
+    ]
+
+
+def page_token_secret(settings: Settings) -> bytes:
+    """What every API process of one deployment shares: its keys and where it points."""
+    parts = [settings.temporal_namespace, settings.temporal_task_queue]
+    if settings.api_keys is not None:
+        parts.append(settings.api_keys.get_secret_value())
+    if settings.api_keys_file is not None:
+        try:
+            parts.append(settings.api_keys_file.read_text(encoding="utf-8"))
+        except OSError:
+            parts.append(str(settings.api_keys_file))
+    return "\x1f".join(parts).encode()
+
+
+class PageTokens:
+    """Temporal's page tokens, signed, so a forged one is refused at once.
+
+    Unsigned, a token Temporal cannot read costs ~10 s of retried calls before it fails.
+    The key is derived from the configured API keys, so every API process agrees on it.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = hashlib.sha256(b"wfe-page-token\x1f" + secret).digest()
+
+    def encode(self, token: bytes) -> str:
+        mac = hmac.new(self._key, token, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + token).decode()
+
+    def decode(self, text: str | None) -> bytes | None:
+        if not text:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(text.encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        mac, token = raw[:16], raw[16:]
+        expected = hmac.new(self._key, token, hashlib.sha256).digest()[:16]
+        if not token or not hmac.compare_digest(mac, expected):
+            raise ApiError(
+                422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
+            )
+        return token

@@ -19,6 +19,7 @@ from activities.logs import WorkflowLogger
 from api.auth import load_key_ring
 from api.deps import AppState
 from api.errors import error_body, install_error_handlers
+from api.executions import PageTokens, page_token_secret
 from api.limits import BodySizeLimit, RateLimiter
 from api.routes import executions, health, hooks, runs, workflows
 from api.store import FileDefinitionStore
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         keys=load_key_ring(settings),
         limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
         client=client,
+        signal_limiter=RateLimiter(
+            settings.api_signal_rate_per_minute,
+            max(1, int(settings.api_signal_rate_per_minute // 4)),
+        ),
+        page_tokens=PageTokens(page_token_secret(settings)),
     )
 
     @contextlib.asynccontextmanager

@@ -81,6 +81,9 @@ class ExecutionPublic(BaseModel):
     steps_total: int = 0
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: ExecutionError | None = None
+    buffered_signals: dict[str, int] = Field(
+        default_factory=dict, description="Signals received and not yet read, by name."
+    )
     live: bool = Field(
         True, description="False when no worker answered and the answer is from Temporal alone."
     )

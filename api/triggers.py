@@ -1,5 +1,15 @@
 """Triggers: schedules become Temporal Schedules; webhooks are verified with HMAC-SHA256.
 
+A webhook delivery carries three headers (docs/webhooks.md):
+
+- ``X-Webhook-Timestamp``: the unix time in whole seconds when it was signed;
+- ``X-Webhook-Delivery``: an id unique to the delivery (letters, digits, ``_``, ``:``, ``-``);
+- ``X-Signature-256: sha256=<hex HMAC-SHA256 of "<timestamp>.<delivery>.<raw body>">``.
+
+The signature covers the timestamp and the delivery id as well as the body, so neither can be
+changed to make a captured request look new: a stale timestamp is refused by the tolerance
+window, and a fresh one with a used delivery id by Temporal's workflow-id policy.
+
 Schedules are kept in step with the definition whenever it is saved or deleted through the
 API: each ``schedule`` trigger is one Temporal Schedule ``wfe:<workflow_id>:<trigger id>``
 whose action starts the definition *as saved* (a run started by a schedule is pinned to the
@@ -12,6 +22,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +40,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.executions import start_options
+from api.executions import execution_limits, start_options
 from api.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError
@@ -38,6 +50,12 @@ from workflows.shared import WORKFLOW_TYPE
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+DELIVERY_HEADER = "X-Webhook-Delivery"
+# No '.': it separates the signed fields, so a delivery id must not be able to contain one
+# (otherwise "<t>.<a.b>.<body>" could be re-read as another timestamp, id and body).
+DELIVERY_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def schedule_id(workflow_id: str, trigger_id: str) -> str:
@@ -53,6 +71,7 @@ def _schedule(
         dict(trigger.input_vars),
         f"schedule:{trigger_id}",
         settings.execution_max_steps_per_run,
+        execution_limits(stored.definition, settings),
     )
     if trigger.cron is not None:
         spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
@@ -138,12 +157,33 @@ def webhook_secret(settings: Settings, name: str) -> bytes | None:
     return value.encode() if isinstance(value, str) and value else None
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The signature header value: ``sha256=<hex HMAC of the raw body>`` (GitHub's form)."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def signed_content(timestamp: str, delivery: str, body: bytes) -> bytes:
+    """What the HMAC covers: ``<timestamp>.<delivery>.<raw body>``, byte for byte."""
+    return f"{timestamp}.{delivery}.".encode() + body
 
 
-def signature_ok(secret: bytes, body: bytes, presented: str | None) -> bool:
+def sign(secret: bytes, timestamp: str | int, delivery: str, body: bytes) -> str:
+    """The X-Signature-256 value: ``sha256=<hex HMAC-SHA256 of the signed content>``."""
+    content = signed_content(str(timestamp), delivery, body)
+    return "sha256=" + hmac.new(secret, content, hashlib.sha256).hexdigest()
+
+
+def signature_ok(
+    secret: bytes, timestamp: str, delivery: str, body: bytes, presented: str | None
+) -> bool:
     if not presented:
         return False
-    return hmac.compare_digest(sign(secret, body).encode(), presented.strip().encode())
+    expected = sign(secret, timestamp, delivery, body).encode()
+    return hmac.compare_digest(expected, presented.strip().lower().encode())
+
+
+def signed_headers(
+    secret: bytes, body: bytes, delivery: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The three headers a sender attaches (for tests and Python senders)."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        TIMESTAMP_HEADER: stamp,
+        DELIVERY_HEADER: delivery,
+        SIGNATURE_HEADER: sign(secret, stamp, delivery, body),
+    }

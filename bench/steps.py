@@ -48,6 +48,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.logs import WorkflowLogger
 from api.dev import DevServer, free_port
+from api.executions import execution_limits
 from bench.baseline import (
     BASELINE_WORKFLOW,
     BaselineInput,
@@ -128,6 +129,7 @@ def engine_definition(steps: list[BaselineStep]) -> WorkflowDefinition:
 
 def engine_starter(task_queue: str, target_url: str) -> Starter:
     definitions: dict[int, WorkflowDefinition] = {}
+    limits_settings = load_settings()  # the default limits, as the API applies them
 
     async def start(client: Client, workflow_id: str, count: int) -> WorkflowHandle[Any, Any]:
         if count not in definitions:
@@ -136,7 +138,12 @@ def engine_starter(task_queue: str, target_url: str) -> Starter:
         # As the API (and tests/conftest.start_definition) start an execution.
         return await client.start_workflow(
             WORKFLOW_TYPE,
-            ExecutionInput(definition=definition, input_vars={}, definition_version=1),
+            ExecutionInput(
+                definition=definition,
+                input_vars={},
+                definition_version=1,
+                limits=execution_limits(definition, limits_settings),
+            ),
             id=workflow_id,
             task_queue=task_queue,
             search_attributes=TypedSearchAttributes(

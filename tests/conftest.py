@@ -17,6 +17,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
 from api.dev import DevServer
+from api.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
 from workflows.settings import Settings, load_settings
@@ -136,6 +137,7 @@ async def start_definition(
             input_vars=input_vars or {},
             definition_version=1,
             max_steps_per_run=max_steps_per_run,
+            limits=execution_limits(definition, settings),
         ),
         id=execution_id or str(uuid.uuid4()),
         task_queue=settings.temporal_task_queue,

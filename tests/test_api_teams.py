@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.triggers import SIGNATURE_HEADER, schedule_id, sign
+from api.triggers import SIGNATURE_HEADER, schedule_id, signed_headers
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from workflows.settings import Settings
 from workflows.shared import SA_DEFINITION_VERSION, SA_STARTED_BY
@@ -439,28 +439,22 @@ async def test_webhook_with_a_good_signature_starts_a_run_and_bad_ones_start_not
         assert saved.json()["webhook"] == "/api/hooks/alpha"
     body = json.dumps({"order": {"count": 4}}).encode()
     async with httpx.AsyncClient(base_url=team) as sender:
+        good = signed_headers(HOOK_SECRET.encode(), body, delivery="order-4")
         for headers in (
             {},
-            {SIGNATURE_HEADER: "sha256=" + "0" * 64},
-            {SIGNATURE_HEADER: sign(b"wrong-secret", body)},
+            {**good, SIGNATURE_HEADER: "sha256=" + "0" * 64},
+            signed_headers(b"wrong-secret", body, delivery="order-4"),
         ):
             refused = await sender.post("/api/hooks/alpha", content=body, headers=headers)
             assert refused.status_code == 401, refused.text
-        unknown = await sender.post(
-            "/api/hooks/nope",
-            content=body,
-            headers={SIGNATURE_HEADER: sign(HOOK_SECRET.encode(), body)},
-        )
+        unknown = await sender.post("/api/hooks/nope", content=body, headers=good)
         assert unknown.status_code == 401
         assert [w async for w in client.list_workflows(f"TaskQueue = '{task_queue}'")] == []
 
         accepted = await sender.post(
             "/api/hooks/alpha",
             content=body,
-            headers={
-                SIGNATURE_HEADER: sign(HOOK_SECRET.encode(), body),
-                "Content-Type": "application/json",
-            },
+            headers={**good, "Content-Type": "application/json"},
         )
         assert accepted.status_code == 202, accepted.text
     async with as_role(team, "admin") as api:

@@ -24,6 +24,9 @@ from workflows.shared import SA_DEFINITION_ID, WORKFLOW_TYPE
 from workflows.temporal_client import data_converter
 
 HISTORIES = Path(__file__).parent / "histories"
+# Runs whose test injected a fault into the interpreter: their histories record what only the
+# fault produces, so no faithful replay reproduces them (tests/test_hardening_runs.py).
+FAULT_INJECTED = frozenset({"engine-bug"})
 
 
 async def each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
@@ -67,9 +70,11 @@ async def test_every_history_of_this_session_replays(
     histories: list[WorkflowHistory] = []
     definition_of: dict[str, str] = {}
     async for execution in client.list_workflows(closed):
+        definition = execution.typed_search_attributes.get(SA_DEFINITION_ID) or "unknown"
+        if definition in FAULT_INJECTED:
+            continue
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         histories.append(await handle.fetch_history())
-        definition = execution.typed_search_attributes.get(SA_DEFINITION_ID) or "unknown"
         definition_of[execution.id] = definition
     if not histories:
         pytest.skip("run with the rest of the suite: this test replays what the others ran")

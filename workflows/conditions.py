@@ -14,6 +14,7 @@ from typing import Any
 
 import cel
 
+from workflows.cel_budget import check_budget
 from workflows.errors import ConditionError
 
 # Variables bound by comprehension macros (`items.exists(x, x > 1)`) are not context names.
@@ -62,8 +63,10 @@ def evaluate_expression(expression: str, context: Mapping[str, Any]) -> Any:
             f"condition {expression!r} reads {', '.join(missing)}, which the execution "
             "does not hold (not an input and not set by any step so far)"
         )
+    values = {name: context[name] for name in wanted}
+    check_budget(expression, values.values())  # bounded work and memory, decided replay-safely
     try:
-        result = program.execute({name: context[name] for name in wanted})
+        result = program.execute(values)
     except Exception as err:  # the CEL runtime raises several builtin types
         raise ConditionError(f"expression {expression!r} failed: {_first_line(err)}") from None
     return _json_value(result, expression)

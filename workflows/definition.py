@@ -324,6 +324,19 @@ class WebhookTrigger(_Model):
 Trigger = Annotated[ScheduleTrigger | WebhookTrigger, Field(discriminator="type")]
 
 
+class RunLimits(_Model):
+    """Bounds a definition sets for its own runs; they can only lower the operator's."""
+
+    max_steps: int | None = Field(
+        None, ge=1, description="Steps one execution may take (EXECUTION_MAX_STEPS at most)."
+    )
+    max_value_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Size of a value computed in the run, as JSON (MAX_VALUE_BYTES at most).",
+    )
+
+
 class WorkflowDefinition(_Model):
     """A workflow document: metadata, input schema, defaults and the ordered steps."""
 
@@ -337,6 +350,7 @@ class WorkflowDefinition(_Model):
         None, gt=0, le=366 * 86400, description="Whole-execution limit, enforced by the workflow."
     )
     defaults: StepDefaults = Field(default_factory=StepDefaults)
+    limits: RunLimits | None = None
     steps: list[Step] = Field(min_length=1)
     triggers: list[Trigger] = Field(default_factory=list)
 

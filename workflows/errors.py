@@ -37,6 +37,9 @@ class FailureType:
     WORKFLOW_FAILED = "WorkflowFailed"
     CANCELLED = "ExecutionCancelled"
     LOG_WRITE = "LogWriteError"
+    STEP_LIMIT = "StepLimitExceeded"
+    VALUE_TOO_LARGE = "ValueTooLarge"
+    ENGINE_ERROR = "EngineError"
 
 
 class EngineError(Exception):

@@ -80,6 +80,8 @@ PATCH_BATCHED_LOGS = "batched-log-writes"
 # older patch is then not asked for, so not recorded).
 ACTIVITY_STEP_TYPES = frozenset({"ai", "http"})
 PATCH_ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
+# An unexpected error in the interpreter fails the run (older runs failed the workflow task).
+PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
 
 
 class ExecutionFailed(Exception):
@@ -134,7 +136,10 @@ class WorkflowExecutor:
                 "workflow_id": self._definition.id,
                 "started_at": self._started_at.isoformat(),
             }
-        self._processor = WorkflowStepProcessor(self._definition.defaults, self._execution_id)
+        self._limits = input.limits
+        self._processor = WorkflowStepProcessor(
+            self._definition.defaults, self._execution_id, self._limits
+        )
         if carried:
             for name, payloads in carried.pending_signals.items():
                 for payload in payloads:
@@ -153,8 +158,16 @@ class WorkflowExecutor:
 
     @workflow.signal(dynamic=True)
     def deliver(self, name: str, args: Sequence[RawValue]) -> None:
-        """Any other signal name feeds `wait_for_signal` steps (buffered until read)."""
-        payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        """Any other signal name feeds `wait_for_signal` steps (buffered until read).
+
+        A payload that cannot be decoded is dropped, never raised: an exception here would
+        fail every workflow task of the run from now on.
+        """
+        try:
+            payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        except Exception as err:
+            workflow.logger.warning("signal %r dropped: its payload cannot be read (%s)", name, err)
+            return
         self._processor.deliver_signal(name, payload)
 
     # -- the run ----------------------------------------------------------------------------
@@ -195,8 +208,8 @@ class WorkflowExecutor:
             self._status = "failed"
             self._error = ExecutionError(
                 type=FailureType.WORKFLOW_TIMEOUT,
-                message=f"execution exceeded its timeout of "
-                f"{self._definition.timeout_seconds:g}s"
+                message=f"execution exceeded its timeout of {self._timeout_seconds():g}s"
+                + ("" if self._definition.timeout_seconds else " (EXECUTION_TIMEOUT_SECONDS)")
                 + (f" during step '{self._current.step_id}'" if self._current else ""),
                 step_id=self._current.step_id if self._current else None,
             )
@@ -208,10 +221,12 @@ class WorkflowExecutor:
                 message=reason,
                 step_id=self._current.step_id if self._current else None,
             )
-        elif task.exception() is not None:
-            err = task.exception()
+        elif (err := task.exception()) is not None:
             if not isinstance(err, ExecutionFailed):
-                raise err  # type: ignore[misc]  # an engine bug: fail the workflow task, keep the run
+                if not workflow.patched(PATCH_ENGINE_ERRORS_FAIL_RUN):
+                    raise err  # type: ignore[misc]  # older runs: fail the workflow task
+                # A bug of ours must not leave the run retrying its workflow task forever.
+                err = ExecutionFailed(engine_error(err, self._current))
             self._status = "failed"
             self._error = err.error
         elif self._continue_at is not None:
@@ -231,6 +246,16 @@ class WorkflowExecutor:
     async def _run_steps(self) -> None:
         index = self._next_index
         while index >= 0:
+            if self._limits is not None and self._steps_done >= self._limits.max_steps:
+                raise ExecutionFailed(
+                    ExecutionError(
+                        type=FailureType.STEP_LIMIT,
+                        message=f"the execution took {self._steps_done:,} steps, its limit "
+                        "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
+                        "that never ends? Add an exit condition or raise the limit",
+                        step_id=self._definition.steps[index].id,
+                    )
+                )
             if self._should_continue_as_new():
                 await self._flush_log()
                 self._continue_at = index
@@ -380,8 +405,13 @@ class WorkflowExecutor:
         if updates:
             workflow.upsert_search_attributes(updates)
 
+    def _timeout_seconds(self) -> float | None:
+        if self._limits is not None:
+            return self._limits.timeout_seconds
+        return self._definition.timeout_seconds
+
     def _time_left(self) -> timedelta | None:
-        limit = self._definition.timeout_seconds
+        limit = self._timeout_seconds()
         if limit is None:
             return None
         left = timedelta(seconds=limit) - (workflow.now() - self._started_at)
@@ -428,7 +458,19 @@ class WorkflowExecutor:
             steps_total=self._steps_done,
             outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
             error=self._error,
+            buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
         )
+
+
+def engine_error(err: BaseException, current: StepRecord | None) -> ExecutionError:
+    """An unexpected error inside the interpreter, as the run's failure."""
+    where = f" in step '{current.step_id}'" if current else ""
+    return ExecutionError(
+        type=FailureType.ENGINE_ERROR,
+        message=f"internal error{where}: {type(err).__name__}: {err}"[:2000]
+        + " (a bug in the engine: please report it with this execution's history)",
+        step_id=current.step_id if current else None,
+    )
 
 
 def describe_failure(err: BaseException, step_id: str) -> ExecutionError:

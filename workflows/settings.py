@@ -65,6 +65,16 @@ class Settings(BaseSettings):
 
     # Long runs continue as new after this many steps (or sooner, when Temporal suggests it)
     execution_max_steps_per_run: int = Field(1000, ge=10)
+    # Bounds every run holds to (a definition may lower them; README "Limits"): steps per
+    # execution, the whole-run timeout when the definition sets none (and the most it may
+    # set), and the size of a value computed inside a run (set, CEL, signal payloads).
+    execution_max_steps: int = Field(100_000, ge=10)
+    execution_timeout_seconds: float = Field(30 * 86400, gt=0, le=366 * 86400)
+    max_value_bytes: int = Field(1024 * 1024, ge=1024)
+    # Signals buffered per name and run before the API refuses more (429), and the signals
+    # one key may send per minute.
+    signal_buffer_max: int = Field(100, ge=1, le=10_000)
+    api_signal_rate_per_minute: float = Field(120.0, gt=0)
 
     # Large step results are stored by reference (the reference travels in history)
     payload_store_dir: Path = Path("storage/payloads")
@@ -104,6 +114,14 @@ class Settings(BaseSettings):
 
     # Webhook triggers: a JSON object of secret name -> secret (a trigger names its secret)
     webhook_secrets: SecretStr | None = None
+    # A signed X-Webhook-Timestamp may be this far from the API's clock (either way). Replays
+    # inside the window are refused by delivery id through Temporal's workflow-id policy, which
+    # holds for the namespace's retention (at least a day), hence the one-hour ceiling.
+    webhook_tolerance_seconds: int = Field(300, ge=1, le=3600)
+    # Failed authentication (bad or missing API key, bad webhook signature), per client
+    # address: past the burst it answers 429. Valid credentials are never held back by it.
+    api_failed_auth_per_minute: float = Field(10.0, gt=0)
+    api_failed_auth_burst: int = Field(20, ge=1)
 
     @field_validator("openrouter_base_url", "temporal_ui_url")
     @classmethod

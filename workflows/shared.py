@@ -38,6 +38,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ExecutionLimits(_Model):
+    """The bounds a run holds to (README "Limits"): the operator's settings, lowered by the
+    definition's own ``timeout_seconds`` and ``limits``. Runs started before limits existed
+    carry none and keep their old behaviour."""
+
+    max_steps: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    max_value_bytes: int = Field(ge=1024)
+    max_buffered_signals: int = Field(ge=1)
+
+
 class ExecutionInput(_Model):
     """What the API passes to one execution: a snapshot of the definition and the inputs."""
 
@@ -49,6 +60,7 @@ class ExecutionInput(_Model):
     max_steps_per_run: int | None = Field(
         None, description="Continue as new after this many steps (also when Temporal suggests)."
     )
+    limits: ExecutionLimits | None = None
     carried: CarriedState | None = None
 
 
@@ -105,6 +117,9 @@ class ExecutionState(_Model):
     steps_total: int = 0
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: ExecutionError | None = None
+    buffered_signals: dict[str, int] = Field(
+        default_factory=dict, description="Signals received and not yet read, by name."
+    )
 
 
 class CancelRequest(_Model):

@@ -10,6 +10,7 @@ Temporal's ``ActivityError``; the interpreter decides what ``on_error`` does wit
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,15 +50,24 @@ with workflow.unsafe.imports_passed_through():
         AIRequest,
         AIResult,
         DeferredSlotModel,
+        ExecutionLimits,
         HTTPRequest,
         HTTPResult,
         LogWrite,
     )
-    from workflows.templating import DeferredSlot, VariableSubstitutor, to_text
+    from workflows.templating import (
+        DeferredSlot,
+        Reference,
+        VariableSubstitutor,
+        to_text,
+        tokenize,
+    )
+    from workflows.values import ValueLimitError, check_value
 
 # How long the server waits for a heartbeat before presuming a running step lost (its worker
 # crashed or hung): a third of the step's timeout, between 2 and 10 seconds. Activities
 # heartbeat every second, so a healthy step never comes close.
+MAX_DELAY_SECONDS = 366 * 86400  # as the definition's own `seconds` allows
 MIN_HEARTBEAT_TIMEOUT = timedelta(seconds=2)
 MAX_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
@@ -80,13 +90,33 @@ class StepOutcome:
 class WorkflowStepProcessor:
     """Dispatches a step by type; holds the signal buffers that wait_for_signal reads."""
 
-    def __init__(self, defaults: StepDefaults, execution_id: str) -> None:
+    def __init__(
+        self, defaults: StepDefaults, execution_id: str, limits: ExecutionLimits | None = None
+    ) -> None:
         self._defaults = defaults
         self._execution_id = execution_id
+        self._limits = limits
         self.signals: dict[str, deque[Any]] = {}
+        self.dropped_signals: dict[str, int] = {}
 
     def deliver_signal(self, name: str, payload: Any) -> None:
-        self.signals.setdefault(name, deque()).append(payload)
+        """Buffer a signal; past the run's buffer limit for that name it is dropped.
+
+        The API refuses signals to a full buffer (429) before sending them; this is the
+        backstop for signals sent straight to Temporal.
+        """
+        queue = self.signals.setdefault(name, deque())
+        if self._limits is not None and len(queue) >= self._limits.max_buffered_signals:
+            self.dropped_signals[name] = self.dropped_signals.get(name, 0) + 1
+            return
+        queue.append(payload)
+
+    def _checked(self, value: Any, where: str, amplified: bool = True) -> Any:
+        """A value computed in the run: finite, not too deep, and (if built here) not too big."""
+        if self._limits is not None:
+            limit = self._limits.max_value_bytes if amplified else None
+            check_value(value, where, limit)
+        return value
 
     async def execute(
         self, step: Step, context: Mapping[str, Any], seq: int, log: LogWrite | None = None
@@ -113,15 +143,24 @@ class WorkflowStepProcessor:
             raise StepFailure(str(err), FailureType.INVALID_REFERENCE) from None
         except ConditionError as err:
             raise StepFailure(str(err), FailureType.INVALID_CONDITION) from None
+        except ValueLimitError as err:
+            raise StepFailure(f"step '{step.id}' {err}", FailureType.VALUE_TOO_LARGE) from None
         raise StepFailure(f"unsupported step type {step.type!r}", FailureType.INVALID_REQUEST)
 
     # -- workflow-side steps -------------------------------------------------------------
 
     def _set(self, step: SetStep, context: Mapping[str, Any]) -> StepOutcome:
         values = VariableSubstitutor(context).render(dict(step.values))
+        for name, value in values.items():
+            # A whole reference ("{x}") binds a value the run already holds: not new data.
+            self._checked(
+                value, f"values.{name}", amplified=not _whole_reference(step.values[name])
+            )
         variables = {k: v for k, v in context.items() if k != "secrets"}
         for name, expression in step.compute.items():
-            values[name] = evaluate_expression(expression, variables)
+            values[name] = self._checked(
+                evaluate_expression(expression, variables), f"compute.{name}"
+            )
         return StepOutcome(output_vars=values, next_target=step.next)
 
     def _condition(self, step: ConditionStep, context: Mapping[str, Any]) -> StepOutcome:
@@ -137,10 +176,16 @@ class WorkflowStepProcessor:
             raw = substitutor.render(step.seconds)
             try:
                 seconds = float(raw)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise StepFailure(
                     f"delay seconds must be a number, got {raw!r}", FailureType.INVALID_REQUEST
                 ) from None
+            if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY_SECONDS:
+                raise StepFailure(
+                    f"delay seconds must be between 0 and {MAX_DELAY_SECONDS:g} (one year), "
+                    f"got {raw!r}",
+                    FailureType.INVALID_REQUEST,
+                )
         else:
             text = substitutor.render_text(step.until or "")
             try:
@@ -156,6 +201,10 @@ class WorkflowStepProcessor:
                     FailureType.INVALID_REQUEST,
                 )
             seconds = (until - workflow.now()).total_seconds()
+            if seconds > MAX_DELAY_SECONDS:
+                raise StepFailure(
+                    f"delay until {text!r} is more than a year away", FailureType.INVALID_REQUEST
+                )
         if seconds > 0:
             await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
 
@@ -169,7 +218,7 @@ class WorkflowStepProcessor:
                 f"no '{step.signal}' signal arrived within {step.timeout_seconds:g}s",
                 FailureType.SIGNAL_TIMEOUT,
             ) from None
-        payload = queue.popleft()
+        payload = self._checked(queue.popleft(), f"signal '{step.signal}' payload")
         outputs = {step.output: payload} if step.output else {}
         return StepOutcome(output_vars=outputs, next_target=step.next)
 
@@ -263,6 +312,14 @@ class WorkflowStepProcessor:
             "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             "summary": step.label,
         }
+
+
+def _whole_reference(template: Any) -> bool:
+    """True for a template that is exactly one reference, such as ``"{order}"``."""
+    if not isinstance(template, str):
+        return False
+    tokens = tokenize(template)
+    return len(tokens) == 1 and isinstance(tokens[0], Reference)
 
 
 def idempotency_key(execution_id: str, step_id: str, seq: int) -> str:

@@ -10,11 +10,10 @@ All graph work is iterative, so a 5,000-step document cannot cause a RecursionEr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from workflows.conditions import compile_condition, condition_variables
@@ -34,11 +33,34 @@ from workflows.definition import (
     WorkflowDefinition,
 )
 from workflows.errors import ConditionError, DefinitionError, Problem, TemplateError
+from workflows.input_schema import schema_problems
 from workflows.templating import DEFERRED_ROOTS, references_in
 
 MAX_DOCUMENT_DEPTH = 64
 _STEP_TYPES = "ai, http, set, condition, delay, wait_for_signal, fail"
 _TRIGGER_TYPES = "schedule, webhook"
+
+# Request headers an `http` step may not set (checked here at save and again in the
+# activity): the transport derives them from the URL and the body. `Host` would address
+# another virtual host than the one the SSRF guard checked; the others frame the message or
+# the connection, and a step setting them could desynchronise it (request smuggling) or hang.
+FORBIDDEN_REQUEST_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "http2-settings",
+    }
+)
+# RFC 9110 field-name: a token.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _some(names: list[str], limit: int = 10) -> str:
@@ -170,6 +192,7 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
     problems += _trigger_problems(definition)
     problems += _target_problems(definition, ids)
     problems += _schema_problems(definition)
+    problems += _header_problems(definition)
     problems += _condition_problems(definition)
     if problems:
         return problems
@@ -355,6 +378,38 @@ def _strongly_connected(graph: list[list[int]]) -> list[list[int]]:
     return components
 
 
+def header_problem(name: str, value: str | None = None) -> str | None:
+    """Why an `http` step may not send this header, or None (shared with the activity)."""
+    if not HEADER_NAME.fullmatch(name):
+        return f"{name!r} is not a valid header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if name.lower() in FORBIDDEN_REQUEST_HEADERS:
+        return (
+            f"the {name!r} header is set by the engine from the URL and the body; a step may "
+            f"not set {', '.join(sorted(FORBIDDEN_REQUEST_HEADERS))}"
+        )
+    if value is not None and any(char in value for char in "\r\n\0"):
+        return f"the value of the {name!r} header holds a line break or NUL character"
+    return None
+
+
+def _header_problems(definition: WorkflowDefinition) -> list[Problem]:
+    problems = []
+    for index, step in enumerate(definition.steps):
+        if not isinstance(step, HTTPStep):
+            continue
+        for name, value in step.headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                problems.append(
+                    Problem(
+                        f"$.steps[{index}].headers.{name}",
+                        f"step '{step.id}': {problem}",
+                        code="invalid_header",
+                    )
+                )
+    return problems
+
+
 def _schema_problems(definition: WorkflowDefinition) -> list[Problem]:
     problems = []
     if definition.inputs is not None:
@@ -368,12 +423,8 @@ def _schema_problems(definition: WorkflowDefinition) -> list[Problem]:
 
 
 def _check_schema(schema: dict[str, Any], where: str) -> list[Problem]:
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as err:
-        inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path)
-        return [Problem(where + inner, f"not a valid JSON Schema: {err.message}")]
-    return []
+    # workflows/input_schema.py: the metaschema, local-only $ref, RE2-compatible patterns.
+    return schema_problems(schema, where)
 
 
 def _condition_problems(definition: WorkflowDefinition) -> list[Problem]:

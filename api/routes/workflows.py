@@ -92,7 +92,13 @@ def _visible(key: Principal, workflow_id: str) -> None:
 async def validate_workflow(
     request: Request, key: CurrentKey, settings: SettingsDep
 ) -> ValidationPublic:
-    document = await _document(request)
+    try:
+        document = await _document(request)
+    except ApiError as err:
+        if err.errors[0]["code"] != "invalid_value":
+            raise  # not JSON at all: nothing to validate
+        # JSON a run could not hold (NaN, too deep, a lone surrogate): a problem of the document.
+        return ValidationPublic(valid=False, errors=err.errors)  # type: ignore[arg-type]
     _, problems = _problems(document, settings)
     return ValidationPublic(valid=not problems, errors=[p.as_dict() for p in problems])  # type: ignore[misc]
 

@@ -1,0 +1,688 @@
+"""JSON Schemas that users write: a definition's ``inputs`` and an ai step's response schema.
+
+The one place such schemas are checked and applied, so the API (``input_vars``, trigger
+inputs), save-time validation (workflows/validation.py) and the worker (ai answers) hold the
+same rules. Pure functions, no I/O:
+
+- :func:`schema_problems` (at save): a valid JSON Schema 2020-12; ``$ref`` / ``$dynamicRef``
+  only local (``#...``) and resolving to a schema inside the same document; ``$schema`` only
+  at the root and only 2020-12; every ``pattern`` and ``patternProperties`` key compiles with
+  RE2 and is at most :data:`MAX_PATTERN_LENGTH` characters.
+- :func:`value_problems` (at run time): check a value, with the same rules applied again to
+  the schema first (documents saved before these rules existed are refused, not trusted), a
+  ``referencing.Registry`` whose retriever refuses every URI, RE2 for every regex, a linear
+  ``uniqueItems`` and a time budget (:data:`TIME_LIMIT_SECONDS`) checked at every keyword.
+- :func:`value_problems_async`: the same in a thread, for event-loop callers.
+- :func:`with_defaults`: top-level ``default``s filled in for missing inputs.
+
+Why RE2 (the ``google-re2`` package, Google's own binding, a manylinux wheel) and not the
+``regex`` package with a timeout (both install here): RE2 matches in time linear in the text
+for every pattern it accepts (no backtracking at all), so no pattern an author writes can hold
+a process, whatever the input; a timeout only bounds the damage per match and still burns it
+on every request, and every keyword would need one. What RE2 refuses
+(lookaround, backreferences) is refused at save with the path, so a saved definition never
+fails later for it. RE2 is also closer to JSON Schema's ECMA-262 regexes than Python's ``re``:
+``\\d`` and ``\\w`` are ASCII and ``$`` matches only at the end of the text.
+
+Why a local-only ``$ref`` rule and not a guarded retriever: jsonschema's default retriever
+opened any URL (``http``, ``file``) with no timeout, no SSRF guard and redirects followed, on
+every run; a schema has no need for the network, so nothing is retrieved, ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import re2
+import referencing.exceptions
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+from referencing import Registry
+from referencing._core import Resolver
+from referencing.jsonschema import DRAFT202012
+
+from workflows.errors import Problem
+
+MAX_PATTERN_LENGTH = 1000
+"""Characters in one ``pattern`` / ``patternProperties`` key (RE2 then bounds memory too)."""
+
+TIME_LIMIT_SECONDS = 2.0
+"""Wall time one validation may take; past it the value is refused as too costly to check."""
+
+MAX_REPORTED = 50
+"""Violations reported per value (the first ones by path); checking stops there."""
+
+MAX_MESSAGE = 300
+"""Characters of one violation message (jsonschema quotes the whole offending value)."""
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+# Problem codes. Violations are the value's fault; the others are the schema's.
+VIOLATION = "invalid_value"
+INVALID_SCHEMA = "invalid_schema"
+TOO_COSTLY = "schema_too_costly"
+
+# Schema positions of JSON Schema 2020-12 (plus draft-07's ``definitions``, which the
+# validator does not apply but a ``$ref`` may point into).
+_ONE_SCHEMA = (
+    "additionalProperties",
+    "contains",
+    "contentSchema",
+    "else",
+    "if",
+    "items",
+    "not",
+    "propertyNames",
+    "then",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+_SCHEMA_MAPS = ("$defs", "definitions", "dependentSchemas", "patternProperties", "properties")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_REFERENCES = ("$ref", "$dynamicRef")
+
+Location = tuple[str | int, ...]
+
+
+def _path(where: str, location: Iterable[str | int]) -> str:
+    out = where
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+# -- regexes ------------------------------------------------------------------------------------
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern on stderr
+    # Program + DFA cache per pattern (past it RE2 falls back to its NFA: slower, still
+    # linear). With the cache below, patterns hold at most 256 MiB however many schemas.
+    options.max_mem = 1 << 20
+    return options
+
+
+_OPTIONS = _re2_options()
+
+
+class PatternError(ValueError):
+    """A pattern RE2 cannot run (or that is too long)."""
+
+
+@lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """The RE2 program for a JSON Schema pattern; PatternError when it cannot be one."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise PatternError(
+            f"the pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}"
+        )
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as err:
+        reason = err.args[0] if err.args else err
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", errors="replace")
+        raise PatternError(
+            f"the pattern is not one the engine can run ({reason}); patterns run on RE2, "
+            "which has no lookaround and no backreferences"
+        ) from None
+    except (TypeError, UnicodeError) as err:
+        raise PatternError(f"the pattern cannot be compiled: {err}") from None
+
+
+def _search(pattern: str, text: str) -> bool:
+    program = compile_pattern(pattern)
+    try:
+        return program.search(text) is not None
+    except UnicodeError:
+        # A lone surrogate (legal in JSON text, not in UTF-8): match it as U+FFFD.
+        cleaned = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return program.search(cleaned) is not None
+
+
+# -- save time ----------------------------------------------------------------------------------
+
+
+def _format_checker() -> FormatChecker:
+    """Draft 2020-12's format checks, with ``regex`` checked by the engine that runs them."""
+    checker = FormatChecker(list(Draft202012Validator.FORMAT_CHECKER.checkers))
+
+    @checker.checks("regex", raises=PatternError)
+    def _is_regex(instance: object) -> bool:
+        if isinstance(instance, str):
+            compile_pattern(instance)
+        return True
+
+    return checker
+
+
+_META_FORMATS = _format_checker()
+
+
+def schema_problems(schema: Any, where: str) -> list[Problem]:
+    """Everything wrong with a user's schema, each with its JSON path under ``where``."""
+    problems: list[Problem] = []
+    try:
+        Draft202012Validator.check_schema(schema, format_checker=_META_FORMATS)
+    except SchemaError as err:
+        message = err.message
+        if isinstance(err.cause, PatternError):
+            message = f"invalid pattern {err.instance!r}: {err.cause}"
+        problems.append(Problem(_path(where, err.path), f"not a valid JSON Schema: {message}"))
+    except RecursionError:
+        return [Problem(where, "not a valid JSON Schema: nested too deeply")]
+    # The engine's own rules too, so a remote $ref is named even beside another mistake.
+    try:
+        breaks = _rule_breaks(schema)
+    except Exception:
+        # Only a schema the metaschema refused can trip the walk (a non-string $id, ...).
+        if not problems:
+            raise
+        breaks = []
+    seen = {problem.path for problem in problems}
+    for location, message in breaks:
+        path = _path(where, location)
+        if path not in seen:
+            seen.add(path)
+            problems.append(Problem(path, message))
+    return problems
+
+
+def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
+    """The registry's retriever: nothing outside the schema itself is ever fetched."""
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+
+def _refusing_registry() -> Registry[Any]:
+    """A registry without resources of its own whose retriever refuses every URI (jsonschema
+    without one opens any URL, ``file://`` included, with urllib)."""
+    return Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+
+
+def _schema_nodes(schema: Any) -> Iterator[tuple[Any, Location]]:
+    """Every (sub)schema in schema positions with its location, in document order (a node
+    before the nodes inside it); iterative, so depth costs no recursion."""
+    stack: list[tuple[Any, Location]] = [(schema, ())]
+    while stack:
+        node, location = stack.pop()
+        yield node, location
+        if not isinstance(node, dict):
+            continue
+        children: list[tuple[Any, Location]] = []
+        for keyword, member in node.items():
+            if keyword in _ONE_SCHEMA and isinstance(member, dict | bool):
+                children.append((member, (*location, keyword)))
+            elif keyword in _SCHEMA_MAPS and isinstance(member, dict):
+                children += [(sub, (*location, keyword, name)) for name, sub in member.items()]
+            elif keyword in _SCHEMA_LISTS and isinstance(member, list):
+                children += [(sub, (*location, keyword, i)) for i, sub in enumerate(member)]
+        stack.extend(reversed(children))
+
+
+# Keywords that apply their subschemas to the same value (no descent into it).
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+
+Edges = dict[int, list[tuple[int, Location]]]
+
+
+def _rule_breaks(schema: Any) -> list[tuple[Location, str]]:
+    """The engine's own rules beyond the metaschema: local references, dialect, patterns.
+
+    Refs are resolved against a registry that refuses every retrieval, and must land on a
+    node of the walk: a reference into data (``default``, ``examples``, an unknown keyword)
+    would be applied as a schema nothing else here has checked. A chain of references that
+    comes back to where it started without descending into the value recurses forever.
+    """
+    found: list[tuple[Location, str]] = []
+    in_place: Edges = {}
+    nodes = list(_schema_nodes(schema))
+    positions = {id(node) for node, _ in nodes if isinstance(node, dict)}
+    root = DRAFT202012.create_resource(schema)
+    root_resolver: Resolver[Any] = _refusing_registry().resolver_with_root(root)
+    resolvers: dict[Location, Resolver[Any]] = {(): root_resolver}
+    for node, location in nodes:  # parents first: their $id sets the base of their children
+        if not isinstance(node, dict):
+            continue
+        resolver = _resolver_at(resolvers, location, root_resolver)
+        if location and isinstance(node.get("$id"), str):
+            resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+        resolvers[location] = resolver
+        dialect = node.get("$schema", DIALECT)
+        if "$schema" in node and (
+            location or not isinstance(dialect, str) or dialect.rstrip("#") != DIALECT
+        ):
+            found.append(
+                (
+                    (*location, "$schema"),
+                    f"only JSON Schema 2020-12 is supported, and '$schema' only at the top "
+                    f"(as {DIALECT!r})",
+                )
+            )
+        edges = in_place.setdefault(id(node), [])
+        for keyword in _REFERENCES:
+            ref = node.get(keyword)
+            if isinstance(ref, str):
+                problem, target = _reference_problem(ref, resolver, positions)
+                if problem:
+                    found.append(((*location, keyword), problem))
+                elif isinstance(target, dict):
+                    edges.append((id(target), (*location, keyword)))
+        for keyword in _IN_PLACE_ONE:
+            if isinstance(node.get(keyword), dict):
+                edges.append((id(node[keyword]), (*location, keyword)))
+        for keyword in _IN_PLACE_LISTS:
+            members = node.get(keyword)
+            if isinstance(members, list):
+                edges += [
+                    (id(sub), (*location, keyword, i))
+                    for i, sub in enumerate(members)
+                    if isinstance(sub, dict)
+                ]
+        members = node.get("dependentSchemas")
+        if isinstance(members, dict):
+            edges += [
+                (id(sub), (*location, "dependentSchemas", name))
+                for name, sub in members.items()
+                if isinstance(sub, dict)
+            ]
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                compile_pattern(pattern)
+            except PatternError as err:
+                found.append(((*location, "pattern"), f"invalid pattern {pattern!r}: {err}"))
+        members = node.get("patternProperties")
+        if isinstance(members, dict):
+            for key in members:
+                try:
+                    compile_pattern(key)
+                except PatternError as err:
+                    found.append(
+                        ((*location, "patternProperties", key), f"invalid pattern {key!r}: {err}")
+                    )
+    found += [
+        (where, "this reference leads back to itself without descending into the value "
+                "(it would recurse forever); refer to it from properties or items instead")
+        for where in _cycles(in_place)
+    ]  # fmt: skip
+    return found
+
+
+def _cycles(edges: Edges) -> list[Location]:
+    """Where in-place chains (``$ref``, allOf, ...) close a loop: at the loop's last ``$ref``.
+
+    Iterative depth-first search from every node (in document order); each node is entered
+    once, so the walk is linear in the schema.
+    """
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    found: list[Location] = []
+    for root in edges:
+        if root not in state:
+            state[root] = 1
+            found += _cycles_from(root, edges, state)
+    return found
+
+
+def _cycles_from(root: int, edges: Edges, state: dict[int, int]) -> list[Location]:
+    path: list[Location] = []  # the edge taken into each node of the current path
+    stack: list[tuple[int, int]] = [(root, 0)]
+    found: list[Location] = []
+    while stack:
+        node, index = stack[-1]
+        out = edges.get(node, [])
+        if index >= len(out):
+            stack.pop()
+            state[node] = 2
+            if path:
+                path.pop()
+            continue
+        stack[-1] = (node, index + 1)
+        target, where = out[index]
+        if state.get(target) == 1:
+            start = next(i for i, (n, _) in enumerate(stack) if n == target)
+            loop = [*path[start:], where]
+            refs = [edge for edge in loop if edge[-1:] in (("$ref",), ("$dynamicRef",))]
+            found.append(refs[-1] if refs else where)
+        elif target not in state:
+            state[target] = 1
+            stack.append((target, 0))
+            path.append(where)
+    return found
+
+
+def _resolver_at(
+    resolvers: Mapping[Location, Resolver[Any]], location: Location, root: Resolver[Any]
+) -> Resolver[Any]:
+    """The resolver of the nearest enclosing node (its ``$id`` sets the base URI)."""
+    for cut in range(len(location) - 1, -1, -1):
+        found = resolvers.get(location[:cut])
+        if found is not None:
+            return found
+    return root
+
+
+def _reference_problem(
+    ref: str, resolver: Resolver[Any], positions: set[int]
+) -> tuple[str | None, Any]:
+    """(why the reference is refused or None, the schema it points to)."""
+    if not ref.startswith("#"):
+        return (
+            f"{ref!r} is not allowed: only local references ('#/$defs/...') within this "
+            "schema are allowed; nothing is fetched from the network or the disk"
+        ), None
+    try:
+        target = resolver.lookup(ref).contents
+    except referencing.exceptions.Unresolvable:
+        return f"{ref!r} points to nothing in this schema", None
+    if not isinstance(target, bool) and not (isinstance(target, dict) and id(target) in positions):
+        return (
+            f"{ref!r} points outside the schema's keywords; put shared schemas under '$defs'"
+        ), None
+    return None, target
+
+
+# -- run time -----------------------------------------------------------------------------------
+
+
+class _TooCostly(Exception):
+    pass
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "schema_deadline", default=None
+)
+
+Keyword = Callable[[Any, Any, Any, dict[str, Any]], Iterator[ValidationError] | None]
+
+
+def _bounded(keyword: Keyword) -> Keyword:
+    """A keyword that first checks the time budget: every descent passes one of these."""
+
+    def checked(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Any:
+        deadline = _DEADLINE.get()
+        if deadline is not None and time.monotonic() > deadline:
+            raise _TooCostly()
+        return keyword(validator, value, instance, schema)
+
+    return checked
+
+
+# The keywords below are jsonschema 4.x's own (jsonschema/_keywords.py, _utils.py), with
+# RE2 in place of ``re`` and a hashing ``uniqueItems``; the rest are used as they are.
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional(instance: dict[str, Any], schema: dict[str, Any]) -> Iterator[str]:
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    for key in instance:
+        if key not in properties and not any(_search(p, key) for p in patterns):
+            yield key
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: dict[str, Any]
+) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = set(_additional(instance, schema))
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        listed = ", ".join(repr(each) for each in sorted(extras, key=str))
+        if "patternProperties" in schema:
+            verb = "does" if len(extras) == 1 else "do"
+            patterns = ", ".join(repr(each) for each in sorted(schema["patternProperties"]))
+            yield ValidationError(f"{listed} {verb} not match any of the regexes: {patterns}")
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(
+                f"Additional properties are not allowed ({listed} {verb} unexpected)"
+            )
+
+
+def _is_valid(errors: Iterator[ValidationError]) -> bool:
+    return next(errors, None) is None
+
+
+def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> list[str]:
+    """jsonschema's find_evaluated_property_keys_by_schema, with RE2."""
+    if validator.is_type(schema, "boolean"):
+        return []
+    keys: list[str] = []
+    for keyword in _REFERENCES:
+        ref = schema.get(keyword)
+        if ref is not None:
+            resolved = validator._resolver.lookup(ref)
+            keys += _evaluated_keys(
+                validator.evolve(schema=resolved.contents, _resolver=resolved.resolver),
+                instance,
+                resolved.contents,
+            )
+    properties = schema.get("properties")
+    if validator.is_type(properties, "object"):
+        keys += properties.keys() & instance.keys()
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        subschema = schema.get(keyword)
+        if subschema is not None:
+            keys += (k for k, v in instance.items() if _is_valid(validator.descend(v, subschema)))
+    if "patternProperties" in schema:
+        for key in instance:
+            keys += [key for p in schema["patternProperties"] if _search(p, key)]
+    for key, subschema in schema.get("dependentSchemas", {}).items():
+        if key in instance:
+            keys += _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "oneOf", "anyOf"):
+        for subschema in schema.get(keyword, []):
+            if _is_valid(validator.descend(instance, subschema)):
+                keys += _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            keys += _evaluated_keys(validator, instance, schema["if"])
+            if "then" in schema:
+                keys += _evaluated_keys(validator, instance, schema["then"])
+        elif "else" in schema:
+            keys += _evaluated_keys(validator, instance, schema["else"])
+    return keys
+
+
+def _unevaluated_properties(
+    validator: Any, unevaluated: Any, instance: Any, schema: dict[str, Any]
+) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = set(_evaluated_keys(validator, instance, schema))
+    bad = [
+        key
+        for key in instance
+        if key not in evaluated
+        and not _is_valid(validator.descend(instance[key], unevaluated, path=key, schema_path=key))
+    ]
+    if bad:
+        listed = ", ".join(repr(each) for each in sorted(bad, key=str))
+        verb = "was" if len(bad) == 1 else "were"
+        if unevaluated is False:
+            yield ValidationError(
+                f"Unevaluated properties are not allowed ({listed} {verb} unexpected)"
+            )
+        else:
+            yield ValidationError(
+                "Unevaluated properties are not valid under the given schema "
+                f"({listed} {verb} unevaluated and invalid)"
+            )
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable stand-in with JSON Schema's equality (1 == 1.0, true != 1)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, list):
+        return ("array", tuple(_canonical(item) for item in value))
+    if isinstance(value, dict):
+        return ("object", frozenset((k, _canonical(v)) for k, v in value.items()))
+    return ("other", repr(value))
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    # jsonschema compares every pair of unsortable items: quadratic in the array's length.
+    if unique and validator.is_type(instance, "array"):
+        seen: set[Any] = set()
+        for item in instance:
+            key = _canonical(item)
+            if key in seen:
+                yield ValidationError(f"{instance!r} has non-unique elements")
+                return
+            seen.add(key)
+
+
+_OWN_KEYWORDS: dict[str, Keyword] = {
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "unevaluatedProperties": _unevaluated_properties,
+    "uniqueItems": _unique_items,
+}
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    validators={
+        name: _bounded(_OWN_KEYWORDS.get(name, keyword))
+        for name, keyword in Draft202012Validator.VALIDATORS.items()
+    },
+)
+
+
+class UnusableSchema(Exception):
+    """The schema breaks the engine's rules (a document saved before they existed)."""
+
+
+def _strip_dialects(schema: Any) -> None:
+    """Drop ``$schema`` everywhere: jsonschema would switch a subschema that declares one to
+    the stock validator for that dialect (Python ``re``, the quadratic uniqueItems)."""
+    for node, _ in _schema_nodes(schema):
+        if isinstance(node, dict):
+            node.pop("$schema", None)
+
+
+@lru_cache(maxsize=256)
+def _compiled(text: str) -> Any:
+    schema = json.loads(text)  # a private copy: the validator may keep it
+    breaks = [b for b in _rule_breaks(schema) if b[0][-1:] != ("$schema",)]
+    if breaks:
+        location, message = breaks[0]
+        raise UnusableSchema(f"{_path('the schema at $', location)}: {message}")
+    _strip_dialects(schema)
+    return _Validator(schema, registry=_refusing_registry())
+
+
+def _order(error: ValidationError) -> tuple[tuple[int, int, str], ...]:
+    """Sort key for error paths that mix indexes and names."""
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in error.absolute_path)
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+def value_problems(
+    schema: Any, value: Any, where: str = "$", time_limit: float = TIME_LIMIT_SECONDS
+) -> list[Problem]:
+    """Where ``value`` breaks ``schema`` (code VIOLATION), or why it could not be checked
+    (INVALID_SCHEMA, TOO_COSTLY); empty when it conforms. Never raises for bad input."""
+    try:
+        validator = _compiled(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    except UnusableSchema as err:
+        return [Problem(where, f"{err}; save the definition again to see every problem",
+                        INVALID_SCHEMA)]  # fmt: skip
+    except Exception as err:  # a schema saved unchecked can trip the walk: never a 500
+        return [Problem(where, f"the schema cannot be used ({type(err).__name__}: {err})",
+                        INVALID_SCHEMA)]  # fmt: skip
+    token = _DEADLINE.set(time.monotonic() + time_limit)
+    errors: list[ValidationError] = []
+    try:
+        for error in validator.iter_errors(value):
+            errors.append(error)
+            if len(errors) >= MAX_REPORTED:
+                break
+    except _TooCostly:
+        return [
+            Problem(
+                where,
+                f"checking the value against the schema took longer than {time_limit:g} s; "
+                "simplify the schema (fewer nested anyOf/oneOf/$ref) or send a smaller value",
+                TOO_COSTLY,
+            )
+        ]
+    except RecursionError:
+        return [
+            Problem(
+                where,
+                "the schema and value nest too deeply to check (a $ref that refers to itself "
+                "without descending into the value?)",
+                TOO_COSTLY,
+            )
+        ]
+    except referencing.exceptions.Unresolvable as err:
+        return [Problem(where, f"the schema has an unresolvable reference: {err}", INVALID_SCHEMA)]
+    except PatternError as err:
+        return [Problem(where, f"the schema has a pattern the engine cannot run: {err}",
+                        INVALID_SCHEMA)]  # fmt: skip
+    except Exception as err:  # a schema saved unchecked can break jsonschema itself: not a 500
+        return [Problem(where, f"the schema cannot be applied ({type(err).__name__}: {err})",
+                        INVALID_SCHEMA)]  # fmt: skip
+    finally:
+        _DEADLINE.reset(token)
+    errors.sort(key=_order)
+    return [
+        Problem(_path(where, error.absolute_path), _short(error.message), VIOLATION)
+        for error in errors
+    ]
+
+
+async def value_problems_async(
+    schema: Any, value: Any, where: str = "$", time_limit: float = TIME_LIMIT_SECONDS
+) -> list[Problem]:
+    """:func:`value_problems` in a worker thread, so an event loop keeps serving meanwhile."""
+    return await asyncio.to_thread(value_problems, schema, value, where, time_limit)
+
+
+def with_defaults(schema: Any, value: Any) -> Any:
+    """``value`` with the top-level ``properties.*.default`` filled in for missing names."""
+    if not isinstance(value, dict) or not isinstance(schema, dict):
+        return value
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return value
+    filled = dict(value)
+    for name, member in properties.items():
+        if name not in filled and isinstance(member, dict) and "default" in member:
+            filled[name] = member["default"]
+    return filled
