@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install lint format bench worker api clean
+.PHONY: dev test install chromium lint format bench worker api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# tests/test_api_docs.py drives Debian's Chromium (never a browser a test tool downloads).
+# Nothing to do when it is there; otherwise apt-get as root (CI), or sudo without a password.
+# Elsewhere the browser test skips, but in CI (CI set) a missing Chromium fails the run.
+CHROMIUM := /usr/bin/chromium
+APT_CHROMIUM := apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing Debian's chromium"; $(APT_CHROMIUM); \
+	elif sudo -n true 2>/dev/null; then echo "installing Debian's chromium"; sudo sh -c '$(APT_CHROMIUM)'; \
+	elif [ -n "$$CI" ]; then echo "$(CHROMIUM) is missing and cannot be installed" >&2; exit 1; \
+	else echo "note: no $(CHROMIUM) (apt-get install chromium): the browser test will skip" >&2; fi
+
 ## dev: Temporal dev server (SQLite under storage/) + worker + API; Ctrl-C stops all
 dev: install
 	$(BIN)/wfe dev
 
 ## test: lint, then the whole suite against a real Temporal dev server
-test: install lint
+test: install lint chromium
 	$(BIN)/python -m pytest
 
 lint: install

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -28,7 +29,8 @@ from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import WorkflowExecutor
 from workflows.settings import Settings, load_settings
-from workflows.temporal_client import connect, ensure_search_attributes
+from workflows.shared import WORKFLOW_TYPE
+from workflows.temporal_client import closed_by_temporal, connect, ensure_search_attributes
 
 logger = logging.getLogger("worker")
 
@@ -132,6 +134,49 @@ async def rotate_logs_forever(logs: WorkflowLogger, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def finalise_closed_logs(
+    client: Client, logs: WorkflowLogger, settings: Settings, since: datetime
+) -> int:
+    """Close the logs of runs that Temporal ended without our code running (terminate, a
+    Temporal-side run timeout): no workflow code runs then, so nothing else would. Returns how
+    many logs it closed."""
+    query = (
+        f"WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{settings.temporal_task_queue}' "
+        f"AND ExecutionStatus IN ('Terminated', 'TimedOut') "
+        f"AND CloseTime > '{since.isoformat(timespec='seconds')}'"
+    )
+    closed = 0
+    async for execution in client.list_workflows(query):
+        handle = client.get_workflow_handle(execution.id)
+        latest = await handle.describe()
+        if latest.run_id != execution.run_id:
+            continue  # a reset started a newer run, which owns the log now
+        t_status = (
+            "TIMED_OUT" if execution.status == WorkflowExecutionStatus.TIMED_OUT else "TERMINATED"
+        )
+        error = await closed_by_temporal(handle, t_status)
+        ended = execution.close_time or datetime.now(UTC)
+        if await asyncio.to_thread(logs.finalise, execution.id, "terminated", ended, error):
+            logger.info("closed the log of %s: %s", execution.id, error.message)
+            closed += 1
+    return closed
+
+
+async def finalise_closed_logs_forever(
+    client: Client, logs: WorkflowLogger, settings: Settings
+) -> None:
+    """Every LOG_RECONCILE_INTERVAL_SECONDS, a look back over runs closed since the last look."""
+    since = datetime.now(UTC) - timedelta(days=7)
+    while True:
+        started = datetime.now(UTC)
+        try:
+            await finalise_closed_logs(client, logs, settings, since)
+            since = started - timedelta(minutes=5)  # visibility lags a little behind
+        except (RPCError, OSError) as err:
+            logger.error("closing logs of terminated runs failed: %s", err)
+        await asyncio.sleep(settings.log_reconcile_interval_seconds)
+
+
 async def main() -> None:
     settings = load_settings()
     # Every line this process logs is scrubbed of secrets (any encoding) and URL queries, and
@@ -145,6 +190,7 @@ async def main() -> None:
     rotation = asyncio.create_task(
         rotate_logs_forever(logs, settings.log_rotation_interval_seconds)
     )
+    reconciling = asyncio.create_task(finalise_closed_logs_forever(client, logs, settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -165,6 +211,7 @@ async def main() -> None:
             await worker.shutdown()
         await running
     rotation.cancel()
+    reconciling.cancel()
 
 
 if __name__ == "__main__":

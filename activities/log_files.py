@@ -14,7 +14,6 @@ Appends and folds of one journal are serialised by ``flock``, across processes t
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
 import json
@@ -52,7 +51,7 @@ RECORD_KEYS = (
     "seq",
     "type",
 )
-RECORD_EXTRAS = ("error_type", "attempts", "usage")
+RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id")
 
 
 def dumps(value: Any) -> str:
@@ -73,43 +72,77 @@ def record_of(step: StepRecord) -> dict[str, Any]:
 
 @dataclass
 class LogText:
-    """A log document as last written: a rendered line per step record, ordered by seq.
+    """A log document as last written: a rendered line per step record.
 
-    A rewrite renders only the records it brings and joins the lines kept from before, so it
+    A record is known by (run_id, seq): after a Temporal reset, the new run's records sit
+    beside the earlier run's instead of replacing them. Lines are kept in start order; a
+    rewrite renders only the records it brings and joins the lines kept from before, so it
     costs the same at step 5 and at step 5,000.
     """
 
-    seqs: list[int] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    records: dict[tuple[str, int], tuple[tuple[str, int], str, bool]] = field(
+        default_factory=dict
+    )  # (run_id, seq) -> (start order, rendered line, finished)
+    in_order: bool = True  # records were added in start order (no sort needed to render)
+    header: dict[str, Any] | None = None  # the header last rendered (or parsed)
     stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file this was written to
     folded_at: float = 0.0  # time.monotonic() of that write
 
     @classmethod
     def parse(cls, document: dict[str, Any]) -> LogText:
         text = cls()
-        for step in sorted(document.get("steps", []), key=lambda s: s.get("seq", -1)):
-            text.seqs.append(step.get("seq", -1))
-            text.lines.append(dumps(step))
+        for step in document.get("steps", []):
+            text._put(step, dumps(step))
+        if document:
+            text.header = {key: document.get(key) for key in HEADER_KEYS}
         return text
 
     def upsert(self, step: StepRecord) -> None:
-        line = dumps(record_of(step))
-        if not self.seqs or self.seqs[-1] < step.seq:
-            self.seqs.append(step.seq)  # the usual case: the next step in order
-            self.lines.append(line)
+        record = record_of(step)
+        self._put(record, dumps(record))
+
+    def _put(self, record: dict[str, Any], line: str) -> None:
+        identity = (str(record.get("run_id") or ""), int(record.get("seq", -1)))
+        order = (str(record.get("start_time") or ""), identity[1])
+        finished = record.get("status") != "running"
+        known = self.records.get(identity)
+        if known is not None and known[2] and not finished:
+            # A write that was overtaken (a cancelled log write's thread finishing after the
+            # final write) never turns a finished step back into a running one.
             return
-        position = bisect.bisect_left(self.seqs, step.seq)
-        if position < len(self.seqs) and self.seqs[position] == step.seq:
-            self.lines[position] = line
-        else:
-            self.seqs.insert(position, step.seq)
-            self.lines.insert(position, line)
+        if known is None and self.records:
+            last = next(reversed(self.records.values()))[0]
+            self.in_order = self.in_order and order >= last
+        self.records[identity] = (order, line, finished)
+
+    def header_for(self, entry: LogWrite) -> dict[str, Any]:
+        """The header to write with ``entry``: its own, unless the log is already closed for
+        the same run and ``entry`` still says running (an overtaken write: see ``_put``).
+        A later run of the execution (after a reset) writes its own header."""
+        header = header_of(entry)
+        closed = self.header
+        if (
+            closed is not None
+            and closed.get("status") != "running"
+            and header["status"] == "running"
+            and closed.get("run_id") == header["run_id"]
+        ):
+            return closed
+        return header
+
+    def lines(self) -> list[str]:
+        if not self.in_order:
+            self.records = dict(sorted(self.records.items(), key=lambda item: item[1][0]))
+            self.in_order = True
+        return [line for _, line, _ in self.records.values()]
 
     def render(self, header: dict[str, Any]) -> str:
+        self.header = header
+        lines = self.lines()
         parts = []
         for key, value in header.items():
             if key == "steps":
-                body = "[\n    " + ",\n    ".join(self.lines) + "\n  ]" if self.lines else "[]"
+                body = "[\n    " + ",\n    ".join(lines) + "\n  ]" if lines else "[]"
                 parts.append(f'  "steps": {body}')
             else:
                 parts.append(f"  {dumps(key)}: {dumps(value)}")
@@ -194,5 +227,7 @@ def merge_journal(document: dict[str, Any] | None, entries: list[LogWrite]) -> d
     header = header_of(entries[-1])
     if document is not None and document.get("status") != "running":
         header = {key: document.get(key) for key in HEADER_KEYS}  # a final write wins
+    elif text.header is not None:
+        header = text.header_for(entries[-1])
     merged: dict[str, Any] = json.loads(text.render(header))
     return merged

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ from temporalio.exceptions import ApplicationError
 from activities.log_files import (
     LogText,
     append_to_journal,
-    header_of,
     journal_path,
     merge_journal,
     read_journal,
@@ -44,7 +44,7 @@ from activities.log_files import (
 )
 from workflows.errors import FailureType
 from workflows.settings import Settings
-from workflows.shared import WRITE_EXECUTION_LOG, LogWrite
+from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +162,11 @@ class WorkflowLogger:
                     text.upsert(record)
             for record in entry.records():
                 text.upsert(record)
-            final = entry.status != "running"
+            header = text.header_for(entry)
+            final = header["status"] != "running"
             # fsync only the final write (~2 ms a step saved): a killed process loses nothing,
             # and a machine crash can at worst roll a running log back a few steps.
-            text.stamp = self._atomic_write(path, text.render(header_of(entry)), durable=final)
+            text.stamp = self._atomic_write(path, text.render(header), durable=final)
         text.folded_at = time.monotonic()
         if final:
             self._cache.pop(entry.execution_id, None)
@@ -245,6 +246,30 @@ class WorkflowLogger:
                 os.unlink(tmp)
             raise
         return stat.st_mtime_ns, stat.st_size
+
+    def finalise(
+        self, execution_id: str, status: str, end_time: datetime, error: ExecutionError
+    ) -> bool:
+        """Close a log whose run Temporal ended without our code (terminate, run timeout).
+
+        Returns False when there is nothing to do: no log, or one already closed.
+        """
+        current = self.read(execution_id)
+        if current is None or current.get("status") != "running":
+            return False
+        entry = LogWrite(
+            execution_id=execution_id,
+            run_id=current["run_id"],
+            workflow_id=current["workflow_id"],
+            workflow_name=current.get("workflow_name"),
+            workflow_version=current.get("workflow_version"),
+            status=status,  # type: ignore[arg-type]
+            start_time=current["start_time"],
+            end_time=end_time,
+            error=error,
+        )
+        self.write(entry)
+        return True
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ wfe dev                       Temporal dev server (SQLite in storage/) + worker 
 wfe validate FILE             check a definition without saving it
 wfe push DIR_OR_FILE          save definitions (a new version when a document changed)
 wfe workflows                 list saved definitions
-wfe run WORKFLOW_ID           start an execution (--wait follows its steps live)
+wfe run WORKFLOW_ID           start an execution (--wait follows its steps live, -q: id only)
 wfe status EXECUTION_ID       status, current step, steps, outputs, error
 wfe cancel EXECUTION_ID       cancel a running execution
 wfe signal EXECUTION_ID NAME  deliver a signal (e.g. an approval)
@@ -26,12 +26,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
+import httpx
 import typer
 from rich import box
 from rich.console import Console
@@ -48,6 +49,7 @@ from api.cli_client import (
     ApiClient,
     ApiFailure,
     ClientError,
+    problem_line,
 )
 from api.dev import DevServer, check_ports_free
 from workflows.errors import ConfigurationError
@@ -75,7 +77,11 @@ def dev(
     api_port: int = typer.Option(8000, help="API port."),
     examples: Path = typer.Option(Path("examples"), help="Seeded into the definitions dir."),
 ) -> None:
-    """Run the embedded stack: Temporal dev server, worker and API, on 127.0.0.1."""
+    """Run the embedded stack: Temporal dev server, worker and API, on 127.0.0.1.
+
+    HTTP steps may reach this API (127.0.0.1:<api port>, for the offline example) plus any
+    hosts already in HTTP_ALLOWED_HOSTS.
+    """
     try:
         check_ports_free(
             {
@@ -86,13 +92,7 @@ def dev(
         )
     except ConfigurationError as err:
         _fail(str(err))
-    os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
-    os.environ.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{ui_port}")
-    os.environ.setdefault("WORKFLOW_LOG_DIR", str(storage / "workflow_logs"))
-    os.environ.setdefault("API_PORT", str(api_port))
-    os.environ.setdefault("PAYLOAD_STORE_DIR", str(storage / "payloads"))
-    # The offline example calls this API: allow exactly it through the SSRF guard.
-    os.environ.setdefault("HTTP_ALLOWED_HOSTS", f"127.0.0.1:{api_port}")
+    dev_environment(os.environ, storage, temporal_port, ui_port, api_port)
     admin_key = _dev_admin_key(storage)
     try:
         settings = load_settings()
@@ -152,14 +152,15 @@ def dev(
                 start_new_session=True,
             )
         )
-        time.sleep(1.0)
         api = f"http://127.0.0.1:{api_port}"
+        _wait_for_api(api, children)
         console.rule("[bold]workflow engine running")
         console.print(f"  API docs      [link]{api}/docs[/link]")
         console.print(f"  Temporal UI   [link]{server.ui_url}[/link]")
         console.print(f"  Temporal gRPC {server.address}")
         console.print(f"  Definitions   {settings.workflow_definitions_dir}/")
         console.print(f"  Logs          {settings.workflow_log_dir}/")
+        console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
         if admin_key is not None:
             console.print(f"  Admin API key {admin_key}", soft_wrap=True)
             console.print("  For curl and wfe:", soft_wrap=True)
@@ -170,6 +171,7 @@ def dev(
             )
         console.print("  Ctrl-C stops everything.")
         console.rule()
+        sys.stdout.flush()  # the banner (and its key) now, also when stdout is a file or pipe
         while not stopping:
             for child in children:
                 if child.poll() is not None:
@@ -184,6 +186,47 @@ def dev(
             time.sleep(0.5)
     finally:
         stop()
+
+
+def _wait_for_api(api: str, children: list[subprocess.Popen[bytes]], within: float = 30.0) -> None:
+    """Wait until the API answers /healthz (the banner's links then work), or a child exits,
+    or ``within`` seconds pass (the banner is printed anyway; the watch loop reports exits)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and all(child.poll() is None for child in children):
+        try:
+            if httpx.get(f"{api}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
+def dev_allowed_hosts(listed: str | None, api_port: int) -> str:
+    """``HTTP_ALLOWED_HOSTS`` for `wfe dev`: this API (``127.0.0.1:<api port>``, which the
+    offline example calls) plus whatever the user listed. Appended, not overridden: a user who
+    adds a host for their own workflow expects the tour to keep working."""
+    own = f"127.0.0.1:{api_port}"
+    entries = [item.strip() for item in (listed or "").split(",") if item.strip()]
+    return ",".join([own, *(entry for entry in entries if entry != own)])
+
+
+def dev_environment(
+    environ: MutableMapping[str, str],
+    storage: Path,
+    temporal_port: int,
+    ui_port: int,
+    api_port: int,
+) -> None:
+    """What `wfe dev` sets for itself, the worker and the API (their environment is ours).
+
+    A variable the user set wins, except HTTP_ALLOWED_HOSTS, which gets this API added.
+    """
+    environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
+    environ.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{ui_port}")
+    environ.setdefault("WORKFLOW_LOG_DIR", str(storage / "workflow_logs"))
+    environ.setdefault("API_PORT", str(api_port))
+    environ.setdefault("PAYLOAD_STORE_DIR", str(storage / "payloads"))
+    environ["HTTP_ALLOWED_HOSTS"] = dev_allowed_hosts(environ.get("HTTP_ALLOWED_HOSTS"), api_port)
 
 
 def _dev_admin_key(storage: Path) -> str | None:
@@ -261,6 +304,11 @@ def _out() -> Console:
 def _error(message: str) -> None:
     """One `error:` line on stderr, never wrapped and never read as markup."""
     console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def _warning(message: str) -> None:
+    """One `warning:` line on stderr (the command still succeeds), like `_error`."""
+    console.print(Text.assemble(("warning:", "bold yellow"), " ", message), soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -395,11 +443,15 @@ def _execution_error(state: dict[str, Any]) -> str | None:
     )
 
 
-def _finish(out: Console, state: dict[str, Any]) -> None:
-    """Final status, outputs and error of a waited run; exit 1 unless it completed."""
+def _finish(out: Console, state: dict[str, Any], show: bool = True) -> None:
+    """Final status, outputs and error of a waited run; exit 1 unless it completed.
+
+    ``show=False`` (--quiet) prints nothing on stdout: the exit status and stderr tell.
+    """
     status = str(state.get("status"))
-    out.print(Text.assemble("status: ", _status_text(status)))
-    if state.get("outputs"):
+    if show:
+        out.print(Text.assemble("status: ", _status_text(status)))
+    if show and state.get("outputs"):
         out.print("outputs:")
         _print_json(out, state["outputs"])
     if status == "completed":
@@ -409,27 +461,36 @@ def _finish(out: Console, state: dict[str, Any]) -> None:
 
 
 def _follow(
-    api: ApiClient, out: Console, execution_id: str, timeout: float | None, interval: float
+    api: ApiClient,
+    out: Console,
+    execution_id: str,
+    timeout: float | None,
+    interval: float,
+    show: bool = True,
 ) -> dict[str, Any]:
-    """Poll the execution, printing each step as it finishes, until it is no longer running."""
+    """Poll the execution, printing each step as it finishes (unless not ``show``), until it
+    is no longer running."""
     printed: set[Any] = set()
     current: str | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
-    with out.status("waiting for the execution to start...") as spinner:
+    spinning = out.status("waiting for the execution to start...") if show else None
+    with contextlib.nullcontext() if spinning is None else spinning:
         while True:
             state = api.get(f"/api/executions/{_path(execution_id)}")
             for step in state.get("steps") or []:
                 key = (step.get("seq"), step.get("step_id"))
                 if step.get("status") != "running" and key not in printed:
                     printed.add(key)
-                    out.print(_step_line(step), soft_wrap=True)
+                    if show:
+                        out.print(_step_line(step), soft_wrap=True)
             if state.get("status") != "running":
                 return dict(state)
             if state.get("current_step") != current:
                 current = state.get("current_step")
                 done = len(printed)
-                spinner.update(f"running step [bold]{current}[/bold] ({done} done)")
-                if current and not out.is_terminal:
+                if spinning is not None:
+                    spinning.update(f"running step [bold]{current}[/bold] ({done} done)")
+                if show and current and not out.is_terminal:
                     out.print(f"  … running   {current}", soft_wrap=True)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -573,7 +634,13 @@ def run(
         typer.Option(help="Same key and input: the same execution, never a second one."),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the execution id.")
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print only the execution id (with --wait: no progress, no outputs; the exit "
+            "status tells how it ended). Warnings and errors still go to stderr.",
+        ),
     ] = False,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
@@ -581,6 +648,7 @@ def run(
     """Start an execution; with --wait, show each step as it finishes and the result.
 
     Exit status with --wait: 0 completed, 1 failed or cancelled, 2 still running at --timeout.
+    Warnings of the start (e.g. no worker polls the task queue) are printed on stderr.
     """
     out = _out()
     with _reporting():
@@ -603,10 +671,13 @@ def run(
                 version = started.get("definition_version")
                 if version is not None:
                     out.print(f"workflow: {started.get('workflow_id')} v{version}", soft_wrap=True)
+            # A 2xx answer's `errors` are warnings (no_worker: the run would wait silently).
+            for item in started.get("errors") or []:
+                _warning(problem_line(item) if isinstance(item, dict) else str(item))
             if not wait:
                 return
             try:
-                state = _follow(api, out, execution_id, timeout, interval)
+                state = _follow(api, out, execution_id, timeout, interval, show=not quiet)
             except WaitTimeout:
                 _error(
                     f"timed out after {timeout:g}s: execution {execution_id} is still running "
@@ -616,7 +687,7 @@ def run(
             except KeyboardInterrupt:
                 _error(f"stopped waiting; execution {execution_id} goes on")
                 raise typer.Exit(130) from None
-    _finish(out, state)
+    _finish(out, state, show=not quiet)
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> Table:

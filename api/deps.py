@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from activities.logs import WorkflowLogger
@@ -20,6 +21,7 @@ from api.auth import KeyRing, Principal
 from api.errors import ApiError
 from api.executions import ExecutionService, PageTokens
 from api.limits import FailedAuthThrottle, RateLimiter, retry_after_header
+from api.pollers import WorkerPollers
 from api.store import DefinitionStore
 from workflows.settings import Settings
 from workflows.temporal_client import connect
@@ -43,11 +45,15 @@ class AppState:
     _connecting: asyncio.Task[None] | None = field(default=None, repr=False)
     # Apart from `limiter` on purpose: failed attempts can fill this table, never the keys'.
     auth_throttle: FailedAuthThrottle = field(init=False, repr=False)
+    # Whether a worker polls the task queue: one cached check per process (api/pollers.py),
+    # read by every start and refreshed by /readyz.
+    pollers: WorkerPollers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.auth_throttle = FailedAuthThrottle(
             self.settings.api_failed_auth_per_minute, self.settings.api_failed_auth_burst
         )
+        self.pollers = WorkerPollers(self.settings)
 
     async def connect_forever(self, retry_seconds: float = 2.0) -> None:
         """Keep trying to reach Temporal; the API answers 503 until it has."""
@@ -73,15 +79,27 @@ async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-async def current_key(request: Request, state: StateDep) -> Principal:
+# Declares the scheme in the OpenAPI document (Swagger UI's Authorize button) on every route
+# that takes a key. auto_error=False: it only parses the header (None when missing or not
+# Bearer); the 401 below is the API's own, in its own shape.
+bearer = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="An API key from API_KEYS or API_KEYS_FILE: `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+async def current_key(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
     """Authenticate the Bearer key (401), then apply the key's rate limit (429).
 
     A failed attempt is charged to the client address's throttle (429 past its budget), never
     to a key's bucket; a good key is never held back by its address's failures.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    principal = state.keys.authenticate(presented.strip() if scheme.lower() == "bearer" else None)
+    principal = state.keys.authenticate(credentials.credentials if credentials else None)
     if principal is None:
         raise state.auth_throttle.refuse(
             request,
@@ -120,7 +138,13 @@ ClientDep = Annotated[Client, Depends(get_client)]
 
 async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
     return ExecutionService(
-        client, state.settings, state.store, state.logs, state.signal_limiter, state.page_tokens
+        client,
+        state.settings,
+        state.store,
+        state.logs,
+        state.signal_limiter,
+        state.page_tokens,
+        pollers=state.pollers,
     )
 
 

@@ -40,6 +40,7 @@ from activities.logs import InvalidExecutionId, WorkflowLogger
 from api.auth import Action, Principal
 from api.errors import ApiError
 from api.limits import RateLimiter, retry_after_header
+from api.pollers import PollerReport, WorkerPollers
 from api.schemas import (
     AcceptedPublic,
     ExecutionListPublic,
@@ -66,20 +67,22 @@ from workflows.shared import (
     ExecutionInput,
     ExecutionLimits,
     ExecutionState,
+    StepRecord,
 )
+from workflows.temporal_client import closed_by_temporal
 
 logger = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = timedelta(seconds=5)
-STATUSES = ("running", "completed", "failed", "cancelled")
+STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
 
 _TEMPORAL_STATUS = {
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING: ("RUNNING", "running"),
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED: ("COMPLETED", "completed"),
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_FAILED: ("FAILED", "failed"),
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CANCELED: ("CANCELED", "cancelled"),
-    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED: ("TERMINATED", "failed"),
-    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: ("TIMED_OUT", "failed"),
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED: ("TERMINATED", "terminated"),
+    WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: ("TIMED_OUT", "terminated"),
     WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW: (
         "CONTINUED_AS_NEW",
         "running",
@@ -222,6 +225,7 @@ class ExecutionService:
         logs: WorkflowLogger,
         signal_limiter: RateLimiter | None = None,
         page_tokens: PageTokens | None = None,
+        pollers: WorkerPollers | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -229,6 +233,7 @@ class ExecutionService:
         self._logs = logs
         self._signal_limiter = signal_limiter
         self._page_tokens = page_tokens or PageTokens(page_token_secret(settings))
+        self._pollers = pollers
 
     # -- links ------------------------------------------------------------------------------
 
@@ -320,6 +325,11 @@ class ExecutionService:
                 else WorkflowIDConflictPolicy.USE_EXISTING
             )
             reuse = WorkflowIDReusePolicy.REJECT_DUPLICATE
+        # Does a worker poll the queue (else: a `no_worker` warning)? A cached answer costs
+        # nothing; a stale one is re-checked while the start RPC runs, never after it.
+        pollers: PollerReport | asyncio.Task[PollerReport] | None = None
+        if self._pollers is not None:
+            pollers = self._pollers.fresh() or self._pollers.refresh(self._client)
         try:
             handle = await self._client.start_workflow(
                 WORKFLOW_TYPE,
@@ -344,10 +354,15 @@ class ExecutionService:
         logger.info(
             "started %s (%s v%d) run %s", execution_id, stored.workflow_id, stored.version, run_id
         )
+        if isinstance(pollers, asyncio.Task):
+            # Shared with concurrent starts: one caller going away must not cancel it.
+            pollers = await asyncio.shield(pollers)
         return RunPublic(
             execution_id=execution_id,
             run_id=run_id,
             status="running",
+            # Warnings only (a 2xx answer): the run is started either way.
+            errors=pollers.warnings() if pollers is not None else [],
             workflow_id=stored.definition.id,
             definition_version=stored.version,
             links=self._links(execution_id, run_id),
@@ -429,18 +444,23 @@ class ExecutionService:
                     state.error is not None and state.error.type == FailureType.CANCELLED
                 )
                 data.update(status="cancelled" if cancelled else status, current_step=None)
-            if t_status == "TERMINATED":
+            if status == "terminated":
                 data.update(
-                    status="failed",
-                    error=ExecutionError(
-                        type="Terminated", message="terminated in Temporal (no cleanup ran)"
-                    ),
+                    status="terminated",
+                    current_step=None,
+                    waiting_for=None,
+                    waiting_until=None,
+                    ended_at=description.close_time,
+                    error=await self._closed_by_temporal(handle, t_status),
+                    steps=_closed_steps(state.steps, t_status),
                 )
             data["links"] = self._links(execution_id, state.run_id)
             return ExecutionPublic(**data)
         # No worker answered: report what Temporal itself knows.
         error = None
-        if status == "failed":
+        if status == "terminated":
+            error = await self._closed_by_temporal(handle, t_status)
+        elif status == "failed":
             error = ExecutionError(type=t_status.title(), message=f"execution {t_status.lower()}")
         return ExecutionPublic(
             execution_id=execution_id,
@@ -456,6 +476,12 @@ class ExecutionService:
             live=False,
             links=self._links(execution_id, description.run_id),
         )
+
+    async def _closed_by_temporal(
+        self, handle: WorkflowHandle[Any, Any], t_status: str
+    ) -> ExecutionError:
+        """Why Temporal closed a run our code never saw end: terminate (its reason) or timeout."""
+        return await closed_by_temporal(handle, t_status)
 
     async def _query(self, handle: WorkflowHandle[Any, Any]) -> ExecutionState | None:
         try:
@@ -488,7 +514,17 @@ class ExecutionService:
         if scope is not None:
             clauses.append(f"{SA_DEFINITION_ID.name} IN ({', '.join(_quote(w) for w in scope)})")
         if status is not None:
-            clauses.append(f"{SA_STATUS.name} = {_quote(status)}")
+            # Temporal's own status is the truth for what is running or was closed by it (a
+            # terminated run never updates its WorkflowStatus attribute); ours for the rest.
+            if status == "running":
+                clauses.append("ExecutionStatus = 'Running'")
+            elif status == "terminated":
+                clauses.append("ExecutionStatus IN ('Terminated', 'TimedOut')")
+            else:
+                clauses.append("ExecutionStatus NOT IN ('Running', 'Terminated', 'TimedOut')")
+                clauses.append(f"{SA_STATUS.name} = {_quote(status)}")
+        # One row per execution: earlier runs of a continued-as-new execution are left out.
+        clauses.append("ExecutionStatus != 'ContinuedAsNew'")
         token = self._page_tokens.decode(page_token)
         iterator = self._client.list_workflows(
             " AND ".join(clauses), page_size=page_size, next_page_token=token
@@ -504,8 +540,11 @@ class ExecutionService:
                 422, "invalid_page_token", "page_token is not one this API issued", "$.page_token"
             ) from None
         next_token = iterator.next_page_token
+        latest: dict[str, WorkflowExecution] = {}
+        for execution in iterator.current_page or []:
+            latest.setdefault(execution.id, execution)  # newest first: a reset's latest run
         return ExecutionListPublic(
-            executions=[self._summary(e) for e in iterator.current_page or []],
+            executions=[self._summary(e) for e in latest.values()],
             next_page_token=self._page_tokens.encode(next_token) if next_token else None,
         )
 
@@ -513,8 +552,8 @@ class ExecutionService:
         attributes = execution.typed_search_attributes
         t_status, status = temporal_status(execution.status)
         recorded = attributes.get(SA_STATUS)
-        if t_status == "RUNNING" or (recorded and recorded != "running"):
-            status = recorded or status
+        if status != "terminated" and recorded and recorded != "running":
+            status = recorded
         return ExecutionSummary(
             execution_id=execution.id,
             run_id=execution.run_id,
@@ -589,7 +628,23 @@ class ExecutionService:
                 f"Temporal refused the signal to '{execution_id}': {err.message}; cancel still "
                 "works",
             ) from None
-        return AcceptedPublic(execution_id=execution_id, status="delivered", signal=name)
+        warnings = []
+        if state is not None and state.waiting_for != name:
+            awaited = (
+                f"waits for '{state.waiting_for}'"
+                if state.waiting_for
+                else "is not waiting for a signal now"
+            )
+            warnings.append(
+                {
+                    "code": "not_waiting",
+                    "message": f"delivered and buffered, but execution '{execution_id}' "
+                    f"{awaited}; a later wait_for_signal step on '{name}' will read it",
+                }
+            )
+        return AcceptedPublic(
+            execution_id=execution_id, status="delivered", signal=name, errors=warnings
+        )
 
     def _require_running(
         self, execution_id: str, description: WorkflowExecutionDescription
@@ -610,6 +665,17 @@ class ExecutionService:
         if document is None or not principal.sees(document.get("workflow_id")):
             raise ApiError(404, "log_not_found", f"no log for execution '{execution_id}'")
         return document
+
+
+def _closed_steps(steps: list[StepRecord], t_status: str) -> list[StepRecord]:
+    """A step still "running" when Temporal closed the run did not finish: say so."""
+    reason = "terminated" if t_status == "TERMINATED" else "timed out"
+    return [
+        step.model_copy(update={"status": "failed", "error": f"the run was {reason}",
+                                "error_type": "Terminated"})
+        if step.status == "running" else step
+        for step in steps
+    ]  # fmt: skip
 
 
 def _require(principal: Principal, action: Action, what: str) -> None:

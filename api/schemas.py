@@ -84,6 +84,10 @@ class ExecutionPublic(BaseModel):
     buffered_signals: dict[str, int] = Field(
         default_factory=dict, description="Signals received and not yet read, by name."
     )
+    waiting_for: str | None = Field(
+        None, description="The signal the run waits for now (e.g. `approval`), else null."
+    )
+    waiting_until: datetime | None = Field(None, description="When that wait times out.")
     live: bool = Field(
         True, description="False when no worker answered and the answer is from Temporal alone."
     )
@@ -99,11 +103,28 @@ class AcceptedPublic(BaseModel):
     execution_id: str
     status: Literal["cancelling", "delivered"]
     signal: str | None = None
+    errors: list[ErrorItem] = Field(
+        default_factory=list,
+        description="Warnings only (a 2xx answer): e.g. `not_waiting` when no step waits for "
+        "this signal now (it is buffered all the same).",
+    )
 
 
 class HealthPublic(BaseModel):
     status: Literal["ok", "ready", "unavailable"]
     temporal: str | None = None
+
+
+class ReadyPublic(HealthPublic):
+    """/readyz: Temporal's reachability and whether a worker polls the task queue."""
+
+    task_queue: str | None = Field(None, description="TEMPORAL_TASK_QUEUE of this API.")
+    worker: str | None = Field(
+        None,
+        description="`ok` when a worker polled the task queue within "
+        "API_WORKER_POLL_WINDOW_SECONDS, else why not (the cause of a 503); null when Temporal "
+        "is unreachable (not checked).",
+    )
 
 
 class ExecutionSummary(BaseModel):

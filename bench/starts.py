@@ -167,8 +167,10 @@ async def running_api(
         async with httpx.AsyncClient(base_url=url, timeout=5, trust_env=False) as http:
             deadline = time.monotonic() + within
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/readyz")).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    # No worker polls on purpose, so /readyz is 503 for `worker`: ready enough
+                    # once Temporal answers.
+                    if (await http.get("/readyz")).json().get("temporal") == "ok":
                         break
                 if not api.alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the API did not get ready:\n{api.tail()}")

@@ -93,6 +93,7 @@ async def test_run_answers_ids_and_the_execution_completes_after_approval(
         "execution_id": execution_id,
         "status": "delivered",
         "signal": "approval",
+        "errors": [],  # the run waited for exactly this signal: no warning
     }
     done = await wait_status(http, execution_id, "completed")
     assert done["outputs"]["approved_by"] == "ops"

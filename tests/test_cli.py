@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from api.cli import app
+from activities.ssrf import AddressPolicy, SSRFBlocked
+from api.cli import app, dev_environment
 from api.dev import free_port
 from tests.conftest import ADMIN_KEY, eventually, save_definition
-from workflows.settings import Settings
+from workflows.settings import Settings, load_settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()
@@ -234,6 +235,69 @@ async def test_wait_timeout_then_status_signal_and_cancel(api_url: str, settings
 
     final = await eventually(signalled, timeout=15, interval=0.3)
     assert final["outputs"]["by"] == "ada"
+
+
+async def test_quiet_prints_only_the_id_and_the_exit_status_tells(
+    api_url: str, settings: Settings
+) -> None:
+    """`-q` is for scripts: stdout is the execution id alone, with --wait too; the exit status
+    is the documented one (0 completed, 1 failed, 2 timed out), errors stay on stderr."""
+    for document in (QUICK, FAILING, WAITING):
+        save_definition(settings, document)
+
+    done = await wfe(api_url, "run", "quick", "-i", '{"n": 2}', "-q", "--wait")
+    assert done.exit_code == 0, done.output
+    assert re.fullmatch(r"[0-9a-f-]{36}\n", done.stdout), done.stdout
+    assert done.stderr == ""
+    state = json.loads((await wfe(api_url, "status", done.stdout.strip(), "--json")).stdout)
+    assert state["status"] == "completed" and state["outputs"]["n2"] == 2
+
+    failed = await wfe(api_url, "run", "failing", "--quiet", "--wait")
+    assert failed.exit_code == 1, failed.output
+    assert re.fullmatch(r"\S+\n", failed.stdout), failed.stdout
+    [line] = error_lines(failed)
+    assert line.startswith("error: execution failed at step 'boom': ")
+
+    timed_out = await wfe(api_url, "run", "waiting", "-q", "--wait", "--timeout", "1")
+    assert timed_out.exit_code == 2, timed_out.output
+    waiting_id = timed_out.stdout.strip()
+    assert timed_out.stdout == f"{waiting_id}\n"
+    [line] = error_lines(timed_out)
+    assert line.startswith("error: timed out after 1s") and waiting_id in line
+    assert (await wfe(api_url, "cancel", waiting_id)).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        (None, "127.0.0.1:8123"),
+        ("", "127.0.0.1:8123"),
+        ("10.0.0.0/8, api.internal:8443", "127.0.0.1:8123,10.0.0.0/8,api.internal:8443"),
+        ("10.0.0.0/8,127.0.0.1:8123", "127.0.0.1:8123,10.0.0.0/8"),
+    ],
+)
+def test_wfe_dev_adds_its_api_to_the_users_http_allowed_hosts(
+    tmp_path: Path, listed: str | None, expected: str
+) -> None:
+    """`wfe dev` lets HTTP steps reach its own API (the offline tour calls it); hosts the user
+    lists in HTTP_ALLOWED_HOSTS are kept alongside, never instead. Other variables the user
+    set win over the dev defaults."""
+    environ = {"TEMPORAL_ADDRESS": "127.0.0.1:7999"}
+    if listed is not None:
+        environ["HTTP_ALLOWED_HOSTS"] = listed
+    dev_environment(environ, tmp_path / "storage", 7233, 8233, 8123)
+    assert environ["HTTP_ALLOWED_HOSTS"] == expected
+    assert environ["TEMPORAL_ADDRESS"] == "127.0.0.1:7999"
+    assert environ["TEMPORAL_UI_URL"] == "http://127.0.0.1:8233"
+
+    # What the worker makes of it (the same settings and SSRF guard it builds at start).
+    setting = load_settings(http_allowed_hosts=environ["HTTP_ALLOWED_HOSTS"]).http_allowed_hosts
+    guard = AddressPolicy.from_setting(setting)
+    guard.check_url("http://127.0.0.1:8123/readyz")  # the tour's HTTP step
+    if listed:
+        guard.check_url("http://10.1.2.3/")  # the user's own entry still holds
+    with pytest.raises(SSRFBlocked):
+        guard.check_url("http://127.0.0.1:8124/")  # only the API's port, not all of loopback
 
 
 async def test_api_errors_are_one_line_each(api_url: str, settings: Settings) -> None:

@@ -55,8 +55,14 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
     try:
         _wait_for(lambda: httpx.get(f"{api}/readyz", timeout=2).status_code == 200, 90)
         key = json.loads((tmp_path / "storage" / "api-keys.json").read_text())[0]["key"]
-        printed = (tmp_path / "dev.log").read_text(errors="replace")
-        assert key in printed and f"http://127.0.0.1:{ports['ui']}" in printed
+        # The banner comes once the API answers; readiness may be seen a moment before it.
+        printed = _wait_for(
+            lambda: (lambda text: text if key in text else None)(
+                (tmp_path / "dev.log").read_text(errors="replace")
+            ),
+            10,
+        )
+        assert f"http://127.0.0.1:{ports['ui']}" in str(printed)
         assert (tmp_path / "definitions" / "hello-offline.json").exists()
         headers = {"Authorization": f"Bearer {key}"}
         started = httpx.post(

@@ -72,6 +72,29 @@ def test_out_of_order_step_writes_end_sorted(tmp_path: Path) -> None:
     assert document is not None and [s["seq"] for s in document["steps"]] == [0, 2]
 
 
+def test_an_overtaken_running_write_never_reopens_a_closed_log(tmp_path: Path) -> None:
+    """A cancelled log write's thread can finish after the run's final write: the log stays
+    closed and the step stays finished (the race behind a `running` log of a cancelled run)."""
+    running_step = StepRecord(
+        seq=0, step_id="wait", name="wait", type="wait_for_signal", start_time=NOW, run_id="r"
+    )
+    closed_step = running_step.model_copy(update={"status": "cancelled", "end_time": NOW})
+    stale = entry("e9").model_copy(update={"steps": [running_step]})
+    final = entry("e9", status="cancelled").model_copy(update={"steps": [closed_step]})
+    for logger in (WorkflowLogger(tmp_path), None):
+        (logger or WorkflowLogger(tmp_path)).write(final)
+        (logger or WorkflowLogger(tmp_path)).write(stale)  # the overtaken write lands last
+        document = WorkflowLogger(tmp_path).read("e9")
+        assert document is not None
+        assert document["status"] == "cancelled" and document["end_time"] is not None
+        assert [s["status"] for s in document["steps"]] == ["cancelled"]
+    # A later run of the same execution (a reset) writes its own header.
+    WorkflowLogger(tmp_path).write(stale.model_copy(update={"run_id": "r2", "steps": []}))
+    document = WorkflowLogger(tmp_path).read("e9")
+    assert document is not None and document["status"] == "running"
+    assert document["run_id"] == "r2"
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", "", "x" * 300, "a b"])
 def test_ids_that_are_not_file_names_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidExecutionId):

@@ -186,7 +186,9 @@ class WorkflowExecutor:
                     await self._write_log()
             task = asyncio.create_task(self._run_steps())
             await workflow.wait_condition(
-                lambda: task.done() or self._cancel is not None, timeout=self._time_left()
+                lambda: task.done() or self._cancel is not None,
+                timeout=self._time_left(),
+                timeout_summary="execution deadline",
             )
         except TimeoutError:
             timed_out = True
@@ -299,7 +301,12 @@ class WorkflowExecutor:
         seq = self._seq
         self._seq += 1
         record = StepRecord(
-            seq=seq, step_id=step.id, name=step.label, type=step.type, start_time=workflow.now()
+            seq=seq,
+            step_id=step.id,
+            name=step.label,
+            type=step.type,
+            start_time=workflow.now(),
+            run_id=workflow.info().run_id,
         )
         self._current = record
         log: LogWrite | None = None
@@ -419,7 +426,9 @@ class WorkflowExecutor:
 
     async def _write_log(self, records: list[StepRecord] | None = None) -> None:
         entry = self._log_entry(records or [])
-        await workflow.execute_local_activity(WRITE_EXECUTION_LOG, entry, **LOG_WRITE_OPTIONS)
+        await workflow.execute_local_activity(
+            WRITE_EXECUTION_LOG, entry, summary="execution log", **LOG_WRITE_OPTIONS
+        )
         self._log_created = True
 
     def _log_entry(self, records: list[StepRecord]) -> LogWrite:
@@ -441,6 +450,7 @@ class WorkflowExecutor:
         )
 
     def _state(self) -> ExecutionState:
+        waiting = self._processor.waiting if not self._closed else None
         steps = list(self._steps)
         if self._current is not None:
             steps.append(self._current)
@@ -459,6 +469,8 @@ class WorkflowExecutor:
             outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
             error=self._error,
             buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
+            waiting_for=waiting.signal if waiting else None,
+            waiting_until=waiting.until if waiting else None,
         )
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     log_max_files: int = Field(10_000, ge=1)
     log_max_total_mb: float = Field(1024.0, gt=0)
     log_rotation_interval_seconds: float = Field(300.0, gt=0)
+    # How often the worker closes the logs of runs Temporal ended without our code (terminate,
+    # run timeout): the log says `terminated` within this long.
+    log_reconcile_interval_seconds: float = Field(30.0, gt=0)
 
     # Secrets for `{secrets.NAME}`: env variables with this prefix, and/or a JSON file.
     secret_env_prefix: str = "WORKFLOW_SECRET_"  # noqa: S105 - a name prefix, not a secret
@@ -111,6 +114,13 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(100, ge=1)
     api_max_wait_seconds: float = Field(300.0, gt=0)
     definition_max_steps: int = Field(1000, ge=1)
+    # /readyz and starts count a worker as polling TEMPORAL_TASK_QUEUE when Temporal saw it
+    # poll within this many seconds. Temporal reports a poller's last access as the *start*
+    # of its current long poll, and an idle worker's long poll lasts up to ~60 s on the server
+    # (70 s client-side) before it polls again: a shorter window would call live idle workers
+    # dead. 90 s leaves 20 s for clock skew between the API and Temporal; a stopped worker
+    # turns /readyz 503 within it (Temporal itself lists a gone poller for 5 minutes).
+    api_worker_poll_window_seconds: float = Field(90.0, ge=1, le=3600)
 
     # Webhook triggers: a JSON object of secret name -> secret (a trigger names its secret)
     webhook_secrets: SecretStr | None = None

@@ -30,7 +30,7 @@ SA_DEFINITION_VERSION = SearchAttributeKey.for_int("WorkflowDefinitionVersion")
 SA_STARTED_BY = SearchAttributeKey.for_keyword("StartedBy")
 SEARCH_ATTRIBUTES = (SA_DEFINITION_ID, SA_STATUS, SA_DEFINITION_VERSION, SA_STARTED_BY)
 
-ExecutionStatus = Literal["running", "completed", "failed", "cancelled"]
+ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "terminated"]
 StepStatus = Literal["running", "success", "failed", "cancelled"]
 
 
@@ -79,6 +79,9 @@ class StepRecord(_Model):
     error_type: str | None = None
     attempts: int | None = None
     usage: dict[str, Any] | None = None
+    run_id: str | None = Field(
+        None, description="The Temporal run that ran the step (a reset starts another run)."
+    )
 
 
 class CarriedState(_Model):
@@ -120,6 +123,8 @@ class ExecutionState(_Model):
     buffered_signals: dict[str, int] = Field(
         default_factory=dict, description="Signals received and not yet read, by name."
     )
+    waiting_for: str | None = Field(None, description="The signal a wait_for_signal awaits.")
+    waiting_until: datetime | None = Field(None, description="When that wait times out.")
 
 
 class CancelRequest(_Model):

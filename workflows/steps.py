@@ -87,6 +87,14 @@ class StepOutcome:
     logged: bool = False  # the step's activity wrote the log records it carried
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A wait on the outside world: the signal's name, and when the wait times out."""
+
+    signal: str
+    until: datetime | None = None
+
+
 class WorkflowStepProcessor:
     """Dispatches a step by type; holds the signal buffers that wait_for_signal reads."""
 
@@ -98,6 +106,7 @@ class WorkflowStepProcessor:
         self._limits = limits
         self.signals: dict[str, deque[Any]] = {}
         self.dropped_signals: dict[str, int] = {}
+        self.waiting: Waiting | None = None  # what a wait_for_signal step waits for now
 
     def deliver_signal(self, name: str, payload: Any) -> None:
         """Buffer a signal; past the run's buffer limit for that name it is dropped.
@@ -211,16 +220,34 @@ class WorkflowStepProcessor:
     async def _wait_for_signal(self, step: WaitForSignalStep) -> StepOutcome:
         queue = self.signals.setdefault(step.signal, deque())
         timeout = timedelta(seconds=step.timeout_seconds) if step.timeout_seconds else None
+        until = workflow.now() + timeout if timeout is not None else None
+        self.waiting = Waiting(step.signal, until)
+        workflow.set_current_details(
+            f"waiting for signal **{step.signal}** (step `{step.id}`)"
+            + (f" until {until.isoformat(timespec='seconds')}" if until else "")
+        )
         try:
-            await workflow.wait_condition(lambda: bool(queue), timeout=timeout)
+            await workflow.wait_condition(
+                lambda: bool(queue), timeout=timeout, timeout_summary=f"{step.signal} timeout"
+            )
         except TimeoutError:
+            self._stop_waiting()
             raise StepFailure(
                 f"no '{step.signal}' signal arrived within {step.timeout_seconds:g}s",
                 FailureType.SIGNAL_TIMEOUT,
             ) from None
+        finally:
+            # Not the details: a run torn down from the worker's cache runs this outside
+            # the workflow's event loop, where no workflow call is allowed.
+            self.waiting = None
+        self._stop_waiting()
         payload = self._checked(queue.popleft(), f"signal '{step.signal}' payload")
         outputs = {step.output: payload} if step.output else {}
         return StepOutcome(output_vars=outputs, next_target=step.next)
+
+    def _stop_waiting(self) -> None:
+        self.waiting = None
+        workflow.set_current_details("")
 
     # -- activity steps --------------------------------------------------------------------
 

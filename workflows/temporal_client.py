@@ -9,12 +9,18 @@ import asyncio
 import dataclasses
 import logging
 import time
+from typing import Any
 
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client, TLSConfig
+from temporalio.client import (
+    Client,
+    TLSConfig,
+    WorkflowHandle,
+    WorkflowHistoryEventFilterType,
+)
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -23,7 +29,7 @@ from temporalio.service import RPCError
 from workflows.errors import ConfigurationError
 from workflows.payload_store import ClaimCheckCodec
 from workflows.settings import Settings
-from workflows.shared import SEARCH_ATTRIBUTES
+from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +120,28 @@ async def ensure_search_attributes(
             f"search attributes {', '.join(sorted(missing))} are not registered on namespace "
             f"{client.namespace!r} and cannot be added ({err}); register them as Keyword/Int"
         ) from None
+
+
+async def closed_by_temporal(handle: WorkflowHandle[Any, Any], t_status: str) -> ExecutionError:
+    """Why Temporal closed a run that our code never saw end: terminate (with its reason and
+    who asked) or its run timeout. Read from the run's close event."""
+    if t_status == "TIMED_OUT":
+        return ExecutionError(
+            type="TimedOut",
+            message="the run passed the Temporal run timeout it was started with; no cleanup ran",
+        )
+    reason, identity = "", ""
+    try:
+        async for event in handle.fetch_history_events(
+            event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+        ):
+            if event.HasField("workflow_execution_terminated_event_attributes"):
+                attributes = event.workflow_execution_terminated_event_attributes
+                reason, identity = attributes.reason, attributes.identity
+    except RPCError as err:
+        logger.warning("cannot read the close event of %s: %s", handle.id, err)
+    by = f" by {identity}" if identity else ""
+    return ExecutionError(
+        type="Terminated",
+        message=f"terminated in Temporal{by}: {reason or 'no reason given'} (no cleanup ran)",
+    )

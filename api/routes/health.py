@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import StateDep
-from api.schemas import HealthPublic
+from api.schemas import HealthPublic, ReadyPublic
 
 router = APIRouter(tags=["health"])
 
@@ -20,19 +20,36 @@ async def healthz() -> HealthPublic:
 
 @router.get(
     "/readyz",
-    response_model=HealthPublic,
-    summary="Readiness: Temporal is reachable",
-    responses={503: {"model": HealthPublic, "description": "Temporal is not reachable"}},
+    response_model=ReadyPublic,
+    summary="Readiness: Temporal is reachable and a worker polls the task queue",
+    description="200 when Temporal answers and a worker polled `TEMPORAL_TASK_QUEUE` (workflow "
+    "and activity tasks) within `API_WORKER_POLL_WINDOW_SECONDS`; 503 naming the cause "
+    "otherwise (`temporal`, or `worker`). Starts are still accepted without a worker; they "
+    "answer a `no_worker` warning.",
+    responses={
+        503: {
+            "model": ReadyPublic,
+            "description": "Temporal is not reachable, or no worker polls the task queue",
+        }
+    },
 )
-async def readyz(state: StateDep) -> HealthPublic | JSONResponse:
+async def readyz(state: StateDep) -> ReadyPublic | JSONResponse:
+    queue = state.settings.temporal_task_queue
     client = state.client
     if client is not None:
         try:
             await asyncio.wait_for(client.service_client.check_health(), timeout=3)
-            return HealthPublic(status="ready", temporal="ok")
         except Exception as err:
             reason = str(err) or type(err).__name__
+        else:
+            # Always asked afresh (a probe is rare); this also refreshes what starts read.
+            report = await state.pollers.report(client, fresh=True)
+            worker = report.readiness(state.pollers.window)
+            if report.ready:
+                return ReadyPublic(status="ready", temporal="ok", task_queue=queue, worker=worker)
+            body = ReadyPublic(status="unavailable", temporal="ok", task_queue=queue, worker=worker)
+            return JSONResponse(body.model_dump(), status_code=503)
     else:
         reason = state.connect_error or "not connected yet"
-    body = HealthPublic(status="unavailable", temporal=reason)
+    body = ReadyPublic(status="unavailable", temporal=reason, task_queue=queue)
     return JSONResponse(body.model_dump(), status_code=503)
