@@ -39,6 +39,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy workflows activities api worker.py
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format .

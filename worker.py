@@ -1,6 +1,6 @@
 """The worker: runs WorkflowExecutor and the step, AI and log activities.
 
-    python worker.py            # reads the environment (see workflows/settings.py)
+    python worker.py            # reads the environment (see workflows/runtime/settings.py)
 
 SIGTERM / SIGINT stop polling, give running activities WORKER_GRACEFUL_SHUTDOWN_SECONDS to
 finish, then exit; Temporal hands anything unfinished to another worker.
@@ -28,9 +28,9 @@ from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import WorkflowExecutor
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
 from workflows.shared import WORKFLOW_TYPE
-from workflows.temporal_client import closed_by_temporal, connect, ensure_search_attributes
 
 logger = logging.getLogger("worker")
 

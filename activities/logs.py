@@ -43,7 +43,7 @@ from activities.log_files import (
     taken_journal,
 )
 from workflows.errors import FailureType
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from workflows.errors import ConfigurationError
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from api.cli_client import (
 )
 from api.dev import DevServer, check_ports_free
 from workflows.errors import ConfigurationError
-from workflows.settings import load_settings
+from workflows.runtime.settings import load_settings
 
 app = typer.Typer(help="Durable JSON workflows on Temporal.", no_args_is_help=True)
 console = Console(stderr=True)

@@ -23,8 +23,8 @@ from api.executions import ExecutionService, PageTokens
 from api.limits import FailedAuthThrottle, RateLimiter, retry_after_header
 from api.pollers import WorkerPollers
 from api.store import DefinitionStore
-from workflows.settings import Settings
-from workflows.temporal_client import connect
+from workflows.runtime.settings import Settings
+from workflows.runtime.temporal_client import connect
 
 logger = logging.getLogger(__name__)
 

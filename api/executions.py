@@ -53,7 +53,8 @@ from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.input_schema import with_defaults as fill_defaults
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
+from workflows.runtime.temporal_client import closed_by_temporal
 from workflows.shared import (
     CANCEL_SIGNAL,
     SA_DEFINITION_ID,
@@ -69,7 +70,6 @@ from workflows.shared import (
     ExecutionState,
     StepRecord,
 )
-from workflows.temporal_client import closed_by_temporal
 
 logger = logging.getLogger(__name__)
 

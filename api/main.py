@@ -33,8 +33,8 @@ from api.limits import BodySizeLimit, RateLimiter
 from api.routes import executions, health, hooks, runs, workflows
 from api.schemas import ErrorResponse
 from api.store import FileDefinitionStore
-from workflows.schema_export import definition_schema
-from workflows.settings import Settings, get_settings
+from workflows.runtime.schema_export import definition_schema
+from workflows.runtime.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ The check is Temporal's DescribeTaskQueue for both task queue types our worker p
 (workflow and activity). Temporal lists a poller for 5 minutes after its last poll and reports
 ``last_access_time`` as the start of the poller's current long poll (an idle worker's poll lasts
 up to ~60 s, then it polls again), so a poller counts as live when it polled within
-``API_WORKER_POLL_WINDOW_SECONDS`` (90 s: see workflows/settings.py).
+``API_WORKER_POLL_WINDOW_SECONDS`` (90 s: see workflows/runtime/settings.py).
 
 Starts must not pay two RPCs each, so one answer is kept for :data:`CACHE_SECONDS` per API
 process and concurrent callers share one check in flight; ``/readyz`` always asks afresh
@@ -31,7 +31,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.schemas import ErrorItem
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from api.executions import execution_limits, start_options
 from api.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.shared import WORKFLOW_TYPE
 
 logger = logging.getLogger(__name__)

@@ -66,9 +66,9 @@ from temporalio.service import RPCError
 
 from api.dev import DevServer, free_port
 from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.steps import idempotency_key
-from workflows.temporal_client import connect_when_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"

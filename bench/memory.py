@@ -41,7 +41,8 @@ from temporalio.service import RPCError
 from api.dev import DevServer
 from bench.starts import Child, child_env, say, terminate_all
 from workflows.definition import WorkflowDefinition
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import (
     SA_DEFINITION_ID,
     SA_STATUS,
@@ -50,7 +51,6 @@ from workflows.shared import (
     ExecutionInput,
     ExecutionState,
 )
-from workflows.temporal_client import connect_when_ready
 from workflows.validation import load_definition
 
 READY_LINE = "worker polling task queue"  # worker.py logs it once it polls

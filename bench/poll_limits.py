@@ -37,8 +37,8 @@ from temporalio.worker import Worker
 
 from api.dev import SQLITE_PRAGMAS, DevServer, poll_limits
 from bench.history import server_duration_ms
-from workflows.settings import load_settings
-from workflows.temporal_client import connect_when_ready
+from workflows.runtime.settings import load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 
 TASK_QUEUE = "bench-poll-limits"
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -56,9 +56,9 @@ from api.dev import DevServer, free_port
 from api.executions import request_hash, start_options
 from api.store import FileDefinitionStore
 from bench.load_client import LeanHTTP
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import WORKFLOW_TYPE
-from workflows.temporal_client import connect_when_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_ID = "bench-starts"

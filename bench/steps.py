@@ -59,9 +59,9 @@ from bench.baseline import (
 from bench.history import event_counts, server_duration_ms, step_timings
 from worker import HTTP_LIMITS, HTTP_TIMEOUT, engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
-from workflows.temporal_client import connect_when_ready
 from workflows.validation import load_definition
 
 ENGINE = "engine"

@@ -20,9 +20,9 @@ from api.dev import DevServer
 from api.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
-from workflows.temporal_client import connect_when_ready
 from workflows.validation import load_definition
 
 OPENROUTER_TEST_KEY = "test-openrouter-key"

@@ -44,7 +44,7 @@ from temporalio.client import Client
 
 from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
 from tests.fakes import HttpSink, Recorded, Reply
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.steps import idempotency_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import ADMIN_KEY, TEST_KEYS, eventually, save_definition
 from tests.fakes import HttpSink, Reply
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
 
 WAITING = {
     "id": "waiting",

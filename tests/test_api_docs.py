@@ -22,7 +22,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import ADMIN_KEY, save_definition, serve_api
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

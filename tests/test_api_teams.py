@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.triggers import SIGNATURE_HEADER, schedule_id, signed_headers
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.shared import SA_DEFINITION_VERSION, SA_STARTED_BY
 
 KEYS = {

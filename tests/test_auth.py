@@ -10,7 +10,7 @@ import pytest
 
 from api.auth import Action, load_key_ring, new_admin_key_file
 from workflows.errors import ConfigurationError
-from workflows.settings import load_settings
+from workflows.runtime.settings import load_settings
 
 KEY = "k" * 20
 

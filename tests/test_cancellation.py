@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import eventually, outcome, read_log, save_definition, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 
 def slow_then_more(sink: HttpSink) -> dict[str, Any]:

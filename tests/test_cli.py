@@ -20,7 +20,7 @@ from activities.ssrf import AddressPolicy, SSRFBlocked
 from api.cli import app, dev_environment
 from api.dev import free_port
 from tests.conftest import ADMIN_KEY, eventually, save_definition
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from api.dev import poll_limits
-from workflows.settings import Settings, load_settings
+from workflows.runtime.settings import Settings, load_settings
 from workflows.shared import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -57,9 +57,9 @@ from tests.crash_support import (
     worker_env,
 )
 from tests.fakes import Recorded, Reply
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.steps import idempotency_key
-from workflows.temporal_client import connect_when_ready
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from workflows.definition import effective_retry, effective_timeout
 from workflows.errors import DefinitionError
-from workflows.schema_export import SCHEMA_PATH, render
+from workflows.runtime.schema_export import SCHEMA_PATH, render
 from workflows.validation import check_definition, load_definition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -286,7 +286,7 @@ def test_retry_and_timeout_layering() -> None:
 
 def test_exported_schema_is_in_sync_with_the_models() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), (
-        "docs/workflow-definition.schema.json is stale: run `python -m workflows.schema_export`"
+        "docs/workflow-definition.schema.json is stale: run `python -m workflows.runtime.schema_export`"
     )
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import eventually
 from tests.fakes import FakeOpenRouter, Reply, completion
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.validation import check_definition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -20,7 +20,7 @@ from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.shared import (
     SA_DEFINITION_ID,
     SA_STATUS,

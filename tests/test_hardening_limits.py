@@ -20,7 +20,7 @@ from temporalio.client import Client
 from api.limits import FailedAuthThrottle, RateLimiter, address_key
 from api.triggers import signed_headers
 from tests.conftest import ADMIN_KEY, serve_api
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 VIEWER_KEY = "viewer-key-hardening-0123456789"
 KEYS = [

@@ -33,8 +33,8 @@ from tests.conftest import (
 )
 from tests.fakes import HttpSink
 from worker import engine_worker
-from workflows.settings import Settings
-from workflows.temporal_client import connect_when_ready
+from workflows.runtime.settings import Settings
+from workflows.runtime.temporal_client import connect_when_ready
 from workflows.values import MAX_VALUE_DEPTH
 
 FAST_RETRY = {"max_attempts": 2, "initial_interval_seconds": 0.1}

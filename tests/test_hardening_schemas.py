@@ -37,7 +37,7 @@ from workflows.input_schema import (
     value_problems_async,
     with_defaults,
 )
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
 
 FILE_CANARY = "canary-file-content-91c2"

@@ -32,7 +32,7 @@ from api.triggers import (
     signed_headers,
 )
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 SECRET = b"hardening-hook-secret"
 

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from api.dev import DevServer, temporal_binary
 from tests.conftest import eventually, read_log, save_definition
 from tests.fakes import HttpSink
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 WAITS = {
     "id": "waits-approval",

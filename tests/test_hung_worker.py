@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from tests.conftest import eventually, outcome, read_log, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 
 def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 LOOP = {
     "id": "loop",

@@ -17,7 +17,7 @@ from api.pollers import WorkerPollers
 from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
 from tests.test_cli import QUICK, error_lines, execution_id_of, wfe
 from worker import engine_worker
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 # Short enough to keep the stop test bounded, long enough that a worker that has just started
 # (whose idle long polls are seconds old at most) counts as live throughout.

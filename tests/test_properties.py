@@ -30,7 +30,7 @@ from temporalio.client import Client
 from tests.conftest import ADMIN_KEY, serve_api
 from workflows.definition import STEP_TYPES
 from workflows.errors import InvalidReferenceError, Problem, TemplateError
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.templating import (
     DEFERRED_ROOTS,
     MAX_TEMPLATE_DEPTH,

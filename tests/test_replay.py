@@ -19,9 +19,9 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.interpreter import WorkflowExecutor
-from workflows.settings import load_settings
+from workflows.runtime.settings import load_settings
+from workflows.runtime.temporal_client import data_converter
 from workflows.shared import SA_DEFINITION_ID, WORKFLOW_TYPE
-from workflows.temporal_client import data_converter
 
 HISTORIES = Path(__file__).parent / "histories"
 # Runs whose test injected a fault into the interpreter: their histories record what only the

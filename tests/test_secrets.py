@@ -16,7 +16,7 @@ from temporalio.client import Client
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion
 from worker import engine_worker
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 
 SECRET_CANARY = "canary-secret-7f3a9c41d2"
 OPENROUTER_CANARY = "canary-openrouter-5be8e2"

@@ -22,7 +22,7 @@ from api.store import DefinitionNotFound, StoredDefinition, valid_workflow_id
 from api.triggers import delete_schedules, sync_schedules
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
-from workflows.settings import Settings
+from workflows.runtime.settings import Settings
 from workflows.validation import check_definition
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])

@@ -27,8 +27,8 @@ from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from workflows.errors import ConfigurationError
-from workflows.payload_store import ClaimCheckCodec
-from workflows.settings import Settings
+from workflows.runtime.payload_store import ClaimCheckCodec
+from workflows.runtime.settings import Settings
 from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _tls(settings: Settings) -> TLSConfig | bool:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic models in, large values by reference (see workflows.payload_store)."""
+    """Pydantic models in, large values by reference (see workflows.runtime.payload_store)."""
     codec = ClaimCheckCodec(settings.payload_store_dir, settings.large_value_bytes)
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 

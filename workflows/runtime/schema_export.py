@@ -1,4 +1,4 @@
-"""Export the definition format's JSON Schema: `python -m workflows.schema_export`.
+"""Export the definition format's JSON Schema: `python -m workflows.runtime.schema_export`.
 
 The file in docs/ is what editors and other tools validate against; a test keeps it in sync
 with the pydantic models.
@@ -13,7 +13,7 @@ from typing import Any
 
 from workflows.definition import WorkflowDefinition
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "workflow-definition.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "workflow-definition.schema.json"
 
 
 def definition_schema() -> dict[str, Any]:

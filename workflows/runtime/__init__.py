@@ -1,0 +1,8 @@
+"""Runtime plumbing: what reads the environment, dials Temporal or touches the disk.
+
+Settings (``settings``), the Temporal connection (``temporal_client``), the claim-check payload
+codec and its store (``payload_store``) and the schema export script (``schema_export``).
+Workflow code never imports this package: the deterministic core (definitions, templating,
+conditions, validation, the step kinds and the interpreter) stays importable without the
+environment, the network or the disk, and ``make lint`` checks it (import-linter).
+"""
