@@ -51,7 +51,7 @@ RECORD_KEYS = (
     "seq",
     "type",
 )
-RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id")
+RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id", "path")
 
 
 def dumps(value: Any) -> str:

@@ -219,7 +219,10 @@ async def test_step_timeout_retries_then_fails_with_a_timeout_error(
     handle = await start_definition(client, settings, document)
     state = await outcome(handle)
     assert state["status"] == "completed"
-    assert state["outputs"] == {"fell_back": True}
+    # The routed failure is bound as last_error (SPEC §9) for the handler to read.
+    assert state["outputs"]["fell_back"] is True
+    assert state["outputs"]["last_error"]["type"] == "StepTimeout"
+    assert state["outputs"]["last_error"]["step_id"] == "slow"
     assert len(sink.deliveries("/slow")) == 2
     failed = read_log(settings, handle.id)["steps"][0]
     assert failed["error_type"] == "StepTimeout"

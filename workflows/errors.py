@@ -7,6 +7,7 @@
     │   └── InvalidReferenceError a reference to a value the context does not hold
     ├── ConditionError            a CEL expression that does not compile or evaluate to a bool
     └── StepFailure               a step failed; carries the failure type shown to users
+        └── ScopeFailed           a nested list of steps failed (parallel branch, foreach item)
 
 Errors that cross the activity boundary travel as Temporal ``ApplicationError`` with one of the
 ``FailureType`` names below, so the workflow and the API can classify them without parsing text.
@@ -95,3 +96,12 @@ class StepFailure(EngineError):
     def __init__(self, message: str, failure_type: str) -> None:
         super().__init__(message)
         self.failure_type = failure_type
+
+
+class ScopeFailed(StepFailure):
+    """A nested list of steps ended in a failure; the holding step fails with its type and
+    message. ``step_id`` names the inner step that failed."""
+
+    def __init__(self, message: str, failure_type: str, step_id: str | None = None) -> None:
+        super().__init__(message, failure_type)
+        self.step_id = step_id

@@ -1,8 +1,13 @@
 """WorkflowExecutor: the one generic Temporal workflow that interprets a definition.
 
 The definition travels in the workflow input, so every run is pinned to the document it
-started with. Flow control, status and logging live here; what each step does lives in
-:class:`workflows.steps.WorkflowStepProcessor`.
+started with. Flow control, status and logging live here; what each step does lives in its
+kind (``workflows/kinds/``), dispatched by :class:`workflows.steps.WorkflowStepProcessor`.
+
+Control flow is a tree (SPEC §9): :meth:`WorkflowExecutor._run_list` runs one list of steps in
+a scope and recurses, through the step kinds that hold lists (`parallel`, `foreach`), into
+nested lists with scopes of their own. A step's place is its path (``fan.b.fetch``,
+``each[3].fetch``; a top-level step's id), and every step in flight is in the status.
 
 Stopping. The steps run in a child task; the main coroutine waits for that task, for a
 ``cancel`` signal, for Temporal's own cancellation and for the execution's deadline, whichever
@@ -13,7 +18,8 @@ acknowledge, and writes the final log before the run closes: no path ends withou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import ChainMap
+from collections.abc import Callable, Coroutine, Mapping, MutableMapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +28,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     TimeoutType,
     is_cancelled_exception,
 )
@@ -30,8 +37,10 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.definition import END, ConditionStep, FailStep, OnErrorNext, Step
-    from workflows.errors import FailureType, StepFailure
+    from workflows.errors import FailureType, ScopeFailed, StepFailure
+    from workflows.kinds import REGISTRY, kind_of
+    from workflows.kinds.base import route_failure
+    from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.shared import (
         CANCEL_SIGNAL,
         SA_DEFINITION_ID,
@@ -71,17 +80,21 @@ STATUS_STEP_WINDOW = 200
 # a 5,000-iteration loop costs tens of log writes, not 10,000. Nothing is lost by waiting:
 # those steps are recomputed identically on replay.
 LOG_BATCH = 100
-WAITING_STEP_TYPES = frozenset({"ai", "http", "delay", "wait_for_signal"})
 PATCH_BATCHED_LOGS = "batched-log-writes"
 # Activity steps carry the log records not yet written (the batched ones and the previous
 # step's) and their activity writes them alongside its call: no log-writing local activity per
 # step, no extra workflow activation, and the write overlaps the step's own wait. The first
 # carrier (or the first flush) also creates the log. Runs with this marker batch as well (the
-# older patch is then not asked for, so not recorded).
-ACTIVITY_STEP_TYPES = frozenset({"ai", "http"})
+# older patch is then not asked for, so not recorded). Which kinds carry: their `carries_log`.
 PATCH_ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
 # An unexpected error in the interpreter fails the run (older runs failed the workflow task).
 PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
+
+
+def kind_waits(step_type: str) -> bool:
+    """Whether steps of this type wait on the outside world (the log is written around them)."""
+    kind = REGISTRY.get(step_type)
+    return kind is not None and kind.waits
 
 
 class ExecutionFailed(Exception):
@@ -102,7 +115,7 @@ class WorkflowExecutor:
         carried = input.carried
         self._input = input
         self._definition = input.definition
-        self._index_of = self._definition.step_index()
+        self._indexes: dict[int, dict[str, int]] = {}  # per list of steps: id -> position
         self._execution_id = info.workflow_id
         self._run_id = carried.first_run_id if carried else info.run_id
         self._started_at: datetime = carried.started_at if carried else info.start_time
@@ -118,7 +131,7 @@ class WorkflowExecutor:
         self._runs = carried.runs if carried else 1
         self._steps_this_run = 0
         self._continue_at: int | None = None
-        self._current: StepRecord | None = None
+        self._in_flight: dict[str, StepRecord] = {}  # step path -> its record, in start order
         self._status: ExecutionStatus = "running"
         self._error: ExecutionError | None = None
         self._cancel: CancelRequest | None = None
@@ -138,7 +151,7 @@ class WorkflowExecutor:
             }
         self._limits = input.limits
         self._processor = WorkflowStepProcessor(
-            self._definition.defaults, self._execution_id, self._limits
+            self._definition.defaults, self._execution_id, self._limits, input
         )
         if carried:
             for name, payloads in carried.pending_signals.items():
@@ -245,32 +258,115 @@ class WorkflowExecutor:
         assert self._error is not None
         raise ApplicationError(self._error.message, type=self._error.type, non_retryable=True)
 
+    @property
+    def _current(self) -> StepRecord | None:
+        """The first step in flight (the run's current step)."""
+        return next(iter(self._in_flight.values()), None)
+
     async def _run_steps(self) -> None:
+        """The top-level list: continue-as-new happens only between its steps."""
+        steps = self._definition.steps
         index = self._next_index
         while index >= 0:
-            if self._limits is not None and self._steps_done >= self._limits.max_steps:
-                raise ExecutionFailed(
-                    ExecutionError(
-                        type=FailureType.STEP_LIMIT,
-                        message=f"the execution took {self._steps_done:,} steps, its limit "
-                        "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
-                        "that never ends? Add an exit condition or raise the limit",
-                        step_id=self._definition.steps[index].id,
-                    )
-                )
+            self._check_step_limit(steps[index])
             if self._should_continue_as_new():
                 await self._flush_log()
                 self._continue_at = index
                 return
-            step = self._definition.steps[index]
-            if (
-                self._batched
-                and (self._pending or not self._log_created)
-                and step.type in WAITING_STEP_TYPES
-                and not self._carries_log(step)
-            ):
-                await self._flush_log()  # the log shows progress before a long wait
-            index = await self._run_step(index, step)
+            index = await self._next_step(steps, index, self._context, "")
+
+    async def _run_list(
+        self, steps: Sequence[StepBase], scope: MutableMapping[str, Any], prefix: str
+    ) -> None:
+        """A nested list of steps, from its first to its end (or "end")."""
+        index = 0
+        while index >= 0:
+            self._check_step_limit(steps[index])
+            index = await self._next_step(steps, index, scope, prefix)
+
+    def _check_step_limit(self, step: StepBase) -> None:
+        if self._limits is not None and self._steps_done >= self._limits.max_steps:
+            raise ExecutionFailed(
+                ExecutionError(
+                    type=FailureType.STEP_LIMIT,
+                    message=f"the execution took {self._steps_done:,} steps, its limit "
+                    "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
+                    "that never ends? Add an exit condition or raise the limit",
+                    step_id=step.id,
+                )
+            )
+
+    async def _next_step(
+        self, steps: Sequence[StepBase], index: int, scope: MutableMapping[str, Any], prefix: str
+    ) -> int:
+        step = steps[index]
+        kind = kind_of(step)
+        if (
+            self._batched
+            and (self._pending or not self._log_created)
+            and kind.waits
+            and not self._carries_log(step)
+        ):
+            await self._flush_log()  # the log shows progress before a long wait
+        return await self._run_step(steps, index, step, scope, prefix)
+
+    # -- nested scopes (the Scopes the step processor gives kinds) ------------------------
+
+    async def run_scope(
+        self,
+        steps: Sequence[StepBase],
+        variables: Mapping[str, Any],
+        adds: dict[str, Any],
+        path: str,
+    ) -> dict[str, Any]:
+        """Run a nested list in a scope of its own: it reads ``variables`` (and ``adds``);
+        what its steps bind is returned. A failure that ends the list raises ScopeFailed."""
+        local: dict[str, Any] = dict(adds)
+        # Reads fall through to the enclosing scopes; writes stay in this one.
+        scope: ChainMap[str, Any] = ChainMap(local, variables)  # type: ignore[arg-type]
+        try:
+            await self._run_list(steps, scope, f"{path}.")
+        except ExecutionFailed as failed:
+            error = failed.error
+            raise ScopeFailed(error.message, error.type, error.step_id) from None
+        return {k: v for k, v in local.items() if k not in adds and k != LAST_ERROR}
+
+    async def run_concurrently(
+        self, jobs: Sequence[Callable[[], Coroutine[Any, Any, Any]]], limit: int, fail_fast: bool
+    ) -> list[Any]:
+        """Run ``jobs`` with at most ``limit`` at once; results in job order. With
+        ``fail_fast`` the first failure cancels the jobs still running (and waits until they
+        have stopped) and is raised; otherwise a failed job's exception is its result."""
+        results: list[Any] = [None] * len(jobs)
+        running: dict[asyncio.Task[Any], int] = {}
+        started = 0
+        failure: BaseException | None = None
+        try:
+            while running or (started < len(jobs) and failure is None):
+                while started < len(jobs) and len(running) < limit and failure is None:
+                    running[asyncio.create_task(jobs[started]())] = started
+                    started += 1
+                done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=running.__getitem__):
+                    position = running.pop(task)
+                    error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+                    if error is None:
+                        results[position] = task.result()
+                    elif fail_fast and failure is None:
+                        failure = error
+                        for other in running:
+                            other.cancel()
+                    else:
+                        results[position] = error
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(list(running))
+            raise
+        if failure is not None:
+            raise failure
+        return results
 
     def _should_continue_as_new(self) -> bool:
         """At a step boundary: when Temporal suggests it, or after max_steps_per_run steps."""
@@ -296,10 +392,18 @@ class WorkflowExecutor:
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
-    async def _run_step(self, index: int, step: Step) -> int:
-        """Run one step; return the index of the next step, -1 for the end."""
+    async def _run_step(
+        self,
+        steps: Sequence[StepBase],
+        index: int,
+        step: StepBase,
+        scope: MutableMapping[str, Any],
+        prefix: str,
+    ) -> int:
+        """Run one step; return the index of the next step of its list, -1 for the end."""
         seq = self._seq
         self._seq += 1
+        path = f"{prefix}{step.id}"
         record = StepRecord(
             seq=seq,
             step_id=step.id,
@@ -307,52 +411,70 @@ class WorkflowExecutor:
             type=step.type,
             start_time=workflow.now(),
             run_id=workflow.info().run_id,
+            path=path,
         )
-        self._current = record
+        self._in_flight[path] = record
         log: LogWrite | None = None
         if self._carries_log(step) and (self._pending or not self._log_created):
             log = self._log_entry(list(self._pending))
         try:
-            outcome = await self._processor.execute(step, self._context, seq, log)
-        except (ActivityError, StepFailure, ApplicationError) as err:
-            if self._stopping or is_cancelled_exception(err):
+            outcome = await self._processor.execute(step, scope, seq, path, self, log)
+        except (ActivityError, ChildWorkflowError, StepFailure, ApplicationError) as err:
+            if is_cancelled_exception(err):
+                await self._cancelled(record, path)
+                raise
+            if self._stopping:
                 raise
             error = describe_failure(err, step.id)
             record.status = "failed"
             record.end_time = workflow.now()
             record.error = error.message
             record.error_type = error.type
-            await self._complete(record)
-            policy = getattr(step, "on_error", "fail")
-            if isinstance(step, FailStep | ConditionStep) or policy == "fail":
+            await self._complete(record, path)
+            route = route_failure(step, error.type)
+            if route is None or route == "fail":
                 raise ExecutionFailed(error) from None
-            if isinstance(policy, OnErrorNext):
-                return self._target(policy.next, index)
-            return self._target(None, index)
+            scope[LAST_ERROR] = error.model_dump(include={"step_id", "type", "message"})
+            return self._target(None if route == "continue" else route, index, steps)
+        except asyncio.CancelledError:
+            await self._cancelled(record, path)
+            raise
         record.status = "success"
         record.end_time = workflow.now()
         record.output_vars = outcome.output_vars
         record.usage = outcome.usage
-        self._context.update(outcome.output_vars)
+        scope.update(outcome.output_vars)
         if log is not None and outcome.logged:
-            del self._pending[: len(log.steps)]  # written by the activity
+            self._forget_pending(log.steps)  # written by the activity
             self._log_created = True
         # An activity step's record rides with the next activity step (or the next flush).
-        await self._complete(record, deferred=self._carries_log(step))
-        return self._target(outcome.next_target, index)
+        await self._complete(record, path, deferred=self._carries_log(step))
+        return self._target(outcome.next_target, index, steps)
 
-    def _carries_log(self, step: Step) -> bool:
-        return self._carry_log and step.type in ACTIVITY_STEP_TYPES
+    async def _cancelled(self, record: StepRecord, path: str) -> None:
+        """A step stopped because its siblings failed (fail_fast): recorded as cancelled.
+        When the whole run stops, its in-flight steps are closed by _finalise instead."""
+        if self._stopping or path not in self._in_flight:
+            return
+        record.status = "cancelled"
+        record.end_time = workflow.now()
+        await self._complete(record, path, deferred=True)
 
-    def _target(self, target: str | None, index: int) -> int:
+    def _carries_log(self, step: StepBase) -> bool:
+        return self._carry_log and kind_of(step).carries_log
+
+    def _target(self, target: str | None, index: int, steps: Sequence[StepBase]) -> int:
         if target == END:
             return -1
         if target is None:
-            return index + 1 if index + 1 < len(self._definition.steps) else -1
-        return self._index_of[target]
+            return index + 1 if index + 1 < len(steps) else -1
+        positions = self._indexes.get(id(steps))
+        if positions is None:
+            positions = self._indexes[id(steps)] = {s.id: i for i, s in enumerate(steps)}
+        return positions[target]
 
-    async def _complete(self, record: StepRecord, deferred: bool = False) -> None:
-        self._current = None
+    async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
+        self._in_flight.pop(path, None)
         self._steps_done += 1
         self._steps_this_run += 1
         self._steps.append(record)
@@ -361,16 +483,21 @@ class WorkflowExecutor:
         self._pending.append(record)
         if (
             not self._batched
-            or (record.type in WAITING_STEP_TYPES and not deferred)
+            or (kind_waits(record.type) and not deferred)
             or len(self._pending) >= LOG_BATCH
         ):
             await self._flush_log()
+
+    def _forget_pending(self, written: Sequence[StepRecord]) -> None:
+        """Drop records a write has stored (by identity: parallel steps write concurrently)."""
+        stored = {id(record) for record in written}
+        self._pending[:] = [record for record in self._pending if id(record) not in stored]
 
     async def _flush_log(self) -> None:
         records = list(self._pending)
         await self._write_log(records)
         # Cleared only once written: a cancellation mid-write leaves them for _finalise.
-        del self._pending[: len(records)]
+        self._forget_pending(records)
 
     async def _finalise(self) -> bool:
         """Close the in-flight step, write the final log, publish the status.
@@ -379,8 +506,7 @@ class WorkflowExecutor:
         repeated: it is idempotent, and the run must not close without it).
         """
         self._ended_at = workflow.now()
-        record = self._current
-        if record is not None:
+        for record in self._in_flight.values():
             record.status = "cancelled" if self._status == "cancelled" else "failed"
             record.end_time = self._ended_at
             if self._error is not None:
@@ -388,7 +514,7 @@ class WorkflowExecutor:
                 record.error_type = self._error.type
             self._steps.append(record)
             self._pending.append(record)
-            self._current = None
+        self._in_flight.clear()
         workflow.upsert_search_attributes([SA_STATUS.value_set(self._status)])
         cancelled_meanwhile = False
         while True:
@@ -451,9 +577,7 @@ class WorkflowExecutor:
 
     def _state(self) -> ExecutionState:
         waiting = self._processor.waiting if not self._closed else None
-        steps = list(self._steps)
-        if self._current is not None:
-            steps.append(self._current)
+        steps = list(self._steps) + list(self._in_flight.values())
         return ExecutionState(
             execution_id=self._execution_id,
             run_id=self._run_id,
@@ -461,7 +585,8 @@ class WorkflowExecutor:
             workflow_name=self._definition.name,
             definition_version=self._input.definition_version,
             status=self._status if self._closed else "running",
-            current_step=self._current.step_id if self._current else None,
+            current_step=next(iter(self._in_flight), None),
+            current_steps=list(self._in_flight),
             started_at=self._started_at,
             ended_at=self._ended_at,
             steps=steps,

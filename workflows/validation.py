@@ -1,66 +1,50 @@
 """Whole-document checks of a workflow definition, each problem located by its JSON path.
 
 Order: shape (pydantic) first; when the shape is valid, the checks that need the whole
-document: duplicate and reserved ids, jump targets, reachability, loops with no way out,
-JSON Schemas, CEL syntax, and variable references (a data-flow pass: a name is available at a
-step when some path from the first step to it passes an input or a step that sets it).
+document: duplicate and reserved ids, jump targets, each kind's own checks (JSON Schemas, CEL
+syntax, headers), reachability, loops with no way out, and variable references (a data-flow
+pass: a name is available at a step when some path from the first step of its list to it
+passes an input, a name of an enclosing scope, or a step that sets it).
 
-All graph work is iterative, so a 5,000-step document cannot cause a RecursionError.
+Every nested list of steps (a `parallel` branch, a `foreach` body) is a scope of its own
+(SPEC §9): its jumps stay inside it and its names come out only through the holding step's
+``output``. What a kind reads, binds and jumps to comes from its module (workflows/kinds/).
+
+Graph work within a list is iterative, so a 5,000-step list cannot cause a RecursionError;
+nesting recurses, bounded by the document depth limit.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from workflows.conditions import compile_condition, condition_variables
-from workflows.definition import (
-    END,
-    RESERVED_VARIABLES,
-    AIStep,
-    ConditionStep,
-    DelayStep,
-    FailStep,
-    HTTPStep,
-    OnErrorNext,
-    SetStep,
-    Step,
-    WaitForSignalStep,
-    WebhookTrigger,
-    WorkflowDefinition,
-)
-from workflows.errors import ConditionError, DefinitionError, Problem, TemplateError
+from workflows.conditions import condition_variables
+from workflows.definition import WebhookTrigger, WorkflowDefinition
+from workflows.errors import DefinitionError, Problem, TemplateError
 from workflows.input_schema import schema_problems
+from workflows.kinds import STEP_TYPES, Step, kind_of
+from workflows.kinds.base import Edge
+from workflows.kinds.common import END, ENGINE_VARIABLES, LAST_ERROR, RESERVED_VARIABLES
+from workflows.kinds.http import FORBIDDEN_REQUEST_HEADERS, header_problem
 from workflows.templating import DEFERRED_ROOTS, references_in
 
-MAX_DOCUMENT_DEPTH = 64
-_STEP_TYPES = "ai, http, set, condition, delay, wait_for_signal, fail"
-_TRIGGER_TYPES = "schedule, webhook"
+__all__ = [
+    "FORBIDDEN_REQUEST_HEADERS",
+    "check_definition",
+    "declared_inputs",
+    "header_problem",
+    "json_path",
+    "load_definition",
+    "semantic_problems",
+]
 
-# Request headers an `http` step may not set (checked here at save and again in the
-# activity): the transport derives them from the URL and the body. `Host` would address
-# another virtual host than the one the SSRF guard checked; the others frame the message or
-# the connection, and a step setting them could desynchronise it (request smuggling) or hang.
-FORBIDDEN_REQUEST_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "upgrade",
-        "te",
-        "trailer",
-        "expect",
-        "http2-settings",
-    }
-)
-# RFC 9110 field-name: a token.
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+MAX_DOCUMENT_DEPTH = 64
+_STEP_TYPES = ", ".join(STEP_TYPES)
+_TRIGGER_TYPES = "schedule, webhook"
 
 
 def _some(names: list[str], limit: int = 10) -> str:
@@ -142,64 +126,112 @@ def _shape_problems(err: ValidationError, document: dict[str, Any]) -> list[Prob
 
 
 def _clean_location(loc: tuple[Any, ...], document: dict[str, Any]) -> list[str | int]:
-    """Drop pydantic's union-member names (``steps.2.http.url`` -> ``steps[2].url``)."""
+    """Drop pydantic's union-member names (``steps.2.http.url`` -> ``steps[2].url``), at any
+    depth of nesting (``steps.0.parallel.branches.1.steps.0.http.url``)."""
     out: list[str | int] = []
-    for index, part in enumerate(loc):
-        if index == 2 and loc[0] in ("steps", "triggers") and isinstance(loc[1], int):
-            items = document.get(loc[0])
-            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
-            if isinstance(item, dict) and part == item.get("type"):
-                continue
+    node: Any = document
+    for part in loc:
+        tag = isinstance(node, dict) and isinstance(part, str) and part not in node
+        if tag and part == node.get("type") and len(out) >= 2 and isinstance(out[-1], int):
+            continue  # the tagged union's member name: the item's own type
         if isinstance(part, str) and (
-            part.startswith(("literal[", "function-")) or part in {"OnErrorNext", "int", "str"}
+            part.startswith(("literal[", "function-"))
+            or part in {"OnErrorNext", "OnErrorRoute", "int", "str", "list[OnErrorRoute]"}
         ):
             continue
         if part == "JsonSchemaFormat" or part == "JsonObjectFormat":
             continue
         out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part) if isinstance(part, str) else None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
     return out
 
 
 def _with_step(message: str, location: list[str | int], document: dict[str, Any]) -> str:
-    """Prefix a message with the step id when the path is inside a step."""
-    if len(location) >= 2 and location[0] == "steps" and isinstance(location[1], int):
-        steps = document.get("steps")
-        if isinstance(steps, list) and location[1] < len(steps):
-            step = steps[location[1]]
-            if isinstance(step, dict) and isinstance(step.get("id"), str):
-                return f"step '{step['id']}': {message}"
-    return message
+    """Prefix a message with the id of the innermost step the path is inside."""
+    node: Any = document
+    step_id: str | None = None
+    previous: str | int | None = None
+    for part in location:
+        if isinstance(node, dict) and isinstance(part, str):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            if previous == "steps" and isinstance(node, dict) and isinstance(node.get("id"), str):
+                step_id = node["id"]
+        else:
+            break
+        previous = part
+    return f"step '{step_id}': {message}" if step_id else message
+
+
+@dataclass(frozen=True)
+class _List:
+    """One list of steps: the top level or a scope a step holds (JSON path ``where``)."""
+
+    where: str  # e.g. "$.steps" or "$.steps[2].branches[1].steps"
+    steps: Sequence[Step]
+    ids: dict[str, int]
+
+    def at(self, index: int) -> str:
+        return f"{self.where}[{index}]"
+
+
+def _lists(definition: WorkflowDefinition) -> list[tuple[_List, set[str]]]:
+    """Every list of steps in the document, outermost first, with the names each scope adds."""
+    found: list[tuple[_List, set[str]]] = []
+    work: list[tuple[str, Sequence[Step], set[str]]] = [("$.steps", definition.steps, set())]
+    while work:
+        where, steps, adds = work.pop(0)
+        found.append((_List(where, steps, {s.id: i for i, s in enumerate(steps)}), adds))
+        for index, step in enumerate(steps):
+            for scope in kind_of(step).scopes(step):
+                work.append((f"{where}[{index}]{scope.path}", scope.steps, set(scope.adds)))
+    return found
 
 
 def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
     """Checks that need the whole document; the definition's shape is already valid."""
     problems: list[Problem] = []
-    ids: dict[str, int] = {}
-    for index, step in enumerate(definition.steps):
-        where = f"$.steps[{index}].id"
-        if step.id == END:
-            problems.append(Problem(where, f"'{END}' is reserved for finishing; rename the step"))
-        elif step.id in ids:
-            problems.append(
-                Problem(
-                    where,
-                    f"duplicate step id '{step.id}' (also used by $.steps[{ids[step.id]}])",
-                    code="duplicate_step_id",
+    lists = _lists(definition)
+    seen: dict[str, str] = {}
+    for steps, _ in lists:
+        for index, step in enumerate(steps.steps):
+            where = f"{steps.at(index)}.id"
+            if step.id == END:
+                problems.append(
+                    Problem(where, f"'{END}' is reserved for finishing; rename the step")
                 )
-            )
-        else:
-            ids[step.id] = index
+            elif step.id in seen:
+                problems.append(
+                    Problem(
+                        where,
+                        f"duplicate step id '{step.id}' (also used by {seen[step.id]})",
+                        code="duplicate_step_id",
+                    )
+                )
+            else:
+                seen[step.id] = steps.at(index)
     problems += _trigger_problems(definition)
-    problems += _target_problems(definition, ids)
-    problems += _schema_problems(definition)
-    problems += _header_problems(definition)
-    problems += _condition_problems(definition)
+    for steps, _ in lists:
+        problems += _target_problems(steps)
+    if definition.inputs is not None:
+        problems += schema_problems(definition.inputs, "$.inputs")
+    for steps, _ in lists:
+        for index, step in enumerate(steps.steps):
+            problems += kind_of(step).problems(step, steps.at(index))
     if problems:
         return problems
-    graph = successors(definition)
-    problems += _reachability_problems(definition, graph)
-    problems += _loop_problems(definition, graph)
-    problems += _reference_problems(definition, graph)
+    graphs = {steps.where: successors(steps.steps) for steps, _ in lists}
+    for steps, _ in lists:
+        problems += _reachability_problems(steps, graphs[steps.where])
+    for steps, _ in lists:
+        problems += _loop_problems(steps, graphs[steps.where])
+    problems += _reference_problems(definition, graphs)
     return problems
 
 
@@ -227,101 +259,85 @@ def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
     return problems
 
 
-def _targets(step: Step) -> list[tuple[str, str]]:
-    """(field path relative to the step, target id) for every jump a step declares."""
-    found: list[tuple[str, str]] = []
-    if isinstance(step, ConditionStep):
-        found += [(f".branches[{i}].next", b.next) for i, b in enumerate(step.branches)]
-        if step.default is not None:
-            found.append((".default", step.default))
-        return found
-    next_target = getattr(step, "next", None)
-    if next_target is not None:
-        found.append((".next", next_target))
-    on_error = getattr(step, "on_error", None)
-    if isinstance(on_error, OnErrorNext):
-        found.append((".on_error.next", on_error.next))
-    return found
-
-
-def _target_problems(definition: WorkflowDefinition, ids: dict[str, int]) -> list[Problem]:
+def _target_problems(steps: _List) -> list[Problem]:
     problems = []
-    for index, step in enumerate(definition.steps):
-        for field, target in _targets(step):
-            if target != END and target not in ids:
+    nested = steps.where != "$.steps"
+    for index, step in enumerate(steps.steps):
+        for field, target in kind_of(step).jumps(step):
+            if target != END and target not in steps.ids:
+                scope = " in this list (a nested list jumps only within itself)" if nested else ""
                 problems.append(
                     Problem(
-                        f"$.steps[{index}]{field}",
+                        f"{steps.at(index)}{field}",
                         f"step '{step.id}' jumps to unknown step '{target}' "
-                        f'(known: {_some(sorted(ids))}, or "end")',
+                        f'(known{scope}: {_some(sorted(steps.ids))}, or "end")',
                         code="unknown_next",
                     )
                 )
     return problems
 
 
-def successors(definition: WorkflowDefinition) -> list[list[int]]:
-    """Control-flow edges by step index; -1 stands for the end of the execution."""
-    ids = definition.step_index()
-    count = len(definition.steps)
+Graph = list[list[tuple[int, bool]]]  # per step: (successor index or -1 for the end, on failure)
 
-    def index_of(target: str) -> int:
-        return -1 if target == END else ids[target]
 
-    graph: list[list[int]] = []
-    for index, step in enumerate(definition.steps):
+def successors(steps: Sequence[Step]) -> Graph:
+    """Control-flow edges of one list by step index; -1 stands for the end of the list."""
+    ids = {step.id: index for index, step in enumerate(steps)}
+    count = len(steps)
+    graph: Graph = []
+    for index, step in enumerate(steps):
         following = index + 1 if index + 1 < count else -1
-        edges: list[int] = []
-        if isinstance(step, FailStep):
-            pass
-        elif isinstance(step, ConditionStep):
-            edges += [index_of(b.next) for b in step.branches]
-            edges.append(index_of(step.default) if step.default else following)
-        else:
-            edges.append(index_of(step.next) if step.next else following)
-            if isinstance(step.on_error, OnErrorNext):
-                edges.append(index_of(step.on_error.next))
-        graph.append(sorted(set(edges)))
+        edges: set[tuple[int, bool]] = set()
+        for edge in kind_of(step).successors(step):
+            edges.add((_index(edge, ids, following), edge.on_failure))
+        graph.append(sorted(edges))
     return graph
 
 
-def _reachability_problems(definition: WorkflowDefinition, graph: list[list[int]]) -> list[Problem]:
+def _index(edge: Edge, ids: dict[str, int], following: int) -> int:
+    if edge.target is None:
+        return following
+    return -1 if edge.target == END else ids[edge.target]
+
+
+def _reachability_problems(steps: _List, graph: Graph) -> list[Problem]:
     reached = {0}
     stack = [0]
     while stack:
-        for target in graph[stack.pop()]:
+        for target, _ in graph[stack.pop()]:
             if target >= 0 and target not in reached:
                 reached.add(target)
                 stack.append(target)
     return [
         Problem(
-            f"$.steps[{index}]",
+            steps.at(index),
             f"step '{step.id}' can never run: no step leads to it (the step before it "
             "ends or jumps elsewhere, and no next/branch/on_error names it)",
             code="unreachable_step",
         )
-        for index, step in enumerate(definition.steps)
+        for index, step in enumerate(steps.steps)
         if index not in reached
     ]
 
 
-def _loop_problems(definition: WorkflowDefinition, graph: list[list[int]]) -> list[Problem]:
+def _loop_problems(steps: _List, graph: Graph) -> list[Problem]:
     """A set of steps that can only lead back into itself runs forever: reject it."""
     problems = []
-    for component in _strongly_connected(graph):
+    plain = [[target for target, _ in edges] for edges in graph]
+    for component in _strongly_connected(plain):
         members = set(component)
-        looping = len(component) > 1 or component[0] in graph[component[0]]
+        looping = len(component) > 1 or component[0] in plain[component[0]]
         if not looping:
             continue
         has_exit = any(
-            target < 0 or target not in members for node in component for target in graph[node]
-        ) or any(isinstance(definition.steps[node], FailStep) for node in component)
+            target < 0 or target not in members for node in component for target in plain[node]
+        ) or any(not kind_of(steps.steps[n]).successors(steps.steps[n]) for n in component)
         if not has_exit:
             first = min(component)
-            names = _some([definition.steps[i].id for i in sorted(component)])
+            names = _some([steps.steps[i].id for i in sorted(component)])
             problems.append(
                 Problem(
-                    f"$.steps[{first}]",
+                    steps.at(first),
                     f"steps {names} form a loop with no way out; add a condition step "
                     "with a branch that leaves the loop",
                     code="unbounded_loop",
@@ -378,199 +394,96 @@ def _strongly_connected(graph: list[list[int]]) -> list[list[int]]:
     return components
 
 
-def header_problem(name: str, value: str | None = None) -> str | None:
-    """Why an `http` step may not send this header, or None (shared with the activity)."""
-    if not HEADER_NAME.fullmatch(name):
-        return f"{name!r} is not a valid header name (letters, digits and !#$%&'*+.^_`|~-)"
-    if name.lower() in FORBIDDEN_REQUEST_HEADERS:
-        return (
-            f"the {name!r} header is set by the engine from the URL and the body; a step may "
-            f"not set {', '.join(sorted(FORBIDDEN_REQUEST_HEADERS))}"
-        )
-    if value is not None and any(char in value for char in "\r\n\0"):
-        return f"the value of the {name!r} header holds a line break or NUL character"
-    return None
-
-
-def _header_problems(definition: WorkflowDefinition) -> list[Problem]:
-    problems = []
-    for index, step in enumerate(definition.steps):
-        if not isinstance(step, HTTPStep):
-            continue
-        for name, value in step.headers.items():
-            problem = header_problem(name, value)
-            if problem is not None:
-                problems.append(
-                    Problem(
-                        f"$.steps[{index}].headers.{name}",
-                        f"step '{step.id}': {problem}",
-                        code="invalid_header",
-                    )
-                )
-    return problems
-
-
-def _schema_problems(definition: WorkflowDefinition) -> list[Problem]:
-    problems = []
-    if definition.inputs is not None:
-        problems += _check_schema(definition.inputs, "$.inputs")
-    for index, step in enumerate(definition.steps):
-        if isinstance(step, AIStep) and step.response_format is not None:
-            schema = getattr(step.response_format, "schema_", None)
-            if schema is not None:
-                problems += _check_schema(schema, f"$.steps[{index}].response_format.schema")
-    return problems
-
-
-def _check_schema(schema: dict[str, Any], where: str) -> list[Problem]:
-    # workflows/input_schema.py: the metaschema, local-only $ref, RE2-compatible patterns.
-    return schema_problems(schema, where)
-
-
-def _condition_problems(definition: WorkflowDefinition) -> list[Problem]:
-    problems = []
-    for index, step in enumerate(definition.steps):
-        if isinstance(step, SetStep):
-            for name, expression in step.compute.items():
-                try:
-                    compile_condition(expression)
-                except ConditionError as err:
-                    problems.append(
-                        Problem(
-                            f"$.steps[{index}].compute.{name}",
-                            f"step '{step.id}': {err}",
-                            code="invalid_condition",
-                        )
-                    )
-        if not isinstance(step, ConditionStep):
-            continue
-        for b_index, branch in enumerate(step.branches):
-            try:
-                compile_condition(branch.when)
-            except ConditionError as err:
-                problems.append(
-                    Problem(
-                        f"$.steps[{index}].branches[{b_index}].when",
-                        f"step '{step.id}': {err}",
-                        code="invalid_condition",
-                    )
-                )
-    return problems
-
-
-def templated_fields(step: Step) -> dict[str, Any]:
-    """The fields of a step that are rendered with `{variable}` substitution."""
-    if isinstance(step, AIStep):
-        fields: dict[str, Any] = {"model": step.model}
-        if step.messages is not None:
-            fields["messages"] = [m.model_dump() for m in step.messages]
-        if step.prompt is not None:
-            fields["prompt"] = step.prompt
-        return fields
-    if isinstance(step, HTTPStep):
-        return {
-            "url": step.url,
-            "headers": step.headers,
-            "query": step.query,
-            "json": step.json_body,
-            "body": step.body,
-        }
-    if isinstance(step, SetStep):
-        return {"values": step.values}
-    if isinstance(step, DelayStep):
-        return {"seconds": step.seconds, "until": step.until}
-    if isinstance(step, FailStep):
-        return {"message": step.message}
-    return {}
-
-
-def defined_names(step: Step) -> set[str]:
-    """Variables a step binds when it succeeds."""
-    if isinstance(step, SetStep):
-        return set(step.values) | set(step.compute)
-    if isinstance(step, AIStep | HTTPStep | WaitForSignalStep) and step.output:
-        return {step.output}
-    return set()
-
-
 def declared_inputs(definition: WorkflowDefinition) -> set[str]:
     inputs = definition.inputs or {}
     properties = inputs.get("properties")
     return set(properties) if isinstance(properties, dict) else set()
 
 
-def _reference_problems(definition: WorkflowDefinition, graph: list[list[int]]) -> list[Problem]:
+def _reference_problems(definition: WorkflowDefinition, graphs: dict[str, Graph]) -> list[Problem]:
+    """Every name a step reads must be bound on some path to it (SPEC §3), per scope."""
     problems: list[Problem] = []
-    inputs = declared_inputs(definition)
-    for index, step in enumerate(definition.steps):
-        for name in sorted(defined_names(step) & RESERVED_VARIABLES):
-            problems.append(
-                Problem(
-                    f"$.steps[{index}]",
-                    f"step '{step.id}' sets '{name}', a reserved name; choose another",
-                    code="reserved_variable",
-                )
-            )
-    available = _available_names(definition, graph)
-    for index, step in enumerate(definition.steps):
-        known = inputs | RESERVED_VARIABLES | available[index]
-        where = f"$.steps[{index}]"
-        uses: list[tuple[str, str, bool]] = []  # (path, root name, secret allowed)
-        activity = isinstance(step, AIStep | HTTPStep)
-        try:
-            for field, value in templated_fields(step).items():
-                for path, ref in references_in(value, f"{where}.{field}"):
-                    uses.append((path, ref.path, activity))
-        except TemplateError as err:
-            problems.append(Problem(where, f"step '{step.id}': {err}"))
-            continue
-        if isinstance(step, ConditionStep):
-            for b_index, branch in enumerate(step.branches):
-                for name in sorted(condition_variables(branch.when)):
-                    uses.append((f"{where}.branches[{b_index}].when", name, False))
-        if isinstance(step, SetStep):
-            for name, expression in step.compute.items():
-                for used in sorted(condition_variables(expression)):
-                    uses.append((f"{where}.compute.{name}", used, False))
-        for path, ref_path, secret_allowed in uses:
-            root = ref_path.split(".")[0]
-            if root in DEFERRED_ROOTS:
-                if not secret_allowed:
-                    problems.append(
-                        Problem(
-                            path,
-                            f"step '{step.id}': {{{ref_path}}} can only be used in ai and "
-                            "http steps (secrets are resolved inside activities only)",
-                            code="invalid_reference",
-                        )
-                    )
-                elif ref_path.count(".") != 1:
-                    problems.append(
-                        Problem(
-                            path,
-                            f"step '{step.id}': write a secret as {{secrets.NAME}}, "
-                            f"not {{{ref_path}}}",
-                            code="invalid_reference",
-                        )
-                    )
-                continue
-            if root not in known:
+    inputs = declared_inputs(definition) | ENGINE_VARIABLES
+    work: list[tuple[str, Sequence[Step], set[str]]] = [("$.steps", definition.steps, inputs)]
+    while work:
+        where, steps, outer = work.pop(0)
+        listed = _List(where, steps, {s.id: i for i, s in enumerate(steps)})
+        available = _available_names(steps, graphs[where])
+        for index, step in enumerate(steps):
+            kind = kind_of(step)
+            here = listed.at(index)
+            for name in sorted(kind.binds(step) & RESERVED_VARIABLES):
                 problems.append(
                     Problem(
-                        path,
-                        f"step '{step.id}' references '{{{ref_path}}}' but no input declares "
-                        f"'{root}' and no earlier step sets it as output; declare it under "
-                        "inputs.properties, fix the name, or write {{ }} for literal braces",
-                        code="unknown_reference",
+                        here,
+                        f"step '{step.id}' sets '{name}', a reserved name; choose another",
+                        code="reserved_variable",
                     )
                 )
+            known = outer | available[index]
+            problems += _step_reference_problems(step, here, known)
+            for scope in kind.scopes(step):
+                work.append((f"{here}{scope.path}", scope.steps, known | set(scope.adds)))
     return problems
 
 
-def _available_names(definition: WorkflowDefinition, graph: list[list[int]]) -> list[set[str]]:
-    """For each step, the names some path from the first step may have bound before it."""
-    count = len(definition.steps)
-    defines = [defined_names(step) for step in definition.steps]
+def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Problem]:
+    kind = kind_of(step)
+    problems: list[Problem] = []
+    uses: list[tuple[str, str, bool]] = []  # (path, reference, secret allowed)
+    try:
+        for field, value in kind.templated(step).items():
+            for path, ref in references_in(value, f"{where}.{field}"):
+                uses.append((path, ref.path, kind.secrets))
+    except TemplateError as err:
+        return [Problem(where, f"step '{step.id}': {err}")]
+    for relative, expression in kind.expressions(step):
+        for name in sorted(condition_variables(expression)):
+            uses.append((f"{where}{relative}", name, False))
+    for path, ref_path, secret_allowed in uses:
+        root = ref_path.split(".")[0]
+        if root in DEFERRED_ROOTS:
+            if not secret_allowed:
+                problems.append(
+                    Problem(
+                        path,
+                        f"step '{step.id}': {{{ref_path}}} can only be used in ai and "
+                        "http steps (secrets are resolved inside activities only)",
+                        code="invalid_reference",
+                    )
+                )
+            elif ref_path.count(".") != 1:
+                problems.append(
+                    Problem(
+                        path,
+                        f"step '{step.id}': write a secret as {{secrets.NAME}}, not {{{ref_path}}}",
+                        code="invalid_reference",
+                    )
+                )
+            continue
+        if root not in known:
+            hint = (
+                " (last_error is bound only after a failure that on_error routes)"
+                if root == LAST_ERROR
+                else ""
+            )
+            problems.append(
+                Problem(
+                    path,
+                    f"step '{step.id}' references '{{{ref_path}}}' but no input declares "
+                    f"'{root}' and no earlier step sets it as output; declare it under "
+                    "inputs.properties, fix the name, or write {{ }} for literal braces" + hint,
+                    code="unknown_reference",
+                )
+            )
+    return problems
+
+
+def _available_names(steps: Sequence[Step], graph: Graph) -> list[set[str]]:
+    """For each step, the names some path from the list's first step may have bound before
+    it; a failure routed by on_error brings ``last_error`` (and not the step's own names)."""
+    count = len(steps)
+    defines = [kind_of(step).binds(step) for step in steps]
     available: list[set[str]] = [set() for _ in range(count)]
     # A step is (re)visited the first time it is reached and whenever more names reach it,
     # so steps after one that binds nothing (a delay, an http step without output) count too.
@@ -578,10 +491,12 @@ def _available_names(definition: WorkflowDefinition, graph: list[list[int]]) -> 
     work = [0]
     while work:
         node = work.pop()
-        outgoing = available[node] | defines[node]
-        for target in graph[node]:
+        succeeded = available[node] | defines[node]
+        failed = available[node] | {LAST_ERROR}
+        for target, on_failure in graph[node]:
             if target < 0:
                 continue
+            outgoing = failed if on_failure else succeeded
             if target not in visited or not outgoing <= available[target]:
                 visited.add(target)
                 available[target] |= outgoing

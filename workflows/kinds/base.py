@@ -1,0 +1,259 @@
+"""What a step kind is, and the registry that collects them.
+
+A step kind is one module (``workflows/kinds/<type>.py``) holding, in one place:
+
+- its pydantic model (the ``type`` literal and its fields),
+- what it reads and binds (``templated``, ``expressions``, ``binds``: the reference checks),
+- where it can lead (``successors``, ``jumps``: the graph checks), and the nested lists of
+  steps it holds (``scopes``: each a scope of its own),
+- whether it waits on the outside world (``waits``), and whether its activity carries the log
+  records (``carries_log``),
+- its own checks (``problems``) and its workflow-side execution (``execute``).
+
+:func:`register` adds a kind to :data:`REGISTRY`; :mod:`workflows.kinds` derives the
+discriminated union of step models, the list of type names and the "unknown step type"
+message from it. Adding a leaf kind is one module plus its tests and a row in the README.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from workflows.errors import Problem
+from workflows.kinds.common import (
+    END,
+    LAST_ERROR,
+    ActivityMixin,
+    FlowMixin,
+    OnErrorNext,
+    OnErrorRoute,
+    StepBase,
+)
+from workflows.messages import ExecutionLimits, LogWrite
+
+if TYPE_CHECKING:
+    from workflows.shared import ExecutionInput
+
+S = TypeVar("S", bound=StepBase)
+
+
+@dataclass
+class StepOutcome:
+    """What a finished step binds and where the flow goes (None: the following step)."""
+
+    output_vars: dict[str, Any] = field(default_factory=dict)
+    next_target: str | None = None
+    usage: dict[str, Any] | None = None
+    logged: bool = False  # the step's activity wrote the log records it carried
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A wait on the outside world: the signal's name, and when the wait times out."""
+
+    signal: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A nested list of steps that a step holds (SPEC §9): it sees every variable around it;
+    what its steps bind stays inside and comes out only through the holding step's output."""
+
+    path: str  # JSON path of the list relative to the holding step, e.g. ".branches[1].steps"
+    steps: Sequence[Any]
+    adds: frozenset[str] = frozenset()  # names the scope binds for its steps (foreach: item)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Where a step can lead: a step id of its own list, ``None`` for the following step, or
+    ``"end"``; ``on_failure`` edges bind ``last_error`` on the way."""
+
+    target: str | None
+    on_failure: bool = False
+
+
+class StepRun(Protocol):
+    """What the interpreter gives a kind's ``execute``: the step's place in the run, its
+    variables, and the services a step needs (signals, activity options, nested scopes)."""
+
+    @property
+    def path(self) -> str:
+        """E.g. "fan.b.fetch" or "each[3].fetch"; a top-level step's id."""
+
+    @property
+    def seq(self) -> int:
+        """This visit's number in the execution (stable under replay)."""
+
+    @property
+    def variables(self) -> Mapping[str, Any]: ...
+
+    @property
+    def execution_id(self) -> str: ...
+
+    @property
+    def log(self) -> LogWrite | None:
+        """Records an activity step's activity writes alongside its call."""
+
+    @property
+    def input(self) -> ExecutionInput: ...
+
+    @property
+    def limits(self) -> ExecutionLimits | None: ...
+
+    def checked(self, value: Any, where: str, amplified: bool = True) -> Any: ...
+
+    def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...
+
+    def signal_queue(self, name: str) -> Any: ...
+
+    def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None: ...
+
+    async def run_scope(
+        self, steps: Sequence[Any], adds: dict[str, Any], path: str
+    ) -> dict[str, Any]: ...
+
+    async def run_concurrently(
+        self,
+        jobs: Sequence[Callable[[], Coroutine[Any, Any, Any]]],
+        limit: int,
+        fail_fast: bool,
+    ) -> list[Any]: ...
+
+
+class StepKind(Generic[S]):
+    """One step type: its model, its checks and its execution (see the module docstring)."""
+
+    type: ClassVar[str]
+    model: ClassVar[builtins.type[Any]]
+    waits: ClassVar[bool] = False  # waits on the outside world: the log is brought up to date
+    carries_log: ClassVar[bool] = False  # its activity writes the records not yet written
+    secrets: ClassVar[bool] = False  # may use {secrets.NAME} (resolved inside its activity)
+    routes_errors: ClassVar[bool] = True  # on_error applies to its failures
+    # Models that hold lists of steps refer to `Step` by name; the registry resolves them
+    # once every kind is known (the step's model last: it holds the others).
+    nested_models: ClassVar[tuple[Any, ...]] = ()
+
+    # -- what it reads and binds --------------------------------------------------------------
+
+    def templated(self, step: S) -> dict[str, Any]:
+        """Fields rendered with `{variable}` substitution, by name."""
+        return {}
+
+    def expressions(self, step: S) -> list[tuple[str, str]]:
+        """CEL expressions it evaluates: (path relative to the step, expression)."""
+        return []
+
+    def binds(self, step: S) -> set[str]:
+        """Names it binds in its scope when it succeeds."""
+        output = getattr(step, "output", None)
+        return {output} if output else set()
+
+    # -- where it leads -----------------------------------------------------------------------
+
+    def successors(self, step: S) -> list[Edge]:
+        """Every way out of the step; the default: ``next`` (or the following step), plus the
+        targets of ``on_error``."""
+        edges = [Edge(getattr(step, "next", None))]
+        return edges + self.failure_edges(step)
+
+    def failure_edges(self, step: S) -> list[Edge]:
+        if not isinstance(step, FlowMixin):
+            return []
+        policy = step.on_error
+        if isinstance(policy, OnErrorNext):
+            return [Edge(policy.next, on_failure=True)]
+        if policy == "continue":
+            return [Edge(None, on_failure=True)]
+        if isinstance(policy, list):
+            return [
+                Edge(None if rule.then == "continue" else rule.then, on_failure=True)
+                for rule in policy
+                if rule.then != "fail"
+            ]
+        return []
+
+    def jumps(self, step: S) -> list[tuple[str, str]]:
+        """(path relative to the step, step id) for every step id it names as a target."""
+        found: list[tuple[str, str]] = []
+        next_target = getattr(step, "next", None)
+        if next_target is not None:
+            found.append((".next", next_target))
+        if isinstance(step, FlowMixin):
+            policy = step.on_error
+            if isinstance(policy, OnErrorNext):
+                found.append((".on_error.next", policy.next))
+            elif isinstance(policy, list):
+                found += [
+                    (f".on_error[{i}].then", rule.then)
+                    for i, rule in enumerate(policy)
+                    if rule.then not in ("continue", "fail")
+                ]
+        return found
+
+    def scopes(self, step: S) -> list[Scope]:
+        """The nested lists of steps it holds."""
+        return []
+
+    # -- its own checks and its execution ---------------------------------------------------
+
+    def problems(self, step: S, where: str) -> list[Problem]:
+        """Checks of this kind only (the shape is valid; ``where`` is the step's JSON path)."""
+        return []
+
+    async def execute(self, step: S, run: StepRun) -> StepOutcome:
+        raise NotImplementedError(f"step type {self.type!r} runs no workflow code")
+
+
+REGISTRY: dict[str, StepKind[Any]] = {}
+
+
+def register(kind: builtins.type[StepKind[Any]]) -> builtins.type[StepKind[Any]]:
+    """Class decorator: add a kind to the registry (in import order, which the docs follow)."""
+    if kind.type in REGISTRY:
+        raise ValueError(f"step type {kind.type!r} is registered twice")
+    REGISTRY[kind.type] = kind()
+    return kind
+
+
+def kind_of(step: StepBase) -> StepKind[Any]:
+    return REGISTRY[step.type]
+
+
+def route_failure(step: StepBase, failure_type: str) -> str | None:
+    """What ``on_error`` says for a failure of ``failure_type``: ``"fail"``, ``"continue"``,
+    or a step id (None: the kind's failures always fail, e.g. a `fail` step)."""
+    if not kind_of(step).routes_errors or not isinstance(step, FlowMixin):
+        return None
+    policy = step.on_error
+    if isinstance(policy, OnErrorNext):
+        return policy.next
+    if isinstance(policy, list):
+        rule = next((r for r in policy if _matches(r, failure_type)), None)
+        return rule.then if rule is not None else "fail"
+    return policy
+
+
+def _matches(rule: OnErrorRoute, failure_type: str) -> bool:
+    return rule.errors is None or failure_type in rule.errors
+
+
+__all__ = [
+    "END",
+    "LAST_ERROR",
+    "REGISTRY",
+    "Edge",
+    "Scope",
+    "StepKind",
+    "StepOutcome",
+    "StepRun",
+    "Waiting",
+    "kind_of",
+    "register",
+    "route_failure",
+]

@@ -1,0 +1,157 @@
+"""`http`: an HTTP request, an activity; 2xx (or ``expect_status``) succeeds."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from temporalio import workflow
+
+from workflows.errors import Problem
+from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
+from workflows.kinds.common import ActivityMixin, FlowMixin, StepBase
+from workflows.kinds.slots import slot_models
+from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+from workflows.templating import VariableSubstitutor, to_text
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+# Request headers an `http` step may not set (checked here at save and again in the
+# activity): the transport derives them from the URL and the body. `Host` would address
+# another virtual host than the one the SSRF guard checked; the others frame the message or
+# the connection, and a step setting them could desynchronise it (request smuggling) or hang.
+FORBIDDEN_REQUEST_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "http2-settings",
+    }
+)
+# RFC 9110 field-name: a token.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class HTTPStep(StepBase, FlowMixin, ActivityMixin):
+    """An HTTP request; 2xx (or ``expect_status``) succeeds, 5xx/429 are retried."""
+
+    type: Literal["http"]
+    method: HttpMethod = "GET"
+    url: str = Field(min_length=1, max_length=8192)
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json", description="JSON request body (templated).")
+    body: str | None = Field(None, description="Raw request body (templated).")
+    expect_status: int | list[int] | None = Field(
+        None, description="Accepted status code(s); default any 2xx."
+    )
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HTTPStep:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give at most one of 'json' or 'body'")
+        return self
+
+    def accepts(self, status: int) -> bool:
+        if self.expect_status is None:
+            return 200 <= status < 300
+        if isinstance(self.expect_status, int):
+            return status == self.expect_status
+        return status in self.expect_status
+
+
+def header_problem(name: str, value: str | None = None) -> str | None:
+    """Why an `http` step may not send this header, or None (shared with the activity)."""
+    if not HEADER_NAME.fullmatch(name):
+        return f"{name!r} is not a valid header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if name.lower() in FORBIDDEN_REQUEST_HEADERS:
+        return (
+            f"the {name!r} header is set by the engine from the URL and the body; a step may "
+            f"not set {', '.join(sorted(FORBIDDEN_REQUEST_HEADERS))}"
+        )
+    if value is not None and any(char in value for char in "\r\n\0"):
+        return f"the value of the {name!r} header holds a line break or NUL character"
+    return None
+
+
+def idempotency_key(execution_id: str, step_id: str, seq: int) -> str:
+    """Stable across retries of one step visit; distinct for each visit of a loop."""
+    digest = hashlib.sha256(f"{execution_id}\x1f{step_id}\x1f{seq}".encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+@register
+class HTTPKind(StepKind[HTTPStep]):
+    type = "http"
+    model = HTTPStep
+    waits = True
+    carries_log = True
+    secrets = True
+
+    def templated(self, step: HTTPStep) -> dict[str, Any]:
+        return {
+            "url": step.url,
+            "headers": step.headers,
+            "query": step.query,
+            "json": step.json_body,
+            "body": step.body,
+        }
+
+    def problems(self, step: HTTPStep, where: str) -> list[Problem]:
+        problems = []
+        for name, value in step.headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                problems.append(
+                    Problem(
+                        f"{where}.headers.{name}",
+                        f"step '{step.id}': {problem}",
+                        code="invalid_header",
+                    )
+                )
+        return problems
+
+    async def execute(self, step: HTTPStep, run: StepRun) -> StepOutcome:
+        fields = {
+            "url": step.url,
+            "headers": dict(step.headers),
+            "query": dict(step.query),
+            "json": step.json_body,
+            "body": step.body,
+        }
+        rendered, slots = VariableSubstitutor(run.variables).render_deferred(fields)
+        expect = step.expect_status
+        request = HTTPRequest(
+            execution_id=run.execution_id,
+            step_id=step.id,
+            method=step.method,
+            url=to_text(rendered["url"]),
+            headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
+            query=rendered["query"],
+            json_body=rendered["json"],
+            has_json=step.json_body is not None,
+            body=None if rendered["body"] is None else to_text(rendered["body"]),
+            expect_status=[expect] if isinstance(expect, int) else expect,
+            idempotency_key=idempotency_key(run.execution_id, step.id, run.seq),
+            deferred=slot_models(slots),
+            log=run.log,
+        )
+        result: HTTPResult = await workflow.execute_activity(
+            SEND_HTTP_REQUEST, request, result_type=HTTPResult, **run.activity_options(step)
+        )
+        outputs = {step.output: result.as_output()} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next, logged=result.log_written)

@@ -1,0 +1,246 @@
+"""Messages between the workflow, the activities and the API: names, records, requests, results.
+
+Everything here is a pydantic model carried by ``pydantic_data_converter``, so the client and
+the worker must both use that converter (see :func:`workflows.runtime.temporal_client.connect`).
+Nothing here knows the definition format, so the step kinds can use these models;
+:mod:`workflows.shared` adds the execution's input (which carries the definition).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import SearchAttributeKey
+
+WORKFLOW_TYPE = "WorkflowExecutor"
+CANCEL_SIGNAL = "cancel"
+STATUS_QUERY = "status"
+
+# Activity names (verb_noun), referenced by name from the workflow.
+CALL_LLM = "call_llm"
+SEND_HTTP_REQUEST = "send_http_request"
+WRITE_EXECUTION_LOG = "write_execution_log"
+
+# Search attributes the project registers on the server (see workflows/search_attributes.py).
+SA_DEFINITION_ID = SearchAttributeKey.for_keyword("WorkflowDefinitionId")
+SA_STATUS = SearchAttributeKey.for_keyword("WorkflowStatus")
+SA_DEFINITION_VERSION = SearchAttributeKey.for_int("WorkflowDefinitionVersion")
+SA_STARTED_BY = SearchAttributeKey.for_keyword("StartedBy")
+SEARCH_ATTRIBUTES = (SA_DEFINITION_ID, SA_STATUS, SA_DEFINITION_VERSION, SA_STARTED_BY)
+
+ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "terminated"]
+StepStatus = Literal["running", "success", "failed", "cancelled"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExecutionLimits(_Model):
+    """The bounds a run holds to (README "Limits"): the operator's settings, lowered by the
+    definition's own ``timeout_seconds`` and ``limits``. Runs started before limits existed
+    carry none and keep their old behaviour."""
+
+    max_steps: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    max_value_bytes: int = Field(ge=1024)
+    max_buffered_signals: int = Field(ge=1)
+
+
+class StepRecord(_Model):
+    """One step as it appears in the log and in the status query."""
+
+    seq: int
+    step_id: str
+    name: str
+    type: str
+    start_time: datetime
+    end_time: datetime | None = None
+    status: StepStatus = "running"
+    output_vars: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int | None = None
+    usage: dict[str, Any] | None = None
+    run_id: str | None = Field(
+        None, description="The Temporal run that ran the step (a reset starts another run)."
+    )
+    path: str | None = Field(
+        None,
+        description="Where the step ran: its id at the top level, `fan.b.fetch` in a parallel "
+        "branch, `each[3].fetch` in a foreach iteration.",
+    )
+
+
+class CarriedState(_Model):
+    """State handed to the next run when the execution continues as new."""
+
+    context: dict[str, Any]
+    next_index: int
+    seq: int
+    started_at: datetime
+    first_run_id: str
+    steps_done: int
+    runs: int = 1
+    recent_steps: list[StepRecord] = Field(default_factory=list)
+    pending_signals: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class ExecutionError(_Model):
+    type: str
+    message: str
+    step_id: str | None = None
+
+
+class ExecutionState(_Model):
+    """Live status (query answer) and the workflow's result."""
+
+    execution_id: str
+    run_id: str
+    workflow_id: str | int
+    workflow_name: str | None = None
+    definition_version: int | None = None
+    status: ExecutionStatus
+    current_step: str | None = None
+    current_steps: list[str] = Field(
+        default_factory=list, description="Paths of every step in flight (parallel branches)."
+    )
+    started_at: datetime
+    ended_at: datetime | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    steps_total: int = 0
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: ExecutionError | None = None
+    buffered_signals: dict[str, int] = Field(
+        default_factory=dict, description="Signals received and not yet read, by name."
+    )
+    waiting_for: str | None = Field(None, description="The signal a wait_for_signal awaits.")
+    waiting_until: datetime | None = Field(None, description="When that wait times out.")
+
+
+class CancelRequest(_Model):
+    reason: str = "cancelled by request"
+    requested_by: str | None = None
+
+
+class LogWrite(_Model):
+    """One write of the execution log: the header fields plus the step records to upsert.
+
+    ``step`` is the single record of the first interpreter version (kept so recorded
+    histories still decode); newer runs send ``steps``, a batch.
+    """
+
+    execution_id: str
+    run_id: str
+    workflow_id: str | int
+    workflow_name: str | None = None
+    workflow_version: int | None = None
+    status: ExecutionStatus
+    start_time: datetime
+    end_time: datetime | None = None
+    error: ExecutionError | None = None
+    step: StepRecord | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+
+    def records(self) -> list[StepRecord]:
+        return ([self.step] if self.step is not None else []) + list(self.steps)
+
+
+class DeferredSlotModel(_Model):
+    location: list[str | int]
+    parts: list[dict[str, str]]
+
+
+class AIRequest(_Model):
+    """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
+
+    execution_id: str
+    step_id: str
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    response_format: dict[str, Any] | None = None
+    deferred: list[DeferredSlotModel] = Field(default_factory=list)
+    log: LogWrite | None = Field(
+        None,
+        description="Log records the activity writes alongside its call (the interpreter's "
+        "batched records and the previous step's), so no step needs a log activity of its own.",
+    )
+
+
+class AIUsage(_Model):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class AIResult(_Model):
+    text: str
+    json_: Any = Field(None, alias="json")
+    model: str | None = None
+    usage: AIUsage | None = None
+    cost: float | None = None
+    finish_reason: str | None = None
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    def as_output(self) -> dict[str, Any]:
+        """The value an `ai` step binds to its `output`.
+
+        The parsed JSON's fields are reachable directly (`classification.priority`) as well as
+        under `json` (SPEC §2's example); the result's own keys win on a clash.
+        """
+        value = self.model_dump(by_alias=True, exclude={"log_written"})
+        if isinstance(self.json_, dict):
+            for key, item in self.json_.items():
+                value.setdefault(key, item)
+        return value
+
+    def usage_record(self) -> dict[str, Any] | None:
+        """The step record's `usage`: the token counts, plus `cost` when the provider said."""
+        if self.usage is None:
+            return None
+        usage = self.usage.model_dump()
+        if self.cost is not None:
+            usage["cost"] = self.cost
+        return usage
+
+
+class HTTPRequest(_Model):
+    """Input of ``send_http_request``: the rendered request and its idempotency key."""
+
+    execution_id: str
+    step_id: str
+    method: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    json_body: Any = None
+    has_json: bool = False
+    body: str | None = None
+    expect_status: list[int] | None = None
+    idempotency_key: str
+    deferred: list[DeferredSlotModel] = Field(default_factory=list)
+    log: LogWrite | None = Field(
+        None,
+        description="Log records the activity writes alongside its call (the interpreter's "
+        "batched records and the previous step's), so no step needs a log activity of its own.",
+    )
+
+
+class HTTPResult(_Model):
+    status: int
+    headers: dict[str, str]
+    json_: Any = Field(None, alias="json")
+    text: str | None = None
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    def as_output(self) -> dict[str, Any]:
+        """The value an `http` step binds to its `output`: `{status, headers, json or text}`."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"log_written"})
