@@ -27,7 +27,7 @@ from activities.logs import RotationPolicy, WorkflowLogger
 from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
-from workflows.interpreter import WorkflowExecutor
+from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.runtime.settings import Settings, load_settings
 from workflows.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
 from workflows.shared import WORKFLOW_TYPE
@@ -98,7 +98,7 @@ async def engine_worker(
         yield Worker(
             client,
             task_queue=task_queue or settings.temporal_task_queue,
-            workflows=[WorkflowExecutor],
+            workflows=list(ENGINE_WORKFLOWS),
             workflow_runner=SandboxedWorkflowRunner()
             if settings.worker_workflow_sandbox
             else UnsandboxedWorkflowRunner(),

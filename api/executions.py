@@ -39,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.logs import InvalidExecutionId, WorkflowLogger
 from api.auth import Action, Principal
 from api.errors import ApiError
+from api.library import library_for
 from api.limits import RateLimiter, retry_after_header
 from api.pollers import PollerReport, WorkerPollers
 from api.schemas import (
@@ -68,6 +69,7 @@ from workflows.shared import (
     ExecutionInput,
     ExecutionLimits,
     ExecutionState,
+    LibraryEntry,
     StepRecord,
 )
 
@@ -178,6 +180,7 @@ def execution_limits(definition: WorkflowDefinition, settings: Settings) -> Exec
             own.max_value_bytes or settings.max_value_bytes, settings.max_value_bytes
         ),
         max_buffered_signals=settings.signal_buffer_max,
+        foreach_max_items=settings.foreach_max_items,
     )
 
 
@@ -187,6 +190,7 @@ def start_options(
     started_by: str | None,
     max_steps_per_run: int | None = None,
     limits: ExecutionLimits | None = None,
+    library: dict[str, LibraryEntry] | None = None,
 ) -> StartOptions:
     """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
     definition = stored.definition
@@ -206,6 +210,7 @@ def start_options(
             started_by=started_by,
             max_steps_per_run=max_steps_per_run,
             limits=limits,
+            library=library or {},
         ),
         search_attributes=TypedSearchAttributes(pairs),
         static_summary=f"{definition.title} · v{stored.version}",
@@ -304,6 +309,7 @@ class ExecutionService:
             started_by or principal.name,
             self._settings.execution_max_steps_per_run,
             execution_limits(stored.definition, self._settings),
+            library_for(stored.definition, self._store),
         )
         digest = request_hash(stored.workflow_id, input_vars)
         if idempotency_key is None:

@@ -45,7 +45,7 @@ from api.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError
 from workflows.runtime.settings import Settings
-from workflows.shared import WORKFLOW_TYPE
+from workflows.shared import WORKFLOW_TYPE, LibraryEntry
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ def schedule_id(workflow_id: str, trigger_id: str) -> str:
 
 
 def _schedule(
-    stored: StoredDefinition, trigger_id: str, trigger: ScheduleTrigger, settings: Settings
+    stored: StoredDefinition,
+    trigger_id: str,
+    trigger: ScheduleTrigger,
+    settings: Settings,
+    library: dict[str, LibraryEntry],
 ) -> Schedule:
     options = start_options(
         stored,
@@ -72,6 +76,7 @@ def _schedule(
         f"schedule:{trigger_id}",
         settings.execution_max_steps_per_run,
         execution_limits(stored.definition, settings),
+        library,
     )
     if trigger.cron is not None:
         spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
@@ -105,11 +110,20 @@ async def _existing(client: Client, workflow_id: str) -> set[str]:
     return found
 
 
-async def sync_schedules(client: Client, settings: Settings, stored: StoredDefinition) -> list[str]:
-    """Create, update or delete Temporal Schedules so they match the definition's triggers."""
+async def sync_schedules(
+    client: Client,
+    settings: Settings,
+    stored: StoredDefinition,
+    library: dict[str, LibraryEntry] | None = None,
+) -> list[str]:
+    """Create, update or delete Temporal Schedules so they match the definition's triggers.
+
+    A schedule's runs call the sub-workflows in ``library`` (the versions current at this
+    save); save the definition again to move them to newer ones.
+    """
     wanted: dict[str, Schedule] = {
         schedule_id(stored.workflow_id, trigger_id): _schedule(
-            stored, trigger_id, trigger, settings
+            stored, trigger_id, trigger, settings, library or {}
         )
         for trigger_id, trigger in stored.definition.schedules()
     }

@@ -212,12 +212,12 @@ async def test_a_templated_delay_out_of_range_fails_the_step(
 async def test_an_error_in_the_engine_fails_the_run_instead_of_retrying_forever(
     client: Client, settings: Settings, worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows.steps import WorkflowStepProcessor
+    from workflows.kinds.condition import ConditionKind
 
-    def broken(*_: Any) -> Any:
+    async def broken(*_: Any) -> Any:
         raise KeyError("injected fault")
 
-    monkeypatch.setattr(WorkflowStepProcessor, "_condition", broken)
+    monkeypatch.setattr(ConditionKind, "execute", broken)
     document = {
         "id": "engine-bug",
         "steps": [

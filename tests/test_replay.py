@@ -18,10 +18,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from workflows.interpreter import WorkflowExecutor
+from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.runtime.settings import load_settings
 from workflows.runtime.temporal_client import data_converter
-from workflows.shared import SA_DEFINITION_ID, WORKFLOW_TYPE
+from workflows.shared import SA_DEFINITION_ID
 
 HISTORIES = Path(__file__).parent / "histories"
 # Runs whose test injected a fault into the interpreter: their histories record what only the
@@ -45,7 +45,9 @@ def replayer(payload_dir: Path | None = None, sandboxed: bool = False) -> Replay
         else data_converter(load_settings(payload_store_dir=payload_dir))
     )
     runner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
-    return Replayer(workflows=[WorkflowExecutor], data_converter=converter, workflow_runner=runner)
+    return Replayer(
+        workflows=list(ENGINE_WORKFLOWS), data_converter=converter, workflow_runner=runner
+    )
 
 
 @RUNNERS
@@ -66,7 +68,9 @@ async def test_committed_histories_replay(sandboxed: bool) -> None:
 async def test_every_history_of_this_session_replays(
     client: Client, payload_dir: Path, sandboxed: bool
 ) -> None:
-    closed = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'Running'"
+    names = [getattr(w, "__temporal_workflow_definition").name for w in ENGINE_WORKFLOWS]
+    types = ", ".join(f"'{name}'" for name in names)
+    closed = f"WorkflowType IN ({types}) AND ExecutionStatus != 'Running'"
     histories: list[WorkflowHistory] = []
     definition_of: dict[str, str] = {}
     async for execution in client.list_workflows(closed):

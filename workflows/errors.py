@@ -16,11 +16,14 @@ Errors that cross the activity boundary travel as Temporal ``ApplicationError`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
-class FailureType:
-    """Names used as ``ApplicationError.type``; part of what users see in history and the API."""
+class FailureType(StrEnum):
+    """Why a step or a run failed: ``ApplicationError.type`` in Temporal, ``error.type`` /
+    ``error_type`` in the API and the logs, and the names ``on_error`` rules route on
+    (``{"errors": ["StepTimeout"], "then": ...}``). Public names: listed in docs/errors.md."""
 
     INVALID_REFERENCE = "InvalidVariableReference"
     INVALID_CONDITION = "InvalidCondition"
@@ -34,13 +37,20 @@ class FailureType:
     INVALID_REQUEST = "InvalidRequest"
     STEP_TIMEOUT = "StepTimeout"
     SIGNAL_TIMEOUT = "SignalTimeout"
+    CHILD_WORKFLOW_FAILED = "ChildWorkflowFailed"
+    BUDGET_EXCEEDED = "BudgetExceeded"
     WORKFLOW_TIMEOUT = "WorkflowTimeout"
     WORKFLOW_FAILED = "WorkflowFailed"
     CANCELLED = "ExecutionCancelled"
+    TERMINATED = "Terminated"
+    TIMED_OUT = "TimedOut"
     LOG_WRITE = "LogWriteError"
     STEP_LIMIT = "StepLimitExceeded"
     VALUE_TOO_LARGE = "ValueTooLarge"
     ENGINE_ERROR = "EngineError"
+
+
+FAILURE_TYPES = frozenset(member.value for member in FailureType)
 
 
 class EngineError(Exception):

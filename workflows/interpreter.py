@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.shared import (
         CANCEL_SIGNAL,
+        FOREACH_BATCH_TYPE,
         SA_DEFINITION_ID,
         SA_STATUS,
         STATUS_QUERY,
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ExecutionInput,
         ExecutionState,
         ExecutionStatus,
+        ForeachBatchResult,
         LogWrite,
         StepRecord,
     )
@@ -346,7 +348,7 @@ class WorkflowExecutor:
                 while started < len(jobs) and len(running) < limit and failure is None:
                     running[asyncio.create_task(jobs[started]())] = started
                     started += 1
-                done, _ = await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(done, key=running.__getitem__):
                     position = running.pop(task)
                     error = task.exception() if not task.cancelled() else asyncio.CancelledError()
@@ -362,7 +364,7 @@ class WorkflowExecutor:
             for task in running:
                 task.cancel()
             if running:
-                await asyncio.wait(list(running))
+                await workflow.wait(list(running))
             raise
         if failure is not None:
             raise failure
@@ -488,12 +490,29 @@ class WorkflowExecutor:
         ):
             await self._flush_log()
 
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        """Records a foreach share ran in its child workflow join this run's status and log,
+        numbered in this run's sequence."""
+        run_id = workflow.info().run_id
+        for record in records:
+            record.seq = self._seq
+            record.run_id = run_id
+            self._seq += 1
+            self._steps.append(record)
+            self._pending.append(record)
+        if len(self._steps) > STATUS_STEP_WINDOW:
+            del self._steps[: len(self._steps) - STATUS_STEP_WINDOW]
+        self._steps_done += steps_done
+        self._steps_this_run += steps_done
+
     def _forget_pending(self, written: Sequence[StepRecord]) -> None:
         """Drop records a write has stored (by identity: parallel steps write concurrently)."""
         stored = {id(record) for record in written}
         self._pending[:] = [record for record in self._pending if id(record) not in stored]
 
     async def _flush_log(self) -> None:
+        if self._input.batch is not None:
+            return  # a foreach share: its parent writes the records it hands back
         records = list(self._pending)
         await self._write_log(records)
         # Cleared only once written: a cancellation mid-write leaves them for _finalise.
@@ -599,6 +618,36 @@ class WorkflowExecutor:
         )
 
 
+@workflow.defn(name=FOREACH_BATCH_TYPE)
+class ForeachBatchWorkflow(WorkflowExecutor):
+    """A share of a large `foreach` (workflows/kinds/foreach.py), run as a child workflow so
+    the parent's history stays short. It runs the share's iterations with the interpreter's
+    own machinery and hands back their results and step records; it writes no log and sets
+    no search attributes of its own (its parent's log and status show its steps)."""
+
+    @workflow.init
+    def __init__(self, input: ExecutionInput) -> None:
+        super().__init__(input)
+
+    @workflow.run
+    async def run(self, input: ExecutionInput) -> ForeachBatchResult:  # type: ignore[override]
+        batch = input.batch
+        assert batch is not None, "a ForeachBatch run needs input.batch"
+        self._batched = True
+        kind = REGISTRY["foreach"]
+        step = kind.model.model_validate(batch.step)
+        view = self._processor.view(batch.path, self._seq, dict(batch.variables), self)
+        try:
+            results = await kind.iterate(step, batch.items, batch.offset, view)  # type: ignore[attr-defined]
+        except StepFailure as failure:
+            raise ApplicationError(
+                str(failure), type=failure.failure_type, non_retryable=True
+            ) from None
+        return ForeachBatchResult(
+            results=results, records=list(self._pending), steps_done=self._steps_done
+        )
+
+
 def engine_error(err: BaseException, current: StepRecord | None) -> ExecutionError:
     """An unexpected error inside the interpreter, as the run's failure."""
     where = f" in step '{current.step_id}'" if current else ""
@@ -639,3 +688,7 @@ def describe_failure(err: BaseException, step_id: str) -> ExecutionError:
             step_id=step_id,
         )
     return ExecutionError(type=type(cause).__name__, message=str(cause), step_id=step_id)
+
+
+ENGINE_WORKFLOWS = (WorkflowExecutor, ForeachBatchWorkflow)
+"""The workflow types a worker registers."""

@@ -22,6 +22,8 @@ STATUS_QUERY = "status"
 CALL_LLM = "call_llm"
 SEND_HTTP_REQUEST = "send_http_request"
 WRITE_EXECUTION_LOG = "write_execution_log"
+# A share of a large foreach, run as a child workflow (workflows/kinds/foreach.py).
+FOREACH_BATCH_TYPE = "ForeachBatch"
 
 # Search attributes the project registers on the server (see workflows/search_attributes.py).
 SA_DEFINITION_ID = SearchAttributeKey.for_keyword("WorkflowDefinitionId")
@@ -47,6 +49,7 @@ class ExecutionLimits(_Model):
     timeout_seconds: float = Field(gt=0)
     max_value_bytes: int = Field(ge=1024)
     max_buffered_signals: int = Field(ge=1)
+    foreach_max_items: int = Field(10_000, ge=1, description="FOREACH_MAX_ITEMS.")
 
 
 class StepRecord(_Model):
@@ -244,3 +247,21 @@ class HTTPResult(_Model):
     def as_output(self) -> dict[str, Any]:
         """The value an `http` step binds to its `output`: `{status, headers, json or text}`."""
         return self.model_dump(by_alias=True, exclude_none=True, exclude={"log_written"})
+
+
+class ForeachBatchInput(_Model):
+    """One share of a large `foreach`'s items, run by a child workflow of its own."""
+
+    step: dict[str, Any] = Field(description="The foreach step, as in the definition.")
+    path: str
+    items: list[Any]
+    offset: int = Field(ge=0, description="The index of the first item in the whole list.")
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class ForeachBatchResult(_Model):
+    """A share's results (in item order) and the records of the steps it ran."""
+
+    results: list[Any]
+    records: list[StepRecord] = Field(default_factory=list)
+    steps_done: int = 0

@@ -12,6 +12,7 @@ from workflows.definition import WorkflowDefinition
 from workflows.messages import (
     CALL_LLM,
     CANCEL_SIGNAL,
+    FOREACH_BATCH_TYPE,
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
     SA_STARTED_BY,
@@ -31,6 +32,8 @@ from workflows.messages import (
     ExecutionLimits,
     ExecutionState,
     ExecutionStatus,
+    ForeachBatchInput,
+    ForeachBatchResult,
     HTTPRequest,
     HTTPResult,
     LogWrite,
@@ -42,6 +45,7 @@ from workflows.messages import (
 __all__ = [
     "CALL_LLM",
     "CANCEL_SIGNAL",
+    "FOREACH_BATCH_TYPE",
     "SA_DEFINITION_ID",
     "SA_DEFINITION_VERSION",
     "SA_STARTED_BY",
@@ -62,12 +66,22 @@ __all__ = [
     "ExecutionLimits",
     "ExecutionState",
     "ExecutionStatus",
+    "ForeachBatchInput",
+    "ForeachBatchResult",
     "HTTPRequest",
     "HTTPResult",
+    "LibraryEntry",
     "LogWrite",
     "StepRecord",
     "StepStatus",
 ]
+
+
+class LibraryEntry(_Model):
+    """A definition a run may call as a sub-workflow, with its version."""
+
+    version: int
+    definition: WorkflowDefinition
 
 
 class ExecutionInput(_Model):
@@ -83,3 +97,12 @@ class ExecutionInput(_Model):
     )
     limits: ExecutionLimits | None = None
     carried: CarriedState | None = None
+    library: dict[str, LibraryEntry] = Field(
+        default_factory=dict,
+        description="The definitions its sub_workflow steps run, by `id` (the version current "
+        "when the run started) and `id@version` (a pinned version).",
+    )
+    depth: int = Field(0, ge=0, description="How deep a sub-workflow this run is (0: top).")
+    batch: ForeachBatchInput | None = Field(
+        None, description="Set for a share of a large foreach (a ForeachBatch child workflow)."
+    )

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         effective_total_timeout,
     )
     from workflows.kinds.http import idempotency_key
-    from workflows.messages import ExecutionLimits, LogWrite
+    from workflows.messages import ExecutionLimits, LogWrite, StepRecord
     from workflows.values import ValueLimitError, check_value
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def heartbeat_timeout(step_timeout: timedelta) -> timedelta:
 
 class Scopes(Protocol):
     """What the interpreter runs for a step: nested lists of steps, concurrent jobs."""
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None: ...
 
     async def run_scope(
         self,
@@ -146,7 +148,7 @@ class WorkflowStepProcessor:
         log: LogWrite | None = None,
     ) -> StepOutcome:
         """Run ``step``; an activity step given ``log`` has its activity write those records."""
-        run = _Run(self, scopes, path, seq, variables, log)
+        run = self.view(path, seq, variables, scopes, log)
         try:
             return await kind_of(step).execute(step, run)
         except TemplateError as err:
@@ -155,6 +157,17 @@ class WorkflowStepProcessor:
             raise StepFailure(str(err), FailureType.INVALID_CONDITION) from None
         except ValueLimitError as err:
             raise StepFailure(f"step '{step.id}' {err}", FailureType.VALUE_TOO_LARGE) from None
+
+    def view(
+        self,
+        path: str,
+        seq: int,
+        variables: Mapping[str, Any],
+        scopes: Scopes,
+        log: LogWrite | None = None,
+    ) -> _Run:
+        """What a step at ``path`` sees of the run (the StepRun its kind's execute gets)."""
+        return _Run(self, scopes, path, seq, variables, log)
 
     def activity_options(self, step: ActivityMixin, label: str) -> dict[str, Any]:
         timeout = effective_timeout(step, self._defaults)
@@ -210,6 +223,9 @@ class _Run:
 
     def signal_queue(self, name: str) -> deque[Any]:
         return self.processor.signals.setdefault(name, deque())
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        self.scopes.adopt(records, steps_done)
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:
         self.processor.set_waiting(self.path, waiting, quiet)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from workflows.conditions import condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
-from workflows.errors import DefinitionError, Problem, TemplateError
+from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError
 from workflows.input_schema import schema_problems
 from workflows.kinds import STEP_TYPES, Step, kind_of
 from workflows.kinds.base import Edge
@@ -223,6 +223,7 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
         problems += schema_problems(definition.inputs, "$.inputs")
     for steps, _ in lists:
         for index, step in enumerate(steps.steps):
+            problems += _route_problems(step, steps.at(index))
             problems += kind_of(step).problems(step, steps.at(index))
     if problems:
         return problems
@@ -232,6 +233,26 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
     for steps, _ in lists:
         problems += _loop_problems(steps, graphs[steps.where])
     problems += _reference_problems(definition, graphs)
+    return problems
+
+
+def _route_problems(step: Step, where: str) -> list[Problem]:
+    """``on_error`` rules name failure types that exist (docs/errors.md lists them)."""
+    policy = getattr(step, "on_error", None)
+    if not isinstance(policy, list):
+        return []
+    problems = []
+    for i, rule in enumerate(policy):
+        for j, name in enumerate(rule.errors or []):
+            if name not in FAILURE_TYPES:
+                problems.append(
+                    Problem(
+                        f"{where}.on_error[{i}].errors[{j}]",
+                        f"step '{step.id}': unknown failure type {name!r}; expected one of "
+                        f"{', '.join(sorted(FAILURE_TYPES))} (docs/errors.md)",
+                        code="unknown_failure_type",
+                    )
+                )
     return problems
 
 

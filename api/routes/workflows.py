@@ -10,6 +10,7 @@ from api.auth import Action, Principal
 from api.deps import ClientDep, CurrentKey, SettingsDep, StateDep
 from api.errors import ApiError, parse_json_body
 from api.executions import input_problems, with_defaults
+from api.library import library_for
 from api.schemas import (
     ErrorResponse,
     ValidationPublic,
@@ -142,7 +143,15 @@ async def save_workflow(
         saved = state.store.save(workflow_id, document)
     except DefinitionError as err:
         raise ApiError.from_problems(422, err.problems) from None
-    schedules = await sync_schedules(client, state.settings, saved.stored)
+    schedules = []
+    if saved.stored.definition.schedules():
+        try:
+            library = library_for(saved.stored.definition, state.store)
+        except ApiError:
+            library = {}  # a run then fails its sub_workflow step, naming the missing workflow
+        schedules = await sync_schedules(client, state.settings, saved.stored, library)
+    else:
+        schedules = await sync_schedules(client, state.settings, saved.stored)
     response.status_code = status.HTTP_201_CREATED if saved.created else status.HTTP_200_OK
     stored = saved.stored
     return WorkflowSaved(

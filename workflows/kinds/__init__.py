@@ -1,21 +1,27 @@
 """The step kinds (one module each) and what the registry derives from them.
 
-Importing this package registers every kind, in the order below (the order of the type list
-in error messages and docs); :data:`Step` is the discriminated union of their models on
-``type``, :data:`STEP_TYPES` their names.
+Importing this package imports every module of it (but the building blocks in
+:data:`NOT_KINDS`), and each registers its kind: a new kind is a new module here, nothing
+else. :data:`Step` is the discriminated union of their models on ``type``,
+:data:`STEP_TYPES` their names (alphabetical, as the modules are found).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
-# Each import registers a kind; the order is the type list's.
-from workflows.kinds import ai, condition, delay, fail, http, set_values, wait_for_signal  # noqa: F401  # noqa: F401, I001
 from workflows.kinds.base import REGISTRY, StepKind, kind_of
 
-STEP_TYPES: tuple[str, ...] = tuple(REGISTRY)
+NOT_KINDS = frozenset({"base", "common", "slots"})
+for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _module.name not in NOT_KINDS:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+STEP_TYPES: tuple[str, ...] = tuple(sorted(REGISTRY))
 """Every step type's name, in registration order."""
 
 if TYPE_CHECKING:

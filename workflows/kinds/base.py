@@ -33,7 +33,7 @@ from workflows.kinds.common import (
     OnErrorRoute,
     StepBase,
 )
-from workflows.messages import ExecutionLimits, LogWrite
+from workflows.messages import ExecutionLimits, LogWrite, StepRecord
 
 if TYPE_CHECKING:
     from workflows.shared import ExecutionInput
@@ -111,6 +111,9 @@ class StepRun(Protocol):
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...
 
     def signal_queue(self, name: str) -> Any: ...
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        """Take the step records a child workflow ran for this step (a foreach share)."""
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None: ...
 

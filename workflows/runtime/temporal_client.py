@@ -26,7 +26,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
-from workflows.errors import ConfigurationError
+from workflows.errors import ConfigurationError, FailureType
 from workflows.runtime.payload_store import ClaimCheckCodec
 from workflows.runtime.settings import Settings
 from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
@@ -127,7 +127,7 @@ async def closed_by_temporal(handle: WorkflowHandle[Any, Any], t_status: str) ->
     who asked) or its run timeout. Read from the run's close event."""
     if t_status == "TIMED_OUT":
         return ExecutionError(
-            type="TimedOut",
+            type=FailureType.TIMED_OUT,
             message="the run passed the Temporal run timeout it was started with; no cleanup ran",
         )
     reason, identity = "", ""
@@ -142,6 +142,6 @@ async def closed_by_temporal(handle: WorkflowHandle[Any, Any], t_status: str) ->
         logger.warning("cannot read the close event of %s: %s", handle.id, err)
     by = f" by {identity}" if identity else ""
     return ExecutionError(
-        type="Terminated",
+        type=FailureType.TERMINATED,
         message=f"terminated in Temporal{by}: {reason or 'no reason given'} (no cleanup ran)",
     )

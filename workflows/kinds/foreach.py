@@ -1,0 +1,179 @@
+"""`foreach`: the same steps for every item of a list, up to ``concurrency`` at once (SPEC §9).
+
+Each iteration is a scope of its own that sees the item as ``as`` (default ``item``) and its
+position as ``index_as`` (default ``index``); the step's result is a list in item order, each
+element the variables that iteration bound, or under ``on_item_error: "continue"``
+``{"error": {"type", "message", "step_id"}}`` for an item that failed. Under ``"fail"`` (the
+default) the first failure cancels the iterations still running and fails the step with it.
+
+Large lists run in shares, each a child workflow of its own (like Step Functions' distributed
+map), so no history grows past ~10,000 events: a share holds as many items as fit in
+:data:`SHARE_EVENTS` history events at :data:`EVENTS_PER_STEP` a step. ``FOREACH_MAX_ITEMS``
+(default 10,000) caps the list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.workflow import ChildWorkflowCancellationType
+
+from workflows.errors import FailureType, StepFailure
+from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, kind_of, register
+from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
+from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
+from workflows.templating import VariableSubstitutor
+
+if TYPE_CHECKING:
+    from workflows.kinds.common import StepBase as Step  # the registry resolves the union
+
+SHARE_EVENTS = 5_000  # history events one share (or an inline foreach) may add
+EVENTS_PER_STEP = 6  # what a sequential activity step costs (TEMPORAL_NOTES: about 6)
+MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
+
+
+class ForeachStep(StepBase, FlowMixin, OutputMixin):
+    """Runs its steps for every item of a list; binds the iterations' variables, in order."""
+
+    type: Literal["foreach"]
+    items: str | list[Any] = Field(
+        description='A template that resolves to a list ("{orders}"), or a literal list.'
+    )
+    as_: VariableName = Field("item", alias="as", description="The item's name in the steps.")
+    index_as: VariableName = Field("index", description="The item's position (from 0).")
+    concurrency: int = Field(10, ge=1, le=1000, description="Iterations running at once.")
+    on_item_error: Literal["fail", "continue"] = Field(
+        "fail",
+        description='"fail": the first failure cancels the rest and fails the step; '
+        '"continue": a failed item\'s element is {"error": {...}}.',
+    )
+    steps: list[Step] = Field(min_length=1)
+
+
+def body_size(steps: Sequence[StepBase]) -> int:
+    """Steps in a list, nested lists included (each iteration runs them at most once,
+    loops aside): the history an iteration adds is about this many steps' worth."""
+    total = 0
+    work = list(steps)
+    while work:
+        step = work.pop()
+        total += 1
+        for scope in kind_of(step).scopes(step):
+            work.extend(scope.steps)
+    return total
+
+
+def share_size(step: ForeachStep) -> int:
+    return max(1, SHARE_EVENTS // (EVENTS_PER_STEP * body_size(step.steps)))
+
+
+@register
+class ForeachKind(StepKind[ForeachStep]):
+    type = "foreach"
+    model = ForeachStep
+    nested_models = (ForeachStep,)
+
+    def templated(self, step: ForeachStep) -> dict[str, Any]:
+        return {"items": step.items}
+
+    def scopes(self, step: ForeachStep) -> list[Scope]:
+        return [Scope(".steps", step.steps, frozenset({step.as_, step.index_as}))]
+
+    async def execute(self, step: ForeachStep, run: StepRun) -> StepOutcome:
+        items = VariableSubstitutor(run.variables).render(step.items)
+        if not isinstance(items, list):
+            raise StepFailure(
+                f"foreach items must be a list, got {type(items).__name__}",
+                FailureType.INVALID_REQUEST,
+            )
+        limit = run.limits.foreach_max_items if run.limits is not None else None
+        if limit is not None and len(items) > limit:
+            raise StepFailure(
+                f"foreach over {len(items):,} items; the limit is {limit:,} "
+                "(FOREACH_MAX_ITEMS): split the list or raise the limit",
+                FailureType.INVALID_REQUEST,
+            )
+        size = max(share_size(step), math.ceil(len(items) / MAX_SHARES))
+        if len(items) <= size:
+            results = await self.iterate(step, items, 0, run)
+        else:
+            results = await self._in_shares(step, items, size, run)
+        outputs = {step.output: results} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next)
+
+    async def iterate(
+        self, step: ForeachStep, items: Sequence[Any], offset: int, run: StepRun
+    ) -> list[Any]:
+        """Run the iterations of ``items`` (the first at position ``offset``) in this workflow."""
+
+        def job(position: int, item: Any) -> Callable[[], Coroutine[Any, Any, Any]]:
+            adds = {step.as_: item, step.index_as: position}
+            return lambda: run.run_scope(step.steps, adds, f"{run.path}[{position}]")
+
+        jobs = [job(offset + i, item) for i, item in enumerate(items)]
+        fail_fast = step.on_item_error == "fail"
+        results = await run.run_concurrently(jobs, step.concurrency, fail_fast)
+        return [_element(result) for result in results]
+
+    async def _in_shares(
+        self, step: ForeachStep, items: list[Any], size: int, run: StepRun
+    ) -> list[Any]:
+        variables = {k: v for k, v in run.variables.items() if k != "secrets"}
+        at_once = max(1, step.concurrency // size)
+
+        def share(start: int) -> Callable[[], Coroutine[Any, Any, Any]]:
+            chunk = items[start : start + size]
+            batch = ForeachBatchInput(
+                step=step.model_dump(by_alias=True, exclude_none=True),
+                path=run.path,
+                items=chunk,
+                offset=start,
+                variables=variables,
+            )
+            child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
+
+            async def go() -> ForeachBatchResult:
+                try:
+                    result: ForeachBatchResult = await workflow.execute_child_workflow(
+                        FOREACH_BATCH_TYPE,
+                        child,
+                        id=f"{run.execution_id}-{step.id}-{run.seq}-{start}",
+                        result_type=ForeachBatchResult,
+                        cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                        static_summary=f"{run.path}[{start}..{start + len(chunk) - 1}]",
+                    )
+                except ChildWorkflowError as err:
+                    cause = err.cause
+                    if isinstance(cause, ApplicationError) and cause.type:
+                        raise StepFailure(cause.message, cause.type) from None
+                    raise
+                run.adopt(result.records, result.steps_done)
+                return result
+
+            return go
+
+        shares = await run.run_concurrently(
+            [share(start) for start in range(0, len(items), size)],
+            at_once,
+            fail_fast=True,  # a share fails only under on_item_error "fail"
+        )
+        return [element for result in shares for element in result.results]
+
+
+def _element(result: Any) -> Any:
+    if isinstance(result, StepFailure):
+        return {
+            "error": {
+                "type": result.failure_type,
+                "message": str(result),
+                "step_id": getattr(result, "step_id", None),
+            }
+        }
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -1,0 +1,76 @@
+"""`parallel`: branches of steps that run at once, in the same workflow (SPEC §9).
+
+Each branch is a scope of its own; the step's result is ``{"<branch id>": {name: value}}``,
+the variables each branch bound. With ``fail_fast`` (the default) the first failing branch
+cancels the others (their in-flight activities really stop) and the step fails with that
+failure's type and message; without it every branch finishes first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from workflows.errors import Problem
+from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, register
+from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId
+
+if TYPE_CHECKING:
+    from workflows.kinds.common import StepBase as Step  # the registry resolves the union
+
+MAX_BRANCHES = 50
+
+
+class ParallelBranch(Model):
+    id: StepId = Field(description="The branch's key in the result, and in step paths.")
+    steps: list[Step] = Field(min_length=1)
+
+
+class ParallelStep(StepBase, FlowMixin, OutputMixin):
+    """Runs its branches concurrently; binds what each bound, by branch id."""
+
+    type: Literal["parallel"]
+    branches: list[ParallelBranch] = Field(min_length=2, max_length=MAX_BRANCHES)
+    fail_fast: bool = Field(
+        True, description="The first failure cancels the other branches (default)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_branch_ids(self) -> ParallelStep:
+        ids = [branch.id for branch in self.branches]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"branch ids must be unique; repeated: {', '.join(twice)}")
+        return self
+
+
+@register
+class ParallelKind(StepKind[ParallelStep]):
+    type = "parallel"
+    model = ParallelStep
+    nested_models = (ParallelBranch, ParallelStep)
+
+    def scopes(self, step: ParallelStep) -> list[Scope]:
+        return [
+            Scope(f".branches[{i}].steps", branch.steps) for i, branch in enumerate(step.branches)
+        ]
+
+    def problems(self, step: ParallelStep, where: str) -> list[Problem]:
+        return []
+
+    async def execute(self, step: ParallelStep, run: StepRun) -> StepOutcome:
+        def branch_job(branch: ParallelBranch) -> Any:
+            return lambda: run.run_scope(branch.steps, {}, f"{run.path}.{branch.id}")
+
+        results = await run.run_concurrently(
+            [branch_job(branch) for branch in step.branches],
+            limit=len(step.branches),
+            fail_fast=step.fail_fast,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # the first failed branch, in branch order (fail_fast off)
+        bound = {branch.id: result for branch, result in zip(step.branches, results, strict=True)}
+        outputs = {step.output: bound} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next)

@@ -1,0 +1,144 @@
+"""`sub_workflow`: runs another saved workflow as a Temporal child workflow (SPEC §9).
+
+The child is an execution of its own (its own id, log and status; linked from the parent in
+the Temporal UI); the step binds the child's ``outputs``. Which definition runs is fixed when
+the parent starts: the API puts every workflow the parent can call, at the version current
+then (or the pinned ``version``), into the run's input, so a parent is pinned as its children
+are and the workflow code reads no store. Cancelling the parent cancels the child; a failed
+child fails the step with type ``ChildWorkflowFailed`` and the child's own message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.workflow import ChildWorkflowCancellationType
+
+from workflows.errors import FailureType, StepFailure
+from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
+from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
+from workflows.messages import WORKFLOW_TYPE, ExecutionState
+from workflows.templating import VariableSubstitutor
+
+MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
+
+
+class SubWorkflowStep(StepBase, FlowMixin, OutputMixin):
+    """Runs a saved workflow as a child; binds the child's outputs."""
+
+    type: Literal["sub_workflow"]
+    workflow_id: WorkflowId = Field(description="The saved workflow to run.")
+    input_vars: dict[str, Any] = Field(
+        default_factory=dict, description="The child's inputs (templates over this scope)."
+    )
+    version: int | None = Field(
+        None, ge=1, description="Default: the version current when the parent started."
+    )
+
+
+def library_key(workflow_id: str | int, version: int | None) -> str:
+    """The key of a definition in a run's library: ``id`` (current) or ``id@version``."""
+    return str(workflow_id) if version is None else f"{workflow_id}@{version}"
+
+
+def called_workflows(steps: Any) -> list[tuple[str, int | None]]:
+    """(workflow id, pinned version or None) of every sub_workflow step in a list, nested
+    lists included (the API loads these into the run's library)."""
+    from workflows.kinds.base import kind_of
+
+    found: list[tuple[str, int | None]] = []
+    work = list(steps)
+    while work:
+        step = work.pop()
+        if isinstance(step, SubWorkflowStep):
+            found.append((str(step.workflow_id), step.version))
+        for scope in kind_of(step).scopes(step):
+            work.extend(scope.steps)
+    return found
+
+
+@register
+class SubWorkflowKind(StepKind[SubWorkflowStep]):
+    type = "sub_workflow"
+    model = SubWorkflowStep
+    waits = True
+
+    def templated(self, step: SubWorkflowStep) -> dict[str, Any]:
+        return {"input_vars": step.input_vars}
+
+    async def execute(self, step: SubWorkflowStep, run: StepRun) -> StepOutcome:
+        entry = run.input.library.get(library_key(step.workflow_id, step.version))
+        if entry is None:
+            pinned = f" version {step.version}" if step.version else ""
+            raise StepFailure(
+                f"workflow '{step.workflow_id}'{pinned} was not saved when this run started; "
+                "save it, then start the run again",
+                FailureType.INVALID_REQUEST,
+            )
+        if run.input.depth >= MAX_DEPTH:
+            raise StepFailure(
+                f"sub-workflows nest {MAX_DEPTH} deep here; does '{step.workflow_id}' call "
+                "itself without an end?",
+                FailureType.INVALID_REQUEST,
+            )
+        input_vars = VariableSubstitutor(run.variables).render(step.input_vars)
+        run.checked(input_vars, "input_vars")
+        _check_inputs(entry.definition.inputs, input_vars, step.workflow_id)
+        child_id = f"{run.execution_id}-{step.id}-{run.seq}"
+        child = run.input.model_copy(
+            update={
+                "definition": entry.definition,
+                "definition_version": entry.version,
+                "definition_hash": None,
+                "input_vars": input_vars,
+                "carried": None,
+                "batch": None,
+                "depth": run.input.depth + 1,
+                "started_by": run.execution_id,
+            }
+        )
+        try:
+            result: ExecutionState = await workflow.execute_child_workflow(
+                WORKFLOW_TYPE,
+                child,
+                id=child_id,
+                result_type=ExecutionState,
+                cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                static_summary=f"{step.label}: {entry.definition.title} · v{entry.version}",
+            )
+        except ChildWorkflowError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(err)
+            raise StepFailure(
+                f"sub-workflow '{step.workflow_id}' ({child_id}) failed: {message}",
+                FailureType.CHILD_WORKFLOW_FAILED,
+            ) from None
+        outputs = {step.output: result.outputs} if step.output else {}
+        return StepOutcome(output_vars=outputs, next_target=step.next)
+
+
+def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> None:
+    """The child's declared inputs: required ones present, no undeclared ones (the API's own
+    rule); the rest of the schema is the child's to check where its steps read them."""
+    if not isinstance(values, dict):
+        raise StepFailure("sub_workflow input_vars must be an object", FailureType.INVALID_REQUEST)
+    if not isinstance(schema, dict):
+        return
+    properties = schema.get("properties")
+    required = [name for name in schema.get("required") or [] if name not in values]
+    if required:
+        raise StepFailure(
+            f"workflow '{workflow_id}' requires input {', '.join(map(str, required))}; "
+            "add it to the step's input_vars",
+            FailureType.INVALID_REQUEST,
+        )
+    if isinstance(properties, dict):
+        undeclared = sorted(name for name in values if name not in properties)
+        if undeclared:
+            raise StepFailure(
+                f"workflow '{workflow_id}' declares no input {', '.join(undeclared)}",
+                FailureType.INVALID_REQUEST,
+            )
