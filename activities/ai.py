@@ -18,7 +18,14 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
+from activities.failures import (
+    Mapped,
+    classify,
+    is_retryable_status,
+    parse_retry_after,
+    permanent,
+    retryable,
+)
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
@@ -27,6 +34,23 @@ from workflows.input_schema import VIOLATION, value_problems
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+# How a failed call to the provider crosses into Temporal (activities/failures.py).
+POST_FAILURES = (
+    Mapped(
+        httpx.TimeoutException,
+        FailureType.PROVIDER_RETRYABLE,
+        "the AI provider did not answer in time",
+        retry=True,
+    ),
+)
+POST_FALLBACK = Mapped(
+    httpx.TransportError,
+    FailureType.PROVIDER_RETRYABLE,
+    "cannot reach the AI provider at {url}: {kind}",
+    retry=True,
+)
 
 
 class AIClient:
@@ -124,15 +148,8 @@ class AIClient:
             headers["HTTP-Referer"] = self._referer
         try:
             response = await self._http.post(self._url, json=body, headers=headers)
-        except httpx.TimeoutException:
-            raise retryable(
-                "the AI provider did not answer in time", FailureType.PROVIDER_RETRYABLE
-            ) from None
         except httpx.TransportError as err:
-            raise retryable(
-                f"cannot reach the AI provider at {self._url}: {type(err).__name__}",
-                FailureType.PROVIDER_RETRYABLE,
-            ) from None
+            raise classify(err, POST_FAILURES, POST_FALLBACK, url=self._url) from None
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         try:
             answer = response.json()

@@ -1,13 +1,18 @@
 """How activity errors cross into Temporal: retryable or not, and how long to wait.
 
 Temporal owns retries (every attempt is visible in the event history); activities only say
-whether an error is worth retrying and, for Retry-After, when.
+whether an error is worth retrying and, for Retry-After, when. Foreign errors (httpx's, the
+SSRF guard's) are mapped by one table per activity (:class:`Mapped` rules, :func:`classify`),
+not by ``except`` ladders; the failure types are :class:`workflows.errors.FailureType`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
@@ -47,3 +52,30 @@ def retryable(
 
 def permanent(message: str, failure_type: str) -> ApplicationError:
     return ApplicationError(message, type=failure_type, non_retryable=True)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """How one foreign error (httpx's, ours) crosses into Temporal: its failure type, whether
+    Temporal retries it, and the message (a format string over ``described``, ``err``, ``kind``
+    and the caller's context)."""
+
+    error: type[BaseException]
+    failure_type: str
+    message: str
+    retry: bool = False
+
+
+def classify(
+    err: BaseException,
+    table: tuple[Mapped, ...],
+    fallback: Mapped,
+    redact: Callable[[str], str] = str,
+    **context: Any,
+) -> ApplicationError:
+    """The ApplicationError for ``err``: the first rule of ``table`` it is an instance of (order
+    from specific to general), else ``fallback``. Every message leaves redacted."""
+    rule = next((r for r in table if isinstance(err, r.error)), fallback)
+    text = rule.message.format(err=err, kind=type(err).__name__, **context)
+    make = retryable if rule.retry else permanent
+    return make(redact(text), rule.failure_type)

@@ -30,7 +30,14 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import FailureError
 
-from activities.failures import is_retryable_status, parse_retry_after, permanent, retryable
+from activities.failures import (
+    Mapped,
+    classify,
+    is_retryable_status,
+    parse_retry_after,
+    permanent,
+    retryable,
+)
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
@@ -75,6 +82,30 @@ class SecretCarriers:
         }
         body = any(slot.location[:1] in (["json"], ["body"]) for slot in request.deferred)
         return cls(frozenset(headers), body)
+
+
+# How a failed send crosses into Temporal (activities/failures.py), specific before general.
+SEND_FAILURES = (
+    Mapped(SecretBodyRedirect, FailureType.HTTP_STATUS, "{described}: {err}"),
+    Mapped(SSRFBlocked, SSRF_BLOCKED, "{described}: {err}"),
+    Mapped(TooManyRedirects, FailureType.HTTP_STATUS, "{described}: {err}"),
+    Mapped(httpx.InvalidURL, FailureType.INVALID_REQUEST, "{described}: invalid redirect: {err}"),
+    Mapped(
+        ResponseTooLarge,
+        FailureType.HTTP_STATUS,
+        "{described}: response is larger than {limit} bytes (HTTP_MAX_RESPONSE_BYTES)",
+    ),
+    Mapped(
+        httpx.UnsupportedProtocol,
+        FailureType.INVALID_REQUEST,
+        "{described}: only http and https URLs are supported",
+    ),
+    Mapped(httpx.TimeoutException, FailureType.HTTP_TRANSPORT, "{described}: timed out", True),
+    Mapped(httpx.TransportError, FailureType.HTTP_TRANSPORT, "{described}: {kind}: {err}", True),
+)
+# Anything unforeseen (httpx.DecodingError, a bug) would reach history and the worker's log
+# with its raw message: it leaves redacted, and retryable as Temporal would have made it.
+SEND_FALLBACK = Mapped(Exception, FailureType.HTTP_TRANSPORT, "{described}: {kind}: {err}", True)
 
 
 class HTTPStepActivities:
@@ -163,48 +194,16 @@ class HTTPStepActivities:
             result = await with_heartbeats(
                 self._send_following_redirects(built, SecretCarriers.of(request))
             )
-        except SecretBodyRedirect as err:
-            raise permanent(
-                self._secrets.redact(f"{described}: {err}"), FailureType.HTTP_STATUS
-            ) from None
-        except SSRFBlocked as err:
-            raise permanent(self._secrets.redact(f"{described}: {err}"), SSRF_BLOCKED) from None
-        except TooManyRedirects as err:
-            raise permanent(
-                self._secrets.redact(f"{described}: {err}"), FailureType.HTTP_STATUS
-            ) from None
-        except httpx.InvalidURL as err:
-            raise permanent(
-                self._secrets.redact(f"{described}: invalid redirect: {err}"),
-                FailureType.INVALID_REQUEST,
-            ) from None
-        except ResponseTooLarge:
-            raise permanent(
-                f"{described}: response is larger than {self._max_response_bytes} bytes "
-                "(HTTP_MAX_RESPONSE_BYTES)",
-                FailureType.HTTP_STATUS,
-            ) from None
-        except httpx.UnsupportedProtocol:
-            raise permanent(
-                f"{described}: only http and https URLs are supported",
-                FailureType.INVALID_REQUEST,
-            ) from None
-        except httpx.TimeoutException:
-            raise retryable(f"{described}: timed out", FailureType.HTTP_TRANSPORT) from None
-        except httpx.TransportError as err:
-            raise retryable(
-                f"{described}: {type(err).__name__}: {self._secrets.redact(str(err))}",
-                FailureType.HTTP_TRANSPORT,
-            ) from None
         except FailureError:
             raise  # already classified (or Temporal's own cancellation)
         except Exception as err:
-            # Anything unforeseen (httpx.DecodingError, a bug) would reach history and the
-            # worker's log with its raw message: it leaves redacted, and retryable as
-            # Temporal would have made it.
-            raise retryable(
-                self._secrets.redact(f"{described}: {type(err).__name__}: {err}"),
-                FailureType.HTTP_TRANSPORT,
+            raise classify(
+                err,
+                SEND_FAILURES,
+                SEND_FALLBACK,
+                self._secrets.redact,
+                described=described,
+                limit=self._max_response_bytes,
             ) from None
 
         status = result.status

@@ -43,6 +43,7 @@ from activities.log_files import (
     taken_journal,
 )
 from workflows.errors import FailureType
+from workflows.runtime.files import atomic_write
 from workflows.runtime.settings import Settings
 from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
@@ -217,34 +218,13 @@ class WorkflowLogger:
         return LogText.parse(document)
 
     def _atomic_write(self, path: Path, data: str, durable: bool = True) -> tuple[int, int]:
-        """Write ``data`` to a temporary file and rename it over ``path``.
+        """Write ``data`` over ``path`` atomically; returns the new file's (mtime_ns, size).
 
-        Returns the new file's (mtime_ns, size). The temporary name is fixed per process and
-        execution (writes of one execution are serialised by its lock), which spares the
-        random-name retries of mkstemp on every write.
+        The temporary name is fixed per process and execution (writes of one execution are
+        serialised by its lock), which spares the random-name retries on every write.
         """
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        try:
-            fd = os.open(tmp, flags, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, flags, 0o644)
-        try:
-            try:
-                view = memoryview(data.encode("utf-8"))
-                while view:
-                    view = view[os.write(fd, view) :]
-                if durable:
-                    os.fsync(fd)
-                stat = os.fstat(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        stat = atomic_write(path, data, durable=durable, tmp=tmp)
         return stat.st_mtime_ns, stat.st_size
 
     def finalise(

@@ -34,9 +34,9 @@ from typing import Any
 import httpcore
 import httpx
 
-from workflows.errors import ConfigurationError
+from workflows.errors import ConfigurationError, FailureType
 
-SSRF_BLOCKED = "SSRFBlocked"
+SSRF_BLOCKED = FailureType.SSRF_BLOCKED
 """``ApplicationError.type`` of a refused request (non-retryable)."""
 
 ALLOW_SETTING = "HTTP_ALLOWED_HOSTS"

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from activities.logs import WorkflowLogger
 from api.auth import KeyRing, Principal
+from api.definitions import DefinitionService
 from api.errors import ApiError
 from api.executions import ExecutionService, PageTokens
 from api.limits import FailedAuthThrottle, RateLimiter, retry_after_header
@@ -151,3 +152,11 @@ async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CurrentKey = Annotated[Principal, Depends(current_key)]
 ServiceDep = Annotated[ExecutionService, Depends(get_service)]
+
+
+async def get_definitions(state: StateDep) -> DefinitionService:
+    # No Temporal client needed to read or validate: those work while Temporal is down.
+    return DefinitionService(state.store, state.settings, state.client)
+
+
+DefinitionServiceDep = Annotated[DefinitionService, Depends(get_definitions)]

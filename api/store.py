@@ -20,8 +20,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from typing import Any, Protocol
 
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
+from workflows.runtime.files import write_json
 from workflows.validation import check_definition
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -255,16 +254,4 @@ class FileDefinitionStore:
 
     @staticmethod
     def _atomic_write(path: Path, document: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, ensure_ascii=False, indent=2)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_json(path, document)

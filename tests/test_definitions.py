@@ -308,3 +308,13 @@ def test_names_after_a_step_that_binds_nothing_are_still_known() -> None:
         ],
     }
     assert problems_of(document) == []
+
+
+def test_every_failure_type_is_documented() -> None:
+    """docs/errors.md lists the names on_error rules route on: all of them."""
+    from pathlib import Path
+
+    from workflows.errors import FailureType
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
+    assert [t.value for t in FailureType if f"`{t.value}`" not in doc] == []

@@ -8,6 +8,7 @@ committed set (files named <tag>-<definition>.json).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,10 @@ from workflows.runtime.temporal_client import data_converter
 from workflows.shared import SA_DEFINITION_ID
 
 HISTORIES = Path(__file__).parent / "histories"
+# Which execution id each committed history ran under (runs whose code derives ids from their
+# own, such as child workflows, replay only under it); histories not listed replay as their
+# file name.
+IDS = HISTORIES / "_ids.json"
 # Runs whose test injected a fault into the interpreter: their histories record what only the
 # fault produces, so no faithful replay reproduces them (tests/test_hardening_runs.py).
 FAULT_INJECTED = frozenset({"engine-bug"})
@@ -52,9 +57,10 @@ def replayer(payload_dir: Path | None = None, sandboxed: bool = False) -> Replay
 
 @RUNNERS
 async def test_committed_histories_replay(sandboxed: bool) -> None:
-    files = sorted(HISTORIES.glob("*.json"))
+    files = sorted(f for f in HISTORIES.glob("*.json") if not f.name.startswith("_"))
     assert files, "tests/histories/ is empty: run the suite with UPDATE_HISTORIES=1"
-    histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
+    ids = json.loads(IDS.read_text()) if IDS.exists() else {}
+    histories = [WorkflowHistory.from_json(ids.get(f.stem, f.stem), f.read_text()) for f in files]
     assert len(histories) >= 10
     results = await replayer(sandboxed=sandboxed).replay_workflows(
         each(histories), raise_on_replay_failure=False
@@ -93,6 +99,7 @@ async def test_every_history_of_this_session_replays(
         # (UPDATE_HISTORIES=v2 ...), so older versions' histories stay in the set. Histories
         # holding large-value references are left out: their payloads live in this session.
         HISTORIES.mkdir(exist_ok=True)
+        ids = json.loads(IDS.read_text()) if IDS.exists() else {}
         for history in histories:
             text = history.to_json()
             if len(text) > 200_000 or "YmluYXJ5L2NsYWltLWNoZWNr" in text:  # binary/claim-check
@@ -100,3 +107,5 @@ async def test_every_history_of_this_session_replays(
             name = definition_of[history.workflow_id]
             prefix = "" if tag == "1" else f"{tag}-"
             (HISTORIES / f"{prefix}{name}.json").write_text(text)
+            ids[f"{prefix}{name}"] = history.workflow_id
+        IDS.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")

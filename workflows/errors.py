@@ -15,6 +15,7 @@ Errors that cross the activity boundary travel as Temporal ``ApplicationError`` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -34,6 +35,7 @@ class FailureType(StrEnum):
     HTTP_STATUS = "HTTPStatusError"
     HTTP_RETRYABLE = "HTTPRetryableError"
     HTTP_TRANSPORT = "HTTPTransportError"
+    SSRF_BLOCKED = "SSRFBlocked"
     INVALID_REQUEST = "InvalidRequest"
     STEP_TIMEOUT = "StepTimeout"
     SIGNAL_TIMEOUT = "SignalTimeout"
@@ -59,6 +61,14 @@ class EngineError(Exception):
 
 class ConfigurationError(EngineError):
     """A setting is missing or invalid; the message names the environment variable."""
+
+
+def json_path(location: Iterable[str | int], root: str = "$") -> str:
+    """The one JSON-path formatter: ``("steps", 2, "url")`` -> ``$.steps[2].url``."""
+    out = root
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
 
 
 @dataclass(frozen=True)

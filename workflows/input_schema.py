@@ -35,7 +35,7 @@ import asyncio
 import contextvars
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -47,7 +47,7 @@ from referencing import Registry
 from referencing._core import Resolver
 from referencing.jsonschema import DRAFT202012
 
-from workflows.errors import Problem
+from workflows.errors import Problem, json_path
 
 MAX_PATTERN_LENGTH = 1000
 """Characters in one ``pattern`` / ``patternProperties`` key (RE2 then bounds memory too)."""
@@ -88,13 +88,6 @@ _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _REFERENCES = ("$ref", "$dynamicRef")
 
 Location = tuple[str | int, ...]
-
-
-def _path(where: str, location: Iterable[str | int]) -> str:
-    out = where
-    for part in location:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
 
 
 # -- regexes ------------------------------------------------------------------------------------
@@ -175,7 +168,7 @@ def schema_problems(schema: Any, where: str) -> list[Problem]:
         message = err.message
         if isinstance(err.cause, PatternError):
             message = f"invalid pattern {err.instance!r}: {err.cause}"
-        problems.append(Problem(_path(where, err.path), f"not a valid JSON Schema: {message}"))
+        problems.append(Problem(json_path(err.path, where), f"not a valid JSON Schema: {message}"))
     except RecursionError:
         return [Problem(where, "not a valid JSON Schema: nested too deeply")]
     # The engine's own rules too, so a remote $ref is named even beside another mistake.
@@ -188,7 +181,7 @@ def schema_problems(schema: Any, where: str) -> list[Problem]:
         breaks = []
     seen = {problem.path for problem in problems}
     for location, message in breaks:
-        path = _path(where, location)
+        path = json_path(location, where)
         if path not in seen:
             seen.add(path)
             problems.append(Problem(path, message))
@@ -598,7 +591,7 @@ def _compiled(text: str) -> Any:
     breaks = [b for b in _rule_breaks(schema) if b[0][-1:] != ("$schema",)]
     if breaks:
         location, message = breaks[0]
-        raise UnusableSchema(f"{_path('the schema at $', location)}: {message}")
+        raise UnusableSchema(f"{json_path(location, 'the schema at $')}: {message}")
     _strip_dialects(schema)
     return _Validator(schema, registry=_refusing_registry())
 
@@ -662,7 +655,7 @@ def value_problems(
         _DEADLINE.reset(token)
     errors.sort(key=_order)
     return [
-        Problem(_path(where, error.absolute_path), _short(error.message), VIOLATION)
+        Problem(json_path(error.absolute_path, where), _short(error.message), VIOLATION)
         for error in errors
     ]
 

@@ -29,15 +29,12 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
-    TimeoutType,
     is_cancelled_exception,
-)
-from temporalio.exceptions import (
-    TimeoutError as TemporalTimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
     from workflows.errors import FailureType, ScopeFailed, StepFailure
+    from workflows.failures import describe_failure, engine_error
     from workflows.kinds import REGISTRY, kind_of
     from workflows.kinds.base import route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
@@ -646,48 +643,6 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         return ForeachBatchResult(
             results=results, records=list(self._pending), steps_done=self._steps_done
         )
-
-
-def engine_error(err: BaseException, current: StepRecord | None) -> ExecutionError:
-    """An unexpected error inside the interpreter, as the run's failure."""
-    where = f" in step '{current.step_id}'" if current else ""
-    return ExecutionError(
-        type=FailureType.ENGINE_ERROR,
-        message=f"internal error{where}: {type(err).__name__}: {err}"[:2000]
-        + " (a bug in the engine: please report it with this execution's history)",
-        step_id=current.step_id if current else None,
-    )
-
-
-def describe_failure(err: BaseException, step_id: str) -> ExecutionError:
-    """Turn an activity or step error into the (type, message) users see."""
-    if isinstance(err, StepFailure):
-        return ExecutionError(type=err.failure_type, message=str(err), step_id=step_id)
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError):
-        message = cause.message
-        if isinstance(err, ActivityError) and err.retry_state is not None:
-            state = err.retry_state.name.lower().replace("_", " ")
-            if "maximum attempts" in state:
-                message += " (gave up: maximum attempts reached)"
-        return ExecutionError(type=cause.type or "ActivityError", message=message, step_id=step_id)
-    if isinstance(cause, TemporalTimeoutError):
-        kind = (
-            {
-                TimeoutType.START_TO_CLOSE: "an attempt ran past the step's timeout_seconds",
-                TimeoutType.HEARTBEAT: "the worker running it stopped responding",
-                TimeoutType.SCHEDULE_TO_CLOSE: "the step's total time ran out",
-                TimeoutType.SCHEDULE_TO_START: "no worker picked it up in time",
-            }.get(cause.type, "timed out")
-            if cause.type is not None
-            else "timed out"
-        )
-        return ExecutionError(
-            type=FailureType.STEP_TIMEOUT,
-            message=f"step '{step_id}' timed out: {kind}",
-            step_id=step_id,
-        )
-    return ExecutionError(type=type(cause).__name__, message=str(cause), step_id=step_id)
 
 
 ENGINE_WORKFLOWS = (WorkflowExecutor, ForeachBatchWorkflow)

@@ -16,7 +16,7 @@ nesting recurses, bounded by the document depth limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from workflows.conditions import condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
-from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError
+from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError, json_path
 from workflows.input_schema import schema_problems
 from workflows.kinds import STEP_TYPES, Step, kind_of
 from workflows.kinds.base import Edge
@@ -53,13 +53,6 @@ def _some(names: list[str], limit: int = 10) -> str:
         return "none"
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
-
-
-def json_path(location: Iterable[str | int]) -> str:
-    out = "$"
-    for part in location:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
 
 
 def load_definition(document: Any) -> WorkflowDefinition:

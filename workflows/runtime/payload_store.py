@@ -13,15 +13,14 @@ shows the reference, not the value; read large values through the API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+
+from workflows.runtime.files import atomic_write
 
 CLAIM_CHECK_ENCODING = b"binary/claim-check"
 
@@ -77,18 +76,7 @@ class ClaimCheckCodec(PayloadCodec):
         path = self.path_for(digest)
         if path.exists():
             return  # content-addressed: the same bytes are already there
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, data)  # content-addressed: a rename of the same bytes is harmless
 
     def _load(self, digest: str) -> bytes:
         path = self.path_for(digest)

@@ -1,0 +1,170 @@
+"""DefinitionService: what the definition routes do (save, read, list, delete, validate),
+beside :class:`api.executions.ExecutionService`; the routes stay thin over it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+
+from api.auth import Action, Principal
+from api.errors import ApiError
+from api.executions import input_problems, with_defaults
+from api.library import library_for
+from api.schemas import WorkflowPublic, WorkflowSaved, WorkflowSummary
+from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition, valid_workflow_id
+from api.triggers import delete_schedules, sync_schedules
+from workflows.definition import WorkflowDefinition
+from workflows.errors import DefinitionError, Problem
+from workflows.runtime.settings import Settings
+from workflows.validation import check_definition
+
+RESERVED_IDS = frozenset({"run", "validate"})
+
+
+class DefinitionService:
+    def __init__(self, store: DefinitionStore, settings: Settings, client: Client | None) -> None:
+        self._store = store
+        self._settings = settings
+        self._client = client
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def problems(self, document: Any) -> tuple[WorkflowDefinition | None, list[Problem]]:
+        """Every problem of a document: size, shape, whole-document checks, trigger inputs."""
+        limit = self._settings.definition_max_steps
+        if isinstance(document, dict) and isinstance(document.get("steps"), list):
+            count = len(document["steps"])
+            if count > limit:
+                return None, [
+                    Problem(
+                        "$.steps",
+                        f"{count} steps; the limit is {limit} (DEFINITION_MAX_STEPS)",
+                        code="too_many_steps",
+                    )
+                ]
+        definition, problems = check_definition(document)
+        if definition is not None and not problems:
+            for index, (_, trigger) in enumerate(definition.schedules()):
+                inputs = with_defaults(definition.inputs, trigger.input_vars)
+                where = f"$.triggers[{index}].input_vars"
+                for item in input_problems(definition.inputs, inputs, where):
+                    problems.append(Problem(item["path"], item["message"], item["code"]))
+        return definition, problems
+
+    # -- the routes' operations -------------------------------------------------------------
+
+    async def save(self, workflow_id: str, document: Any, key: Principal) -> WorkflowSaved:
+        self._visible(key, workflow_id)
+        self._require(key, Action.MANAGE, "save definitions")
+        client = self._temporal()  # schedules follow the save: nothing is saved without it
+        if not valid_workflow_id(workflow_id) or workflow_id in RESERVED_IDS:
+            raise ApiError(
+                422,
+                "invalid_workflow_id",
+                f"'{workflow_id}' cannot be a workflow id: use [A-Za-z0-9_-]{{1,64}}, "
+                "not run/validate",
+                "$.id",
+            )
+        if isinstance(document, dict):
+            document.setdefault("id", int(workflow_id) if workflow_id.isdigit() else workflow_id)
+        _, problems = self.problems(document)
+        if problems:
+            raise ApiError.from_problems(422, problems)
+        try:
+            saved = self._store.save(workflow_id, document)
+        except DefinitionError as err:
+            raise ApiError.from_problems(422, err.problems) from None
+        stored = saved.stored
+        schedules = await sync_schedules(
+            client, self._settings, stored, self._schedule_library(stored)
+        )
+        return WorkflowSaved(
+            workflow_id=stored.workflow_id,
+            version=stored.version,
+            hash=stored.hash,
+            saved_at=stored.saved_at,
+            created=saved.created,
+            changed=saved.changed,
+            schedules=schedules,
+            webhook=f"/api/hooks/{workflow_id}" if stored.definition.webhook() else None,
+        )
+
+    def list(self, key: Principal) -> list[WorkflowSummary]:
+        return [
+            summary(stored)
+            for stored in self._store.list_definitions()
+            if key.sees(stored.workflow_id)
+        ]
+
+    def get(self, workflow_id: str, key: Principal, version: int | None) -> WorkflowPublic:
+        self._visible(key, workflow_id)
+        try:
+            stored = self._store.get(workflow_id, version)
+        except DefinitionNotFound as err:
+            raise ApiError(404, "workflow_not_found", str(err)) from None
+        except DefinitionError as err:
+            raise ApiError.from_problems(422, err.problems) from None
+        return WorkflowPublic(
+            workflow_id=stored.workflow_id,
+            version=stored.version,
+            hash=stored.hash,
+            saved_at=stored.saved_at,
+            versions=self._store.versions(workflow_id),
+            definition=stored.document,
+        )
+
+    async def delete(self, workflow_id: str, key: Principal) -> None:
+        self._visible(key, workflow_id)
+        self._require(key, Action.MANAGE, "delete definitions")
+        client = self._temporal()
+        try:
+            self._store.delete(workflow_id)
+        except DefinitionNotFound as err:
+            raise ApiError(404, "workflow_not_found", str(err)) from None
+        await delete_schedules(client, workflow_id)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _schedule_library(self, stored: StoredDefinition) -> dict[str, Any]:
+        """The sub-workflows a schedule's runs call: the versions current at this save."""
+        if not stored.definition.schedules():
+            return {}
+        try:
+            return dict(library_for(stored.definition, self._store))
+        except ApiError:
+            return {}  # a run then fails its sub_workflow step, naming the missing workflow
+
+    def _temporal(self) -> Client:
+        if self._client is None:
+            raise ApiError(
+                503,
+                "temporal_unavailable",
+                f"Temporal at {self._settings.temporal_address} is not reachable yet",
+                headers={"Retry-After": "2"},
+            )
+        return self._client
+
+    @staticmethod
+    def _require(key: Principal, action: Action, what: str) -> None:
+        if not key.can(action):
+            raise ApiError(403, "forbidden", f"role '{key.role}' cannot {what}")
+
+    @staticmethod
+    def _visible(key: Principal, workflow_id: str) -> None:
+        if not key.sees(workflow_id):
+            raise ApiError(404, "workflow_not_found", f"no workflow named '{workflow_id}'")
+
+
+def summary(stored: StoredDefinition) -> WorkflowSummary:
+    definition = stored.definition
+    return WorkflowSummary(
+        workflow_id=stored.workflow_id,
+        name=definition.name,
+        description=definition.description,
+        version=stored.version,
+        hash=stored.hash,
+        saved_at=stored.saved_at,
+        steps=len(definition.steps),
+        triggers=[t.type for t in definition.triggers],
+    )
