@@ -51,7 +51,7 @@ RECORD_KEYS = (
     "seq",
     "type",
 )
-RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id", "path")
+RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id", "path", "reused_from", "reuse_key")
 
 
 def dumps(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -42,11 +43,13 @@ from api.errors import ApiError
 from api.library import library_for
 from api.limits import RateLimiter, retry_after_header
 from api.pollers import PollerReport, WorkerPollers
+from api.rerun import cutoff_for, inherited, recorded_results
 from api.schemas import (
     AcceptedPublic,
     ExecutionListPublic,
     ExecutionPublic,
     ExecutionSummary,
+    RerunCreate,
     RunPublic,
 )
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
@@ -54,6 +57,7 @@ from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.input_schema import with_defaults as fill_defaults
+from workflows.kinds import kind_of
 from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import closed_by_temporal
 from workflows.shared import (
@@ -294,10 +298,13 @@ class ExecutionService:
         idempotency_key: str | None = None,
         started_by: str | None = None,
         refuse_duplicate: bool = False,
+        version: int | None = None,
+        rerun: dict[str, Any] | None = None,
     ) -> RunPublic:
         """Start a run; with ``refuse_duplicate``, an idempotency key already used (running or
-        closed) raises :class:`DuplicateStart` instead of answering that execution."""
-        stored = self.load(workflow_id, principal)
+        closed) raises :class:`DuplicateStart` instead of answering that execution. ``version``
+        pins a past version; ``rerun`` holds a rerun's ``rerun_of`` and ``reuse``."""
+        stored = self.load(workflow_id, principal, version)
         if not principal.can(Action.RUN):
             raise ApiError(403, "forbidden", f"role '{principal.role}' cannot start executions")
         # Schema validation is bounded (RE2, a time budget) but can take a fraction of a
@@ -311,6 +318,12 @@ class ExecutionService:
             execution_limits(stored.definition, self._settings),
             library_for(stored.definition, self._store),
         )
+        if rerun:
+            options = dataclasses.replace(
+                options,
+                input=options.input.model_copy(update=rerun),
+                static_summary=f"{options.static_summary} · rerun of {rerun['rerun_of']}",
+            )
         digest = request_hash(stored.workflow_id, input_vars)
         if idempotency_key is None:
             execution_id = str(uuid.uuid4())
@@ -372,7 +385,69 @@ class ExecutionService:
             workflow_id=stored.definition.id,
             definition_version=stored.version,
             links=self._links(execution_id, run_id),
+            rerun_of=(rerun or {}).get("rerun_of"),
         )
+
+    async def rerun(self, source_id: str, body: RerunCreate, principal: Principal) -> RunPublic:
+        """Start a new execution of a finished one, reusing the results it already paid for
+        (SPEC §10; api/rerun.py reads them from its history)."""
+        _, description = await self.describe(source_id, principal)
+        _require(principal, Action.RUN, "start executions")
+        _, status = temporal_status(description.status)
+        if status == "running":
+            raise ApiError(
+                409,
+                "execution_running",
+                f"execution '{source_id}' is still running: rerun it once it has finished "
+                "(or cancel it first)",
+            )
+        try:
+            log = self._logs.read(source_id) or {}
+        except InvalidExecutionId:
+            log = {}
+        records: list[dict[str, Any]] = list(log.get("steps") or [])
+        cutoff = cutoff_for(records, body.from_step, status == "completed")
+        first_run = description.raw_description.workflow_execution_info.first_run_id
+        recorded = await recorded_results(
+            self._client, source_id, first_run or description.run_id, cutoff
+        )
+        source = recorded.input
+        if source is None:
+            raise ApiError(
+                409, "rerun_unavailable", f"the history of '{source_id}' is not readable"
+            )
+        version = (
+            source.definition_version
+            if body.version == "same"
+            else (None if body.version == "latest" else int(body.version))
+        )
+        stored = self.load(source.definition.key, principal, version)
+        if body.from_step is not None and not _names_a_step(
+            stored.definition, body.from_step, records
+        ):
+            raise ApiError(
+                422,
+                "unknown_step",
+                f"'{body.from_step}' is not a step of workflow '{stored.workflow_id}' "
+                f"v{stored.version} (give a step id or a path such as each[2].fetch)",
+                "$.from_step",
+            )
+        reuse = inherited(source_id, source, records, cutoff) | recorded.results
+        input_vars = body.input_vars if body.input_vars is not None else source.input_vars
+        run = await self.start(
+            stored.workflow_id,
+            input_vars,
+            principal,
+            version=stored.version,
+            rerun={"rerun_of": source_id, "reuse": reuse},
+        )
+        logger.info(
+            "rerun of %s as %s: %d results offered for reuse",
+            source_id,
+            run.execution_id,
+            len(reuse),
+        )
+        return run
 
     async def _check_same_request(self, execution_id: str, digest: str, key: str) -> str:
         description = await self._client.get_workflow_handle(execution_id).describe()
@@ -682,6 +757,20 @@ def _closed_steps(steps: list[StepRecord], t_status: str) -> list[StepRecord]:
         if step.status == "running" else step
         for step in steps
     ]  # fmt: skip
+
+
+def _names_a_step(definition: WorkflowDefinition, name: str, records: list[dict[str, Any]]) -> bool:
+    """A step id of the definition (nested lists too), or a path the source ran."""
+    if any(name == record.get("path") for record in records):
+        return True
+    work = list(definition.steps)
+    while work:
+        step = work.pop()
+        if step.id == name:
+            return True
+        for scope in kind_of(step).scopes(step):
+            work.extend(scope.steps)
+    return False
 
 
 def _require(principal: Principal, action: Action, what: str) -> None:

@@ -62,6 +62,7 @@ class RunPublic(BaseModel):
         None, description="With ?wait=true, the finished execution's variables."
     )
     error: ExecutionError | None = Field(None, description="With ?wait=true, why it failed.")
+    rerun_of: str | None = Field(None, description="For a rerun: the source execution.")
     links: dict[str, str] = Field(default_factory=dict)
 
 
@@ -74,7 +75,11 @@ class ExecutionPublic(BaseModel):
     started_by: str | None = Field(None, description="Name of the API key (or trigger).")
     status: ExecutionStatus
     temporal_status: str = Field(description="Temporal's own status (RUNNING, COMPLETED, ...).")
-    current_step: str | None = None
+    current_step: str | None = Field(None, description="The first step in flight (its path).")
+    current_steps: list[str] = Field(
+        default_factory=list, description="Paths of every step in flight (parallel branches)."
+    )
+    rerun_of: str | None = Field(None, description="The execution this one reruns.")
     started_at: datetime | None = None
     ended_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)
@@ -200,3 +205,21 @@ class WorkflowSaved(BaseModel):
 class ValidationPublic(BaseModel):
     valid: bool
     errors: list[ErrorItem] = Field(default_factory=list)
+
+
+class RerunCreate(BaseModel):
+    """`POST /api/executions/{id}/rerun` (SPEC §10); every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: str | None = Field(
+        None,
+        description="A step id or path: steps from its last visit on run fresh. Default: the "
+        "step that failed or was cancelled in the source.",
+    )
+    input_vars: dict[str, Any] | None = Field(
+        None, description="New inputs (validated against the definition); default the source's."
+    )
+    version: Literal["same", "latest"] | int = Field(
+        "same", description='"same" (the source\'s pinned version), "latest", or a number.'
+    )

@@ -351,3 +351,18 @@ async def test_api_down() -> None:
         [line] = error_lines(result)
         assert line.startswith(f"error: cannot reach the API at {url} ("), line
         assert "make dev" in line
+
+
+async def test_rerun_from_a_step_with_new_input_and_wait(api_url: str, settings: Settings) -> None:
+    save_definition(settings, QUICK)
+    source = execution_id_of(await wfe(api_url, "run", "quick", "--input", '{"n": 2}', "--wait"))
+    again = await wfe(api_url, "rerun", source, "--from", "label", "--input", '{"n": 5}', "--wait")
+    assert again.exit_code == 0, again.output
+    assert f"rerun_of: {source}" in again.stdout
+    assert "status: completed" in again.stdout and '"label": "done n=5"' in again.stdout
+    quiet = await wfe(api_url, "rerun", source, "-q")
+    assert quiet.exit_code == 0 and re.fullmatch(r"\S+\n", quiet.stdout), quiet.output
+    unknown = await wfe(api_url, "rerun", source, "--from", "nope")
+    assert unknown.exit_code == 1
+    [line] = error_lines(unknown)
+    assert "'nope' is not a step" in line

@@ -446,6 +446,14 @@ class WorkflowExecutor:
         if log is not None and outcome.logged:
             self._forget_pending(log.steps)  # written by the activity
             self._log_created = True
+        if outcome.reused_from is not None:
+            # A rerun took the source's result: no call, no activity. The record is written
+            # at once by a log write labelled for the Temporal UI, so the reuse shows there.
+            record.reused_from = outcome.reused_from
+            record.reuse_key = outcome.reuse_key
+            await self._complete(record, path, deferred=True)
+            await self._flush_log(f"reused: {step.label} (from {outcome.reused_from})")
+            return self._target(outcome.next_target, index, steps)
         # An activity step's record rides with the next activity step (or the next flush).
         await self._complete(record, path, deferred=self._carries_log(step))
         return self._target(outcome.next_target, index, steps)
@@ -507,11 +515,11 @@ class WorkflowExecutor:
         stored = {id(record) for record in written}
         self._pending[:] = [record for record in self._pending if id(record) not in stored]
 
-    async def _flush_log(self) -> None:
+    async def _flush_log(self, summary: str = "execution log") -> None:
         if self._input.batch is not None:
             return  # a foreach share: its parent writes the records it hands back
         records = list(self._pending)
-        await self._write_log(records)
+        await self._write_log(records, summary)
         # Cleared only once written: a cancellation mid-write leaves them for _finalise.
         self._forget_pending(records)
 
@@ -566,10 +574,12 @@ class WorkflowExecutor:
         left = timedelta(seconds=limit) - (workflow.now() - self._started_at)
         return max(left, timedelta(milliseconds=1))
 
-    async def _write_log(self, records: list[StepRecord] | None = None) -> None:
+    async def _write_log(
+        self, records: list[StepRecord] | None = None, summary: str = "execution log"
+    ) -> None:
         entry = self._log_entry(records or [])
         await workflow.execute_local_activity(
-            WRITE_EXECUTION_LOG, entry, summary="execution log", **LOG_WRITE_OPTIONS
+            WRITE_EXECUTION_LOG, entry, summary=summary, **LOG_WRITE_OPTIONS
         )
         self._log_created = True
 
@@ -610,6 +620,7 @@ class WorkflowExecutor:
             outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
             error=self._error,
             buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
+            rerun_of=self._input.rerun_of,
             waiting_for=waiting.signal if waiting else None,
             waiting_until=waiting.until if waiting else None,
         )

@@ -8,6 +8,8 @@ Nothing here knows the definition format, so the step kinds can use these models
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -75,6 +77,12 @@ class StepRecord(_Model):
         description="Where the step ran: its id at the top level, `fan.b.fetch` in a parallel "
         "branch, `each[3].fetch` in a foreach iteration.",
     )
+    reused_from: str | None = Field(
+        None, description="A rerun took this step's result from that execution (no call made)."
+    )
+    reuse_key: str | None = Field(
+        None, description="The rendered request's key a rerun matches results by."
+    )
 
 
 class CarriedState(_Model):
@@ -119,6 +127,7 @@ class ExecutionState(_Model):
     buffered_signals: dict[str, int] = Field(
         default_factory=dict, description="Signals received and not yet read, by name."
     )
+    rerun_of: str | None = Field(None, description="The execution this one reruns.")
     waiting_for: str | None = Field(None, description="The signal a wait_for_signal awaits.")
     waiting_until: datetime | None = Field(None, description="When that wait times out.")
 
@@ -161,6 +170,8 @@ class AIRequest(_Model):
 
     execution_id: str
     step_id: str
+    path: str | None = Field(None, description="The step's path (reruns match requests by it).")
+    seq: int | None = Field(None, description="The step visit's number in its execution.")
     model: str
     messages: list[dict[str, Any]]
     temperature: float | None = None
@@ -218,6 +229,8 @@ class HTTPRequest(_Model):
 
     execution_id: str
     step_id: str
+    path: str | None = Field(None, description="The step's path (reruns match requests by it).")
+    seq: int | None = Field(None, description="The step visit's number in its execution.")
     method: str
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
@@ -265,3 +278,25 @@ class ForeachBatchResult(_Model):
     results: list[Any]
     records: list[StepRecord] = Field(default_factory=list)
     steps_done: int = 0
+
+
+class ReusedResult(_Model):
+    """A result a rerun takes instead of calling out (SPEC §10): what the source recorded."""
+
+    result: Any
+    source: str = Field(description="The execution that paid for it.")
+
+
+# Fields of a request that name the run, not what is asked: a rerun matches without them.
+_NOT_THE_REQUEST = frozenset({"execution_id", "idempotency_key", "log", "seq", "step_id"})
+
+
+def request_key(kind: str, request: BaseModel | dict[str, Any], step_id: str = "") -> str:
+    """The key of a rendered request: the same path and the same rendered fields give the
+    same key, in the workflow (before it calls) and in the API (reading the source's history).
+    Requests recorded before paths existed count as at their step id (top-level steps)."""
+    data = request.model_dump(mode="json") if isinstance(request, BaseModel) else dict(request)
+    data["path"] = data.get("path") or data.get("step_id") or step_id
+    fields = {k: v for k, v in data.items() if k not in _NOT_THE_REQUEST}
+    canonical = json.dumps([kind, fields], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -37,9 +37,11 @@ from workflows.messages import (
     HTTPRequest,
     HTTPResult,
     LogWrite,
+    ReusedResult,
     StepRecord,
     StepStatus,
     _Model,
+    request_key,
 )
 
 __all__ = [
@@ -72,8 +74,10 @@ __all__ = [
     "HTTPResult",
     "LibraryEntry",
     "LogWrite",
+    "ReusedResult",
     "StepRecord",
     "StepStatus",
+    "request_key",
 ]
 
 
@@ -105,4 +109,12 @@ class ExecutionInput(_Model):
     depth: int = Field(0, ge=0, description="How deep a sub-workflow this run is (0: top).")
     batch: ForeachBatchInput | None = Field(
         None, description="Set for a share of a large foreach (a ForeachBatch child workflow)."
+    )
+    rerun_of: str | None = Field(None, description="The execution this one reruns (SPEC §10).")
+    reuse: dict[str, ReusedResult] = Field(
+        default_factory=dict,
+        description="Results a rerun takes instead of calling out, by request key.",
+    )
+    parent_path: str | None = Field(
+        None, description="For a sub-workflow: the path of the parent's step that runs it."
     )

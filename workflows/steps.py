@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         effective_total_timeout,
     )
     from workflows.kinds.http import idempotency_key
-    from workflows.messages import ExecutionLimits, LogWrite, StepRecord
+    from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord
     from workflows.values import ValueLimitError, check_value
 
 if TYPE_CHECKING:
@@ -226,6 +226,10 @@ class _Run:
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
         self.scopes.adopt(records, steps_done)
+
+    def reused(self, key: str) -> ReusedResult | None:
+        input = self.processor._input
+        return input.reuse.get(key) if input is not None else None
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:
         self.processor.set_waiting(self.path, waiting, quiet)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -88,32 +89,108 @@ def run(
                 {"workflow_id": workflow_id, "input_vars": inputs},
                 headers=headers,
             )
-            execution_id = str(started["execution_id"])
-            if quiet:
-                out.print(execution_id, soft_wrap=True)
-            else:
-                out.print(f"execution_id: {execution_id}", soft_wrap=True)
-                out.print(f"run_id: {started.get('run_id')}", soft_wrap=True)
-                version = started.get("definition_version")
-                if version is not None:
-                    out.print(f"workflow: {started.get('workflow_id')} v{version}", soft_wrap=True)
-            # A 2xx answer's `errors` are warnings (no_worker: the run would wait silently).
-            for item in started.get("errors") or []:
-                warning(problem_line(item) if isinstance(item, dict) else str(item))
-            if not wait:
-                return
-            try:
-                state = follow(api, out, execution_id, timeout, interval, show=not quiet)
-            except WaitTimeout:
-                error(
-                    f"timed out after {timeout:g}s: execution {execution_id} is still running "
-                    f"(see `wfe status {execution_id}`)"
-                )
-                raise typer.Exit(EXIT_TIMEOUT) from None
-            except KeyboardInterrupt:
-                error(f"stopped waiting; execution {execution_id} goes on")
-                raise typer.Exit(130) from None
-    finish(out, state, show=not quiet)
+            state = _announce_and_follow(api, out, started, wait, timeout, interval, quiet)
+    if state is not None:
+        finish(out, state, show=not quiet)
+
+
+def _announce_and_follow(
+    api: ApiClient,
+    out: Console,
+    started: dict[str, Any],
+    wait: bool,
+    timeout: float | None,
+    interval: float,
+    quiet: bool,
+) -> dict[str, Any] | None:
+    """Print a started execution (and its warnings); with ``wait``, follow it to its end."""
+    execution_id = str(started["execution_id"])
+    if quiet:
+        out.print(execution_id, soft_wrap=True)
+    else:
+        out.print(f"execution_id: {execution_id}", soft_wrap=True)
+        out.print(f"run_id: {started.get('run_id')}", soft_wrap=True)
+        version = started.get("definition_version")
+        if version is not None:
+            out.print(f"workflow: {started.get('workflow_id')} v{version}", soft_wrap=True)
+        if started.get("rerun_of"):
+            out.print(f"rerun_of: {started['rerun_of']}", soft_wrap=True)
+    # A 2xx answer's `errors` are warnings (no_worker: the run would wait silently).
+    for item in started.get("errors") or []:
+        warning(problem_line(item) if isinstance(item, dict) else str(item))
+    if not wait:
+        return None
+    try:
+        return follow(api, out, execution_id, timeout, interval, show=not quiet)
+    except WaitTimeout:
+        error(
+            f"timed out after {timeout:g}s: execution {execution_id} is still running "
+            f"(see `wfe status {execution_id}`)"
+        )
+        raise typer.Exit(EXIT_TIMEOUT) from None
+    except KeyboardInterrupt:
+        error(f"stopped waiting; execution {execution_id} goes on")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def rerun(
+    execution_id: Annotated[str, typer.Argument(help="The finished execution to run again.")],
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="A step id or path: it and what follows run fresh (default: the step that "
+            "failed or was cancelled); earlier results already paid for are reused.",
+        ),
+    ] = None,
+    input_vars: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="New inputs: a JSON object, or @file.json (default: the source's).",
+            metavar="JSON",
+        ),
+    ] = None,
+    version: Annotated[
+        str, typer.Option(help='"same" (the source\'s version), "latest", or a number.')
+    ] = "same",
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Follow the steps live until it ends.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --wait: give up after this many seconds (exit 2)."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="With --wait: seconds between polls.")
+    ] = 0.5,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the new execution id.")
+    ] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Run a finished execution again, reusing the results it already paid for.
+
+    Exit status with --wait: 0 completed, 1 failed or cancelled, 2 still running at --timeout.
+    """
+    out = stdout()
+    with reporting():
+        body: dict[str, Any] = {"version": int(version) if version.isdigit() else version}
+        if from_step is not None:
+            body["from_step"] = from_step
+        if input_vars is not None:
+            inputs = json_argument(input_vars, "--input")
+            if not isinstance(inputs, dict):
+                raise ClientError('--input must be a JSON object, e.g. \'{"name": "Ada"}\'')
+            body["input_vars"] = inputs
+        with ApiClient(api_url, api_key) as api:
+            started = api.post(f"/api/executions/{url_path(execution_id)}/rerun", body)
+            state = _announce_and_follow(api, out, started, wait, timeout, interval, quiet)
+    if state is not None:
+        finish(out, state, show=not quiet)
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> Table:

@@ -17,6 +17,8 @@ from api.schemas import (
     ErrorResponse,
     ExecutionListPublic,
     ExecutionPublic,
+    RerunCreate,
+    RunPublic,
 )
 from workflows.shared import CANCEL_SIGNAL
 
@@ -122,6 +124,43 @@ async def signal_execution(
     raw = await request.body()
     payload = parse_json_body(raw) if raw.strip() else None
     return await service.signal(execution_id, name, payload, key)
+
+
+@router.post(
+    "/{execution_id}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    summary="Rerun a finished execution, reusing the results it already paid for",
+    description="A new execution of the same workflow (`version`: `same`, `latest` or a "
+    "number) with the source's inputs or new `input_vars`. Every `ai`, `http` and "
+    "`sub_workflow` step before `from_step` (default: the step that failed or was cancelled) "
+    "whose rendered request equals one the source completed takes the recorded result with "
+    "no call; everything else runs fresh. 409 while the source runs; 422 for an unknown step.",
+    responses={
+        **_NOT_FOUND,
+        **_FORBIDDEN,
+        409: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": RerunCreate.model_json_schema()}},
+        }
+    },
+)
+async def rerun_execution(
+    execution_id: str, request: Request, key: CurrentKey, service: ServiceDep
+) -> RunPublic:
+    raw = await request.body()
+    body = parse_json_body(raw) if raw.strip() else {}
+    try:
+        rerun = RerunCreate.model_validate(body if body is not None else {})
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = "$" + "".join(f".{p}" for p in first["loc"])
+        raise ApiError(422, "invalid_request", first["msg"], where) from None
+    return await service.rerun(execution_id, rerun, key)
 
 
 @router.get(

@@ -12,7 +12,7 @@ from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase
 from workflows.kinds.slots import slot_models
-from workflows.messages import CALL_LLM, AIRequest, AIResult
+from workflows.messages import CALL_LLM, AIRequest, AIResult, request_key
 from workflows.templating import VariableSubstitutor
 
 
@@ -97,7 +97,15 @@ class AIKind(StepKind[AIStep]):
             response_format=response_format,
             deferred=slot_models(slots),
             log=run.log,
+            path=run.path,
+            seq=run.seq,
         )
+        key = request_key(CALL_LLM, request)
+        reused = run.reused(key)
+        if reused is not None:  # a rerun: the source paid for this answer already
+            answer = AIResult.model_validate(reused.result)
+            outputs = {step.output: answer.as_output()} if step.output else {}
+            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
         result: AIResult = await workflow.execute_activity(
             CALL_LLM, request, result_type=AIResult, **run.activity_options(step)
         )

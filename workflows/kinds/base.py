@@ -21,7 +21,7 @@ import builtins
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from workflows.errors import Problem
 from workflows.kinds.common import (
@@ -33,10 +33,7 @@ from workflows.kinds.common import (
     OnErrorRoute,
     StepBase,
 )
-from workflows.messages import ExecutionLimits, LogWrite, StepRecord
-
-if TYPE_CHECKING:
-    from workflows.shared import ExecutionInput
+from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord
 
 S = TypeVar("S", bound=StepBase)
 
@@ -49,6 +46,8 @@ class StepOutcome:
     next_target: str | None = None
     usage: dict[str, Any] | None = None
     logged: bool = False  # the step's activity wrote the log records it carried
+    reused_from: str | None = None  # a rerun took the result from this execution
+    reuse_key: str | None = None  # the rendered request's key (workflows.messages.request_key)
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,22 @@ class Edge:
     on_failure: bool = False
 
 
+class RunInput(Protocol):
+    """What a kind reads of the run's input (workflows.shared.ExecutionInput, which holds the
+    definition and so sits above the kinds): the sub-workflow library, the nesting depth."""
+
+    @property
+    def library(self) -> Mapping[str, Any]: ...
+
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def reuse(self) -> Mapping[str, ReusedResult]: ...
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+
 class StepRun(Protocol):
     """What the interpreter gives a kind's ``execute``: the step's place in the run, its
     variables, and the services a step needs (signals, activity options, nested scopes)."""
@@ -101,7 +116,7 @@ class StepRun(Protocol):
         """Records an activity step's activity writes alongside its call."""
 
     @property
-    def input(self) -> ExecutionInput: ...
+    def input(self) -> RunInput: ...
 
     @property
     def limits(self) -> ExecutionLimits | None: ...
@@ -111,6 +126,9 @@ class StepRun(Protocol):
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...
 
     def signal_queue(self, name: str) -> Any: ...
+
+    def reused(self, key: str) -> ReusedResult | None:
+        """The result a rerun's source recorded for this rendered request, if any."""
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
         """Take the step records a child workflow ran for this step (a foreach share)."""

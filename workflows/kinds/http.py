@@ -13,7 +13,7 @@ from workflows.errors import Problem
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, StepBase
 from workflows.kinds.slots import slot_models
-from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult, request_key
 from workflows.templating import VariableSubstitutor, to_text
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -149,7 +149,15 @@ class HTTPKind(StepKind[HTTPStep]):
             idempotency_key=idempotency_key(run.execution_id, step.id, run.seq),
             deferred=slot_models(slots),
             log=run.log,
+            path=run.path,
+            seq=run.seq,
         )
+        key = request_key(SEND_HTTP_REQUEST, request)
+        reused = run.reused(key)
+        if reused is not None:  # a rerun: the source made this very request already
+            answer = HTTPResult.model_validate(reused.result)
+            outputs = {step.output: answer.as_output()} if step.output else {}
+            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
         result: HTTPResult = await workflow.execute_activity(
             SEND_HTTP_REQUEST, request, result_type=HTTPResult, **run.activity_options(step)
         )

@@ -20,7 +20,7 @@ from temporalio.workflow import ChildWorkflowCancellationType
 from workflows.errors import FailureType, StepFailure
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
-from workflows.messages import WORKFLOW_TYPE, ExecutionState
+from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
 from workflows.templating import VariableSubstitutor
 
 MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
@@ -87,6 +87,19 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
         input_vars = VariableSubstitutor(run.variables).render(step.input_vars)
         run.checked(input_vars, "input_vars")
         _check_inputs(entry.definition.inputs, input_vars, step.workflow_id)
+        key = request_key(
+            "sub_workflow",
+            {
+                "path": run.path,
+                "workflow_id": str(step.workflow_id),
+                "version": entry.version,
+                "input_vars": input_vars,
+            },
+        )
+        reused = run.reused(key)
+        if reused is not None:  # a rerun: the source ran this very child already
+            outputs = {step.output: reused.result} if step.output else {}
+            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
         child_id = f"{run.execution_id}-{step.id}-{run.seq}"
         child = run.input.model_copy(
             update={
@@ -98,6 +111,10 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
                 "batch": None,
                 "depth": run.input.depth + 1,
                 "started_by": run.execution_id,
+                "parent_path": run.path,
+                # A child's steps are its own: none matches a parent's recorded request.
+                "reuse": {},
+                "rerun_of": None,
             }
         )
         try:

@@ -1,0 +1,228 @@
+"""What a rerun may reuse (SPEC §10): the results its source already paid for.
+
+Every completed activity step (`ai`, `http`) and sub-workflow of the source is in its Temporal
+history: the request as the workflow rendered it (the activity's input, which carries the
+step's path and visit number) and the result. A rerun gets them keyed by
+:func:`workflows.messages.request_key`; the workflow takes a result only for a request it
+renders identically (same path, same rendered fields), so an edited input or a newer
+definition that changes a request makes that step run fresh.
+
+Only results recorded *before* the cutoff are offered: the last visit of ``from_step`` or, by
+default, of the step that failed (or was cancelled). The whole chain of runs is read (a
+source that continued as new), the shares of a large foreach (their own child histories), and
+what the source itself reused when it was a rerun. Large values stay references: the history
+holds claim-check references, decoded here and stored again by reference when the rerun starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+
+from workflows.messages import (
+    CALL_LLM,
+    FOREACH_BATCH_TYPE,
+    SEND_HTTP_REQUEST,
+    WORKFLOW_TYPE,
+    AIRequest,
+    AIResult,
+    ExecutionState,
+    HTTPRequest,
+    HTTPResult,
+    ReusedResult,
+    request_key,
+)
+from workflows.shared import ExecutionInput
+
+logger = logging.getLogger(__name__)
+
+# The activities whose results a rerun may reuse: their input and result models.
+REUSABLE = {
+    CALL_LLM: (AIRequest, AIResult),
+    SEND_HTTP_REQUEST: (HTTPRequest, HTTPResult),
+}
+MAX_RUNS = 1_000  # continue-as-new links followed at most (a guard, not a limit in practice)
+
+
+@dataclass
+class Recorded:
+    """What the source recorded: its first input and the results offered to the rerun."""
+
+    input: ExecutionInput | None = None
+    results: dict[str, ReusedResult] = field(default_factory=dict)
+
+
+async def recorded_results(
+    client: Client, execution_id: str, first_run_id: str, cutoff_seq: int | None
+) -> Recorded:
+    """Results of ``execution_id`` (from its first run on) recorded before ``cutoff_seq``."""
+    recorded = Recorded()
+    run_id: str | None = first_run_id
+    for _ in range(MAX_RUNS):
+        if run_id is None:
+            break
+        events = await _history(client, execution_id, run_id)
+        run_id = await _read_run(client, execution_id, events, cutoff_seq, recorded)
+    # Whichever run or share made the call, the rerun took it from this execution.
+    for key, reused in recorded.results.items():
+        recorded.results[key] = reused.model_copy(update={"source": execution_id})
+    return recorded
+
+
+async def _history(client: Client, workflow_id: str, run_id: str | None) -> list[HistoryEvent]:
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    return [event async for event in handle.fetch_history_events()]
+
+
+async def _decode(client: Client, payloads: Payloads, kind: type[Any]) -> Any:
+    values = await client.data_converter.decode(list(payloads.payloads), [kind])
+    return values[0] if values else None
+
+
+async def _read_run(
+    client: Client,
+    execution_id: str,
+    events: list[HistoryEvent],
+    cutoff_seq: int | None,
+    recorded: Recorded,
+) -> str | None:
+    """Add one run's results to ``recorded``; returns the run it continued as, if any."""
+    scheduled: dict[int, HistoryEvent] = {}
+    children: dict[int, HistoryEvent] = {}
+    next_run: str | None = None
+    for event in events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and recorded.input is None:
+            started = event.workflow_execution_started_event_attributes
+            recorded.input = await _decode(client, started.input, ExecutionInput)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = event
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed = event.activity_task_completed_event_attributes
+            start = scheduled.get(completed.scheduled_event_id)
+            if start is not None:
+                await _activity(client, start, completed.result, cutoff_seq, recorded)
+        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            children[event.event_id] = event
+        elif kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+            finished = event.child_workflow_execution_completed_event_attributes
+            start = children.get(finished.initiated_event_id)
+            if start is not None:
+                await _child(client, start, finished.result, cutoff_seq, recorded)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            next_run = (
+                event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            )
+    return next_run
+
+
+async def _activity(
+    client: Client,
+    start: HistoryEvent,
+    result: Payloads,
+    cutoff_seq: int | None,
+    recorded: Recorded,
+) -> None:
+    attributes = start.activity_task_scheduled_event_attributes
+    models = REUSABLE.get(attributes.activity_type.name)
+    if models is None:
+        return
+    request = await _decode(client, attributes.input, models[0])
+    if not _before(request.seq, cutoff_seq):
+        return
+    answer = await _decode(client, result, models[1])
+    key = request_key(attributes.activity_type.name, request)
+    recorded.results[key] = ReusedResult(
+        result=answer.model_dump(mode="json", by_alias=True, exclude={"log_written"}),
+        source=request.execution_id,
+    )
+
+
+async def _child(
+    client: Client,
+    start: HistoryEvent,
+    result: Payloads,
+    cutoff_seq: int | None,
+    recorded: Recorded,
+) -> None:
+    attributes = start.start_child_workflow_execution_initiated_event_attributes
+    child_id = attributes.workflow_id
+    if attributes.workflow_type.name == FOREACH_BATCH_TYPE:
+        # A share of a large foreach: its steps' results are in its own history. Its visit
+        # numbers are its own, so the cutoff (a number of the parent's) cannot apply inside.
+        await _read_run(client, child_id, await _history(client, child_id, None), None, recorded)
+        return
+    if attributes.workflow_type.name != WORKFLOW_TYPE:
+        return
+    child: ExecutionInput = await _decode(client, attributes.input, ExecutionInput)
+    seq = _child_seq(child_id)
+    if child.parent_path is None or not _before(seq, cutoff_seq):
+        return
+    state: ExecutionState = await _decode(client, result, ExecutionState)
+    key = request_key(
+        "sub_workflow",
+        {
+            "path": child.parent_path,
+            "workflow_id": child.definition.key,
+            "version": child.definition_version,
+            "input_vars": child.input_vars,
+        },
+    )
+    recorded.results[key] = ReusedResult(result=state.outputs, source=child_id)
+
+
+def _child_seq(child_id: str) -> int | None:
+    """A sub-workflow's id ends with the parent step visit's number (`<parent>-<step>-<seq>`)."""
+    tail = child_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _before(seq: int | None, cutoff_seq: int | None) -> bool:
+    if cutoff_seq is None:
+        return True
+    return seq is not None and seq < cutoff_seq
+
+
+def cutoff_for(
+    records: list[dict[str, Any]], from_step: str | None, source_completed: bool
+) -> int | None:
+    """The visit number reuse stops at: the last visit of ``from_step`` (an id or a path); by
+    default, for a source that did not complete, the last step that failed or was cancelled
+    (in a parallel or foreach, the innermost one, which comes after its holder). None when
+    nothing stops it."""
+    if from_step is not None:
+        visits = [
+            int(r["seq"])
+            for r in records
+            if from_step in (r.get("path"), r.get("step_id")) and isinstance(r.get("seq"), int)
+        ]
+        return max(visits) if visits else None
+    if source_completed:
+        return None
+    ended = [
+        int(r["seq"])
+        for r in records
+        if r.get("status") in ("failed", "cancelled") and isinstance(r.get("seq"), int)
+    ]
+    return max(ended) if ended else None
+
+
+def inherited(
+    source_id: str,
+    source_input: ExecutionInput,
+    records: list[dict[str, Any]],
+    cutoff_seq: int | None,
+) -> dict[str, ReusedResult]:
+    """What the source (itself a rerun) reused before the cutoff: offered again, as its own."""
+    offered: dict[str, ReusedResult] = {}
+    for record in records:
+        key = record.get("reuse_key")
+        if key and key in source_input.reuse and _before(record.get("seq"), cutoff_seq):
+            offered[key] = source_input.reuse[key].model_copy(update={"source": source_id})
+    return offered
