@@ -28,8 +28,11 @@ from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
+from workflows.runtime.log_format import StepContextInterceptor, configure_logging
 from workflows.runtime.settings import Settings, load_settings
 from workflows.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
+from workflows.runtime.temporal_runtime import worker_runtime
+from workflows.runtime.tracing import WORKER_SERVICE
 from workflows.shared import WORKFLOW_TYPE
 
 logger = logging.getLogger("worker")
@@ -103,6 +106,8 @@ async def engine_worker(
             if settings.worker_workflow_sandbox
             else UnsandboxedWorkflowRunner(),
             activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
+            # JSON log lines name the step an activity runs (workflows/runtime/log_format.py).
+            interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
@@ -179,12 +184,17 @@ async def finalise_closed_logs_forever(
 
 async def main() -> None:
     settings = load_settings()
+    configure_logging(settings.log_format)  # before redaction, which covers these handlers
     # Every line this process logs is scrubbed of secrets (any encoding) and URL queries, and
     # httpx's per-request INFO line (the full URL) is off: docs/secrets.md.
     install_log_redaction(build_secrets(settings))
     if settings.openrouter_api_key is None:
         logger.warning("OPENROUTER_API_KEY is not set: ai steps will fail until it is")
-    client = await connect(settings)
+    # Metrics (WORKER_METRICS_ADDRESS) and tracing (OTEL_EXPORTER_OTLP_ENDPOINT) ride on the
+    # client; the worker built on it below inherits both.
+    client = await connect(settings, runtime=worker_runtime(settings), service_name=WORKER_SERVICE)
+    if settings.worker_metrics_address:
+        logger.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     await ensure_search_attributes(client)
     logs = build_logger(settings)
     rotation = asyncio.create_task(

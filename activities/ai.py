@@ -28,6 +28,7 @@ from activities.failures import (
 )
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
+from activities.metrics import record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
@@ -93,7 +94,17 @@ class AIClient:
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer = await with_heartbeats(self._post(body))
-                result = await asyncio.to_thread(self._result, request, answer)  # schema checks
+                record_ai_usage(answer, request.model)  # tokens are spent even if checks fail
+                try:
+                    result = await asyncio.to_thread(self._result, request, answer)  # checks
+                except ApplicationError as err:
+                    if err.type != FailureType.INVALID_MODEL_OUTPUT:
+                        raise
+                    # The workflow asks again with the error (repair_attempts): it needs the
+                    # answer to show the model, and what it cost (tokens are spent all the same).
+                    raise permanent(
+                        err.message, err.type, invalid_answer(request, answer)
+                    ) from None
             except ApplicationError as err:
                 # Provider messages and answer snippets may quote the key or a filled-in secret.
                 raise self._redacted(err) from None
@@ -103,10 +114,12 @@ class AIClient:
 
     def _redacted(self, err: ApplicationError) -> ApplicationError:
         message = self._secrets.redact(err.message)
-        if message == err.message:
+        details = [self._secrets.redact(d) for d in err.details]
+        if message == err.message and details == list(err.details):
             return err
         return ApplicationError(
             message,
+            *details,
             type=err.type,
             non_retryable=err.non_retryable,
             next_retry_delay=err.next_retry_delay,
@@ -176,7 +189,10 @@ class AIClient:
             401: " (check OPENROUTER_API_KEY on the worker)",
             402: " (add credits to the OpenRouter account)",
         }.get(status, "")
-        return permanent(described + hint, FailureType.PROVIDER_ERROR)
+        # Which failures another model may not share (the `models` fallback): docs/ai.md.
+        reason = fallback_reason(status, message)
+        details = [{"fallback": reason}] if reason else []
+        return permanent(described + hint, FailureType.PROVIDER_ERROR, *details)
 
     def _result(self, request: AIRequest, answer: dict[str, Any]) -> AIResult:
         choices = answer.get("choices")
@@ -211,6 +227,46 @@ class AIClient:
             cost=float(cost) if isinstance(cost, int | float) else None,
             finish_reason=choice.get("finish_reason"),
         )
+
+
+# Provider answers another model may not share (SPEC §11): the model is unknown or down, the
+# prompt is over its context length, its moderation refused. Keys are words of the message.
+_MODEL_GONE = ("not a valid model", "model not found", "no endpoints found", "is not available")
+_CONTEXT = ("context length", "context_length", "maximum context", "too many tokens")
+
+
+def fallback_reason(status: int, message: str) -> str | None:
+    """Why a permanent provider failure lets the next model try (None: it does not)."""
+    text = message.lower()
+    if status == 404 or any(words in text for words in _MODEL_GONE):
+        return "model_unavailable"
+    if any(words in text for words in _CONTEXT):
+        return "context_length"
+    if status == 403:
+        return "moderation"
+    return None
+
+
+def invalid_answer(request: AIRequest, answer: dict[str, Any]) -> dict[str, Any]:
+    """What a repair needs of an answer that failed ``response_format``: its text, the model
+    that gave it and what it cost."""
+    choices = answer.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        message = {}
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    return {
+        "text": str(message.get("content") or "")[:20_000],
+        "model": answer.get("model") or request.model,
+        "usage": {
+            key: usage.get(key)
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cost")
+            if isinstance(usage.get(key), int | float)
+        },
+    }
 
 
 def provider_message(answer: Any) -> str | None:

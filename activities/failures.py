@@ -50,8 +50,8 @@ def retryable(
     return ApplicationError(message, type=failure_type, next_retry_delay=retry_after)
 
 
-def permanent(message: str, failure_type: str) -> ApplicationError:
-    return ApplicationError(message, type=failure_type, non_retryable=True)
+def permanent(message: str, failure_type: str, *details: Any) -> ApplicationError:
+    return ApplicationError(message, *details, type=failure_type, non_retryable=True)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ HEADER_KEYS = (
     "workflow_name",
     "workflow_version",
     "error",
+    "usage",
 )
 RECORD_KEYS = (
     "step_id",

@@ -26,6 +26,7 @@ from api.pollers import WorkerPollers
 from api.store import DefinitionStore
 from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import connect
+from workflows.runtime.tracing import API_SERVICE
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class AppState:
         """Keep trying to reach Temporal; the API answers 503 until it has."""
         while self.client is None:
             try:
-                self.client = await connect(self.settings)
+                self.client = await connect(self.settings, service_name=API_SERVICE)
                 self.connect_error = None
                 logger.info("connected to Temporal at %s", self.settings.temporal_address)
             except Exception as err:

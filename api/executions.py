@@ -371,7 +371,12 @@ class ExecutionService:
             run_id = await self._check_same_request(execution_id, digest, idempotency_key)
         assert run_id is not None
         logger.info(
-            "started %s (%s v%d) run %s", execution_id, stored.workflow_id, stored.version, run_id
+            "started %s (%s v%d) run %s",
+            execution_id,
+            stored.workflow_id,
+            stored.version,
+            run_id,
+            extra={"execution_id": execution_id},
         )
         if isinstance(pollers, asyncio.Task):
             # Shared with concurrent starts: one caller going away must not cancel it.

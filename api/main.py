@@ -30,6 +30,7 @@ from api.deps import AppState
 from api.errors import error_body, install_error_handlers
 from api.executions import PageTokens, page_token_secret
 from api.limits import BodySizeLimit, RateLimiter
+from api.observability import install_observability
 from api.routes import executions, health, hooks, runs, workflows
 from api.schemas import ErrorResponse
 from api.store import FileDefinitionStore
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    install_observability(app, settings)  # /metrics, JSON logs, tracing: wraps the above
     app.state.engine = state
     install_error_handlers(app)
 

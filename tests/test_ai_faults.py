@@ -455,7 +455,7 @@ async def test_a_secret_in_the_prompt_echoed_back_does_not_leak(
             await assert_key_absent(handle, with_secrets, OPENROUTER_TEST_KEY)
     # The secret really was sent: it was filled into the prompt inside the activity.
     requests = fake_openrouter.completions()
-    assert len(requests) == 4  # the 403 once, the bad answer three times
+    assert len(requests) == 3  # the 403 once, the bad answer and its one repair
     assert requests[0].json()["messages"] == [
         {"role": "user", "content": f"use token {secret} to ..."}
     ]

@@ -1,4 +1,5 @@
 """docker-compose.yml, Dockerfile and .dockerignore, validated offline: no Docker, no network.
+(With them the monitoring the file starts: docs/prometheus.yml and docs/grafana-dashboard.json.)
 
 1. The compose file parses as YAML; a duplicate key fails, as it does in Compose.
 2. Interpolated with its defaults, it validates against the official Compose Specification JSON
@@ -41,11 +42,15 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_DOC = ROOT / "docs" / "docker-compose.md"
+PROMETHEUS_CONFIG = ROOT / "docs" / "prometheus.yml"
+DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
 
 ENGINE_SERVICES = ("worker", "api")
 TEMPORAL_SERVICE = "temporal"
 SETUP_SERVICE = "temporal-setup"
 SHARED_VOLUME = "engine-data"
+PROMETHEUS_SERVICE = "prometheus"
+GRAFANA_SERVICE = "grafana"
 # Read by the API's coming authentication; not in Settings yet.
 FUTURE_SETTINGS = frozenset({"API_KEYS", "API_KEYS_FILE", "AUTH_DISABLED"})
 # `temporal operator search-attribute create --type` names, by SDK indexed value type.
@@ -69,6 +74,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: merged keys may be overridden, as in Compose
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -225,6 +232,8 @@ def test_compose_file_parses_with_the_expected_services(raw: dict[str, Any]) -> 
         SETUP_SERVICE,
         "temporal-ui",
         *ENGINE_SERVICES,
+        PROMETHEUS_SERVICE,
+        GRAFANA_SERVICE,
     }
     assert set(raw["volumes"]) >= {SHARED_VOLUME}
 
@@ -812,3 +821,130 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
         assert is_ignored(path, patterns), f"{path} should be in .dockerignore"
     for path in ("worker.py", "workflows", "api", "activities", "examples", "README.md"):
         assert not is_ignored(path, patterns), f"{path} must stay in the build context"
+
+
+# --- monitoring: Prometheus and Grafana ---------------------------------------------------
+
+
+def _mount_of(service: dict[str, Any], source: str) -> dict[str, Any]:
+    (mount,) = [m for m in _mounts(service) if m["source"] == source]
+    return mount
+
+
+def _config_content(resolved: dict[str, Any], service: dict[str, Any], target: str) -> Any:
+    (mount,) = [c for c in service.get("configs") or [] if c["target"] == target]
+    return load_yaml(resolved["configs"][mount["source"]]["content"])
+
+
+def _scrape_targets() -> dict[str, tuple[str, set[tuple[str, int]]]]:
+    """job name -> (metrics path, {(service, port)}) from docs/prometheus.yml."""
+    config = load_yaml(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    jobs = {}
+    for job in config["scrape_configs"]:
+        targets: set[tuple[str, int]] = set()
+        for sd in job.get("dns_sd_configs") or []:
+            assert sd.get("type", "SRV") == "A", "A records: one target per container"
+            targets |= {(name, int(sd["port"])) for name in sd["names"]}
+        for static in job.get("static_configs") or []:
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                targets.add((host, int(port)))
+        jobs[job["job_name"]] = (job.get("metrics_path", "/metrics"), targets)
+    return jobs
+
+
+def test_the_worker_serves_metrics_to_the_compose_network(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = environment_of(services["worker"])
+    api = environment_of(services["api"])
+    address = worker["WORKER_METRICS_ADDRESS"] or ""
+    host, _, port = address.rpartition(":")
+    assert host == "0.0.0.0" and port.isdigit(), "reachable from the prometheus container"
+    assert "WORKER_METRICS_ADDRESS" not in api, "the API serves /metrics on its own port"
+    assert not any(int(port) in (h, c) for _, h, c in _published_ports(services["worker"]))
+    # Everything else the worker gets is the shared engine environment (the YAML merge).
+    assert {k: v for k, v in worker.items() if k != "WORKER_METRICS_ADDRESS"} == api
+    for name in {n.upper() for n in Settings.model_fields}:
+        monkeypatch.delenv(name, raising=False)
+    for variable, value in worker.items():
+        if value is not None:
+            monkeypatch.setenv(variable, value)
+    assert load_settings().worker_metrics_address == address
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services[PROMETHEUS_SERVICE]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    mount = _mount_of(prometheus, "./docs/prometheus.yml")
+    assert mount["read_only"] and f"--config.file={mount['target']}" in prometheus["command"]
+    jobs = _scrape_targets()
+    api_port = int(services["api"]["command"][services["api"]["command"].index("--port") + 1])
+    worker_port = int(
+        (environment_of(services["worker"])["WORKER_METRICS_ADDRESS"] or "").rpartition(":")[2]
+    )
+    assert jobs["wfe-api"] == ("/metrics", {("api", api_port)})
+    assert jobs["wfe-worker"] == ("/metrics", {("worker", worker_port)})
+    for _, targets in jobs.values():
+        assert {name for name, _ in targets} <= set(services), targets
+    # Keyless scrapes need the API's default; the file says what to do otherwise.
+    assert environment_of(services["api"])["API_METRICS_PUBLIC"] == "true"
+    assert "credentials_file" in PROMETHEUS_CONFIG.read_text(encoding="utf-8")
+    assert prometheus["healthcheck"]["test"]
+
+
+def test_grafana_is_provisioned_with_the_engine_dashboard(
+    resolved: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    grafana = services[GRAFANA_SERVICE]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert _depends_on(grafana)[PROMETHEUS_SERVICE]["condition"] == "service_healthy"
+    sources = _config_content(
+        resolved, grafana, "/etc/grafana/provisioning/datasources/workflow-engine.yaml"
+    )
+    (source,) = sources["datasources"]
+    prometheus_port = _published_ports(services[PROMETHEUS_SERVICE])[0][2]
+    assert source["type"] == "prometheus"
+    assert source["url"] == f"http://{PROMETHEUS_SERVICE}:{prometheus_port}"
+    providers = _config_content(
+        resolved, grafana, "/etc/grafana/provisioning/dashboards/workflow-engine.yaml"
+    )
+    (provider,) = providers["providers"]
+    mount = _mount_of(grafana, "./docs/grafana-dashboard.json")
+    assert mount["read_only"]
+    assert PurePosixPath(mount["target"]).parent == PurePosixPath(provider["options"]["path"])
+    home = environment_of(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == mount["target"]
+
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert dashboard["uid"] and dashboard["title"]
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    queries = [panel for panel in panels if panel["type"] != "row"]
+    assert queries
+    for panel in queries:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+
+
+def test_the_dashboard_queries_the_engines_own_metric_names() -> None:
+    """Every wfe_* name a panel queries is one the API or the worker exports (the Temporal
+    SDK's temporal_* names are checked against a real scrape in tests/test_metrics.py)."""
+    from activities.metrics import AI_COST_USD_TOTAL, AI_TOKENS_TOTAL
+    from api.metrics import ApiMetrics
+    from workflows.metrics import STEP_DURATION_SECONDS, STEPS_TOTAL
+
+    exported = {STEPS_TOTAL, AI_TOKENS_TOTAL, AI_COST_USD_TOTAL}
+    exported |= {f"{STEP_DURATION_SECONDS}_{suffix}" for suffix in ("bucket", "sum", "count")}
+    for family in ApiMetrics().registry.collect():
+        exported |= {sample.name for sample in family.samples} | {
+            f"{family.name}_{suffix}" for suffix in ("total", "bucket", "sum", "count")
+        }
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    queried = {name for expr in exprs for name in re.findall(r"\bwfe_\w+", expr)}
+    assert queried, "the dashboard shows the engine's metrics"
+    assert queried <= exported, sorted(queried - exported)

@@ -37,18 +37,26 @@ def _wait_for(check: object, within: float) -> object:
 @pytest.mark.timeout(180)
 def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    ports = {name: free_port() for name in ("temporal", "ui", "api")}
+    ports = {name: free_port() for name in ("temporal", "ui", "api", "metrics")}
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("API_KEYS", "API_KEYS_FILE", "AUTH_DISABLED", "HTTP_ALLOWED_HOSTS")
+        if k
+        not in (
+            "API_KEYS",
+            "API_KEYS_FILE",
+            "AUTH_DISABLED",
+            "HTTP_ALLOWED_HOSTS",
+            "WORKER_METRICS_ADDRESS",
+        )
     }
     env["PYTHONPATH"] = str(ROOT)
     wfe = Path(sys.executable).parent / "wfe"
     out = (tmp_path / "dev.log").open("wb")
     dev = subprocess.Popen(
         [str(wfe), "dev", "--temporal-port", str(ports["temporal"]), "--ui-port",
-         str(ports["ui"]), "--api-port", str(ports["api"])],
+         str(ports["ui"]), "--api-port", str(ports["api"]), "--metrics-port",
+         str(ports["metrics"])],
         cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
     api = f"http://127.0.0.1:{ports['api']}"
@@ -63,6 +71,8 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
             10,
         )
         assert f"http://127.0.0.1:{ports['ui']}" in str(printed)
+        worker_metrics = f"http://127.0.0.1:{ports['metrics']}/metrics"
+        assert worker_metrics in str(printed)
         assert (tmp_path / "definitions" / "hello-offline.json").exists()
         headers = {"Authorization": f"Bearer {key}"}
         started = httpx.post(
@@ -87,6 +97,18 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
         assert done["outputs"]["outcome"] == "Hello Ada, the API answered 200. Approved by me."  # type: ignore[index]
         log = httpx.get(f"{execution}/log", headers=headers).json()
         assert log["status"] == "completed"
+        # Metrics are on: the worker counted the tour's steps, the API its start.
+        scraped = httpx.get(worker_metrics, timeout=5).text
+        steps = [
+            line
+            for line in scraped.splitlines()
+            if line.startswith("wfe_steps_total{") and 'workflow_id="hello-offline"' in line
+        ]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in steps) == len(log["steps"])
+        api_metrics = httpx.get(f"{api}/metrics", timeout=5).text
+        assert 'wfe_executions_started_total{trigger="api",workflow_id="hello-offline"} 1.0' in (
+            api_metrics
+        )  # fmt: skip
     finally:
         dev.send_signal(signal.SIGINT)  # Ctrl-C
         try:
@@ -104,10 +126,11 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
     assert leftover.stdout.strip() == "", "the Temporal dev server outlived Ctrl-C"
 
 
-@pytest.mark.parametrize("taken", ["temporal", "ui", "api"])
+@pytest.mark.parametrize("taken", ["temporal", "ui", "api", "metrics"])
 def test_wfe_dev_refuses_a_taken_port_before_starting_anything(tmp_path: Path, taken: str) -> None:
-    ports = {name: free_port() for name in ("temporal", "ui", "api")}
-    flags = {"temporal": "--temporal-port", "ui": "--ui-port", "api": "--api-port"}
+    ports = {name: free_port() for name in ("temporal", "ui", "api", "metrics")}
+    flags = {"temporal": "--temporal-port", "ui": "--ui-port", "api": "--api-port",
+             "metrics": "--metrics-port"}  # fmt: skip
     wfe = Path(sys.executable).parent / "wfe"
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports[taken]))
@@ -115,7 +138,8 @@ def test_wfe_dev_refuses_a_taken_port_before_starting_anything(tmp_path: Path, t
         done = subprocess.run(
             [str(wfe), "dev", *(arg for name in ports for arg in (flags[name], str(ports[name])))],
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**{k: v for k, v in os.environ.items() if k != "WORKER_METRICS_ADDRESS"},
+                 "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
     assert done.returncode == 1
     message = " ".join(done.stderr.split())

@@ -310,7 +310,7 @@ async def test_ai_step_with_json_schema_and_branch(
     assert body["response_format"]["json_schema"]["schema"]["required"] == ["priority"]
     assert request.headers["authorization"] == "Bearer test-openrouter-key"
     step_log = read_log(settings, handle.id)["steps"][0]
-    assert step_log["usage"]["cost"] == 0.001
+    assert step_log["usage"]["cost_usd"] == 0.001
 
 
 async def test_ai_answer_not_matching_the_schema_fails_clearly(
@@ -333,6 +333,7 @@ async def test_ai_answer_not_matching_the_schema_fails_clearly(
                     },
                 },
                 "retry": {"max_attempts": 1},
+                "repair_attempts": 0,
             }
         ],
     }

@@ -60,6 +60,7 @@ __all__ = [
     "ActivityMixin",
     "ActivityStep",
     "Branch",
+    "Budget",
     "ChatMessage",
     "ConditionStep",
     "DelayStep",
@@ -150,6 +151,24 @@ class RunLimits(_Model):
     )
 
 
+class Budget(_Model):
+    """What a run may spend on AI calls (SPEC §11): no call starts once it is spent."""
+
+    max_cost_usd: float | None = Field(None, gt=0, description="USD, as OpenRouter reports it.")
+    max_tokens: int | None = Field(None, ge=1, description="Total tokens of every AI call.")
+    on_exceeded: Literal["fail", "pause"] = Field(
+        "fail",
+        description='"fail": the step fails BudgetExceeded; "pause": the run waits for a '
+        '`budget` signal with new limits ({"max_cost_usd", "max_tokens"}) or {"approve": false}.',
+    )
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Budget:
+        if self.max_cost_usd is None and self.max_tokens is None:
+            raise ValueError("give max_cost_usd and/or max_tokens")
+        return self
+
+
 class WorkflowDefinition(_Model):
     """A workflow document: metadata, input schema, defaults and the ordered steps."""
 
@@ -164,6 +183,7 @@ class WorkflowDefinition(_Model):
     )
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     limits: RunLimits | None = None
+    budget: Budget | None = None
     steps: list[Step] = Field(min_length=1)
     triggers: list[Trigger] = Field(default_factory=list)
 

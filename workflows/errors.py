@@ -111,11 +111,15 @@ class ConditionError(EngineError):
 
 
 class StepFailure(EngineError):
-    """A step failed inside the workflow (not an activity error); ``type`` is a FailureType."""
+    """A step failed inside the workflow (not an activity error); ``type`` is a FailureType.
+    ``usage``: what AI calls of the failed step cost (its record shows it)."""
 
-    def __init__(self, message: str, failure_type: str) -> None:
+    def __init__(
+        self, message: str, failure_type: str, usage: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.failure_type = failure_type
+        self.usage = usage
 
 
 class ScopeFailed(StepFailure):

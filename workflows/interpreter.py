@@ -18,7 +18,7 @@ acknowledge, and writes the final log before the run closes: no path ends withou
 from __future__ import annotations
 
 import asyncio
-from collections import ChainMap
+from collections import ChainMap, deque
 from collections.abc import Callable, Coroutine, Mapping, MutableMapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,13 +36,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import FailureType, ScopeFailed, StepFailure
     from workflows.failures import describe_failure, engine_error
     from workflows.kinds import REGISTRY, kind_of
-    from workflows.kinds.base import route_failure
+    from workflows.kinds.base import Waiting, route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
+    from workflows.metrics import count_step
     from workflows.shared import (
+        BUDGET_SIGNAL,
         CANCEL_SIGNAL,
         FOREACH_BATCH_TYPE,
+        SA_COST_USD,
         SA_DEFINITION_ID,
         SA_STATUS,
+        SA_TOKENS,
         STATUS_QUERY,
         WORKFLOW_TYPE,
         WRITE_EXECUTION_LOG,
@@ -57,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
     )
     from workflows.steps import WorkflowStepProcessor
+    from workflows.usage import Usage
 
 # Log writes are local activities (one marker event each). They retry for a long time on
 # purpose: an unwritable log directory stalls runs loudly instead of losing their logs.
@@ -86,6 +91,8 @@ PATCH_BATCHED_LOGS = "batched-log-writes"
 # carrier (or the first flush) also creates the log. Runs with this marker batch as well (the
 # older patch is then not asked for, so not recorded). Which kinds carry: their `carries_log`.
 PATCH_ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
+# AI spend is published in search attributes as it grows (older runs did not upsert them).
+PATCH_USAGE_ATTRIBUTES = "ai-usage-attributes"
 # An unexpected error in the interpreter fails the run (older runs failed the workflow task).
 PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
 
@@ -149,6 +156,16 @@ class WorkflowExecutor:
                 "started_at": self._started_at.isoformat(),
             }
         self._limits = input.limits
+        self._usage = Usage.of(carried.usage if carried else None)
+        self._usage_published = (self._usage.cost_usd, self._usage.total_tokens)
+        budget = self._definition.budget
+        self._budget_limits: dict[str, Any] = (
+            dict(carried.budget)
+            if carried and carried.budget is not None
+            else budget.model_dump(include={"max_cost_usd", "max_tokens"})
+            if budget is not None
+            else {}
+        )
         self._processor = WorkflowStepProcessor(
             self._definition.defaults, self._execution_id, self._limits, input
         )
@@ -388,6 +405,8 @@ class WorkflowExecutor:
             runs=self._runs + 1,
             recent_steps=self._steps[-STATUS_STEP_WINDOW:],
             pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
+            usage=self._usage.for_run(),
+            budget=self._budget_limits or None,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -429,6 +448,8 @@ class WorkflowExecutor:
             record.end_time = workflow.now()
             record.error = error.message
             record.error_type = error.type
+            if isinstance(err, StepFailure) and err.usage:
+                record.usage = err.usage  # what the step's AI calls cost before it failed
             await self._complete(record, path)
             route = route_failure(step, error.type)
             if route is None or route == "fail":
@@ -482,6 +503,8 @@ class WorkflowExecutor:
 
     async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
         self._in_flight.pop(path, None)
+        self._publish_usage()
+        count_step(self._definition.id, record)  # replay-safe: not counted again on replay
         self._steps_done += 1
         self._steps_this_run += 1
         self._steps.append(record)
@@ -494,6 +517,67 @@ class WorkflowExecutor:
             or len(self._pending) >= LOG_BATCH
         ):
             await self._flush_log()
+
+    # -- AI spend (SPEC §11; the StepRun a kind gets calls these) --------------------------
+
+    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
+        """Add an AI call's usage to the run's totals."""
+        self._usage.add(usage, calls)
+
+    def over_budget(self) -> str | None:
+        """What is spent past which limit, or None while the run is within its budget."""
+        spent = self._usage
+        cost_limit = self._budget_limits.get("max_cost_usd")
+        token_limit = self._budget_limits.get("max_tokens")
+        if cost_limit is not None and spent.cost_usd >= cost_limit:
+            return f"spent ${spent.cost_usd:.6g} of its budget of ${cost_limit:g} (max_cost_usd)"
+        if token_limit is not None and spent.total_tokens >= token_limit:
+            return (
+                f"used {spent.total_tokens:,} tokens of its budget of {token_limit:,} (max_tokens)"
+            )
+        return None
+
+    async def budget_gate(self, path: str) -> None:
+        """Before an AI call: within budget, go on; over it, fail or wait for new limits."""
+        budget = self._definition.budget
+        while (spent := self.over_budget()) is not None:
+            if budget is None or budget.on_exceeded == "fail":
+                raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
+            queue = self._processor.signals.setdefault(BUDGET_SIGNAL, deque())
+            self._processor.set_waiting(path, Waiting(BUDGET_SIGNAL))
+            try:
+                await workflow.wait_condition(lambda queue=queue: bool(queue))  # type: ignore[misc]
+            finally:
+                self._processor.set_waiting(path, None, quiet=True)
+            self._processor.set_waiting(path, None)
+            answer = queue.popleft()
+            if not isinstance(answer, dict) or answer.get("approve") is False:
+                raise StepFailure(
+                    f"the run {spent}; the budget signal refused more", FailureType.BUDGET_EXCEEDED
+                )
+            for name in ("max_cost_usd", "max_tokens"):
+                value = answer.get(name)
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    self._budget_limits[name] = value
+
+    def check_budget_after(self) -> None:
+        """After an AI call: a `fail` budget fails the step that spent past it."""
+        budget = self._definition.budget
+        spent = self.over_budget()
+        if spent is not None and (budget is None or budget.on_exceeded == "fail"):
+            raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
+
+    def _publish_usage(self) -> None:
+        """Keep WorkflowCostUsd / WorkflowTokens current (searchable in the Temporal UI)."""
+        current = (self._usage.cost_usd, self._usage.total_tokens)
+        if current == self._usage_published or self._input.batch is not None:
+            return
+        if not workflow.patched(PATCH_USAGE_ATTRIBUTES):
+            return
+        self._usage_published = current
+        workflow.upsert_search_attributes(
+            [SA_COST_USD.value_set(current[0]), SA_TOKENS.value_set(current[1])]
+        )
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
         """Records a foreach share ran in its child workflow join this run's status and log,
@@ -533,6 +617,7 @@ class WorkflowExecutor:
         for record in self._in_flight.values():
             record.status = "cancelled" if self._status == "cancelled" else "failed"
             record.end_time = self._ended_at
+            count_step(self._definition.id, record)
             if self._error is not None:
                 record.error = self._error.message
                 record.error_type = self._error.type
@@ -598,6 +683,7 @@ class WorkflowExecutor:
             start_time=self._started_at,
             end_time=self._ended_at,
             error=self._error,
+            usage=self._usage.for_run() if self._usage.ai_calls else None,
             **batch,
         )
 
@@ -621,6 +707,7 @@ class WorkflowExecutor:
             error=self._error,
             buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
             rerun_of=self._input.rerun_of,
+            usage=self._usage.for_run() if self._usage.ai_calls else None,
             waiting_for=waiting.signal if waiting else None,
             waiting_until=waiting.until if waiting else None,
         )

@@ -32,7 +32,18 @@ SA_DEFINITION_ID = SearchAttributeKey.for_keyword("WorkflowDefinitionId")
 SA_STATUS = SearchAttributeKey.for_keyword("WorkflowStatus")
 SA_DEFINITION_VERSION = SearchAttributeKey.for_int("WorkflowDefinitionVersion")
 SA_STARTED_BY = SearchAttributeKey.for_keyword("StartedBy")
-SEARCH_ATTRIBUTES = (SA_DEFINITION_ID, SA_STATUS, SA_DEFINITION_VERSION, SA_STARTED_BY)
+# The run's AI spend so far (SPEC §11): `WorkflowCostUsd > 1` in the Temporal UI.
+SA_COST_USD = SearchAttributeKey.for_float("WorkflowCostUsd")
+SA_TOKENS = SearchAttributeKey.for_int("WorkflowTokens")
+SEARCH_ATTRIBUTES = (
+    SA_DEFINITION_ID,
+    SA_STATUS,
+    SA_DEFINITION_VERSION,
+    SA_STARTED_BY,
+    SA_COST_USD,
+    SA_TOKENS,
+)
+BUDGET_SIGNAL = "budget"
 
 ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "terminated"]
 StepStatus = Literal["running", "success", "failed", "cancelled"]
@@ -97,6 +108,8 @@ class CarriedState(_Model):
     runs: int = 1
     recent_steps: list[StepRecord] = Field(default_factory=list)
     pending_signals: dict[str, list[Any]] = Field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # limits raised by `budget` signals
 
 
 class ExecutionError(_Model):
@@ -128,6 +141,11 @@ class ExecutionState(_Model):
         default_factory=dict, description="Signals received and not yet read, by name."
     )
     rerun_of: str | None = Field(None, description="The execution this one reruns.")
+    usage: dict[str, Any] | None = Field(
+        None,
+        description="The run's AI totals: prompt_tokens, completion_tokens, total_tokens, "
+        "cost_usd, ai_calls.",
+    )
     waiting_for: str | None = Field(None, description="The signal a wait_for_signal awaits.")
     waiting_until: datetime | None = Field(None, description="When that wait times out.")
 
@@ -153,6 +171,7 @@ class LogWrite(_Model):
     start_time: datetime
     end_time: datetime | None = None
     error: ExecutionError | None = None
+    usage: dict[str, Any] | None = Field(None, description="The run's AI totals so far.")
     step: StepRecord | None = None
     steps: list[StepRecord] = Field(default_factory=list)
 
@@ -177,6 +196,9 @@ class AIRequest(_Model):
     temperature: float | None = None
     max_tokens: int | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="An agent turn's tools (OpenAI function format) for the model."
+    )
     deferred: list[DeferredSlotModel] = Field(default_factory=list)
     log: LogWrite | None = Field(
         None,
@@ -198,6 +220,10 @@ class AIResult(_Model):
     usage: AIUsage | None = None
     cost: float | None = None
     finish_reason: str | None = None
+    attempts: list[dict[str, Any]] | None = Field(
+        None, description="Every model tried: {model, status, error?, usage?} (SPEC §11)."
+    )
+    repairs: int | None = Field(None, description="Answers asked again for failing the format.")
     log_written: bool = Field(False, description="The activity wrote the log records it carried.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -215,12 +241,12 @@ class AIResult(_Model):
         return value
 
     def usage_record(self) -> dict[str, Any] | None:
-        """The step record's `usage`: the token counts, plus `cost` when the provider said."""
+        """This answer's usage: the token counts, plus `cost_usd` when the provider said."""
         if self.usage is None:
             return None
         usage = self.usage.model_dump()
         if self.cost is not None:
-            usage["cost"] = self.cost
+            usage["cost_usd"] = self.cost
         return usage
 
 

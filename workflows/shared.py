@@ -10,13 +10,16 @@ from pydantic import Field
 
 from workflows.definition import WorkflowDefinition
 from workflows.messages import (
+    BUDGET_SIGNAL,
     CALL_LLM,
     CANCEL_SIGNAL,
     FOREACH_BATCH_TYPE,
+    SA_COST_USD,
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
     SA_STARTED_BY,
     SA_STATUS,
+    SA_TOKENS,
     SEARCH_ATTRIBUTES,
     SEND_HTTP_REQUEST,
     STATUS_QUERY,
@@ -45,13 +48,16 @@ from workflows.messages import (
 )
 
 __all__ = [
+    "BUDGET_SIGNAL",
     "CALL_LLM",
     "CANCEL_SIGNAL",
     "FOREACH_BATCH_TYPE",
+    "SA_COST_USD",
     "SA_DEFINITION_ID",
     "SA_DEFINITION_VERSION",
     "SA_STARTED_BY",
     "SA_STATUS",
+    "SA_TOKENS",
     "SEARCH_ATTRIBUTES",
     "SEND_HTTP_REQUEST",
     "STATUS_QUERY",

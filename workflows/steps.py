@@ -61,7 +61,14 @@ def heartbeat_timeout(step_timeout: timedelta) -> timedelta:
 
 
 class Scopes(Protocol):
-    """What the interpreter runs for a step: nested lists of steps, concurrent jobs."""
+    """What the interpreter runs for a step: nested lists of steps, concurrent jobs, and the
+    run's AI spend."""
+
+    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None: ...
+
+    async def budget_gate(self, path: str) -> None: ...
+
+    def check_budget_after(self) -> None: ...
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None: ...
 
@@ -226,6 +233,15 @@ class _Run:
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
         self.scopes.adopt(records, steps_done)
+
+    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
+        self.scopes.account(usage, calls)
+
+    async def budget_gate(self) -> None:
+        await self.scopes.budget_gate(self.path)
+
+    def check_budget_after(self) -> None:
+        self.scopes.check_budget_after()
 
     def reused(self, key: str) -> ReusedResult | None:
         input = self.processor._input

@@ -30,23 +30,27 @@ def dev(
     ui_port: int = typer.Option(8233, help="Temporal Web UI port."),
     api_port: int = typer.Option(8000, help="API port."),
     examples: Path = typer.Option(Path("examples"), help="Seeded into the definitions dir."),
+    metrics_port: int = typer.Option(
+        9464, help="Worker Prometheus metrics port (0: off; WORKER_METRICS_ADDRESS wins)."
+    ),
 ) -> None:
     """Run the embedded stack: Temporal dev server, worker and API, on 127.0.0.1.
 
     HTTP steps may reach this API (127.0.0.1:<api port>, for the offline example) plus any
     hosts already in HTTP_ALLOWED_HOSTS.
     """
+    ports = {
+        "Temporal gRPC frontend (--temporal-port)": temporal_port,
+        "Temporal Web UI (--ui-port)": ui_port,
+        "API (--api-port)": api_port,
+    }
+    if metrics_port and not os.environ.get("WORKER_METRICS_ADDRESS"):
+        ports["worker metrics (--metrics-port)"] = metrics_port
     try:
-        check_ports_free(
-            {
-                "Temporal gRPC frontend (--temporal-port)": temporal_port,
-                "Temporal Web UI (--ui-port)": ui_port,
-                "API (--api-port)": api_port,
-            }
-        )
+        check_ports_free(ports)
     except ConfigurationError as err:
         fail(str(err))
-    dev_environment(os.environ, storage, temporal_port, ui_port, api_port)
+    dev_environment(os.environ, storage, temporal_port, ui_port, api_port, metrics_port)
     admin_key = _dev_admin_key(storage)
     try:
         settings = load_settings()
@@ -112,6 +116,10 @@ def dev(
         console.print(f"  API docs      [link]{api}/docs[/link]")
         console.print(f"  Temporal UI   [link]{server.ui_url}[/link]")
         console.print(f"  Temporal gRPC {server.address}")
+        console.print(f"  Metrics       [link]{api}/metrics[/link] (API)")
+        if settings.worker_metrics_address:
+            worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
+            console.print(f"                [link]{worker_metrics}[/link] (worker)")
         console.print(f"  Definitions   {settings.workflow_definitions_dir}/")
         console.print(f"  Logs          {settings.workflow_log_dir}/")
         console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
@@ -170,16 +178,20 @@ def dev_environment(
     temporal_port: int,
     ui_port: int,
     api_port: int,
+    metrics_port: int = 0,
 ) -> None:
     """What `wfe dev` sets for itself, the worker and the API (their environment is ours).
 
-    A variable the user set wins, except HTTP_ALLOWED_HOSTS, which gets this API added.
+    A variable the user set wins, except HTTP_ALLOWED_HOSTS, which gets this API added. With
+    ``metrics_port``, the worker serves Prometheus metrics on 127.0.0.1 at that port.
     """
     environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
     environ.setdefault("TEMPORAL_UI_URL", f"http://127.0.0.1:{ui_port}")
     environ.setdefault("WORKFLOW_LOG_DIR", str(storage / "workflow_logs"))
     environ.setdefault("API_PORT", str(api_port))
     environ.setdefault("PAYLOAD_STORE_DIR", str(storage / "payloads"))
+    if metrics_port:
+        environ.setdefault("WORKER_METRICS_ADDRESS", f"127.0.0.1:{metrics_port}")
     environ["HTTP_ALLOWED_HOSTS"] = dev_allowed_hosts(environ.get("HTTP_ALLOWED_HOSTS"), api_port)
 
 

@@ -27,6 +27,7 @@ from api.deps import AppState, ServiceDep, StateDep
 from api.errors import ApiError, parse_json_body
 from api.executions import DuplicateStart
 from api.limits import retry_after_header
+from api.metrics import api_metrics
 from api.schemas import ErrorResponse, RunPublic
 from api.store import DefinitionNotFound
 from api.triggers import (
@@ -127,7 +128,7 @@ async def receive_webhook(
         name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id})
     )
     try:
-        return await service.start(
+        started = await service.start(
             workflow_id,
             input_vars,
             principal,
@@ -146,6 +147,8 @@ async def receive_webhook(
             "Give every new event its own delivery id; a redelivery of the same event can treat "
             "this answer as success.",
         ) from None
+    api_metrics(request).started(workflow_id, "webhook")  # a new delivery: a new execution
+    return started
 
 
 def _authenticate(

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from api.deps import CurrentKey, ServiceDep, SettingsDep
 from api.errors import ApiError, parse_json_body
+from api.metrics import api_metrics
 from api.schemas import ErrorResponse, RunCreate, RunPublic
 
 router = APIRouter(prefix="/api/workflows", tags=["runs"])
@@ -108,6 +109,8 @@ async def run_workflow(
     started = await service.start(
         str(run.workflow_id), run.input_vars, key, idempotency_key=idempotency_key
     )
+    # Counted per answered start (an Idempotency-Key repeat answers its execution again).
+    api_metrics(request).started(str(run.workflow_id), "api")
     if not wait:
         return started
     finished = await service.wait(started, min(timeout, settings.api_max_wait_seconds), key)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.errors import Problem
+from workflows.errors import FailureType, Problem, StepFailure
+from workflows.failures import describe_failure
 from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase
 from workflows.kinds.slots import slot_models
-from workflows.messages import CALL_LLM, AIRequest, AIResult, request_key
+from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage, request_key
 from workflows.templating import VariableSubstitutor
+from workflows.usage import Usage
 
 
 class ChatMessage(Model):
@@ -47,12 +51,33 @@ class AIStep(StepBase, FlowMixin, ActivityMixin):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     response_format: ResponseFormat | None = None
+    models: list[str] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Fallbacks after `model`, tried in order when a model fails for a reason "
+        "another may not share (docs/ai.md).",
+    )
+    repair_attempts: int = Field(
+        1, ge=0, le=5, description="Ask again with the error when an answer fails the format."
+    )
 
     @model_validator(mode="after")
     def _one_of_messages_or_prompt(self) -> AIStep:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of 'messages' or 'prompt'")
         return self
+
+
+# Failures another model may not share (SPEC §11; the table is docs/ai.md): the activity marks
+# a provider's answer with a `fallback` reason; a provider still failing after its retries (5xx,
+# timeouts) falls through too. Anything else (a bad key, no credits) fails the step at once.
+FALLBACK_REASONS = frozenset({"model_unavailable", "context_length", "moderation"})
+FALLBACK_TYPES = frozenset({FailureType.PROVIDER_RETRYABLE, FailureType.STEP_TIMEOUT})
+PATCH_REPAIRS = "ai-repair-attempts"  # older runs let Temporal retry an invalid answer
+REPAIR_PROMPT = (
+    "Your previous answer could not be used: {error}. Answer again, with only the requested "
+    "JSON and nothing else."
+)
 
 
 @register
@@ -62,9 +87,10 @@ class AIKind(StepKind[AIStep]):
     waits = True
     carries_log = True
     secrets = True
+    spends = True
 
     def templated(self, step: AIStep) -> dict[str, Any]:
-        fields: dict[str, Any] = {"model": step.model}
+        fields: dict[str, Any] = {"model": step.model, "models": step.models}
         if step.messages is not None:
             fields["messages"] = [m.model_dump() for m in step.messages]
         if step.prompt is not None:
@@ -78,41 +104,152 @@ class AIKind(StepKind[AIStep]):
         return schema_problems(schema, f"{where}.response_format.schema")
 
     async def execute(self, step: AIStep, run: StepRun) -> StepOutcome:
-        fields: dict[str, Any] = {"model": step.model}
-        if step.messages is not None:
-            fields["messages"] = [m.model_dump() for m in step.messages]
-        else:
-            fields["messages"] = [{"role": "user", "content": step.prompt}]
-        rendered, slots = VariableSubstitutor(run.variables).render_deferred(fields)
-        response_format = (
-            step.response_format.model_dump(by_alias=True) if step.response_format else None
+        messages = (
+            [m.model_dump() for m in step.messages]
+            if step.messages is not None
+            else [{"role": "user", "content": step.prompt}]
         )
-        request = AIRequest(
-            execution_id=run.execution_id,
-            step_id=step.id,
-            model=str(rendered["model"]),
-            messages=rendered["messages"],
-            temperature=step.temperature,
-            max_tokens=step.max_tokens,
-            response_format=response_format,
-            deferred=slot_models(slots),
-            log=run.log,
-            path=run.path,
-            seq=run.seq,
-        )
-        key = request_key(CALL_LLM, request)
-        reused = run.reused(key)
-        if reused is not None:  # a rerun: the source paid for this answer already
-            answer = AIResult.model_validate(reused.result)
-            outputs = {step.output: answer.as_output()} if step.output else {}
-            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
-        result: AIResult = await workflow.execute_activity(
-            CALL_LLM, request, result_type=AIResult, **run.activity_options(step)
-        )
-        outputs = {step.output: result.as_output()} if step.output else {}
+        answer = await ask(run, step, messages)
+        outputs = {step.output: answer.result.as_output()} if step.output else {}
         return StepOutcome(
             output_vars=outputs,
             next_target=step.next,
-            usage=result.usage_record(),
-            logged=result.log_written,
+            usage=answer.usage.for_step() if answer.usage.ai_calls else None,
+            logged=answer.logged,
+            reused_from=answer.reused_from,
+            reuse_key=answer.reuse_key,
         )
+
+
+@dataclass
+class Answer:
+    """A model's answer after fallbacks and repairs, with what all the tries cost."""
+
+    result: AIResult
+    usage: Usage = field(default_factory=Usage)
+    logged: bool = False
+    reused_from: str | None = None
+    reuse_key: str | None = None
+
+
+async def ask(
+    run: StepRun,
+    step: AIStep,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    path: str | None = None,
+) -> Answer:
+    """One answer: ``step.model``, then each of ``step.models`` when a model fails for a
+    reason another may not share; an answer failing ``response_format`` is asked again with
+    the error (``repair_attempts``). Budgets apply before and after every call; a rerun takes
+    a result its source recorded for the same rendered request."""
+    substitutor = VariableSubstitutor(run.variables)
+    rendered, slots = substitutor.render_deferred(
+        {"model": step.model, "models": list(step.models), "messages": messages}
+    )
+    chain = [str(rendered["model"]), *(str(m) for m in rendered["models"])]
+    response_format = (
+        step.response_format.model_dump(by_alias=True) if step.response_format else None
+    )
+    spent = Usage()
+    attempts: list[dict[str, Any]] = []
+    repairs = 0
+    log = run.log
+    for position, model in enumerate(chain):
+        conversation: list[dict[str, Any]] = list(rendered["messages"])
+        repairs_left = step.repair_attempts
+        while True:
+            request = AIRequest(
+                execution_id=run.execution_id,
+                step_id=step.id,
+                model=model,
+                messages=conversation,
+                temperature=step.temperature,
+                max_tokens=step.max_tokens,
+                response_format=response_format,
+                deferred=slot_models(slots),
+                log=log,
+                path=path or run.path,
+                seq=run.seq,
+                tools=tools,
+            )
+            key = request_key(CALL_LLM, request)
+            reused = run.reused(key)
+            if reused is not None:  # a rerun: the source paid for this answer already
+                result = AIResult.model_validate(reused.result)
+                return Answer(result, Usage(), False, reused.source, key)
+            await run.budget_gate()
+            try:
+                result = await workflow.execute_activity(
+                    CALL_LLM, request, result_type=AIResult, **run.activity_options(step)
+                )
+            except ActivityError as err:
+                failure = _failure(err, step.id)
+                usage = failure.details.get("usage")
+                spent.add(usage)
+                run.account(usage)
+                attempts.append(_attempt(model, "failed", failure.error, usage))
+                if (
+                    failure.type == FailureType.INVALID_MODEL_OUTPUT
+                    and repairs_left > 0
+                    and workflow.patched(PATCH_REPAIRS)
+                ):
+                    run.check_budget_after()
+                    repairs_left -= 1
+                    repairs += 1
+                    conversation = [
+                        *conversation,
+                        {"role": "assistant", "content": str(failure.details.get("text", ""))},
+                        {"role": "user", "content": REPAIR_PROMPT.format(error=failure.error)},
+                    ]
+                    continue
+                if failure.falls_through and position + 1 < len(chain):
+                    break  # the next model
+                raise StepFailure(failure.error, failure.type, usage=spent.for_step()) from None
+            log = None  # the carried records went with the first call
+            usage = result.usage_record()
+            spent.add(usage)
+            run.account(usage)
+            attempts.append(_attempt(result.model or model, "success", None, usage))
+            run.check_budget_after()
+            result.usage = AIUsage(
+                prompt_tokens=spent.prompt_tokens,
+                completion_tokens=spent.completion_tokens,
+                total_tokens=spent.total_tokens,
+            )
+            result.cost = spent.cost_usd if spent.cost_usd else result.cost
+            if len(chain) > 1 or repairs or len(attempts) > 1:
+                result.attempts = attempts
+                result.repairs = repairs
+            return Answer(result, spent, result.log_written, None, None)
+    raise AssertionError("unreachable: the last model either answers or raises")
+
+
+@dataclass
+class _Failure:
+    type: str
+    error: str
+    details: dict[str, Any]
+    falls_through: bool
+
+
+def _failure(err: ActivityError, step_id: str) -> _Failure:
+    described = describe_failure(err, step_id)
+    cause = err.cause
+    details: dict[str, Any] = {}
+    if isinstance(cause, ApplicationError) and cause.details:
+        first = cause.details[0]
+        details = first if isinstance(first, dict) else {}
+    falls = described.type in FALLBACK_TYPES or details.get("fallback") in FALLBACK_REASONS
+    return _Failure(described.type, described.message, details, falls)
+
+
+def _attempt(
+    model: str, status: str, error: str | None, usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    attempt: dict[str, Any] = {"model": model, "status": status}
+    if error is not None:
+        attempt["error"] = error
+    if usage:
+        attempt["usage"] = usage
+    return attempt

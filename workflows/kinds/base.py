@@ -127,6 +127,16 @@ class StepRun(Protocol):
 
     def signal_queue(self, name: str) -> Any: ...
 
+    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
+        """Add an AI call's usage to the run's totals (reused results are not counted)."""
+
+    async def budget_gate(self) -> None:
+        """Before an AI call: raises BudgetExceeded (or waits for a `budget` signal) when the
+        run's budget is spent."""
+
+    def check_budget_after(self) -> None:
+        """After an AI call: raises BudgetExceeded when it spent past a `fail` budget."""
+
     def reused(self, key: str) -> ReusedResult | None:
         """The result a rerun's source recorded for this rendered request, if any."""
 
@@ -156,6 +166,7 @@ class StepKind(Generic[S]):
     carries_log: ClassVar[bool] = False  # its activity writes the records not yet written
     secrets: ClassVar[bool] = False  # may use {secrets.NAME} (resolved inside its activity)
     routes_errors: ClassVar[bool] = True  # on_error applies to its failures
+    spends: ClassVar[bool] = False  # makes AI calls (budgets apply, usage is counted)
     # Models that hold lists of steps refer to `Step` by name; the registry resolves them
     # once every kind is known (the step's model last: it holds the others).
     nested_models: ClassVar[tuple[Any, ...]] = ()

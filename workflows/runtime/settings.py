@@ -6,9 +6,10 @@ Bad configuration fails at start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,6 +100,18 @@ class Settings(BaseSettings):
     # so a worker's memory stays flat however many runs wait on it.
     worker_max_cached_workflows: int = Field(500, ge=0)
 
+    # Observability (docs/observability.md). Unset or default: nothing is served or exported.
+    # IP:port the worker serves Prometheus metrics on (Temporal SDK + wfe_* metrics).
+    worker_metrics_address: str | None = None
+    # GET /metrics on the API without a key (Prometheus scrapes usually send none); false:
+    # an admin key is needed.
+    api_metrics_public: bool = True
+    # `text` (human lines) or `json` (one object per line) for the worker's and API's logs.
+    log_format: Literal["text", "json"] = "text"
+    # OTLP/HTTP collector base URL (the standard OpenTelemetry variable): set, the API and
+    # the worker export traces to <url>/v1/traces.
+    otel_exporter_otlp_endpoint: str | None = None
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -149,6 +162,52 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError("must be host:port, e.g. localhost:7233")
         return value
+
+    @field_validator("worker_metrics_address", mode="before")
+    @classmethod
+    def _bind_address(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # empty: metrics off, as when unset
+        host, sep, port = str(value).strip().rpartition(":")
+        try:
+            # Temporal's exporter binds a socket address: an IP, not a host name.
+            bracketed = host.startswith("[") and host.endswith("]")
+            address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+            valid = (
+                bool(sep)
+                and (address.version == 4) != bracketed  # IPv6 in brackets, IPv4 without
+                and port.isdigit()
+                and 0 < int(port) < 65536
+            )
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(
+                "must be IP:port to serve metrics on, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or "
+                "[::1]:9464 (a host name is not accepted)"
+            )
+        return str(value).strip()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        if value not in ("text", "json"):
+            raise ValueError(f"must be text or json, not {value!r}")
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _otlp_endpoint(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # empty: tracing off, as when unset
+        text = str(value).strip()
+        if not text.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be the collector's OTLP/HTTP base URL, e.g. http://localhost:4318"
+            )
+        return text.rstrip("/")
 
     @property
     def api_url(self) -> str:

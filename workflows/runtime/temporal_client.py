@@ -24,11 +24,13 @@ from temporalio.client import (
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from workflows.errors import ConfigurationError, FailureType
 from workflows.runtime.payload_store import ClaimCheckCodec
 from workflows.runtime.settings import Settings
+from workflows.runtime.tracing import tracing_interceptors
 from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
 
 logger = logging.getLogger(__name__)
@@ -59,14 +61,23 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal frontend (dev server, cluster or Cloud)."""
+async def connect(
+    settings: Settings, *, runtime: Runtime | None = None, service_name: str = "wfe-client"
+) -> Client:
+    """Connect to the configured Temporal frontend (dev server, cluster or Cloud).
+
+    ``runtime``: where the SDK's metrics go (the worker's, workflows.runtime.temporal_runtime);
+    workers built on this client use it. With OTEL_EXPORTER_OTLP_ENDPOINT set, the client
+    (and its workers) trace as ``service_name`` (workflows.runtime.tracing).
+    """
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         tls=_tls(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        interceptors=tracing_interceptors(settings, service_name),
+        runtime=runtime,
     )
 
 
