@@ -62,10 +62,12 @@ from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import closed_by_temporal
 from workflows.shared import (
     CANCEL_SIGNAL,
+    SA_COST_USD,
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
     SA_STARTED_BY,
     SA_STATUS,
+    SA_TOKENS,
     STATUS_QUERY,
     WORKFLOW_TYPE,
     CancelRequest,
@@ -650,6 +652,7 @@ class ExecutionService:
             started_by=attributes.get(SA_STARTED_BY),
             started_at=execution.start_time,
             ended_at=execution.close_time,
+            usage=_spend(attributes.get(SA_COST_USD), attributes.get(SA_TOKENS)),
             links=self._links(execution.id, execution.run_id),
         )
 
@@ -762,6 +765,12 @@ def _closed_steps(steps: list[StepRecord], t_status: str) -> list[StepRecord]:
         if step.status == "running" else step
         for step in steps
     ]  # fmt: skip
+
+
+def _spend(cost: float | None, tokens: int | None) -> dict[str, Any] | None:
+    if cost is None and tokens is None:
+        return None
+    return {"cost_usd": cost, "total_tokens": tokens}
 
 
 def _names_a_step(definition: WorkflowDefinition, name: str, records: list[dict[str, Any]]) -> bool:

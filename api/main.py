@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 
 from activities.logs import WorkflowLogger
 from api.auth import load_key_ring
+from api.console import router as console_router
 from api.deps import AppState
 from api.errors import error_body, install_error_handlers
 from api.executions import PageTokens, page_token_secret
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     for module in (health, runs, workflows, executions, hooks):
         app.include_router(module.router)
+    app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _install_docs(app)
     return app

@@ -142,6 +142,11 @@ class ExecutionSummary(BaseModel):
     started_by: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    usage: dict[str, Any] | None = Field(
+        None,
+        description="The run's AI spend as last published (`cost_usd`, `total_tokens`), from "
+        "its WorkflowCostUsd / WorkflowTokens search attributes; null before any AI call.",
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
 

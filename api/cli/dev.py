@@ -114,6 +114,7 @@ def dev(
         _wait_for_api(api, children)
         console.rule("[bold]workflow engine running")
         console.print(f"  API docs      [link]{api}/docs[/link]")
+        console.print(f"  Console       [link]{api}/console[/link]")
         console.print(f"  Temporal UI   [link]{server.ui_url}[/link]")
         console.print(f"  Temporal gRPC {server.address}")
         console.print(f"  Metrics       [link]{api}/metrics[/link] (API)")

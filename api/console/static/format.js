@@ -1,0 +1,77 @@
+// How times, durations, money and ids read in the console. Pure functions.
+
+/** "850 ms", "12.3 s", "4 min 05 s", "2 h 07 min", "3 d 4 h". */
+export function duration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`;
+  const pad = (n) => String(n).padStart(2, "0");
+  const total = Math.floor(s);
+  if (total < 3600) return `${Math.floor(total / 60)} min ${pad(total % 60)} s`;
+  if (total < 86400) return `${Math.floor(total / 3600)} h ${pad(Math.floor(total / 60) % 60)} min`;
+  return `${Math.floor(total / 86400)} d ${Math.floor(total / 3600) % 24} h`;
+}
+
+/** Milliseconds between two ISO times; a missing end means "until now" (still running). */
+export function elapsed(start, end) {
+  if (!start) return null;
+  const from = Date.parse(start);
+  const to = end ? Date.parse(end) : Date.now();
+  return Number.isNaN(from) || Number.isNaN(to) ? null : to - from;
+}
+
+/** Local date and time, to the second: "2025-03-01 14:02:09". */
+export function dateTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `
+    + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** "just now", "5 min ago", "3 h ago", else the date. */
+export function ago(iso) {
+  const ms = elapsed(iso, null);
+  if (ms === null) return "—";
+  if (ms < 45_000) return "just now";
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min ago`;
+  if (ms < 86_400_000) return `${Math.round(ms / 3_600_000)} h ago`;
+  return dateTime(iso).slice(0, 10);
+}
+
+/** US dollars with enough digits that a cheap call does not read as $0.00. */
+export function cost(usd) {
+  if (usd === null || usd === undefined || typeof usd !== "number") return null;
+  if (usd === 0) return "$0";
+  if (usd < 0.01) return `$${usd.toPrecision(2)}`;
+  return `$${usd.toFixed(usd < 1 ? 4 : 2)}`;
+}
+
+export function count(n) {
+  return typeof n === "number" ? n.toLocaleString("en-US") : "—";
+}
+
+/** The first block of a UUID is enough to tell executions apart in a list. */
+export function shortId(id) {
+  return String(id || "").split("-")[0] || String(id || "");
+}
+
+/** Cut text to `max` characters with an ellipsis (the full text goes in a title). */
+export function truncate(text, max) {
+  const str = String(text ?? "");
+  return str.length > max ? `${str.slice(0, Math.max(1, max - 1))}…` : str;
+}
+
+/** Pretty JSON for display. */
+export function pretty(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+/** The run's cost, wherever the answer carries it (`usage.cost_usd`, SPEC §11). */
+export function costOf(answer) {
+  const value = answer?.usage?.cost_usd ?? answer?.cost_usd;
+  return typeof value === "number" ? value : null;
+}
