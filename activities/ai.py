@@ -149,6 +149,8 @@ class AIClient:
             }
         elif fmt:
             body["response_format"] = {"type": "json_object"}
+        if request.tools:
+            body["tools"] = request.tools  # an agent turn (OpenAI function-calling format)
         return body
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -207,8 +209,9 @@ class AIClient:
         text = message.get("content") or ""
         if not isinstance(text, str):
             text = json.dumps(text)
+        calls = tool_calls(message.get("tool_calls"), request.tools or [])
         parsed: Any = None
-        if request.response_format:
+        if request.response_format and not calls:  # tool calls come before the final answer
             parsed = parse_json_answer(text, request.response_format)
         usage_raw: dict[str, Any] = answer.get("usage") or {}
         if not isinstance(usage_raw, dict):
@@ -226,6 +229,7 @@ class AIClient:
             usage=usage if usage_raw else None,
             cost=float(cost) if isinstance(cost, int | float) else None,
             finish_reason=choice.get("finish_reason"),
+            tool_calls=calls or None,
         )
 
 
@@ -267,6 +271,54 @@ def invalid_answer(request: AIRequest, answer: dict[str, Any]) -> dict[str, Any]
             if isinstance(usage.get(key), int | float)
         },
     }
+
+
+def tool_calls(raw: Any, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools an agent turn's answer calls: ``{"id", "name", "raw", "arguments"}``, plus
+    ``"error"`` when the arguments are not JSON or fail the tool's ``parameters`` schema (the
+    agent sends that back to the model as the tool's answer; it never fails the step)."""
+    if not isinstance(raw, list):
+        return []
+    schemas = {
+        str(t.get("function", {}).get("name")): t.get("function", {}).get("parameters")
+        for t in tools
+        if isinstance(t, dict)
+    }
+    calls = []
+    for index, item in enumerate(raw):
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict):
+            continue
+        name = str(function.get("name") or "")
+        text = function.get("arguments")
+        text = text if isinstance(text, str) else json.dumps(text or {})
+        call: dict[str, Any] = {
+            "id": str(item.get("id") or f"call_{index}"),
+            "name": name,
+            "raw": text,
+            "arguments": None,
+        }
+        try:
+            arguments = json.loads(text or "{}")
+        except json.JSONDecodeError as err:
+            call["error"] = f"the arguments are not JSON ({err.msg}); send a JSON object"
+            calls.append(call)
+            continue
+        call["arguments"] = arguments
+        if name not in schemas:
+            call["error"] = f"there is no tool named {name!r}; use one of {', '.join(schemas)}"
+        elif not isinstance(arguments, dict):
+            call["error"] = "the arguments must be a JSON object"
+        elif isinstance(schemas[name], dict):
+            problems = value_problems(schemas[name], arguments)
+            if problems:
+                first = problems[0]
+                call["error"] = (
+                    f"the arguments do not match the tool's parameters at {first.path}: "
+                    f"{first.message}"
+                )
+        calls.append(call)
+    return calls
 
 
 def provider_message(answer: Any) -> str | None:

@@ -80,6 +80,11 @@ class ExecutionPublic(BaseModel):
         default_factory=list, description="Paths of every step in flight (parallel branches)."
     )
     rerun_of: str | None = Field(None, description="The execution this one reruns.")
+    usage: dict[str, Any] | None = Field(
+        None,
+        description="The run's AI totals: prompt_tokens, completion_tokens, total_tokens, "
+        "cost_usd, ai_calls (null before any AI call).",
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)

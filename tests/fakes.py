@@ -208,6 +208,32 @@ def completion(
     }
 
 
+def tool_call_completion(
+    *calls: tuple[str, Any],
+    text: str = "",
+    prompt_tokens: int = 20,
+    completion_tokens: int = 8,
+    cost: float | None = 0.0005,
+) -> dict[str, Any]:
+    """An answer that calls tools: ``(name, arguments)`` pairs (arguments as JSON text when a
+    str is given, so tests can send arguments that are not JSON)."""
+    answer = completion(text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        cost=cost)  # fmt: skip
+    answer["choices"][0]["message"]["tool_calls"] = [
+        {
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+            },
+        }
+        for index, (name, arguments) in enumerate(calls)
+    ]
+    answer["choices"][0]["finish_reason"] = "tool_calls"
+    return answer
+
+
 def openrouter_error(
     status: int, message: str, metadata: dict[str, Any] | None = None
 ) -> dict[str, Any]:

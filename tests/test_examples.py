@@ -119,3 +119,23 @@ async def test_ticket_triage_escalates_high_priority(
     assert first.json()["model"] == "openai/gpt-4o-mini"
     assert "Subject: Checkout broken" in first.json()["messages"][1]["content"]
     assert "bug ticket: Checkout is down" in second.json()["messages"][0]["content"]
+
+
+async def test_research_agent_answers_and_reports_its_cost(
+    http: httpx.AsyncClient, settings: Settings, fake_openrouter: FakeOpenRouter
+) -> None:
+    """The agent example through the API. The model answers at once here: its Wikipedia tool
+    would leave this machine (the tool itself is tested against loopback in test_agent.py)."""
+    install_examples(settings)
+    fake_openrouter.then(Reply(200, completion("Ada Lovelace wrote the first program.")))
+    response = await http.post(
+        "/api/workflows/run",
+        json={"workflow_id": "research-agent", "input_vars": {"question": "Who was Ada?"}},
+    )
+    assert response.status_code == 202, response.text
+    done = await finished(http, response.json()["execution_id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["outputs"]["report"] == "Ada Lovelace wrote the first program."
+    assert done["outputs"]["cost_usd"] == 0.00042 and done["usage"]["ai_calls"] == 1
+    (request,) = fake_openrouter.completions()
+    assert request.json()["tools"][0]["function"]["name"] == "wikipedia"

@@ -41,6 +41,7 @@ class FailureType(StrEnum):
     SIGNAL_TIMEOUT = "SignalTimeout"
     CHILD_WORKFLOW_FAILED = "ChildWorkflowFailed"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    AGENT_MAX_TURNS = "AgentMaxTurns"
     WORKFLOW_TIMEOUT = "WorkflowTimeout"
     WORKFLOW_FAILED = "WorkflowFailed"
     CANCELLED = "ExecutionCancelled"

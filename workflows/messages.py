@@ -224,6 +224,11 @@ class AIResult(_Model):
         None, description="Every model tried: {model, status, error?, usage?} (SPEC §11)."
     )
     repairs: int | None = Field(None, description="Answers asked again for failing the format.")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None,
+        description="An agent turn's tool calls: {id, name, raw, arguments, error?} (checked "
+        "against each tool's parameters by the activity).",
+    )
     log_written: bool = Field(False, description="The activity wrote the log records it carried.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -235,6 +240,9 @@ class AIResult(_Model):
         under `json` (SPEC §2's example); the result's own keys win on a clash.
         """
         value = self.model_dump(by_alias=True, exclude={"log_written"})
+        for optional in ("attempts", "repairs", "tool_calls"):
+            if value.get(optional) is None:
+                value.pop(optional, None)
         if isinstance(self.json_, dict):
             for key, item in self.json_.items():
                 value.setdefault(key, item)

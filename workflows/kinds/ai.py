@@ -134,20 +134,29 @@ class Answer:
 
 async def ask(
     run: StepRun,
-    step: AIStep,
+    step: Any,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None = None,
     path: str | None = None,
+    slots: list[Any] | None = None,
+    label: str | None = None,
 ) -> Answer:
     """One answer: ``step.model``, then each of ``step.models`` when a model fails for a
     reason another may not share; an answer failing ``response_format`` is asked again with
     the error (``repair_attempts``). Budgets apply before and after every call; a rerun takes
     a result its source recorded for the same rendered request."""
     substitutor = VariableSubstitutor(run.variables)
-    rendered, slots = substitutor.render_deferred(
-        {"model": step.model, "models": list(step.models), "messages": messages}
-    )
+    if slots is None:  # a step's own messages: templates
+        rendered, slots = substitutor.render_deferred(
+            {"model": step.model, "models": list(step.models), "messages": messages}
+        )
+    else:  # an agent's conversation: rendered once; what models and tools said is data
+        rendered = substitutor.render({"model": step.model, "models": list(step.models)})
+        rendered["messages"] = messages
     chain = [str(rendered["model"]), *(str(m) for m in rendered["models"])]
+    options = run.activity_options(step)
+    if label is not None:
+        options["summary"] = label
     response_format = (
         step.response_format.model_dump(by_alias=True) if step.response_format else None
     )
@@ -181,7 +190,7 @@ async def ask(
             await run.budget_gate()
             try:
                 result = await workflow.execute_activity(
-                    CALL_LLM, request, result_type=AIResult, **run.activity_options(step)
+                    CALL_LLM, request, result_type=AIResult, **options
                 )
             except ActivityError as err:
                 failure = _failure(err, step.id)

@@ -55,6 +55,9 @@ def called_workflows(steps: Any) -> list[tuple[str, int | None]]:
         step = work.pop()
         if isinstance(step, SubWorkflowStep):
             found.append((str(step.workflow_id), step.version))
+        for tool in getattr(step, "tools", None) or []:  # an agent's workflow tools
+            if getattr(tool, "workflow_id", None) is not None:
+                found.append((str(tool.workflow_id), None))
         for scope in kind_of(step).scopes(step):
             work.extend(scope.steps)
     return found
@@ -70,71 +73,100 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
         return {"input_vars": step.input_vars}
 
     async def execute(self, step: SubWorkflowStep, run: StepRun) -> StepOutcome:
-        entry = run.input.library.get(library_key(step.workflow_id, step.version))
-        if entry is None:
-            pinned = f" version {step.version}" if step.version else ""
-            raise StepFailure(
-                f"workflow '{step.workflow_id}'{pinned} was not saved when this run started; "
-                "save it, then start the run again",
-                FailureType.INVALID_REQUEST,
-            )
-        if run.input.depth >= MAX_DEPTH:
-            raise StepFailure(
-                f"sub-workflows nest {MAX_DEPTH} deep here; does '{step.workflow_id}' call "
-                "itself without an end?",
-                FailureType.INVALID_REQUEST,
-            )
         input_vars = VariableSubstitutor(run.variables).render(step.input_vars)
         run.checked(input_vars, "input_vars")
-        _check_inputs(entry.definition.inputs, input_vars, step.workflow_id)
-        key = request_key(
-            "sub_workflow",
-            {
-                "path": run.path,
-                "workflow_id": str(step.workflow_id),
-                "version": entry.version,
-                "input_vars": input_vars,
-            },
+        outputs, reused_from, key = await _child(
+            run, step.workflow_id, step.version, input_vars, run.path, step.label
         )
-        reused = run.reused(key)
-        if reused is not None:  # a rerun: the source ran this very child already
-            outputs = {step.output: reused.result} if step.output else {}
-            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
-        child_id = f"{run.execution_id}-{step.id}-{run.seq}"
-        child = run.input.model_copy(
-            update={
-                "definition": entry.definition,
-                "definition_version": entry.version,
-                "definition_hash": None,
-                "input_vars": input_vars,
-                "carried": None,
-                "batch": None,
-                "depth": run.input.depth + 1,
-                "started_by": run.execution_id,
-                "parent_path": run.path,
-                # A child's steps are its own: none matches a parent's recorded request.
-                "reuse": {},
-                "rerun_of": None,
-            }
+        bound = {step.output: outputs} if step.output else {}
+        return StepOutcome(bound, step.next, reused_from=reused_from, reuse_key=key)
+
+
+async def run_child(
+    run: StepRun,
+    workflow_id: str | int,
+    version: int | None,
+    input_vars: Any,
+    path: str,
+    label: str,
+) -> dict[str, Any]:
+    """Run a saved workflow as a child of this run (a `sub_workflow` step, an agent's
+    workflow tool); its outputs. Failures raise StepFailure (ChildWorkflowFailed)."""
+    outputs, _, _ = await _child(run, workflow_id, version, input_vars, path, label)
+    return outputs
+
+
+async def _child(
+    run: StepRun,
+    workflow_id: str | int,
+    version: int | None,
+    input_vars: Any,
+    path: str,
+    label: str,
+) -> tuple[dict[str, Any], str | None, str]:
+    entry = run.input.library.get(library_key(workflow_id, version))
+    if entry is None:
+        pinned = f" version {version}" if version else ""
+        raise StepFailure(
+            f"workflow '{workflow_id}'{pinned} was not saved when this run started; "
+            "save it, then start the run again",
+            FailureType.INVALID_REQUEST,
         )
-        try:
-            result: ExecutionState = await workflow.execute_child_workflow(
-                WORKFLOW_TYPE,
-                child,
-                id=child_id,
-                result_type=ExecutionState,
-                cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-                static_summary=f"{step.label}: {entry.definition.title} · v{entry.version}",
-            )
-        except ChildWorkflowError as err:
-            cause = err.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(err)
-            raise StepFailure(
-                f"sub-workflow '{step.workflow_id}' ({child_id}) failed: {message}",
-                FailureType.CHILD_WORKFLOW_FAILED,
-            ) from None
-        outputs = {step.output: result.outputs} if step.output else {}
-        return StepOutcome(output_vars=outputs, next_target=step.next)
+    if run.input.depth >= MAX_DEPTH:
+        raise StepFailure(
+            f"sub-workflows nest {MAX_DEPTH} deep here; does '{workflow_id}' call "
+            "itself without an end?",
+            FailureType.INVALID_REQUEST,
+        )
+    _check_inputs(entry.definition.inputs, input_vars, workflow_id)
+    key = request_key(
+        "sub_workflow",
+        {
+            "path": path,
+            "workflow_id": str(workflow_id),
+            "version": entry.version,
+            "input_vars": input_vars,
+        },
+    )
+    reused = run.reused(key)
+    if reused is not None:  # a rerun: the source ran this very child already
+        return dict(reused.result or {}), reused.source, key
+    # Readable and unique: the step's id (or an agent's tool) and this visit's number.
+    name = path.rsplit(".", 1)[-1].replace("[", "-").replace("]", "")
+    child_id = f"{run.execution_id}-{name}-{run.seq}"
+    child = run.input.model_copy(
+        update={
+            "definition": entry.definition,
+            "definition_version": entry.version,
+            "definition_hash": None,
+            "input_vars": input_vars,
+            "carried": None,
+            "batch": None,
+            "depth": run.input.depth + 1,
+            "started_by": run.execution_id,
+            "parent_path": path,
+            # A child's steps are its own: none matches a parent's recorded request.
+            "reuse": {},
+            "rerun_of": None,
+        }
+    )
+    try:
+        result: ExecutionState = await workflow.execute_child_workflow(
+            WORKFLOW_TYPE,
+            child,
+            id=child_id,
+            result_type=ExecutionState,
+            cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            static_summary=f"{label}: {entry.definition.title} · v{entry.version}",
+        )
+    except ChildWorkflowError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise StepFailure(
+            f"sub-workflow '{workflow_id}' ({child_id}) failed: {message}",
+            FailureType.CHILD_WORKFLOW_FAILED,
+        ) from None
+    return dict(result.outputs), None, key
 
 
 def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> None:
