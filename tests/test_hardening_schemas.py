@@ -416,6 +416,7 @@ def ai_definition(schema: dict[str, Any]) -> dict[str, Any]:
                 "prompt": "answer",
                 "response_format": {"type": "json_schema", "schema": schema},
                 "retry": {"max_attempts": 1},
+                "repair_attempts": 0,  # one answer, its own error
                 "output": "answer",
             }
         ],
