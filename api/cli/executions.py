@@ -36,6 +36,18 @@ from api.cli.output import (
     when,
 )
 
+# Options `run` and `rerun` share: follow the new execution until it ends.
+WaitOption = Annotated[
+    bool, typer.Option("--wait", "-w", help="Follow the steps live until it ends.")
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(min=0, help="With --wait: give up after this many seconds (exit 2)."),
+]
+IntervalOption = Annotated[
+    float, typer.Option(min=0.05, help="With --wait: seconds between polls.")
+]
+
 
 @app.command()
 def run(
@@ -46,16 +58,9 @@ def run(
             "--input", "-i", help="Input variables: a JSON object, or @file.json.", metavar="JSON"
         ),
     ] = "{}",
-    wait: Annotated[
-        bool, typer.Option("--wait", "-w", help="Follow the steps live until it ends.")
-    ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(min=0, help="With --wait: give up after this many seconds (exit 2)."),
-    ] = None,
-    interval: Annotated[
-        float, typer.Option(min=0.05, help="With --wait: seconds between polls.")
-    ] = 0.5,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = None,
+    interval: IntervalOption = 0.5,
     idempotency_key: Annotated[
         str | None,
         typer.Option(help="Same key and input: the same execution, never a second one."),
@@ -156,16 +161,9 @@ def rerun(
     version: Annotated[
         str, typer.Option(help='"same" (the source\'s version), "latest", or a number.')
     ] = "same",
-    wait: Annotated[
-        bool, typer.Option("--wait", "-w", help="Follow the steps live until it ends.")
-    ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(min=0, help="With --wait: give up after this many seconds (exit 2)."),
-    ] = None,
-    interval: Annotated[
-        float, typer.Option(min=0.05, help="With --wait: seconds between polls.")
-    ] = 0.5,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = None,
+    interval: IntervalOption = 0.5,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the new execution id.")
     ] = False,

@@ -22,14 +22,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.errors import FailureType, Problem, StepFailure, TemplateError
-from workflows.kinds.ai import ChatMessage, ResponseFormat, ask
+from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, model_fields
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId
-from workflows.kinds.http import HttpMethod, header_problem, idempotency_key
-from workflows.kinds.slots import slot_models
+from workflows.kinds.http import HttpMethod, build_request, header_problem
 from workflows.kinds.sub_workflow import run_child
-from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult, request_key
-from workflows.templating import VariableSubstitutor, references_in, to_text
+from workflows.messages import SEND_HTTP_REQUEST, HTTPResult, request_key
+from workflows.templating import VariableSubstitutor, references_in
 from workflows.usage import Usage
 
 MAX_TOOL_ANSWER = 20_000  # characters of a tool's answer the model sees
@@ -110,12 +109,7 @@ class AgentKind(StepKind[AgentStep]):
     spends = True
 
     def templated(self, step: AgentStep) -> dict[str, Any]:
-        fields: dict[str, Any] = {"model": step.model, "models": step.models}
-        if step.messages is not None:
-            fields["messages"] = [m.model_dump() for m in step.messages]
-        if step.prompt is not None:
-            fields["prompt"] = step.prompt
-        return fields
+        return model_fields(step)
 
     def problems(self, step: AgentStep, where: str) -> list[Problem]:
         from workflows.input_schema import schema_problems
@@ -236,35 +230,11 @@ async def _use(
 async def _call_http(
     run: StepRun, step: AgentStep, http: ToolHTTP, arguments: Any, path: str, label: str
 ) -> Any:
-    fields = {
-        "url": http.url,
-        "headers": dict(http.headers),
-        "query": dict(http.query),
-        "json": http.json_body,
-        "body": http.body,
-    }
     substitutor = VariableSubstitutor({**run.variables, "args": arguments})
     try:
-        rendered, slots = substitutor.render_deferred(fields)
+        request = build_request(http, substitutor, run, step.id, path, path)
     except TemplateError as err:
         raise _ToolFailed(f"the tool's request cannot be built: {err}") from None
-    expect = http.expect_status
-    request = HTTPRequest(
-        execution_id=run.execution_id,
-        step_id=step.id,
-        method=http.method,
-        url=to_text(rendered["url"]),
-        headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
-        query=rendered["query"],
-        json_body=rendered["json"],
-        has_json=http.json_body is not None,
-        body=None if rendered["body"] is None else to_text(rendered["body"]),
-        expect_status=[expect] if isinstance(expect, int) else expect,
-        idempotency_key=idempotency_key(run.execution_id, path, run.seq),
-        deferred=slot_models(slots),
-        path=path,
-        seq=run.seq,
-    )
     reused = run.reused(request_key(SEND_HTTP_REQUEST, request))
     if reused is not None:
         return HTTPResult.model_validate(reused.result).as_output()

@@ -90,12 +90,7 @@ class AIKind(StepKind[AIStep]):
     spends = True
 
     def templated(self, step: AIStep) -> dict[str, Any]:
-        fields: dict[str, Any] = {"model": step.model, "models": step.models}
-        if step.messages is not None:
-            fields["messages"] = [m.model_dump() for m in step.messages]
-        if step.prompt is not None:
-            fields["prompt"] = step.prompt
-        return fields
+        return model_fields(step)
 
     def problems(self, step: AIStep, where: str) -> list[Problem]:
         schema = getattr(step.response_format, "schema_", None)
@@ -104,12 +99,7 @@ class AIKind(StepKind[AIStep]):
         return schema_problems(schema, f"{where}.response_format.schema")
 
     async def execute(self, step: AIStep, run: StepRun) -> StepOutcome:
-        messages = (
-            [m.model_dump() for m in step.messages]
-            if step.messages is not None
-            else [{"role": "user", "content": step.prompt}]
-        )
-        answer = await ask(run, step, messages)
+        answer = await ask(run, step, first_messages(step))
         outputs = {step.output: answer.result.as_output()} if step.output else {}
         return StepOutcome(
             output_vars=outputs,
@@ -119,6 +109,23 @@ class AIKind(StepKind[AIStep]):
             reused_from=answer.reused_from,
             reuse_key=answer.reuse_key,
         )
+
+
+def model_fields(step: Any) -> dict[str, Any]:
+    """The templated fields of a step that asks a model (`ai`, `agent`)."""
+    fields: dict[str, Any] = {"model": step.model, "models": step.models}
+    if step.messages is not None:
+        fields["messages"] = [m.model_dump() for m in step.messages]
+    if step.prompt is not None:
+        fields["prompt"] = step.prompt
+    return fields
+
+
+def first_messages(step: Any) -> list[dict[str, Any]]:
+    """`messages`, or `prompt` as one user message."""
+    if step.messages is not None:
+        return [m.model_dump() for m in step.messages]
+    return [{"role": "user", "content": step.prompt}]
 
 
 @dataclass

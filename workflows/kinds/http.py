@@ -94,6 +94,46 @@ def idempotency_key(execution_id: str, step_id: str, seq: int) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
+def build_request(
+    spec: Any,
+    substitutor: VariableSubstitutor,
+    run: StepRun,
+    step_id: str,
+    key_name: str,
+    path: str,
+    log: Any = None,
+) -> HTTPRequest:
+    """The rendered request of an `http` step or an agent's http tool (``spec`` has the
+    fields ``method``, ``url``, ``headers``, ``query``, ``json_body``, ``body``,
+    ``expect_status``); ``key_name`` names the visit in its idempotency key."""
+    fields = {
+        "url": spec.url,
+        "headers": dict(spec.headers),
+        "query": dict(spec.query),
+        "json": spec.json_body,
+        "body": spec.body,
+    }
+    rendered, slots = substitutor.render_deferred(fields)
+    expect = spec.expect_status
+    return HTTPRequest(
+        execution_id=run.execution_id,
+        step_id=step_id,
+        method=spec.method,
+        url=to_text(rendered["url"]),
+        headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
+        query=rendered["query"],
+        json_body=rendered["json"],
+        has_json=spec.json_body is not None,
+        body=None if rendered["body"] is None else to_text(rendered["body"]),
+        expect_status=[expect] if isinstance(expect, int) else expect,
+        idempotency_key=idempotency_key(run.execution_id, key_name, run.seq),
+        deferred=slot_models(slots),
+        log=log,
+        path=path,
+        seq=run.seq,
+    )
+
+
 @register
 class HTTPKind(StepKind[HTTPStep]):
     type = "http"
@@ -126,32 +166,8 @@ class HTTPKind(StepKind[HTTPStep]):
         return problems
 
     async def execute(self, step: HTTPStep, run: StepRun) -> StepOutcome:
-        fields = {
-            "url": step.url,
-            "headers": dict(step.headers),
-            "query": dict(step.query),
-            "json": step.json_body,
-            "body": step.body,
-        }
-        rendered, slots = VariableSubstitutor(run.variables).render_deferred(fields)
-        expect = step.expect_status
-        request = HTTPRequest(
-            execution_id=run.execution_id,
-            step_id=step.id,
-            method=step.method,
-            url=to_text(rendered["url"]),
-            headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
-            query=rendered["query"],
-            json_body=rendered["json"],
-            has_json=step.json_body is not None,
-            body=None if rendered["body"] is None else to_text(rendered["body"]),
-            expect_status=[expect] if isinstance(expect, int) else expect,
-            idempotency_key=idempotency_key(run.execution_id, step.id, run.seq),
-            deferred=slot_models(slots),
-            log=run.log,
-            path=run.path,
-            seq=run.seq,
-        )
+        substitutor = VariableSubstitutor(run.variables)
+        request = build_request(step, substitutor, run, step.id, step.id, run.path, run.log)
         key = request_key(SEND_HTTP_REQUEST, request)
         reused = run.reused(key)
         if reused is not None:  # a rerun: the source made this very request already
