@@ -33,6 +33,7 @@ from api.dev import POLL_LIMIT_RPS, DevServer
 from bench.memory import measure_waiting_memory, print_memory
 from bench.starts import measure_starts, print_starts
 from bench.steps import BASELINE, BASELINE_UNSANDBOXED, ENGINE, measure_steps, print_steps
+from bench.structured import measure_structured, print_structured
 
 RESULTS_DIR = Path(__file__).parent / "results"
 # SPEC §13 and the goals, printed beside the figures.
@@ -77,6 +78,11 @@ def print_table(report: dict[str, Any]) -> None:
             f"{'  history events per step':<44}{engine['events_per_step']:>10.2f}"
             f"{baseline['events_per_step']:>10.2f}"
         )
+    for name, figures in report.get("structured", {}).items():
+        print(
+            f"{name + ', wall ms':<44}{figures['engine_ms']:>10.0f}"
+            f"{figures['baseline_ms']:>10.0f}{figures['ratio_paired']:>8.3f}"
+        )
     api, direct = starts["api"], starts["direct"]
     print(
         f"{'starts/s (API vs direct Temporal client)':<44}{api['starts_per_second']:>10.1f}"
@@ -111,6 +117,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["steps"] = await measure_steps(
                     server.address, tmp_dir / "steps", sizes, rounds, say=say
                 )
+                say("parallel and foreach wall time against a hand-written fan-out")
+                (tmp_dir / "structured").mkdir()
+                report["structured"] = await measure_structured(
+                    server.address, tmp_dir / "structured", rounds=2 if args.quick else 5
+                )
                 say(f"API starts against direct starts ({total} each)")
                 report["starts"] = await measure_starts(
                     server.address, tmp_dir / "starts", total=total
@@ -135,6 +146,8 @@ def main() -> None:
     print_starts(report["starts"])
     print()
     print_memory(report["memory"])
+    print()
+    print_structured(report["structured"])
     print_table(report)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

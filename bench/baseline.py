@@ -13,6 +13,7 @@ the engine's extra cost into its HTTP activity and the rest (interpreter, log).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -131,3 +132,39 @@ class BaselineWorkflow:
                     **ACTIVITY_OPTIONS,
                 )
         return len(input.steps)
+
+
+FAN_OUT_WORKFLOW = "BenchFanOut"
+
+
+class FanOutInput(BaseModel):
+    urls: list[str]
+    concurrency: int
+
+
+@workflow.defn(name=FAN_OUT_WORKFLOW)
+class FanOutWorkflow:
+    """The hand-written parallel / map: every URL an activity, at most ``concurrency`` at once
+    (what a careful engineer writes instead of a `parallel` or `foreach` step)."""
+
+    @workflow.run
+    async def run(self, input: FanOutInput) -> int:
+        execution_id = workflow.info().workflow_id
+        gate = asyncio.Semaphore(input.concurrency)
+
+        async def one(seq: int, url: str) -> None:
+            async with gate:
+                await workflow.execute_activity(
+                    PLAIN_HTTP,
+                    PlainRequest(
+                        method="GET",
+                        url=url,
+                        idempotency_key=idempotency_key(execution_id, "f", seq),
+                    ),
+                    result_type=dict,
+                    summary=f"item {seq}",
+                    **ACTIVITY_OPTIONS,
+                )
+
+        await asyncio.gather(*(one(seq, url) for seq, url in enumerate(input.urls)))
+        return len(input.urls)

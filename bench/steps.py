@@ -54,6 +54,7 @@ from bench.baseline import (
     BaselineInput,
     BaselineStep,
     BaselineWorkflow,
+    FanOutWorkflow,
     PlainHTTP,
 )
 from bench.history import event_counts, server_duration_ms, step_timings
@@ -233,7 +234,7 @@ async def baseline_worker(
         yield Worker(
             client,
             task_queue=task_queue,
-            workflows=[BaselineWorkflow],
+            workflows=[BaselineWorkflow, FanOutWorkflow],
             workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
             activities=[PlainHTTP(shared).send_request, engine_http.send_http_request],
         )
