@@ -29,7 +29,9 @@ from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.runtime.log_format import StepContextInterceptor, configure_logging
+from workflows.runtime.payload_store import PayloadStore, retention_seconds
 from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.storage import check_storage, open_stores
 from workflows.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
 from workflows.runtime.temporal_runtime import worker_runtime
 from workflows.runtime.tracing import WORKER_SERVICE
@@ -120,10 +122,16 @@ async def engine_worker(
 
 
 def build_logger(settings: Settings) -> WorkflowLogger:
-    return WorkflowLogger(settings.workflow_log_dir, RotationPolicy.from_settings(settings))
+    """The execution logs in the configured storage (STORAGE_URL), with rotation."""
+    return WorkflowLogger(open_stores(settings).logs, RotationPolicy.from_settings(settings))
 
 
-async def rotate_logs_forever(logs: WorkflowLogger, interval: float) -> None:
+async def rotate_logs_forever(
+    logs: WorkflowLogger, interval: float, payloads: PayloadStore | None = None, keep: float = 0
+) -> None:
+    """Every ``interval``: rotate the logs, and delete large values not written or
+    re-referenced for ``keep`` seconds (payload_store.retention_seconds says why that is safe).
+    """
     while True:
         try:
             report = await asyncio.to_thread(logs.rotate)
@@ -136,6 +144,17 @@ async def rotate_logs_forever(logs: WorkflowLogger, interval: float) -> None:
                 )
         except OSError as err:
             logger.error("log rotation failed: %s", err)
+        if payloads is not None:
+            try:
+                swept = await asyncio.to_thread(payloads.sweep, keep)
+                if swept.deleted:
+                    logger.info(
+                        "large values: %d past retention deleted, %d kept",
+                        swept.deleted,
+                        swept.kept,
+                    )
+            except OSError as err:
+                logger.error("large value retention failed: %s", err)
         await asyncio.sleep(interval)
 
 
@@ -190,6 +209,8 @@ async def main() -> None:
     install_log_redaction(build_secrets(settings))
     if settings.openrouter_api_key is None:
         logger.warning("OPENROUTER_API_KEY is not set: ai steps will fail until it is")
+    # An unreachable S3 endpoint or a missing bucket stops the worker here, naming the variable.
+    await asyncio.to_thread(check_storage, settings)
     # Metrics (WORKER_METRICS_ADDRESS) and tracing (OTEL_EXPORTER_OTLP_ENDPOINT) ride on the
     # client; the worker built on it below inherits both.
     client = await connect(settings, runtime=worker_runtime(settings), service_name=WORKER_SERVICE)
@@ -198,7 +219,12 @@ async def main() -> None:
     await ensure_search_attributes(client)
     logs = build_logger(settings)
     rotation = asyncio.create_task(
-        rotate_logs_forever(logs, settings.log_rotation_interval_seconds)
+        rotate_logs_forever(
+            logs,
+            settings.log_rotation_interval_seconds,
+            PayloadStore(open_stores(settings).payloads),
+            retention_seconds(settings),
+        )
     )
     reconciling = asyncio.create_task(finalise_closed_logs_forever(client, logs, settings))
     stop = asyncio.Event()

@@ -1,15 +1,16 @@
-"""The on-disk pieces of an execution log: the JSON document and its journal.
+"""The pieces of an execution log: the JSON document, and the file backend's journal.
 
 ``<id>.json`` is the document (SPEC §4): indented JSON with one step record per line, always
-replaced whole (temporary file + rename), so a reader never sees half of it.
+replaced whole (an atomic put of the storage), so a reader never sees half of it.
 
-``.<id>.journal`` holds the log writes that activity steps made since the document was last
-rewritten, one :class:`LogWrite` as JSON per line. Appending a line costs a few microseconds
-where rewriting the document costs a rename that makes ext4 start writing the file back (about
-a millisecond a step, measured in bench/README.md); the document is rewritten from the journal
-at least once a second while steps flow, before every wait and at the end, and readers of the
-log (the API, ``WorkflowLogger.read``) merge the journal in, so they always see every write.
-Appends and folds of one journal are serialised by ``flock``, across processes too.
+``.<id>.journal`` (file backend) holds the log writes that activity steps made since the
+document was last rewritten, one :class:`LogWrite` as JSON per line. Appending a line costs a
+few microseconds where rewriting the document costs a rename that makes ext4 start writing the
+file back (about a millisecond a step, measured in bench/README.md); the document is rewritten
+from the journal at least once a second while steps flow, before every wait and at the end,
+and readers of the log (the API, ``WorkflowLogger.read``) merge the journal in, so they always
+see every write. Appends and folds of one journal are serialised by ``flock``, across
+processes too. Object stores have no append: activities/log_journals.py says what replaces it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ class LogText:
     )  # (run_id, seq) -> (start order, rendered line, finished)
     in_order: bool = True  # records were added in start order (no sort needed to render)
     header: dict[str, Any] | None = None  # the header last rendered (or parsed)
-    stamp: tuple[int, int] = (0, 0)  # (mtime_ns, size) of the file this was written to
+    # The storage version of the document this was read from or written as (None: there is
+    # none yet): the next write is conditional on it, so no other writer's fold is lost.
+    token: str | None = None
     folded_at: float = 0.0  # time.monotonic() of that write
 
     @classmethod
@@ -148,10 +151,6 @@ class LogText:
             else:
                 parts.append(f"  {dumps(key)}: {dumps(value)}")
         return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def journal_path(document: Path) -> Path:
-    return document.with_name(f".{document.stem}.journal")
 
 
 def _locked_journal(path: Path, flags: int) -> int:

@@ -1,16 +1,24 @@
-"""WorkflowLogger: the execution log files (SPEC §4), their writes and their rotation.
+"""WorkflowLogger: the execution logs (SPEC §4), their writes and their rotation.
 
-One JSON file per execution, named by the server-generated execution id. The workflow's own
-writes (a local activity: at waits, failures and the end) merge one :class:`LogWrite` into the
-file: header fields replaced, step records upserted by sequence number, the result written to
-a temporary file and renamed over the old one, so a reader never sees half a file and a retried
-write changes nothing. Activity steps carry the records not yet written and add them to the
-log's journal while they make their call (activities/log_files.py): the document is rebuilt
-from the journal at least once a second, and readers merge it in.
+One JSON document per execution, ``<execution_id>.json``, in the logs area of the storage
+(STORAGE_URL: a directory, or ``<prefix>/workflow_logs/`` in an S3 bucket; workflows/runtime/
+storage). The workflow's own writes (a local activity: at waits, failures and the end) merge
+one :class:`LogWrite` into the document: header fields replaced, step records upserted by
+sequence number, the result put whole (atomically), so a reader never sees half a document and
+a retried write changes nothing. Every put is conditional on the version the writer read, so
+two processes writing one log (parallel branches on two workers, a crashed worker's successor)
+never lose each other's records: the loser reads again and merges again. Activity steps carry
+the records not yet written and add them to the log's journal while they make their call
+(activities/log_journals.py): the document is rebuilt from the journal at least once a second,
+and readers merge it in.
 
-Rotation: finished logs older than ``log_compress_after_seconds`` are gzipped; logs older than
+Rotation (the worker, every LOG_ROTATION_INTERVAL_SECONDS, on either backend): finished logs
+older than ``log_compress_after_seconds`` are gzipped (``<id>.json.gz``); logs older than
 ``log_max_age_days`` are deleted; then the oldest are deleted until the count and total size
-are within ``log_max_files`` and ``log_max_total_mb``. Running logs are never touched.
+are within ``log_max_files`` and ``log_max_total_mb``. Running logs are never touched. Ages
+are the stored objects' modification times; a compressed log's counts from its compression
+(an object store cannot back-date an object), so it goes at most LOG_COMPRESS_AFTER_SECONDS
+plus one rotation interval later than its last write alone would say.
 """
 
 from __future__ import annotations
@@ -20,9 +28,7 @@ import contextlib
 import gzip
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -34,17 +40,19 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.log_files import (
-    LogText,
-    append_to_journal,
-    journal_path,
-    merge_journal,
-    read_journal,
-    taken_journal,
-)
+from activities.log_files import LogText, merge_journal
+from activities.log_journals import journal_for
 from workflows.errors import FailureType
-from workflows.runtime.files import atomic_write
 from workflows.runtime.settings import Settings
+from workflows.runtime.storage import (
+    FileStorage,
+    ObjectInfo,
+    PreconditionFailed,
+    Storage,
+    StorageError,
+    is_temporary,
+    off_loop,
+)
 from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)
@@ -53,8 +61,13 @@ logger = logging.getLogger(__name__)
 JOURNAL_FOLD_SECONDS = 1.0
 # Rotation folds a journal, and removes a crashed write's temporary file, left this long.
 STALE_SECONDS = 3600.0
+# A write whose conditional put loses this many races in a row gives up (and is retried as
+# any failed write is): other writers of one log are a handful of workers, not a crowd.
+MAX_CONFLICTS = 20
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # ":" appears in scheduled run ids
+DOCUMENT = ".json"
+COMPRESSED = ".json.gz"
 
 
 @dataclass(frozen=True)
@@ -92,105 +105,143 @@ class CarriedWrite:
 
 
 class InvalidExecutionId(ValueError):
-    """An execution id that cannot name a log file."""
+    """An execution id that cannot name a log."""
 
 
 class WorkflowLogger:
-    """Writes, reads and rotates execution logs in one directory (the plan's WorkflowLogger)."""
+    """Writes, reads and rotates execution logs in one storage area (the plan's WorkflowLogger).
 
-    def __init__(self, log_dir: Path, policy: RotationPolicy | None = None) -> None:
-        self.log_dir = Path(log_dir)
+    ``storage``: a Storage, or a directory (the file backend there).
+    """
+
+    def __init__(self, storage: Storage | Path | str, policy: RotationPolicy | None = None) -> None:
+        self.storage: Storage = (
+            FileStorage(Path(storage)) if isinstance(storage, (str, Path)) else storage
+        )
+        self.journal = journal_for(self.storage)
         self.policy = policy
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # Running logs as last written, so a step write neither re-reads nor re-renders them.
         self._cache: dict[str, LogText] = {}
 
-    # -- paths ------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self.storage.location
 
-    def path_for(self, execution_id: str) -> Path:
+    # -- names ------------------------------------------------------------------------------
+
+    def key_for(self, execution_id: str) -> str:
+        """The key of the execution's log document; InvalidExecutionId if it cannot be one."""
         if not _SAFE_ID.match(execution_id) or execution_id.startswith("."):
             raise InvalidExecutionId(f"not a valid execution id: {execution_id!r}")
-        return self.log_dir / f"{execution_id}.json"
+        return f"{execution_id}{DOCUMENT}"
+
+    path_for = key_for  # the earlier name (a path inside the logs directory)
 
     # -- writing ----------------------------------------------------------------------------
 
     @activity.defn(name=WRITE_EXECUTION_LOG)
     async def write_execution_log(self, entry: LogWrite) -> None:
-        """Activity: merge one entry into the execution's log file."""
+        """Activity: merge one entry into the execution's log."""
         try:
-            await asyncio.to_thread(self.write, entry)
-        except OSError as err:
+            await off_loop(self.storage, self.write, entry)
+        except OSError as err:  # StorageError (S3) is an OSError too
             logger.error(
                 "cannot write execution log for %s in %s: %s (the run waits and retries)",
                 entry.execution_id,
-                self.log_dir,
+                self.location,
                 err,
             )
             raise ApplicationError(
-                f"cannot write execution log in {self.log_dir}: {err.strerror or err}",
+                f"cannot write execution log in {self.location}: {err.strerror or err}",
                 type=FailureType.LOG_WRITE,
             ) from err
 
     def write(self, entry: LogWrite) -> None:
-        """Merge ``entry`` and the journal into the document: header replaced, records upserted."""
-        path = self.path_for(entry.execution_id)
+        """Merge ``entry`` and every journal write into the document."""
+        self.key_for(entry.execution_id)
         with self._lock(entry.execution_id):
-            self._fold(entry, path)
+            self._fold(entry, everything=True)
 
     def append(self, entry: LogWrite) -> None:
-        """An activity step's carried write: a journal line, or a rewrite when one is due.
+        """An activity step's carried write: a journal write, or a fold when one is due.
 
         The document is rewritten when this process has none cached for the execution (a
         first write, or another worker's run), and once ``JOURNAL_FOLD_SECONDS`` have passed.
         """
-        path = self.path_for(entry.execution_id)
+        self.key_for(entry.execution_id)
         with self._lock(entry.execution_id):
             text = self._cache.get(entry.execution_id)
             if text is None or time.monotonic() - text.folded_at >= JOURNAL_FOLD_SECONDS:
-                self._fold(entry, path)
+                self._fold(entry, everything=False)
             else:
-                append_to_journal(journal_path(path), entry)
+                self.journal.append(entry.execution_id, entry)
 
-    def _fold(self, entry: LogWrite, path: Path) -> None:
-        if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with taken_journal(journal_path(path)) as journaled:
-            # Read inside the journal's lock: another worker's fold cannot slip in between.
-            text = self._load_for_update(entry.execution_id, path)
-            for earlier in journaled:
-                for record in earlier.records():
-                    text.upsert(record)
-            for record in entry.records():
-                text.upsert(record)
-            header = text.header_for(entry)
-            final = header["status"] != "running"
-            # fsync only the final write (~2 ms a step saved): a killed process loses nothing,
-            # and a machine crash can at worst roll a running log back a few steps.
-            text.stamp = self._atomic_write(path, text.render(header), durable=final)
+    def _fold(self, entry: LogWrite, everything: bool) -> None:
+        execution_id = entry.execution_id
+        key = self.key_for(execution_id)
+        with self.journal.taken(execution_id, everything) as journaled:
+            for _ in range(MAX_CONFLICTS):
+                text = self._load_for_update(execution_id, key)
+                try:
+                    for earlier in journaled:
+                        for record in earlier.records():
+                            text.upsert(record)
+                    for record in entry.records():
+                        text.upsert(record)
+                    header = text.header_for(entry)
+                    final = header["status"] != "running"
+                    # fsync only the final write (~2 ms a step saved on disk): a killed process
+                    # loses nothing, and a machine crash can at worst roll a running log back
+                    # a few steps.
+                    written = self.storage.put(
+                        key,
+                        text.render(header).encode("utf-8"),
+                        if_match=text.token,
+                        if_absent=text.token is None,
+                        durable=final,
+                    )
+                except PreconditionFailed:
+                    self._cache.pop(execution_id, None)  # another writer's version: read it
+                    continue
+                except BaseException:
+                    self._cache.pop(execution_id, None)  # what we merged was not written
+                    raise
+                break
+            else:
+                raise StorageError(
+                    f"the log of {execution_id} in {self.location} kept changing under "
+                    f"{MAX_CONFLICTS} writes in a row"
+                )
+        text.token = written.token
         text.folded_at = time.monotonic()
         if final:
-            self._cache.pop(entry.execution_id, None)
+            self._cache.pop(execution_id, None)
             with self._locks_guard:
-                self._locks.pop(entry.execution_id, None)
+                self._locks.pop(execution_id, None)
         else:
-            self._cache[entry.execution_id] = text
+            self._cache[execution_id] = text
 
     async def write_quietly(self, entry: LogWrite) -> bool:
         """An activity step's carried write; False (and an error logged) if the log is unusable.
 
-        It runs on the event loop, once the step's own call has gone out: a journal line takes
-        microseconds, a thread hop would cost more than the write (and wait for the GIL).
+        It starts once the step's own call has gone out. On disk a journal line takes
+        microseconds and runs right here, on the event loop (a thread hop would cost more than
+        the write, and wait for the GIL); on S3 it is a request, made in the store's threads.
         """
         try:
             await asyncio.sleep(0)  # let the step's call go out first
-            self.append(entry)
+            if self.journal.inline:
+                self.append(entry)
+            else:
+                await off_loop(self.storage, self.append, entry)
         except (OSError, InvalidExecutionId) as err:
             logger.error(
                 "cannot write execution log for %s in %s: %s (its records stay with the run, "
                 "which cannot end before they are written)",
                 entry.execution_id,
-                self.log_dir,
+                self.location,
                 err,
             )
             return False
@@ -200,32 +251,29 @@ class WorkflowLogger:
         with self._locks_guard:
             return self._locks.setdefault(execution_id, threading.Lock())
 
-    def _load_for_update(self, execution_id: str, path: Path) -> LogText:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return LogText()
+    def _load_for_update(self, execution_id: str, key: str) -> LogText:
+        """The log as this process last wrote it, else as stored. The cached copy is trusted
+        without a look at the store: the write is conditional on its version anyway."""
         cached = self._cache.get(execution_id)
-        if cached and cached.stamp == (stat.st_mtime_ns, stat.st_size):
+        if cached is not None:
             return cached
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            # A damaged file is kept aside, not overwritten silently.
-            path.rename(path.with_suffix(f".corrupt-{int(time.time())}"))
-            logger.error("execution log %s was unreadable; moved aside", path)
+        blob = self.storage.get(key)
+        if blob is None:
             return LogText()
-        return LogText.parse(document)
-
-    def _atomic_write(self, path: Path, data: str, durable: bool = True) -> tuple[int, int]:
-        """Write ``data`` over ``path`` atomically; returns the new file's (mtime_ns, size).
-
-        The temporary name is fixed per process and execution (writes of one execution are
-        serialised by its lock), which spares the random-name retries on every write.
-        """
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        stat = atomic_write(path, data, durable=durable, tmp=tmp)
-        return stat.st_mtime_ns, stat.st_size
+        try:
+            document = json.loads(blob.data)
+        except (ValueError, UnicodeDecodeError):
+            # A damaged document is kept aside, not overwritten silently.
+            aside = f"{execution_id}.corrupt-{int(time.time())}"
+            self.storage.put(aside, blob.data)
+            logger.error(
+                "execution log %s in %s was unreadable; kept as %s", key, self.location, aside
+            )
+            text = LogText()
+        else:
+            text = LogText.parse(document)
+        text.token = blob.info.token
+        return text
 
     def finalise(
         self, execution_id: str, status: str, end_time: datetime, error: ExecutionError
@@ -255,72 +303,82 @@ class WorkflowLogger:
 
     def read(self, execution_id: str) -> dict[str, Any] | None:
         """The log as it stands: the document with any journal writes merged in."""
-        path = self.path_for(execution_id)
+        key = self.key_for(execution_id)
         # The journal first: a fold between the two reads is then already in the document.
-        journaled = read_journal(journal_path(path))
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            document = None
-        if document is None:
-            try:
-                with gzip.open(path.with_suffix(".json.gz"), "rt", encoding="utf-8") as handle:
-                    return dict(json.load(handle))  # finished logs have no journal
-            except FileNotFoundError:
-                pass
-        if document is None and not journaled:
-            return None
+        journaled = self.journal.read(execution_id)
+        blob = self.storage.get(key)
+        if blob is None:
+            compressed = self.storage.get(f"{execution_id}{COMPRESSED}")
+            if compressed is not None:
+                return dict(json.loads(gzip.decompress(compressed.data)))  # finished: no journal
+            if not journaled:
+                return None
+        document = json.loads(blob.data) if blob is not None else None
         return merge_journal(document, journaled)
+
+    async def aread(self, execution_id: str) -> dict[str, Any] | None:
+        """``read`` for async callers (the API), off the event loop."""
+        self.key_for(execution_id)  # InvalidExecutionId here, not in a thread
+        return await off_loop(self.storage, self.read, execution_id)
 
     # -- rotation ---------------------------------------------------------------------------
 
     def rotate(self, now: float | None = None) -> RotationReport:
         """Apply the rotation policy once; safe to run while logs are being written."""
         report = RotationReport()
-        if self.policy is None or not self.log_dir.is_dir():
+        if self.policy is None:
             return report
         now = time.time() if now is None else now
         policy = self.policy
-        entries: list[tuple[float, int, Path]] = []
-        for path in self.log_dir.iterdir():
-            if path.name.startswith("."):
-                self._tidy(path, now)
+        entries: list[tuple[float, int, str]] = []
+        stale_journals: set[str] = set()
+        for info in list(self.storage.list()):
+            key = info.key
+            if is_temporary(key):
+                if now - info.modified >= STALE_SECONDS:
+                    self.storage.delete(key)  # a crashed write's temporary file
                 continue
-            if not path.name.endswith((".json", ".json.gz")):
+            owner = self.journal.owner(key)
+            if owner is not None:
+                if now - info.modified >= STALE_SECONDS:
+                    stale_journals.add(owner)
                 continue
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
+            if "/" in key or not key.endswith((DOCUMENT, COMPRESSED)):
                 continue
-            age = now - stat.st_mtime
+            size = info.size
             if (
-                path.name.endswith(".json")
-                and age >= policy.compress_after_seconds
-                and self._is_finished(path)
+                key.endswith(DOCUMENT)
+                and now - info.modified >= policy.compress_after_seconds
+                and self._is_finished(key)
             ):
-                compressed = self._compress(path)
+                compressed = self._compress(key)
                 if compressed is not None:
                     report.compressed += 1
-                    path = compressed
-                    stat = path.stat()
-            entries.append((stat.st_mtime, stat.st_size, path))
+                    key, size = compressed.key, compressed.size
+            # The age it had before compression, in this pass (see the module docstring).
+            entries.append((info.modified, size, key))
+        for execution_id in sorted(stale_journals):
+            try:
+                self._tidy(execution_id)
+            except OSError as err:  # one bad log must not stop the rotation of the others
+                logger.error("cannot fold the journal left for %s: %s", execution_id, err)
 
         entries.sort()  # oldest first
-        keep: list[tuple[float, int, Path]] = []
-        for mtime, size, path in entries:
-            if now - mtime > policy.max_age_seconds and self._deletable(path):
-                path.unlink(missing_ok=True)
+        keep: list[tuple[float, int, str]] = []
+        for modified, size, key in entries:
+            if now - modified > policy.max_age_seconds and self._deletable(key):
+                self.storage.delete(key)
                 report.deleted += 1
             else:
-                keep.append((mtime, size, path))
+                keep.append((modified, size, key))
         total = sum(size for _, size, _ in keep)
         index = 0
         while (len(keep) > policy.max_files or total > policy.max_total_bytes) and index < len(
             keep
         ):
-            mtime, size, path = keep[index]
-            if self._deletable(path):
-                path.unlink(missing_ok=True)
+            _, size, key = keep[index]
+            if self._deletable(key):
+                self.storage.delete(key)
                 report.deleted += 1
                 total -= size
                 keep.pop(index)
@@ -329,53 +387,51 @@ class WorkflowLogger:
         report.kept = len(keep)
         return report
 
-    def _tidy(self, path: Path, now: float) -> None:
-        """A journal left unfolded an hour is folded; a temporary file left by a crash goes."""
-        try:
-            age = now - path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age < STALE_SECONDS:
-            return
-        if path.name.endswith(".tmp"):
-            path.unlink(missing_ok=True)
-        elif path.name.endswith(".journal"):
-            execution_id = path.name[1 : -len(".journal")]
-            document = self.log_dir / f"{execution_id}.json"
-            with self._lock(execution_id):
-                if not document.exists():
-                    path.unlink(missing_ok=True)  # its log was deleted
-                    return
-                with taken_journal(path) as journaled:
-                    current = json.loads(document.read_text(encoding="utf-8"))
-                    merged = merge_journal(current, journaled)
-                    self._atomic_write(document, LogText.parse(merged).render(merged), durable=True)
-                self._cache.pop(execution_id, None)
+    def _tidy(self, execution_id: str) -> None:
+        """A journal left unfolded an hour (its writer died) is folded into the document;
+        one whose log is gone (deleted, or already compressed) is dropped."""
+        key = self.key_for(execution_id)
+        with self._lock(execution_id), self.journal.taken(execution_id, True) as journaled:
+            blob = self.storage.get(key)
+            if blob is None:
+                return  # leaving the block drops the journal
+            try:
+                current = json.loads(blob.data)
+            except ValueError:
+                # A damaged document: the next write keeps it aside (_load_for_update); the
+                # journal waits for that write.
+                raise StorageError(
+                    f"execution log {key} in {self.location} is unreadable"
+                ) from None
+            merged = merge_journal(current, journaled)
+            self.storage.put(
+                key,
+                LogText.parse(merged).render(merged).encode("utf-8"),
+                if_match=blob.info.token,
+            )
+            self._cache.pop(execution_id, None)
 
-    def _is_finished(self, path: Path) -> bool:
+    def _is_finished(self, key: str) -> bool:
         try:
-            return json.loads(path.read_text(encoding="utf-8")).get("status") != "running"
+            blob = self.storage.get(key)
+            return blob is not None and json.loads(blob.data).get("status") != "running"
         except (OSError, ValueError):
             return False
 
-    def _deletable(self, path: Path) -> bool:
-        return path.name.endswith(".json.gz") or self._is_finished(path)
+    def _deletable(self, key: str) -> bool:
+        return key.endswith(COMPRESSED) or self._is_finished(key)
 
-    def _compress(self, path: Path) -> Path | None:
-        target = path.with_suffix(".json.gz")
-        execution_id = path.name.removesuffix(".json")
+    def _compress(self, key: str) -> ObjectInfo | None:
+        """``<id>.json`` -> ``<id>.json.gz`` (written before the original is deleted)."""
+        execution_id = key.removesuffix(DOCUMENT)
         with self._lock(execution_id):
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
+            blob = self.storage.get(key)
+            if blob is None:
                 return None
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gz.tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-            os.utime(target, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
-            path.unlink()
-        return target
+            target = f"{execution_id}{COMPRESSED}"
+            written = self.storage.put(target, gzip.compress(blob.data, mtime=blob.info.modified))
+            self.storage.delete(key)
+        return written
 
 
 @contextlib.asynccontextmanager
@@ -384,9 +440,9 @@ async def carried_log(
 ) -> AsyncIterator[CarriedWrite]:
     """Write the log records an activity step carries while the step makes its call.
 
-    The write runs in a thread beside the call; ``await carried.written()`` says whether it
-    succeeded. A failed write is only logged: the records stay with the workflow, which hands
-    them to the next step or writes them itself, so nothing is lost.
+    The write runs beside the call; ``await carried.written()`` says whether it succeeded. A
+    failed write is only logged: the records stay with the workflow, which hands them to the
+    next step or writes them itself, so nothing is lost.
     """
     task = None
     if logs is not None and entry is not None:

@@ -409,7 +409,7 @@ class ExecutionService:
                 "(or cancel it first)",
             )
         try:
-            log = self._logs.read(source_id) or {}
+            log = await self._logs.aread(source_id) or {}
         except InvalidExecutionId:
             log = {}
         records: list[dict[str, Any]] = list(log.get("steps") or [])
@@ -746,9 +746,9 @@ class ExecutionService:
                 f"execution '{execution_id}' has already finished ({status}); nothing changed",
             )
 
-    def read_log(self, execution_id: str, principal: Principal) -> dict[str, Any]:
+    async def read_log(self, execution_id: str, principal: Principal) -> dict[str, Any]:
         try:
-            document = self._logs.read(execution_id)
+            document = await self._logs.aread(execution_id)
         except InvalidExecutionId:
             raise self.not_found(execution_id) from None
         if document is None or not principal.sees(document.get("workflow_id")):

@@ -37,6 +37,7 @@ from api.schemas import ErrorResponse
 from api.store import FileDefinitionStore
 from workflows.runtime.schema_export import definition_schema
 from workflows.runtime.settings import Settings, get_settings
+from workflows.runtime.storage import check_storage, open_stores
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +75,13 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
     """Build the app. Tests pass a connected client; production connects in the lifespan."""
     settings = settings or get_settings()
+    # Logs and large values live in STORAGE_URL, shared with the workers: an unreachable S3
+    # endpoint or a missing bucket stops the API here, naming the variable.
+    check_storage(settings)
     state = AppState(
         settings=settings,
         store=FileDefinitionStore(settings.workflow_definitions_dir),
-        logs=WorkflowLogger(settings.workflow_log_dir),
+        logs=WorkflowLogger(open_stores(settings).logs),
         keys=load_key_ring(settings),
         limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
         client=client,

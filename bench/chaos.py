@@ -2,12 +2,16 @@
 
     python -m bench.chaos                             # 200 executions, 3 kills, 1 restart
     python -m bench.chaos --executions 50 --kills 1 --no-restart
+    python -m bench.chaos --storage s3                # logs and large values in S3 (moto)
 
 Everything runs on loopback and starts here, in a temporary directory: a Temporal dev server
 on a SQLite file (fixed port, so a restart keeps the address), a side-effect sink (an HTTP
 server in this process recording every delivery with its Idempotency-Key and the worker that
 sent it), the API (``uvicorn --factory api.main:create_app``) and two workers
-(``python -m worker``), all configured by environment like production.
+(``python -m worker``), all configured by environment like production. With ``--storage s3``
+the execution logs and large values live in an S3 bucket on moto's server (a subprocess on
+loopback, bench/s3.py) instead of the temporary directory: ``STORAGE_URL=s3://...`` and
+``S3_ENDPOINT_URL`` for every process, and the figures read the logs from the bucket.
 
 The script saves one definition (three http steps with reply delays, a set, a condition, a
 short delay) with ``PUT /api/workflows/chaos``, starts the executions with
@@ -26,7 +30,13 @@ RELIABILITY.md's figures (also written to ``bench/results/chaos-<timestamp>.json
 - recovery time p50/p99 per crash kind: *step* = crash -> an activity step that was in flight
   (for a worker kill: one the killed worker was running) completes; *run* = crash -> the
   affected run's next completed workflow task after its disruption (in-flight step or lost
-  workflow task) is over, i.e. the run moves on again.
+  workflow task) is over, i.e. the run moves on again;
+- metrics against what ran: each worker serves WORKER_METRICS_ADDRESS; its
+  ``wfe_steps_total{workflow_id="chaos"}`` is scraped just before it is killed and, for the
+  survivors, at the end, summed over every worker process by (type, status) and compared with
+  the step records of the logs (a workflow task lost with a killed worker is done again by
+  another, so its steps can be counted twice; steps finished between the last scrape and the
+  kill are not counted).
 
 Exit status 1 if any figure is off (lost runs, duplicate effects, re-runs, non-determinism,
 incomplete logs).
@@ -66,7 +76,9 @@ from temporalio.service import RPCError
 
 from api.dev import DevServer, free_port
 from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
+from bench.s3 import moto_subprocess, new_bucket
 from workflows.runtime.settings import Settings, load_settings
+from workflows.runtime.storage import Storage, open_stores
 from workflows.runtime.temporal_client import connect_when_ready
 from workflows.steps import idempotency_key
 
@@ -188,8 +200,11 @@ def base_env(settings: Settings, **extra: str) -> dict[str, str]:
         WORKFLOW_LOG_DIR=str(settings.workflow_log_dir),
         WORKFLOW_DEFINITIONS_DIR=str(settings.workflow_definitions_dir),
         PAYLOAD_STORE_DIR=str(settings.payload_store_dir),
+        STORAGE_URL=settings.storage_url,
         HTTP_ALLOWED_HOSTS="127.0.0.1",
     )
+    if settings.s3_endpoint_url:
+        env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     env.update(extra)
     return env
 
@@ -259,7 +274,9 @@ class WorkerSlot:
 
     def start(self) -> Process:
         self.generation += 1
-        env = base_env(self.settings, HTTP_USER_AGENT=self.agent)
+        # A fresh metrics port per process: the killed one's may linger.
+        metrics = f"127.0.0.1:{free_port()}"
+        env = base_env(self.settings, HTTP_USER_AGENT=self.agent, WORKER_METRICS_ADDRESS=metrics)
         name = f"worker-{self.slot}-gen{self.generation}"
         self.current = Process(
             name, [sys.executable, "-m", "worker"], env, self.directory / f"{name}.out"
@@ -271,9 +288,72 @@ class WorkerSlot:
                 "identity": f"{self.current.pid}@{socket.gethostname()}",
                 "agent": self.agent,
                 "output": str(self.current.output),
+                "metrics_address": metrics,
             }
         )
         return self.current
+
+    async def scrape(self) -> None:
+        """Record the current process's step counters (before a kill, or at the end)."""
+        entry = self.history[-1]
+        entry["steps_metrics"] = await scrape_steps(entry["metrics_address"])
+
+
+# -- worker metrics -------------------------------------------------------------------------------
+
+
+def parse_steps(text: str) -> dict[str, float]:
+    """``wfe_steps_total{workflow_id="chaos",type,status}`` by "type/status"."""
+    counts: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        if not line.startswith("wfe_steps_total{"):
+            continue
+        labels_text, _, value = line[len("wfe_steps_total{") :].rpartition("} ")
+        labels = dict(
+            (part.split("=", 1)[0], part.split("=", 1)[1].strip('"'))
+            for part in labels_text.split(",")
+            if "=" in part
+        )
+        if labels.get("workflow_id") == WORKFLOW_ID:
+            counts[f"{labels.get('type')}/{labels.get('status')}"] += float(value)
+    return dict(counts)
+
+
+async def scrape_steps(address: str) -> dict[str, float] | None:
+    try:
+        async with httpx.AsyncClient(timeout=3) as http:
+            answer = await http.get(f"http://{address}/metrics")
+        return parse_steps(answer.text) if answer.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
+def metrics_against_logs(
+    workers: list[dict[str, Any]], logs: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Steps counted by the workers' metrics vs the step records of the logs, by type/status."""
+    counted: Counter[str] = Counter()
+    scraped = 0
+    for worker in workers:
+        if worker.get("steps_metrics") is not None:
+            scraped += 1
+            for key, value in worker["steps_metrics"].items():
+                counted[key] += int(value)
+    logged: Counter[str] = Counter(
+        f"{step.get('type')}/{step.get('status')}"
+        for log in logs.values()
+        for step in (log or {}).get("steps", [])
+    )
+    keys = sorted(set(counted) | set(logged))
+    return {
+        "workers_scraped": scraped,
+        "workers": len(workers),
+        "by_type_status": {k: {"metrics": counted[k], "logs": logged[k]} for k in keys},
+        "metrics_total": sum(counted.values()),
+        "logs_total": sum(logged.values()),
+        "difference": sum(counted.values()) - sum(logged.values()),
+        "exact": all(counted[k] == logged[k] for k in keys),
+    }
 
 
 # -- the workload -------------------------------------------------------------------------------
@@ -490,9 +570,12 @@ def log_problems(log: dict[str, Any] | None, execution: Execution) -> list[str]:
     return problems
 
 
-def read_log(log_dir: Path, execution_id: str) -> dict[str, Any] | None:
+def read_log(logs: Storage, execution_id: str) -> dict[str, Any] | None:
+    """The log document as stored (a file or an S3 object), without merging any journal: a
+    finished run's document alone must be complete."""
     try:
-        return json.loads((log_dir / f"{execution_id}.json").read_text(encoding="utf-8"))
+        blob = logs.get(f"{execution_id}.json")
+        return json.loads(blob.data) if blob is not None else None
     except (OSError, ValueError):
         return None
 
@@ -712,7 +795,18 @@ def print_report(result: dict[str, Any]) -> None:
     api = result["api_after_chaos"]
     print(f"API status after the chaos agrees with history for {api['agree']}/{api['asked']}")
     logs = f["logs"]
-    print(f"logs complete {logs['complete']}/{logs['total']} ({logs['percent']:.1f} %)")
+    print(
+        f"logs complete {logs['complete']}/{logs['total']} ({logs['percent']:.1f} %) "
+        f"in {c.get('storage_location', c.get('storage', 'file'))}"
+    )
+    m = f.get("metrics")
+    if m is not None:
+        worst = {k: v for k, v in m["by_type_status"].items() if v["metrics"] != v["logs"]}
+        print(
+            f"metrics wfe_steps_total vs logs: {m['metrics_total']} vs {m['logs_total']} steps "
+            f"(difference {m['difference']:+d}, {m['workers_scraped']}/{m['workers']} worker "
+            f"processes scraped){'; exact' if m['exact'] else '; differs: ' + str(worst)}"
+        )
     d = f["run_duration_seconds"]
     print(f"run duration (start -> close) p50 {_s(d['p50'])} p99 {_s(d['p99'])} s")
     print("recovery, seconds (step: crash -> in-flight step done; run: crash -> run moves on)")
@@ -765,12 +859,20 @@ class Chaos:
         self.server = DevServer(
             db_file=self.directory / "temporal.db", headless=True, log=self.server_log
         )
+        self.s3: contextlib.ExitStack | None = None
+        storage: dict[str, Any] = {}
+        if args.storage == "s3":
+            self.s3 = contextlib.ExitStack()
+            endpoint = self.s3.enter_context(moto_subprocess(self.directory / "moto.out"))
+            storage = {"storage_url": f"s3://{new_bucket(endpoint)}/chaos"}
+            storage["s3_endpoint_url"] = endpoint
         self.settings = load_settings(
             temporal_address=self.server.address,
             temporal_task_queue=self.task_queue,
             workflow_log_dir=self.directory / "logs",
             workflow_definitions_dir=self.directory / "definitions",
             payload_store_dir=self.directory / "payloads",
+            **storage,
         )
         self.sink = Sink(REPLY_DELAYS)
         self.slots = [WorkerSlot(i, self.settings, self.directory) for i in range(args.workers)]
@@ -783,6 +885,7 @@ class Chaos:
 
     async def start(self) -> None:
         say(f"working directory {self.directory}, seed {self.args.seed}")
+        say(f"logs and large values in {open_stores(self.settings).logs.location}")
         self.server.start()
         await self.server.wait_ready()
         self.client = await connect_when_ready(self.settings, within=60.0)
@@ -831,6 +934,7 @@ class Chaos:
         slot = self.random.choice(self.slots)
         assert slot.current is not None
         victim, agent = slot.current, slot.agent
+        await slot.scrape()  # its counters die with it
         at = victim.kill()
         crash = {"kind": "worker_kill", "at": at, "t": at - self.t0, "running": running}
         crash |= {"worker": victim.name, "agent": agent, "pid": victim.pid}
@@ -889,13 +993,22 @@ class Chaos:
 
         ids = sorted(set(self.started.values()))
         executions = await asyncio.gather(*(read(i) for i in ids))
-        logs = {i: read_log(self.settings.workflow_log_dir, i) for i in ids}
+        stored = open_stores(self.settings).logs
+        logs = dict(
+            zip(
+                ids,
+                await asyncio.gather(*(asyncio.to_thread(read_log, stored, i) for i in ids)),
+                strict=True,
+            )
+        )
+        for slot in self.slots:
+            await slot.scrape()  # the survivors' counters
         outputs = [
             Path(p["output"]).read_text(errors="replace")
             for slot in self.slots
             for p in slot.history
         ]
-        result = {
+        result: dict[str, Any] = {
             "config": {
                 "executions": self.args.executions,
                 "kills": self.args.kills,
@@ -904,6 +1017,8 @@ class Chaos:
                 "down": self.args.down,
                 "workers": self.args.workers,
                 "seed": self.args.seed,
+                "storage": self.args.storage,
+                "storage_location": open_stores(self.settings).logs.location,
                 "reply_delays": REPLY_DELAYS,
                 "task_queue": self.task_queue,
             },
@@ -922,6 +1037,7 @@ class Chaos:
             self.crashes,
             outputs,
         )
+        result["figures"]["metrics"] = metrics_against_logs(result["workers"], logs)
         result["problems"] = verdict(result)
         return result
 
@@ -968,6 +1084,8 @@ class Chaos:
         self.sink.stop()
         self.server.stop()
         self.server_log.close()
+        if self.s3 is not None:
+            self.s3.close()
         if self.args.keep:
             say(f"kept {self.directory}")
         else:
@@ -996,6 +1114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--down", type=float, default=1.0, help="seconds the server stays down")
     parser.add_argument("--timeout", type=float, default=600.0, help="wait for terminal runs")
     parser.add_argument("--seed", type=int, default=None, help="which worker each kill hits")
+    parser.add_argument(
+        "--storage",
+        choices=("file", "s3"),
+        default="file",
+        help="where logs and large values live: the working directory, or S3 on moto's server",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     return parser.parse_args(argv)

@@ -11,6 +11,9 @@
    every `depends_on` target exists and can satisfy its condition, ports do not collide, every
    variable read from the caller's environment has a default or is documented, the search
    attributes registered are workflows/shared.py's, and the Dockerfile copies what exists.
+5. The S3 option: MinIO and its bucket-making job run only under the `s3` profile, the engine
+   waits for the bucket when they run and not otherwise, and the documented STORAGE_URL for
+   it loads as settings naming the bucket the job makes.
 """
 
 from __future__ import annotations
@@ -51,8 +54,15 @@ SETUP_SERVICE = "temporal-setup"
 SHARED_VOLUME = "engine-data"
 PROMETHEUS_SERVICE = "prometheus"
 GRAFANA_SERVICE = "grafana"
+MINIO_SERVICE = "minio"
+MINIO_SETUP_SERVICE = "minio-setup"
+S3_PROFILE = "s3"
 # Read by the API's coming authentication; not in Settings yet.
 FUTURE_SETTINGS = frozenset({"API_KEYS", "API_KEYS_FILE", "AUTH_DISABLED"})
+# Read by boto3 itself for s3:// storage (credentials never pass through Settings).
+AWS_SDK_VARIABLES = frozenset(
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"}
+)
 # `temporal operator search-attribute create --type` names, by SDK indexed value type.
 CLI_TYPES = {
     "TEXT": "Text",
@@ -234,6 +244,8 @@ def test_compose_file_parses_with_the_expected_services(raw: dict[str, Any]) -> 
         *ENGINE_SERVICES,
         PROMETHEUS_SERVICE,
         GRAFANA_SERVICE,
+        MINIO_SERVICE,
+        MINIO_SETUP_SERVICE,
     }
     assert set(raw["volumes"]) >= {SHARED_VOLUME}
 
@@ -460,7 +472,7 @@ def test_examples_are_mounted_read_only(services: dict[str, dict[str, Any]]) -> 
 
 
 def test_engine_environment_names_known_settings(services: dict[str, dict[str, Any]]) -> None:
-    known = {name.upper() for name in Settings.model_fields} | FUTURE_SETTINGS
+    known = {name.upper() for name in Settings.model_fields} | FUTURE_SETTINGS | AWS_SDK_VARIABLES
     for name in ENGINE_SERVICES:
         unknown = set(environment_of(services[name])) - known
         assert not unknown, f"{name} sets variables no setting reads: {sorted(unknown)}"
@@ -482,6 +494,9 @@ def test_engine_environment_loads_as_settings(
         assert settings.temporal_address == f"{TEMPORAL_SERVICE}:7233"
         assert settings.workflow_definitions_dir == Path("/data/definitions")
         assert settings.workflow_log_dir == Path("/data/workflow_logs")
+        assert settings.storage_url == "file:///data"
+        assert settings.payload_store_dir == Path("/data/payloads")
+        assert settings.s3_endpoint_url is None
         assert settings.openrouter_api_key is None
         assert settings.temporal_api_key is None
         assert settings.temporal_tls is False
@@ -948,3 +963,67 @@ def test_the_dashboard_queries_the_engines_own_metric_names() -> None:
     queried = {name for expr in exprs for name in re.findall(r"\bwfe_\w+", expr)}
     assert queried, "the dashboard shows the engine's metrics"
     assert queried <= exported, sorted(queried - exported)
+
+
+# --- the S3 option (docs/storage.md) ------------------------------------------------------
+
+
+def test_minio_and_its_bucket_job_run_only_under_the_s3_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        expected = [S3_PROFILE] if name in (MINIO_SERVICE, MINIO_SETUP_SERVICE) else None
+        assert service.get("profiles") == expected, name  # plain `up` is unchanged
+    assert services[MINIO_SETUP_SERVICE]["image"] == services[MINIO_SERVICE]["image"]
+    for _, host, _ in _published_ports(services[MINIO_SERVICE]):
+        assert host in (9000, 9001)
+    for port in services[MINIO_SERVICE]["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port  # loopback only
+
+
+def test_the_engine_waits_for_the_bucket_only_when_minio_runs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ENGINE_SERVICES:
+        depends = _depends_on(services[name])[MINIO_SETUP_SERVICE]
+        assert depends == {"condition": "service_completed_successfully", "required": False}
+    setup = services[MINIO_SETUP_SERVICE]
+    assert _depends_on(setup)[MINIO_SERVICE]["condition"] == "service_healthy"
+    assert setup["restart"] == "no"
+    assert services[MINIO_SERVICE]["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+
+
+def test_minio_and_its_job_share_credentials(raw: dict[str, Any]) -> None:
+    server = environment_of(raw["services"][MINIO_SERVICE])
+    job = environment_of(raw["services"][MINIO_SETUP_SERVICE])
+    for variable in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        assert server[variable] == job[variable], variable
+    script = " ".join(walk_values(raw["services"][MINIO_SETUP_SERVICE]["command"]))
+    assert not list(references(script)), [ref.name for ref in references(script)]
+    assert 'mc mb --ignore-existing "engine/$$S3_BUCKET"' in script
+
+
+def test_the_documented_s3_configuration_loads_and_names_the_bucket_the_job_makes(
+    services: dict[str, dict[str, Any]], documented: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflows.runtime.storage.location import S3Location, parse_storage_url
+
+    urls = set(re.findall(r"STORAGE_URL=(s3://\S+)", documented))
+    assert urls, "docs/docker-compose.md shows no STORAGE_URL=s3://... for the s3 profile"
+    bucket = environment_of(services[MINIO_SETUP_SERVICE])["S3_BUCKET"]
+    endpoints = set(re.findall(r"S3_ENDPOINT_URL=(\S+)", documented))
+    assert endpoints == {f"http://{MINIO_SERVICE}:9000"}
+    for url in urls:
+        location = parse_storage_url(url)
+        assert isinstance(location, S3Location) and location.bucket == bucket, url
+    for name in {n.upper() for n in Settings.model_fields} | FUTURE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    env = environment_of(services["worker"])
+    for variable, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("STORAGE_URL", sorted(urls)[0])
+    monkeypatch.setenv("S3_ENDPOINT_URL", sorted(endpoints)[0])
+    settings = load_settings()
+    assert settings.storage_url == sorted(urls)[0]
+    assert settings.s3_endpoint_url == f"http://{MINIO_SERVICE}:9000"

@@ -93,6 +93,9 @@ PATCH_BATCHED_LOGS = "batched-log-writes"
 PATCH_ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
 # AI spend is published in search attributes as it grows (older runs did not upsert them).
 PATCH_USAGE_ATTRIBUTES = "ai-usage-attributes"
+# The final log write is repeated when Temporal's cancel cancels it (older runs closed with the
+# log still saying running).
+PATCH_FINAL_WRITE_OUTLIVES_CANCEL = "final-log-write-outlives-cancel"
 # An unexpected error in the interpreter fails the run (older runs failed the workflow task).
 PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
 
@@ -632,6 +635,14 @@ class WorkflowExecutor:
                 self._pending.clear()
                 return cancelled_meanwhile
             except asyncio.CancelledError:
+                cancelled_meanwhile = True
+            except ActivityError as err:
+                # Temporal's cancel can reach the final write before it starts: the write's
+                # own cancellation. Older runs let it end the run with the log still open.
+                if not is_cancelled_exception(err) or not workflow.patched(
+                    PATCH_FINAL_WRITE_OUTLIVES_CANCEL
+                ):
+                    raise
                 cancelled_meanwhile = True
 
     # -- helpers ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from api.cli.app import app, console, fail
 from api.dev import DevServer, check_ports_free
 from workflows.errors import ConfigurationError
 from workflows.runtime.settings import load_settings
+from workflows.runtime.storage import open_stores
 
 
 @app.command()
@@ -122,7 +123,8 @@ def dev(
             worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
             console.print(f"                [link]{worker_metrics}[/link] (worker)")
         console.print(f"  Definitions   {settings.workflow_definitions_dir}/")
-        console.print(f"  Logs          {settings.workflow_log_dir}/")
+        logs = open_stores(settings).logs.location.rstrip("/")
+        console.print(f"  Logs          {logs}/")
         console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
         if admin_key is not None:
             console.print(f"  Admin API key {admin_key}", soft_wrap=True)

@@ -174,4 +174,4 @@ async def rerun_execution(
 async def get_execution_log(
     execution_id: str, key: CurrentKey, service: ServiceDep
 ) -> dict[str, Any]:
-    return service.read_log(execution_id, key)
+    return await service.read_log(execution_id, key)

@@ -11,10 +11,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.errors import ConfigurationError
+from workflows.runtime.storage.location import (
+    LOGS_AREA,
+    PAYLOADS_AREA,
+    FileLocation,
+    parse_storage_url,
+)
 
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
@@ -43,6 +49,16 @@ class Settings(BaseSettings):
 
     # Storage
     workflow_definitions_dir: Path = Path("definitions")
+    # Where execution logs and large values live (docs/storage.md): file://<dir> or
+    # s3://<bucket>/<prefix>. With file://, WORKFLOW_LOG_DIR and PAYLOAD_STORE_DIR default to
+    # <dir>/workflow_logs and <dir>/payloads (and may name other directories); with s3:// they
+    # are not used.
+    storage_url: str = "file://storage"
+    # An S3-compatible server (MinIO, Ceph, ...); unset: AWS S3. Credentials are boto3's
+    # (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, a profile or a role), never settings here.
+    s3_endpoint_url: str | None = None
+    # The bucket's region; unset, boto3 reads AWS_DEFAULT_REGION.
+    aws_region: str | None = None
     workflow_log_dir: Path = Path("storage/workflow_logs")
 
     # Execution log rotation (compress finished logs, then delete the oldest)
@@ -162,6 +178,36 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError("must be host:port, e.g. localhost:7233")
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        parse_storage_url(value)  # raises ValueError naming the problem
+        return value.strip()
+
+    @field_validator("s3_endpoint_url", "aws_region", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _file_storage_directories(self) -> Settings:
+        """With file:// storage, the log and payload directories not set on their own follow
+        the URL's directory (the default, file://storage, gives the historical paths)."""
+        location = parse_storage_url(self.storage_url)
+        if isinstance(location, FileLocation):
+            if "workflow_log_dir" not in self.model_fields_set:
+                self.workflow_log_dir = location.root / LOGS_AREA
+            if "payload_store_dir" not in self.model_fields_set:
+                self.payload_store_dir = location.root / PAYLOADS_AREA
+        return self
 
     @field_validator("worker_metrics_address", mode="before")
     @classmethod

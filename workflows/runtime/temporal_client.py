@@ -28,8 +28,9 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from workflows.errors import ConfigurationError, FailureType
-from workflows.runtime.payload_store import ClaimCheckCodec
+from workflows.runtime.payload_store import ClaimCheckCodec, PayloadStore
 from workflows.runtime.settings import Settings
+from workflows.runtime.storage import open_stores
 from workflows.runtime.tracing import tracing_interceptors
 from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
 
@@ -56,8 +57,10 @@ def _tls(settings: Settings) -> TLSConfig | bool:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic models in, large values by reference (see workflows.runtime.payload_store)."""
-    codec = ClaimCheckCodec(settings.payload_store_dir, settings.large_value_bytes)
+    """Pydantic models in, large values by reference (see workflows.runtime.payload_store),
+    kept in the payloads area of the configured storage (STORAGE_URL)."""
+    store = PayloadStore(open_stores(settings).payloads)
+    codec = ClaimCheckCodec(store, settings.large_value_bytes)
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
