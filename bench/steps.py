@@ -320,6 +320,19 @@ def summarise_size(runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def bench_settings(server_address: str, tmp_dir: Path, task_queue: str) -> Settings:
+    """Settings of a bench worker: its own directories, the loopback target allowed through
+    the SSRF guard."""
+    return load_settings(
+        temporal_address=server_address,
+        temporal_task_queue=task_queue,
+        workflow_log_dir=tmp_dir / "logs",
+        workflow_definitions_dir=tmp_dir / "definitions",
+        payload_store_dir=tmp_dir / "payloads",
+        http_allowed_hosts="127.0.0.1",
+    )
+
+
 async def measure_steps(
     server_address: str,
     tmp_dir: Path,
@@ -330,14 +343,7 @@ async def measure_steps(
 ) -> dict[str, Any]:
     """Sequential ms/step of every variant for each size (see the module docstring)."""
     async with http_target() as target:
-        settings = load_settings(
-            temporal_address=server_address,
-            temporal_task_queue="bench-engine",
-            workflow_log_dir=tmp_dir / "logs",
-            workflow_definitions_dir=tmp_dir / "definitions",
-            payload_store_dir=tmp_dir / "payloads",
-            http_allowed_hosts="127.0.0.1",  # the loopback target, through the SSRF guard
-        )
+        settings = bench_settings(server_address, tmp_dir, "bench-engine")
         client = await connect_when_ready(settings)
         async with running_variants(client, settings, target, tmp_dir) as starters:
             say(f"warming up ({warmup} run of {sizes[0]} steps per variant)")

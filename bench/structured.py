@@ -26,9 +26,8 @@ from api.dev import DevServer
 from api.executions import execution_limits
 from bench.baseline import FAN_OUT_WORKFLOW, FanOutInput
 from bench.history import server_duration_ms
-from bench.steps import baseline_worker, http_target
+from bench.steps import baseline_worker, bench_settings, http_target
 from worker import engine_worker
-from workflows.runtime.settings import load_settings
 from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import WORKFLOW_TYPE, ExecutionInput
 from workflows.validation import load_definition
@@ -80,14 +79,7 @@ async def measure_structured(
     rounds: int = 3,
 ) -> dict[str, Any]:
     async with http_target() as target:
-        settings = load_settings(
-            temporal_address=server_address,
-            temporal_task_queue="bench-structured",
-            workflow_log_dir=tmp_dir / "logs",
-            workflow_definitions_dir=tmp_dir / "definitions",
-            payload_store_dir=tmp_dir / "payloads",
-            http_allowed_hosts="127.0.0.1",
-        )
+        settings = bench_settings(server_address, tmp_dir, "bench-structured")
         client = await connect_when_ready(settings)
 
         def urls(count: int) -> list[str]:

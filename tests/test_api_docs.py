@@ -21,11 +21,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ADMIN_KEY, save_definition, serve_api
 from workflows.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "docs" / "screenshots" / "api-docs.png"
 # What a key-less caller may call: liveness, readiness, and webhooks (signed instead).
 UNKEYED = {("get", "/healthz"), ("get", "/readyz"), ("post", "/api/hooks/{workflow_id}")}
@@ -47,20 +47,6 @@ OPERATION_IDS = {
     ("get", "/readyz"): "readyz",
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-# Chromium as the machine notes start it: nothing of its own goes to the network.
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-proxy-server",
-    # Any host name but loopback fails to resolve, should anything still try.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 
 
 @pytest.fixture

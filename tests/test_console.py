@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ADMIN_KEY, save_definition
 from workflows.runtime.settings import Settings
 
@@ -33,22 +34,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-# Chromium as tests/test_api_docs.py starts it: nothing of its own goes to the network, and
-# any host name but loopback fails to resolve, should anything still try.
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--no-proxy-server",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 KEY_STORAGE = "wfe.console.apiKey"  # api/console/static/session.js
 WAIT_MS = 20_000  # longest a step of the UI may take to show (a run's steps included)
 

@@ -24,7 +24,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelle
 from workflows.errors import FailureType, Problem, StepFailure, TemplateError
 from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, model_fields
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
-from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId
+from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
 from workflows.kinds.http import HttpMethod, build_request, header_problem
 from workflows.kinds.sub_workflow import run_child
 from workflows.messages import SEND_HTTP_REQUEST, HTTPResult, request_key
@@ -94,7 +94,7 @@ class AgentStep(StepBase, FlowMixin, ActivityMixin):
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of 'messages' or 'prompt'")
         names = [tool.name for tool in self.tools]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(names)
         if twice:
             raise ValueError(f"tool names must be unique; repeated: {', '.join(twice)}")
         return self

@@ -178,3 +178,8 @@ def effective_retry(step: ActivityMixin, defaults: StepDefaults) -> RetryPolicyS
         if layer is not None:
             merged.update(layer.model_dump(exclude_none=True))
     return RetryPolicySpec(**merged)
+
+
+def repeated(names: list[str]) -> list[str]:
+    """Names that appear more than once (for "must be unique" checks), sorted."""
+    return sorted({name for name in names if names.count(name) > 1})

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from workflows.errors import Problem
 from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, register
-from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId
+from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId, repeated
 
 if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
@@ -39,7 +39,7 @@ class ParallelStep(StepBase, FlowMixin, OutputMixin):
     @model_validator(mode="after")
     def _unique_branch_ids(self) -> ParallelStep:
         ids = [branch.id for branch in self.branches]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+        twice = repeated(ids)
         if twice:
             raise ValueError(f"branch ids must be unique; repeated: {', '.join(twice)}")
         return self
