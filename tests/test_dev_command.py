@@ -4,6 +4,7 @@ However `wfe dev` ends - Ctrl-C, a closing terminal, SIGKILL - nothing it starte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -97,6 +98,14 @@ def _pgrep(pattern: str) -> str:
     found = subprocess.run(["pgrep", "-af", "--", pattern], capture_output=True, text=True)
     assert found.returncode in (0, 1), found.stderr  # 1: none; anything else: pgrep failed
     return found.stdout.strip()
+
+
+def _kill_leftovers(pids: list[int]) -> None:
+    """After a failed check: SIGKILL what is left, so one failure leaves no ports taken."""
+    for pid in pids:
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _assert_all_gone(pids: list[int], ports: dict[str, int], within: float = 5.0) -> None:
@@ -209,8 +218,10 @@ def test_make_dev_on_a_fresh_clone_takes_ports_and_a_closing_terminal_stops_all(
             cwd=clone, env=_clean_env(clone), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # make's own process group, as a terminal's job has
         )  # fmt: skip
+    started: list[int] = []
     try:
         banner = _banner(log)
+        started = _descendants(make.pid)
         exports = _exports(banner)
         assert exports["WFE_API_URL"] == f"http://127.0.0.1:{ports['api']}", banner
         assert exports["WFE_API_KEY"].startswith("wfe_"), banner
@@ -220,7 +231,6 @@ def test_make_dev_on_a_fresh_clone_takes_ports_and_a_closing_terminal_stops_all(
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert "hello-offline" in listed.stdout
-        started = _descendants(make.pid)
         commands = " | ".join(_command(pid) for pid in started)
         for part in ("wfe dev", "temporal server start-dev", "-m worker", "-m uvicorn"):
             assert part in commands
@@ -231,6 +241,7 @@ def test_make_dev_on_a_fresh_clone_takes_ports_and_a_closing_terminal_stops_all(
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
         make.wait(10)
+        _kill_leftovers(started)
 
 
 @pytest.mark.timeout(180)
@@ -246,13 +257,14 @@ def test_a_killed_wfe_dev_takes_everything_it_started_along(tmp_path: Path) -> N
             [str(wfe), "dev", *_port_args(ports)],
             cwd=tmp_path, env=_clean_env(ROOT), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    started: list[int] = []
     try:
         banner = _banner(log)
+        started = _descendants(dev.pid)
         assert _exports(banner) == {
             "WFE_API_URL": f"http://127.0.0.1:{ports['api']}",
             "WFE_API_KEY": key,
         }, banner
-        started = _descendants(dev.pid)
         commands = " | ".join(_command(pid) for pid in started)
         for part in ("temporal server start-dev", "-m worker", "-m uvicorn"):
             assert part in commands
@@ -263,6 +275,7 @@ def test_a_killed_wfe_dev_takes_everything_it_started_along(tmp_path: Path) -> N
         if dev.poll() is None:
             dev.kill()
         dev.wait(10)
+        _kill_leftovers(started)
 
 
 @pytest.mark.timeout(60)
@@ -281,6 +294,7 @@ def test_where_the_kernel_cannot_the_python_children_watch_their_parent(tmp_path
         [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True,
         env=_clean_env(ROOT), cwd=tmp_path,
     )  # fmt: skip
+    child = 0
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
@@ -296,6 +310,7 @@ def test_where_the_kernel_cannot_the_python_children_watch_their_parent(tmp_path
         if parent.poll() is None:
             parent.kill()
         parent.wait(10)
+        _kill_leftovers([child] if child else [])
 
 
 @pytest.mark.parametrize("taken", ["temporal", "ui", "api", "metrics"])
