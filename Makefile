@@ -28,8 +28,9 @@ chromium:
 	else echo "note: no $(CHROMIUM) (apt-get install chromium): the browser test will skip" >&2; fi
 
 ## dev: Temporal dev server (SQLite under storage/) + worker + API; Ctrl-C stops all
+## (other ports: make dev ARGS='--api-port 18000 --temporal-port 17233 --ui-port 18233')
 dev: install
-	$(BIN)/wfe dev
+	$(BIN)/wfe dev $(ARGS)
 
 ## test: lint, then the whole suite against a real Temporal dev server
 test: install lint chromium

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -16,10 +17,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from workflows.errors import ConfigurationError
 from workflows.shared import SEARCH_ATTRIBUTES
@@ -98,6 +100,63 @@ def check_ports_free(ports: Mapping[str, int]) -> None:
         )
 
 
+# <linux/prctl.h>: the signal the kernel sends a process when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl on Linux; None elsewhere (macOS has no parent-death signal)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def parent_death_signal_available() -> bool:
+    """True where die_with_parent works: Linux, called from the main thread (the kernel ties
+    the signal to the *thread* that forked, so a child forked from a short-lived thread would
+    die with that thread)."""
+    return _PRCTL is not None and threading.current_thread() is threading.main_thread()
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when this process dies,
+    however it dies (SIGKILL included, which no handler of ours can see); None where that is
+    not available (parent_death_signal_available).
+
+    SIGKILL by default: with the parent gone nobody would escalate a slow shutdown, and only
+    SIGKILL frees the ports for sure. Temporal retries whatever was in flight, and its SQLite
+    file in WAL mode survives a killed server.
+    """
+    prctl = _PRCTL
+    if prctl is None or not parent_death_signal_available():
+        return None
+    parent = os.getpid()
+    # Built before the fork, so the child only makes one foreign call.
+    args = (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), *(ctypes.c_ulong(0),) * 3)
+
+    def arm() -> None:
+        prctl(*args)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), sig)
+
+    return arm
+
+
+def spawn(command: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a child process of ours in its own session, tied to our life (die_with_parent).
+
+    Its own session: Ctrl-C in a terminal (SIGINT to the foreground process group) and a
+    closing terminal (SIGHUP) reach only us, and we stop our children in order.
+    """
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent(), **popen)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -164,11 +223,12 @@ class DevServer:
         return cmd
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        # spawn: a killed `wfe dev`, pytest or benchmark takes the server with it on Linux. The
+        # Go binary cannot watch its parent itself, so elsewhere it outlives a SIGKILLed parent.
+        self.process = spawn(
             self.command(),
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log is not None else None,
-            start_new_session=True,  # Ctrl-C in a terminal goes to the launcher, which stops us
         )
 
     async def wait_ready(self, within: float = 60.0) -> None:
