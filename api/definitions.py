@@ -9,13 +9,14 @@ from temporalio.client import Client
 
 from api.auth import Action, Principal
 from api.errors import ApiError
-from api.executions import input_problems, with_defaults
 from api.library import library_for
 from api.schemas import WorkflowPublic, WorkflowSaved, WorkflowSummary
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition, valid_workflow_id
 from api.triggers import delete_schedules, sync_schedules, webhook_secret
 from workflows.definition import ScheduleTrigger, WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
+from workflows.kinds.sub_workflow import called_workflows
+from workflows.run_inputs import checked_inputs
 from workflows.runtime.settings import Settings
 from workflows.validation import check_definition
 
@@ -55,9 +56,8 @@ class DefinitionService:
         for index, trigger in enumerate(definition.triggers):
             where = f"$.triggers[{index}]"
             if isinstance(trigger, ScheduleTrigger):
-                inputs = with_defaults(definition.inputs, trigger.input_vars)
-                for item in input_problems(definition.inputs, inputs, f"{where}.input_vars"):
-                    problems.append(Problem(item["path"], item["message"], item["code"]))
+                inputs = trigger.input_vars
+                problems += checked_inputs(definition.inputs, inputs, f"{where}.input_vars")[1]
             elif webhook_secret(self._settings, trigger.secret) is None:
                 problems.append(
                     Problem(
@@ -87,9 +87,11 @@ class DefinitionService:
             )
         if isinstance(document, dict):
             document.setdefault("id", int(workflow_id) if workflow_id.isdigit() else workflow_id)
-        _, problems = self.problems(document)
+        definition, problems = self.problems(document)
         if problems:
             raise ApiError.from_problems(422, problems)
+        assert definition is not None
+        _require_callees_in_scope(key, definition)
         try:
             saved = self._store.save(workflow_id, document)
         except DefinitionError as err:
@@ -187,3 +189,17 @@ def summary(stored: StoredDefinition) -> WorkflowSummary:
         steps=len(definition.steps),
         triggers=[t.type for t in definition.triggers],
     )
+
+
+def _require_callees_in_scope(key: Principal, definition: WorkflowDefinition) -> None:
+    """A key saves only definitions whose sub-workflows and agent workflow tools it may run
+    itself: otherwise a key scoped to one workflow could reach any other through a child."""
+    hidden = sorted({wid for wid, _ in called_workflows(definition.steps) if not key.sees(wid)})
+    if hidden:
+        raise ApiError(
+            403,
+            "workflow_out_of_scope",
+            f"the definition calls workflow {', '.join(repr(h) for h in hidden)}, outside key "
+            f"'{key.name}''s scope; a key saves only definitions whose sub-workflows and agent "
+            "workflow tools it may run itself",
+        )

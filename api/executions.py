@@ -40,7 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.logs import InvalidExecutionId, WorkflowLogger
 from api.auth import Action, Principal
 from api.errors import ApiError
-from api.library import library_for
+from api.library import library_for, require_scope
 from api.limits import RateLimiter, retry_after_header
 from api.pollers import PollerReport, WorkerPollers
 from api.rerun import cutoff_for, inherited, recorded_results
@@ -55,9 +55,9 @@ from api.schemas import (
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
-from workflows.input_schema import VIOLATION, value_problems, value_problems_async
-from workflows.input_schema import with_defaults as fill_defaults
+from workflows.input_schema import VIOLATION, value_problems_async
 from workflows.kinds import kind_of
+from workflows.run_inputs import checked_inputs
 from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import closed_by_temporal
 from workflows.shared import (
@@ -102,43 +102,6 @@ _TEMPORAL_STATUS = {
 def temporal_status(status: Any) -> tuple[str, str]:
     """(Temporal's name, our status) for a WorkflowExecutionStatus."""
     return _TEMPORAL_STATUS.get(status, ("RUNNING", "running"))
-
-
-def with_defaults(definition_inputs: dict[str, Any] | None, input_vars: Any) -> Any:
-    """Fill top-level `default`s of the `inputs` schema for variables the caller left out."""
-    return fill_defaults(definition_inputs, input_vars)
-
-
-def input_problems(
-    definition_inputs: dict[str, Any] | None, input_vars: Any, where: str = "$.input_vars"
-) -> list[dict[str, Any]]:
-    """Check input_vars against the definition's `inputs` JSON Schema."""
-    if not isinstance(input_vars, dict):
-        return [
-            {"code": "invalid_input", "message": "input_vars must be a JSON object", "path": where}
-        ]
-    reserved = sorted({"execution", "secrets"} & set(input_vars))
-    if reserved:
-        return [
-            {
-                "code": "invalid_input",
-                "message": f"'{name}' is reserved and cannot be an input",
-                "path": f"{where}.{name}",
-            }
-            for name in reserved
-        ]
-    if not definition_inputs:
-        return []
-    # workflows/input_schema.py: no $ref retrieval, RE2 patterns, a time budget. A schema
-    # that cannot be applied (saved before those rules) is named as such, still a 422.
-    return [
-        {
-            "code": "invalid_input" if problem.code == VIOLATION else problem.code,
-            "message": problem.message,
-            "path": problem.path,
-        }
-        for problem in value_problems(definition_inputs, input_vars, where)
-    ]
 
 
 def raise_problems(problems: list[dict[str, Any]], status: int = 422) -> None:
@@ -279,6 +242,28 @@ class ExecutionService:
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
 
+    def runnable(
+        self, workflow_id: str, principal: Principal, version: int | None = None
+    ) -> StoredDefinition:
+        """The one check every way to a run passes (an API start, a rerun, a webhook; the
+        workflows a run calls are checked by :meth:`start` through its library): the key sees
+        the workflow and may run it, the workflow is saved now (a deleted one runs on no path),
+        and a version other than the current one runs only for a key that manages it."""
+        current = self.load(workflow_id, principal)
+        _require(principal, Action.RUN, "start executions")
+        if version is None or version == current.version:
+            return current
+        if not principal.can(Action.MANAGE):
+            raise ApiError(
+                403,
+                "superseded_version",
+                f"version {version} of workflow '{workflow_id}' is superseded (the current is "
+                f"v{current.version}); only a key that may manage the workflow runs a past "
+                'version: run the current one (rerun with "version": "latest")',
+                "$.version",
+            )
+        return self.load(workflow_id, principal, version)
+
     def prepare_inputs(
         self, stored: StoredDefinition, input_vars: Any, where: str = "$.input_vars"
     ) -> dict[str, Any]:
@@ -291,13 +276,10 @@ class ExecutionService:
                 "(API_MAX_INPUT_BYTES)",
                 where,
             )
-        filled = with_defaults(stored.definition.inputs, input_vars)
-        # Every problem of the request in one answer: schema violations and undeclared names.
-        raise_problems(
-            input_problems(stored.definition.inputs, filled, where)
-            + undeclared_inputs(stored.definition.inputs, filled, where)
-        )
-        return dict(filled)
+        # Every problem of the request in one answer (the rule every path to a run applies).
+        filled, problems = checked_inputs(stored.definition.inputs, input_vars, where)
+        raise_problems([problem.as_dict() for problem in problems])
+        return filled
 
     async def start(
         self,
@@ -313,19 +295,19 @@ class ExecutionService:
         """Start a run; with ``refuse_duplicate``, an idempotency key already used (running or
         closed) raises :class:`DuplicateStart` instead of answering that execution. ``version``
         pins a past version; ``rerun`` holds a rerun's ``rerun_of`` and ``reuse``."""
-        stored = self.load(workflow_id, principal, version)
-        if not principal.can(Action.RUN):
-            raise ApiError(403, "forbidden", f"role '{principal.role}' cannot start executions")
+        stored = self.runnable(workflow_id, principal, version)
         # Schema validation is bounded (RE2, a time budget) but can take a fraction of a
         # second on a large input: off the event loop, so other requests keep flowing.
         inputs = await asyncio.to_thread(self.prepare_inputs, stored, input_vars)
+        library = library_for(stored.definition, self._store)
+        require_scope(principal, library)
         options = start_options(
             stored,
             inputs,
             started_by or principal.name,
             self._settings.execution_max_steps_per_run,
             execution_limits(stored.definition, self._settings),
-            library_for(stored.definition, self._store),
+            library,
             self._settings.api_url_for_runs,
         )
         if rerun:
@@ -438,7 +420,7 @@ class ExecutionService:
             if body.version == "same"
             else (None if body.version == "latest" else int(body.version))
         )
-        stored = self.load(source.definition.key, principal, version)
+        stored = self.runnable(source.definition.key, principal, version)
         if body.from_step is not None and not _names_a_step(
             stored.definition, body.from_step, records
         ):
@@ -827,33 +809,6 @@ def _require(principal: Principal, action: Action, what: str) -> None:
 def _quote(value: str) -> str:
     """A visibility-query string literal (ids and statuses are validated slugs already)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def undeclared_inputs(
-    definition_inputs: dict[str, Any] | None, input_vars: Any, where: str = "$.input_vars"
-) -> list[dict[str, Any]]:
-    """Inputs the definition's `inputs` schema does not declare (README "Writing workflows").
-
-    A schema that lists `properties` declares the run's inputs: anything else is refused, so a
-    caller cannot slip variables into the run's context, unless the schema says
-    `additionalProperties` (true or a schema). No `inputs` schema: any input is taken.
-    """
-    if not isinstance(input_vars, dict) or not isinstance(definition_inputs, dict):
-        return []
-    properties = definition_inputs.get("properties")
-    if not isinstance(properties, dict) or "additionalProperties" in definition_inputs:
-        return []
-    if definition_inputs.get("patternProperties"):
-        return []
-    return [
-        {
-            "code": "invalid_input",
-            "message": f"'{name}' is not an input of this workflow (declared: "
-            f"{', '.join(sorted(properties)) or 'none'}); declare it in `inputs.properties`",
-            "path": f"{where}.{name}",
-        }
-        for name in sorted(set(input_vars) - set(properties))
-    ]
 
 
 def page_token_secret(settings: Settings) -> bytes:

@@ -7,6 +7,9 @@ is therefore pinned as its children are, and a definition saved while it runs ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from api.auth import Principal
 from api.errors import ApiError
 from api.store import DefinitionNotFound, DefinitionStore
 from workflows.definition import WorkflowDefinition
@@ -29,7 +32,11 @@ def library_for(definition: WorkflowDefinition, store: DefinitionStore) -> dict[
                 continue
             pinned = f" version {version}" if version else ""
             try:
-                stored = store.get(workflow_id, version)
+                # A deleted workflow runs on no path: its pinned versions stay readable for
+                # the runs already pinned to them, never for new ones.
+                stored = store.get(workflow_id)
+                if version is not None:
+                    stored = store.get(workflow_id, version)
             except (DefinitionNotFound, DefinitionError):
                 raise ApiError(
                     422,
@@ -47,3 +54,24 @@ def library_for(definition: WorkflowDefinition, store: DefinitionStore) -> dict[
                 )
             work.append(stored.definition)
     return library
+
+
+def require_scope(principal: Principal, library: Mapping[str, LibraryEntry]) -> None:
+    """A key starts a run only if it may see every workflow the run calls: its scope covers
+    the sub-workflows and agent workflow tools it reaches, not just the one it names."""
+    called = {entry.definition.key for entry in library.values()}
+    hidden = sorted(key for key in called if not principal.sees(key))
+    if hidden:
+        raise ApiError(
+            403,
+            "workflow_out_of_scope",
+            f"this run calls workflow {', '.join(repr(h) for h in hidden)}, which key "
+            f"'{principal.name}' may not run; add {'it' if len(hidden) == 1 else 'them'} to the "
+            "key's workflows",
+        )
+
+
+def called_ids(definition: WorkflowDefinition, store: DefinitionStore) -> frozenset[str]:
+    """Every workflow a run of ``definition`` may call (for a trigger acting with the
+    authority of the definition's author, who was allowed to call them when saving)."""
+    return frozenset(entry.definition.key for entry in library_for(definition, store).values())

@@ -44,6 +44,7 @@ from api.executions import execution_limits, start_options
 from api.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError
+from workflows.run_inputs import checked_inputs
 from workflows.runtime.settings import Settings
 from workflows.shared import WORKFLOW_TYPE, LibraryEntry
 
@@ -70,9 +71,11 @@ def _schedule(
     settings: Settings,
     library: dict[str, LibraryEntry],
 ) -> Schedule:
+    # Checked when the definition was saved; filled with its defaults like any start.
+    inputs, _ = checked_inputs(stored.definition.inputs, trigger.input_vars)
     options = start_options(
         stored,
-        dict(trigger.input_vars),
+        inputs,
         f"schedule:{trigger_id}",
         settings.execution_max_steps_per_run,
         execution_limits(stored.definition, settings),

@@ -219,6 +219,11 @@ def test_an_exponential_ref_graph_stops_at_the_time_budget() -> None:
     (problem,) = value_problems(schema, "x", "$.input_vars", time_limit=0.3)
     assert time.monotonic() - started < 1.5
     assert problem.code == TOO_COSTLY and "longer than 0.3 s" in problem.message
+    # Counted instead of timed (workflow code): the same verdict every time, however fast.
+    verdicts = {tuple(value_problems(schema, "x", "$", max_checks=20_000)) for _ in range(3)}
+    ((counted,),) = verdicts
+    assert counted.code == TOO_COSTLY and "longer than 20,000 checks" in counted.message
+    assert value_problems({"type": "string"}, "x", "$", max_checks=5) == []
 
 
 def test_a_ref_loop_that_never_descends_is_refused_at_save_and_at_run_time() -> None:

@@ -392,6 +392,10 @@ class _TooCostly(Exception):
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "schema_deadline", default=None
 )
+# Keyword evaluations left, when the budget is counted instead of timed (workflow code).
+_CHECKS_LEFT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "schema_checks_left", default=None
+)
 
 Keyword = Callable[[Any, Any, Any, dict[str, Any]], Iterator[ValidationError] | None]
 
@@ -400,9 +404,15 @@ def _bounded(keyword: Keyword) -> Keyword:
     """A keyword that first checks the time budget: every descent passes one of these."""
 
     def checked(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Any:
-        deadline = _DEADLINE.get()
-        if deadline is not None and time.monotonic() > deadline:
-            raise _TooCostly()
+        left = _CHECKS_LEFT.get()
+        if left is not None:
+            left[0] -= 1
+            if left[0] < 0:
+                raise _TooCostly()
+        else:
+            deadline = _DEADLINE.get()
+            if deadline is not None and time.monotonic() > deadline:
+                raise _TooCostly()
         return keyword(validator, value, instance, schema)
 
     return checked
@@ -606,10 +616,17 @@ def _short(message: str) -> str:
 
 
 def value_problems(
-    schema: Any, value: Any, where: str = "$", time_limit: float = TIME_LIMIT_SECONDS
+    schema: Any,
+    value: Any,
+    where: str = "$",
+    time_limit: float = TIME_LIMIT_SECONDS,
+    max_checks: int | None = None,
 ) -> list[Problem]:
     """Where ``value`` breaks ``schema`` (code VIOLATION), or why it could not be checked
-    (INVALID_SCHEMA, TOO_COSTLY); empty when it conforms. Never raises for bad input."""
+    (INVALID_SCHEMA, TOO_COSTLY); empty when it conforms. Never raises for bad input.
+
+    The check is bounded by ``time_limit`` seconds, or, given ``max_checks``, by that many
+    keyword evaluations: the same verdict on every machine, as workflow code needs."""
     try:
         validator = _compiled(json.dumps(schema, sort_keys=True, separators=(",", ":")))
     except UnusableSchema as err:
@@ -618,7 +635,8 @@ def value_problems(
     except Exception as err:  # a schema saved unchecked can trip the walk: never a 500
         return [Problem(where, f"the schema cannot be used ({type(err).__name__}: {err})",
                         INVALID_SCHEMA)]  # fmt: skip
-    token = _DEADLINE.set(time.monotonic() + time_limit)
+    token = _DEADLINE.set(None if max_checks is not None else time.monotonic() + time_limit)
+    counted = _CHECKS_LEFT.set([max_checks] if max_checks is not None else None)
     errors: list[ValidationError] = []
     try:
         for error in validator.iter_errors(value):
@@ -626,10 +644,11 @@ def value_problems(
             if len(errors) >= MAX_REPORTED:
                 break
     except _TooCostly:
+        spent = f"{max_checks:,} checks" if max_checks is not None else f"{time_limit:g} s"
         return [
             Problem(
                 where,
-                f"checking the value against the schema took longer than {time_limit:g} s; "
+                f"checking the value against the schema took longer than {spent}; "
                 "simplify the schema (fewer nested anyOf/oneOf/$ref) or send a smaller value",
                 TOO_COSTLY,
             )
@@ -653,6 +672,7 @@ def value_problems(
                         INVALID_SCHEMA)]  # fmt: skip
     finally:
         _DEADLINE.reset(token)
+        _CHECKS_LEFT.reset(counted)
     errors.sort(key=_order)
     return [
         Problem(json_path(error.absolute_path, where), _short(error.message), VIOLATION)

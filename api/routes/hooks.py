@@ -26,6 +26,7 @@ from api.auth import Principal
 from api.deps import AppState, ServiceDep, StateDep
 from api.errors import ApiError, parse_json_body
 from api.executions import DuplicateStart
+from api.library import called_ids
 from api.limits import retry_after_header
 from api.metrics import api_metrics
 from api.schemas import ErrorResponse, RunPublic
@@ -124,8 +125,11 @@ async def receive_webhook(
             raise ApiError(422, "invalid_input", str(err), "$") from None
     # '/' cannot appear in an API key's name, so delivery ids and API Idempotency-Keys name
     # different executions even if a key were called "webhook:<id>".
+    # The trigger acts with the authority of the definition's author, who could call the
+    # definition's sub-workflows when saving it: its scope is the workflow and those.
+    called = called_ids(state.store.get(workflow_id).definition, state.store)
     principal = Principal(
-        name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id})
+        name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id}) | called
     )
     try:
         started = await service.start(

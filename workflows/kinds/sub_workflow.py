@@ -21,9 +21,16 @@ from workflows.errors import FailureType, StepFailure
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
 from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
+from workflows.run_inputs import checked_inputs
 from workflows.templating import VariableSubstitutor
 
 MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
+# A child's inputs pass the check an API start of it passes (defaults filled, the whole
+# `inputs` schema, undeclared names); earlier runs checked only required and undeclared names.
+PATCH_CHILD_INPUTS_CHECKED = "child-inputs-checked"
+# The schema check in workflow code is bounded by keyword evaluations (the same verdict on
+# every replay), about as much work as the API's time budget allows on a fast machine.
+CHILD_INPUT_CHECKS = 200_000
 
 
 class SubWorkflowStep(StepBase, FlowMixin, OutputMixin):
@@ -118,7 +125,10 @@ async def _child(
             "itself without an end?",
             FailureType.INVALID_REQUEST,
         )
-    _check_inputs(entry.definition.inputs, input_vars, workflow_id)
+    if workflow.patched(PATCH_CHILD_INPUTS_CHECKED):
+        input_vars = _checked(entry.definition.inputs, input_vars, workflow_id)
+    else:  # runs started before: only required and undeclared names were checked
+        _check_inputs(entry.definition.inputs, input_vars, workflow_id)
     key = request_key(
         "sub_workflow",
         {
@@ -167,6 +177,19 @@ async def _child(
             FailureType.CHILD_WORKFLOW_FAILED,
         ) from None
     return dict(result.outputs), None, key
+
+
+def _checked(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> dict[str, Any]:
+    """The child's inputs as a start of it would take them, or StepFailure naming every
+    problem (an agent's workflow tool hands that back to the model)."""
+    filled, problems = checked_inputs(schema, values, "$.input_vars", CHILD_INPUT_CHECKS)
+    if problems:
+        listed = "; ".join(f"{p.path}: {p.message}" for p in problems[:10])
+        raise StepFailure(
+            f"workflow '{workflow_id}' refuses these inputs ({listed})",
+            FailureType.INVALID_REQUEST,
+        )
+    return filled
 
 
 def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> None:
