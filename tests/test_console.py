@@ -137,6 +137,9 @@ APPROVAL_DOC: dict[str, Any] = {
     ],
 }
 
+# Nesting the timeline must keep apart: a parallel, a flat foreach, a foreach of 3 whose body
+# holds a foreach of 2 and a parallel (all iterations at once, so their records interleave in
+# time), and a sub_workflow, whose steps are its child's own execution.
 NESTED_DOC: dict[str, Any] = {
     "id": "console-nested",
     "name": "Nested scopes",
@@ -157,8 +160,52 @@ NESTED_DOC: dict[str, Any] = {
             "output": "doubled",
             "steps": [{"id": "double", "type": "set", "compute": {"d": "item * 2"}}],
         },
+        {
+            "id": "outer",
+            "type": "foreach",
+            "items": [1, 2, 3],
+            "as": "row",
+            "output": "grid",
+            "steps": [
+                {
+                    "id": "inner",
+                    "type": "foreach",
+                    "items": [10, 20],
+                    "as": "col",
+                    "output": "cells",
+                    "steps": [{"id": "calc", "type": "set", "compute": {"v": "row * col"}}],
+                },
+                {
+                    "id": "pair",
+                    "type": "parallel",
+                    "output": "paired",
+                    "branches": [
+                        {"id": "x", "steps": [{"id": "px", "type": "set", "values": {"p": 1}}]},
+                        {"id": "y", "steps": [{"id": "py", "type": "set", "values": {"q": 2}}]},
+                    ],
+                },
+            ],
+        },
+        {"id": "child", "type": "sub_workflow", "workflow_id": "console-leaf"},
     ],
 }
+LEAF_DOC: dict[str, Any] = {
+    "id": "console-leaf",
+    "name": "A child run",
+    "steps": [{"id": "leaf", "type": "set", "values": {"leaf": True}}],
+}
+
+
+def nested_paths() -> list[str]:
+    """NESTED_DOC's records in the order the grouped timeline shows them."""
+    paths = ["fan", "fan.a.one", "fan.b.two", "each"]
+    paths += [f"each[{i}].double" for i in range(3)]
+    paths.append("outer")
+    for i in range(3):
+        paths.append(f"outer[{i}].inner")
+        paths += [f"outer[{i}].inner[{j}].calc" for j in range(2)]
+        paths += [f"outer[{i}].pair", f"outer[{i}].pair.x.px", f"outer[{i}].pair.y.py"]
+    return [*paths, "child"]
 
 
 def _chromium_or_skip() -> None:
@@ -666,13 +713,17 @@ async def test_cancel_from_the_page_rerun_and_the_filtered_list(
         assert response.status_code in (202, 409), response.text
 
 
-@pytest.mark.timeout(60)
-async def test_nested_steps_are_indented_and_coloured_on_the_graph(
-    console: Console, settings: Settings, http: httpx.AsyncClient
+ROW_PATHS = "els => els.map(e => e.dataset.path)"
+
+
+@pytest.mark.timeout(90)
+async def test_nested_steps_sit_in_their_own_iteration_and_branch(
+    console: Console, settings: Settings, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     from playwright.async_api import expect
 
     save_definition(settings, NESTED_DOC)
+    save_definition(settings, LEAF_DOC)
     response = await http.post(
         "/api/workflows/run",
         params={"wait": "true", "timeout": "30"},
@@ -684,24 +735,65 @@ async def test_nested_steps_are_indented_and_coloured_on_the_graph(
     await console.open(f"#/executions/{execution_id}")
     await expect(page.locator(".title-badge .badge")).to_have_text("completed")
     timeline = page.locator("ol.timeline")
-    depths = {
-        "fan": "0",
-        "fan.a.one": "1",
-        "fan.b.two": "1",
-        "each": "0",
-        "each[0].double": "1",
-        "each[2].double": "1",
-    }
-    for path, depth in depths.items():
-        row = timeline.locator(f'li[data-path="{path}"]')
-        await expect(row).to_have_attribute("data-depth", depth)
-        await expect(row).to_have_attribute("data-status", "success")
+    rows = timeline.locator("li.step")
+    await expect(rows).to_have_count(len(nested_paths()))
+    # Read top to bottom, every record follows the step and the iteration or branch it ran in.
+    assert await rows.evaluate_all(ROW_PATHS) == nested_paths()
+    assert await rows.evaluate_all("els => els.map(e => e.dataset.status)") == ["success"] * len(
+        nested_paths()
+    )
+
+    def group(key: str) -> Any:
+        return timeline.locator(f'li.step-group[data-group="{key}"]')
+
+    def direct_rows(key: str) -> Any:
+        return group(key).locator(":scope > details > ol.step-scope > li.step")
+
+    # A foreach's row holds one group per iteration, in item order; a parallel's, per branch.
+    outer_groups = timeline.locator('li.step[data-path="outer"] > ol.step-groups > li.step-group')
+    await expect(outer_groups).to_have_count(3)
+    assert await outer_groups.evaluate_all("els => els.map(e => e.dataset.group)") == [
+        "outer[0]",
+        "outer[1]",
+        "outer[2]",
+    ]
+    for i in range(3):
+        assert await direct_rows(f"outer[{i}]").evaluate_all(ROW_PATHS) == [
+            f"outer[{i}].inner",
+            f"outer[{i}].pair",
+        ]
+        for j in range(2):
+            assert await direct_rows(f"outer[{i}].inner[{j}]").evaluate_all(ROW_PATHS) == [
+                f"outer[{i}].inner[{j}].calc"
+            ]
+        for branch, step in (("x", "px"), ("y", "py")):
+            assert await direct_rows(f"outer[{i}].pair.{branch}").evaluate_all(ROW_PATHS) == [
+                f"outer[{i}].pair.{branch}.{step}"
+            ]
+        await expect(group(f"outer[{i}]").locator("li.step")).to_have_count(6)
+    await expect(group("outer[1]").locator("> details > .group-head")).to_contain_text(
+        "iteration 1 · 6 steps"
+    )
+    await expect(group("fan.b").locator("> details > .group-head")).to_contain_text("branch b")
+    assert await direct_rows("fan.b").evaluate_all(ROW_PATHS) == ["fan.b.two"]
+    await expect(timeline.locator('li[data-path="outer[2].inner[1].calc"]')).to_have_attribute(
+        "data-depth", "2"
+    )
     # Nested rows sit further right than their parent.
-    outer = await timeline.locator('li[data-path="fan"] .step-icon').bounding_box()
-    inner = await timeline.locator('li[data-path="fan.a.one"] .step-icon').bounding_box()
+    outer = await timeline.locator('li[data-path="outer"] > .step-icon').bounding_box()
+    inner = await timeline.locator('li[data-path="outer[0].inner"] > .step-icon').bounding_box()
     assert outer and inner and inner["x"] > outer["x"] + 10
+    await group("each[1]").locator("> details > summary").click()  # one folded, for the picture
+    await page.evaluate("document.getElementById('timeline-title').scrollIntoView()")
+    await console.screenshot("timeline", tmp_path)
+    await group("each[1]").locator("> details > summary").click()
+    # A group folds, and stays folded across the page's refreshes.
+    await group("outer[0]").locator("> details > summary").click()
+    await expect(direct_rows("outer[0]").first).to_be_hidden()
+    await expect(direct_rows("outer[1]").first).to_be_visible()
+
     # The graph colours each node by the records that ran it (iterations folded together).
-    for key in ("fan", "fan.a.one", "fan.b.two", "each", "each.double"):
+    for key in ("fan", "fan.a.one", "fan.b.two", "each", "each.double", "outer.inner.calc"):
         await expect(page.locator(f'svg.graph [data-step="{key}"]')).to_have_class(
             re.compile(r"\bst-success\b")
         )
@@ -709,9 +801,21 @@ async def test_nested_steps_are_indented_and_coloured_on_the_graph(
     await expect(page.get_by_role("button", name="Cancel execution")).to_be_hidden()
     await expect(page.get_by_role("button", name="Rerun", exact=True)).to_be_visible()
 
+    # A sub_workflow's steps are in its child's execution: linked from its row, not inlined.
+    child_link = timeline.locator('li[data-path="child"] a.chip-child')
+    await expect(child_link).to_have_text("child execution ↗")
+    await child_link.click()
+    await expect(page.locator('ol.timeline li[data-path="leaf"]')).to_have_attribute(
+        "data-status", "success"
+    )
+    child_id = page.url.rsplit("/", 1)[1]
+    assert child_id.startswith(f"{execution_id}-child-")
+    child = (await http.get(f"/api/executions/{child_id}")).json()
+    assert child["status"] == "completed" and child["workflow_id"] == "console-leaf", child
+
 
 # The pure modules, run in the page itself: path -> line on awkward JSON, syntax errors with
-# their position, nesting depth of record paths, record merging, and a graph drawn from a
+# their position, grouping of record paths, record merging, and a graph drawn from a
 # half-written document without an exception.
 MODULE_CHECKS = r"""
 async (text) => {
@@ -732,6 +836,13 @@ async (text) => {
     [{seq: 1, step_id: "a", path: "a", start_time: "2025-01-01T00:00:00Z", status: "success"},
      {seq: 2, step_id: "b", path: "b", start_time: "2025-01-01T00:00:01Z", status: "running"}],
   );
+  // A group whose owner has no record yet, a loop running `each` twice (each visit keeps its
+  // own iterations), and iterations that ran out of item order.
+  const at = (seq, path) => ({seq, path, step_id: path, start_time: `2025-01-01T00:00:${String(seq).padStart(2, "0")}Z`});
+  const stray = [at(1, "fan.a.one"), at(2, "fan"), at(3, "each"), at(4, "each[1].x"), at(5, "each[0].x"),
+    at(6, "each"), at(7, "each[0].x")];
+  const shape = (nodes) => nodes.map((n) => [n.path, n.record ? n.record.seq : null,
+    n.groups.map((g) => [g.key, g.kind, shape(g.nodes)])]);
   const junk = [null, {type: "condition"}, {id: "x", next: "nope"},
     {id: "p", type: "parallel", branches: "bad"}, {id: "f", type: "foreach"}];
   const svg = render.renderGraph(junk, {});
@@ -744,11 +855,9 @@ async (text) => {
     trailing: syntax('{"a": 1,\n}'),
     colon: syntax('{"a" 1}'),
     unterminated: syntax('{"a": "b\n"}'),
-    depths: [
-      timeline.depthOf("fan.b.each[2].fetch", new Set(["fan"])),
-      timeline.depthOf("each[3].fetch", new Set()),
-      timeline.depthOf("solo", new Set()),
-    ],
+    scopes: ["fan.b.each[2].fetch", "outer[1].inner[2].calc", "fan.b.fetch", "solo"]
+      .map((p) => timeline.groupOf(p)),
+    tree: shape(timeline.groupRecords(stray)),
     merged: merged.map((r) => `${r.step_id}:${r.status}`),
     key: model.keyOfPath("fan.b.each[2].fetch"),
     junkNodes: svg.querySelectorAll("[data-step]").length,
@@ -789,7 +898,24 @@ async def test_console_modules_on_awkward_input(console: Console) -> None:
     assert result["colon"][0].startswith("Expected ':' after the property name")
     assert result["colon"][1:] == [1, 6]
     assert result["unterminated"][0].startswith("A string must end on its own line")
-    assert result["depths"] == [2, 1, 0]
+    assert result["scopes"] == [
+        {"key": "fan.b.each[2]", "owner": "fan.b.each", "kind": "iteration", "index": 2},
+        {"key": "outer[1].inner[2]", "owner": "outer[1].inner", "kind": "iteration", "index": 2},
+        {"key": "fan.b", "owner": "fan", "kind": "branch", "index": None},
+        None,
+    ]
+    assert result["tree"] == [
+        ["fan", 2, [["fan.a", "branch", [["fan.a.one", 1, []]]]]],
+        [
+            "each",
+            3,
+            [
+                ["each[0]", "iteration", [["each[0].x", 5, []]]],
+                ["each[1]", "iteration", [["each[1].x", 4, []]]],
+            ],
+        ],
+        ["each", 6, [["each[0]", "iteration", [["each[0].x", 7, []]]]]],
+    ]
     assert result["merged"] == ["a:success", "b:running"]
     assert result["key"] == "fan.b.each.fetch"
     assert result["junkNodes"] == 4  # null is skipped; the rest are drawn, however odd
