@@ -208,6 +208,54 @@ def nested_paths() -> list[str]:
     return [*paths, "child"]
 
 
+# A graph too wide for its box and text too long for a node: a 150-character condition, a
+# 64-character step id, a long URL, and a parallel of six branches.
+LONG_WHEN = (
+    "classification.priority == 'high' && classification.score > 2 && "
+    "classification.team in ['billing', 'support', 'ops'] && size(classification.tags) > 0"
+)
+LONG_ID = "enrich-the-ticket-with-the-customer-record-and-the-contract-term"
+WIDE_DOC: dict[str, Any] = {
+    "id": "console-wide",
+    "name": "Wide and wordy",
+    "steps": [
+        {
+            "id": "classify",
+            "type": "set",
+            "values": {"classification": {"priority": "high", "score": 3, "team": "ops"}},
+        },
+        {
+            "id": "route",
+            "type": "condition",
+            "branches": [{"when": LONG_WHEN, "next": LONG_ID}],
+            "default": "fan",
+        },
+        {
+            "id": LONG_ID,
+            "type": "http",
+            "name": "Look the customer up in the customer relationship system",
+            "url": "http://127.0.0.1:9/customers/{classification.team}/records?fields=contract,terms,owner",
+        },
+        {
+            "id": "fan",
+            "type": "parallel",
+            "branches": [
+                {"id": f"b{i}", "steps": [{"id": f"s{i}", "type": "set", "values": {"v": i}}]}
+                for i in range(6)
+            ],
+        },
+    ],
+}
+# Every text of every node, inside its node's box (nothing drawn past the edge or cut).
+TEXT_OUTSIDE_NODES = """svg => [...svg.querySelectorAll("g.gnode, g.gbox")].flatMap((g) => {
+  const w = g.querySelector(":scope > rect").width.baseVal.value;
+  return [...g.querySelectorAll(":scope > text")]
+    .filter((t) => { const b = t.getBBox(); return b.x < 0 || b.x + b.width > w; })
+    .map((t) => t.textContent);
+})"""
+FITS = "el => [el.scrollWidth, el.clientWidth, el.querySelector('svg').getBoundingClientRect().width]"
+
+
 def _chromium_or_skip() -> None:
     if CHROMIUM.exists():
         return
@@ -532,6 +580,72 @@ async def test_graph_editor_errors_at_their_lines_save_and_versions(
     await expect(page.get_by_label("Definition JSON")).to_have_value(
         re.compile(r'"name": "Graph of every kind"')
     )
+
+
+@pytest.mark.timeout(60)
+async def test_graph_text_is_wrapped_whole_and_the_graph_fits_its_box(
+    console: Console, settings: Settings, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    assert len(LONG_WHEN) == 150
+    save_definition(settings, WIDE_DOC)
+    page = console.page
+    await console.open("#/workflows/console-wide")
+    graph = page.locator("svg.graph")
+    await expect(graph.locator('[data-step="fan.b5.s5"]')).to_have_count(1)
+
+    # The whole condition is on its node, over several lines; nothing is cut with "…".
+    branch = graph.locator('[data-step="route"] text.row-branch')
+    assert await branch.text_content() == f"if {LONG_WHEN}"
+    assert await branch.locator("tspan").count() >= 3  # wrapped, not one line running off
+    node_id = graph.locator(f'[data-step="{LONG_ID}"] text.node-id')
+    assert await node_id.text_content() == LONG_ID
+    assert "…" not in (await graph.text_content() or "")
+    assert await graph.evaluate(TEXT_OUTSIDE_NODES) == []
+    # The full text is in the node's tooltip too.
+    title = graph.locator('[data-step="route"] > title')
+    await expect(title).to_contain_text(LONG_WHEN)
+
+    # Wider than its box, so it starts fitted to the box's width.
+    box = page.locator(".graph-scroll")
+    fit = page.get_by_role("button", name="Fit to width")
+    await expect(fit).to_have_attribute("aria-pressed", "true")
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert scroll_w <= client_w and svg_w <= client_w, (scroll_w, client_w, svg_w)
+    natural = int(await graph.get_attribute("data-width") or 0)
+    assert natural > client_w
+    await expect(page.locator(".zoom-level")).to_have_text(f"{round(svg_w / natural * 100)}%")
+    await console.screenshot("graph-fit", tmp_path)
+
+    # 100%: its own size, scrolled in the box; zoom in and out by steps; fit again.
+    await page.get_by_role("button", name="Actual size (100%)").click()
+    await expect(page.locator(".zoom-level")).to_have_text("100%")
+    await expect(fit).to_have_attribute("aria-pressed", "false")
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert svg_w == natural and scroll_w > client_w
+    await page.get_by_role("button", name="Zoom in").click()
+    await expect(page.locator(".zoom-level")).to_have_text("125%")
+    await page.get_by_role("button", name="Zoom out").click()
+    await page.get_by_role("button", name="Zoom out").click()
+    await expect(page.locator(".zoom-level")).to_have_text("80%")
+    await fit.click()
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert scroll_w <= client_w and svg_w <= client_w
+    # The whole graph, not only its width: its drawn box lies inside the scroll box.
+    outer = await box.bounding_box()
+    drawn = await graph.bounding_box()
+    assert outer and drawn and drawn["x"] >= outer["x"] and drawn["x"] + drawn["width"] <= (
+        outer["x"] + outer["width"]
+    )
+    # Edits redraw the graph at the zoom the reader chose.
+    await page.get_by_role("button", name="Actual size (100%)").click()
+    await page.get_by_role("tab", name="JSON").click()
+    editor = page.get_by_label("Definition JSON")
+    await editor.fill((await editor.input_value()).replace('"id": "s5"', '"id": "s6"'))
+    await page.get_by_role("tab", name="Graph").click()
+    await expect(graph.locator('[data-step="fan.b5.s6"]')).to_have_count(1)
+    await expect(page.locator(".zoom-level")).to_have_text("100%")
 
 
 @pytest.mark.timeout(90)

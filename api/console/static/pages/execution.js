@@ -7,6 +7,7 @@ import { h, mount } from "../dom.js";
 import { cost, costOf, count, dateTime, duration, elapsed, shortId } from "../format.js";
 import { keyOfPath } from "../graph/model.js";
 import { renderGraph } from "../graph/render.js";
+import { createGraphViewer } from "../graph/viewer.js";
 import { link } from "../router.js";
 import { mergeRecords, renderTimeline } from "../timeline.js";
 import { errorBox, errorsFrom, jsonBlock, pageTitle, spinner, statusBadge, worseStatus } from "../ui.js";
@@ -72,6 +73,7 @@ export function executionView(root, params, life) {
   let drawn = { timeline: "", graph: "", outputs: "", usage: "", log: "" };
   const openKeys = new Set();
   const closedGroups = new Set();
+  const viewer = createGraphViewer();
   const actions = actionsPanel({ id, life, afterChange: () => poll(true) });
   mount(actionsHost, actions.element);
   life.onCleanup(() => clearTimeout(timer));
@@ -162,8 +164,8 @@ export function executionView(root, params, life) {
     const signature = JSON.stringify([...byKey]);
     if (drawn.graph === signature) return;
     drawn.graph = signature;
-    mount(graphHost, h("div", { class: "graph-scroll" },
-      renderGraph(definition.steps, { statusOf: (key) => byKey.get(key) || null })));
+    if (!graphHost.contains(viewer.element)) mount(graphHost, viewer.element);
+    viewer.show(renderGraph(definition.steps, { statusOf: (key) => byKey.get(key) || null }));
   }
 
   function loadDefinition() {
