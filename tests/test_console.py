@@ -557,6 +557,12 @@ async def test_graph_editor_errors_at_their_lines_save_and_versions(
     await page.get_by_role("button", name="Save new version").click()
     await expect(page.locator(".errors-title")).to_have_text("Not saved: 2 problems")
     assert (await http.get("/api/workflows/console-graph")).json()["version"] == 1
+    # Problems sharing a line (the whole document on one line): every one is written on it.
+    await editor.fill(json.dumps(bad))
+    await expect(page.locator(".editor-status")).to_have_text("2 problems")
+    one_line = page.locator('.editor-note[data-line="1"]')
+    await expect(one_line).to_contain_text("jumps to unknown step 'nowhere'")
+    await expect(one_line).to_contain_text("invalid CEL expression")
 
     # Fixed and saved: version 2, and version 1 is still there to read.
     fixed = json.loads(json.dumps(GRAPH_DOC))
@@ -681,15 +687,28 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     await expect(name).to_have_attribute("aria-invalid", "true")
     assert not [url for url, _ in console.api_calls[starts:] if url.endswith("/run")]
 
-    # What only the API knows (the minimum): its 422, on the field its path names.
+    # What only the API knows (a minimum, a type): its 422 lists every problem, and each is
+    # shown on the field its path names, not only the first.
     await name.fill("Ada")
     await count.fill("-1")
-    await form.get_by_role("button", name="Start run").click()
-    count_error = form.locator('[data-field="count"] .field-error')
-    await expect(count_error).to_contain_text("less than the minimum of 0")
+    extra = form.get_by_label("extra")
+    await extra.fill("[1]")
+    async with page.expect_response(lambda r: r.url.endswith("/api/workflows/run")) as refused:
+        await form.get_by_role("button", name="Start run").click()
+    answer = await (await refused.value).json()
+    assert [e["path"] for e in answer["errors"]] == ["$.input_vars.count", "$.input_vars.extra"]
+    for problem in answer["errors"]:
+        field_name = problem["path"].rsplit(".", 1)[1]
+        await expect(form.locator(f'[data-field="{field_name}"] .field-error')).to_have_text(
+            problem["message"]
+        )
+        await expect(form.get_by_label(field_name)).to_have_attribute("aria-invalid", "true")
+    await expect(form.locator("[data-field] .field-error:visible")).to_have_count(2)
     await expect(name_error).to_be_hidden()
+    await expect(form.locator(".form-errors")).to_contain_text("see the fields above")
     await console.screenshot("run-form", tmp_path)
 
+    await extra.fill("{}")
     await count.fill("3")
     await tone.select_option("dry")
     await form.get_by_role("button", name="Start run").click()
