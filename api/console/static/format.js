@@ -70,7 +70,7 @@ export function pretty(value) {
   return JSON.stringify(value, null, 2);
 }
 
-/** The run's cost, wherever the answer carries it (`usage.cost_usd`, SPEC §11). */
+/** The run's cost, wherever the answer carries it (`usage.cost_usd`). */
 export function costOf(answer) {
   const value = answer?.usage?.cost_usd ?? answer?.cost_usd;
   return typeof value === "number" ? value : null;
