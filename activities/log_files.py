@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from workflows.shared import LogWrite, StepRecord
+from workflows.usage import Usage
 
 # The SPEC's keys first, in its order; extra keys after.
 HEADER_KEYS = (
@@ -62,7 +63,10 @@ def dumps(value: Any) -> str:
 
 def header_of(entry: LogWrite) -> dict[str, Any]:
     data = entry.model_dump(mode="json", exclude={"step", "steps"})
-    return {key: data.get(key) for key in HEADER_KEYS}
+    header = {key: data.get(key) for key in HEADER_KEYS}
+    if header["usage"] is None:  # a run with no AI call has spent zero, not nothing
+        header["usage"] = Usage().for_run()
+    return header
 
 
 def record_of(step: StepRecord) -> dict[str, Any]:

@@ -232,6 +232,15 @@ class AllowEntry:
         return bare in net
 
 
+def allow_entry(host: str | IPAddress, port: int) -> str:
+    """The narrowest ``HTTP_ALLOWED_HOSTS`` entry that lets a request through: this host (or
+    address) on this port only, never a whole address range (``[v6]:port`` for IPv6)."""
+    text = str(host.__class__(int(host)) if not isinstance(host, str) else host)
+    if ":" in text:
+        text = f"[{text}]"
+    return f"{text}:{port}"
+
+
 def parse_allow_list(value: str) -> list[AllowEntry]:
     """Parse ``HTTP_ALLOWED_HOSTS``; ConfigurationError naming the variable on a bad entry."""
     return [parse_allow_entry(item.strip()) for item in value.split(",") if item.strip()]
@@ -335,7 +344,7 @@ class AddressPolicy:
         if label is not None and not self._allowed_by_name(host, port):
             raise SSRFBlocked(
                 f"refused to connect to {host} port {port}: {host} is {label}; "
-                f"add {host!r} to {ALLOW_SETTING} to allow it",
+                f"add {allow_entry(host, port)!r} to {ALLOW_SETTING} to allow it",
                 host,
             )
 
@@ -351,11 +360,12 @@ class AddressPolicy:
         if found.metadata:
             if any(entry.permits_address(ip, port, exact=True) for entry in self.allow):
                 return
-            hint = f"add the exact address {str(ip)!r} to {ALLOW_SETTING} to allow it"
+            hint = f"add the exact address {allow_entry(ip, port)!r} to {ALLOW_SETTING} to allow it"
         else:
             if by_name or any(entry.permits_address(ip, port) for entry in self.allow):
                 return
-            names = f"{host!r} or {str(ip)!r}" if resolved else repr(str(ip))
+            exact = repr(allow_entry(ip, port))
+            names = f"{allow_entry(host, port)!r} or {exact}" if resolved else exact
             hint = f"add {names} to {ALLOW_SETTING} to allow it"
         via = f" (resolved to {ip})" if resolved else ""
         raise SSRFBlocked(

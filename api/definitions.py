@@ -13,8 +13,8 @@ from api.executions import input_problems, with_defaults
 from api.library import library_for
 from api.schemas import WorkflowPublic, WorkflowSaved, WorkflowSummary
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition, valid_workflow_id
-from api.triggers import delete_schedules, sync_schedules
-from workflows.definition import WorkflowDefinition
+from api.triggers import delete_schedules, sync_schedules, webhook_secret
+from workflows.definition import ScheduleTrigger, WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
 from workflows.runtime.settings import Settings
 from workflows.validation import check_definition
@@ -45,12 +45,31 @@ class DefinitionService:
                 ]
         definition, problems = check_definition(document)
         if definition is not None and not problems:
-            for index, (_, trigger) in enumerate(definition.schedules()):
-                inputs = with_defaults(definition.inputs, trigger.input_vars)
-                where = f"$.triggers[{index}].input_vars"
-                for item in input_problems(definition.inputs, inputs, where):
-                    problems.append(Problem(item["path"], item["message"], item["code"]))
+            problems.extend(self._trigger_problems(definition))
         return definition, problems
+
+    def _trigger_problems(self, definition: WorkflowDefinition) -> list[Problem]:
+        """What a trigger needs from this deployment: schedule inputs the `inputs` schema
+        takes, and a webhook secret the API holds (else every delivery would be refused)."""
+        problems = []
+        for index, trigger in enumerate(definition.triggers):
+            where = f"$.triggers[{index}]"
+            if isinstance(trigger, ScheduleTrigger):
+                inputs = with_defaults(definition.inputs, trigger.input_vars)
+                for item in input_problems(definition.inputs, inputs, f"{where}.input_vars"):
+                    problems.append(Problem(item["path"], item["message"], item["code"]))
+            elif webhook_secret(self._settings, trigger.secret) is None:
+                problems.append(
+                    Problem(
+                        f"{where}.secret",
+                        f"the webhook trigger names secret '{trigger.secret}', which this API "
+                        "does not hold: add it to WEBHOOK_SECRETS (a JSON object of name -> "
+                        "secret) where the API runs, or name a secret it holds; until then "
+                        "every delivery would be refused",
+                        code="unknown_webhook_secret",
+                    )
+                )
+        return problems
 
     # -- the routes' operations -------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from api.schemas import (
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
-from workflows.input_schema import VIOLATION, value_problems
+from workflows.input_schema import VIOLATION, value_problems, value_problems_async
 from workflows.input_schema import with_defaults as fill_defaults
 from workflows.kinds import kind_of
 from workflows.runtime.settings import Settings
@@ -78,6 +78,7 @@ from workflows.shared import (
     LibraryEntry,
     StepRecord,
 )
+from workflows.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,10 @@ def start_options(
     max_steps_per_run: int | None = None,
     limits: ExecutionLimits | None = None,
     library: dict[str, LibraryEntry] | None = None,
+    api_url: str | None = None,
 ) -> StartOptions:
-    """Shared by API starts, webhooks and schedules, so every run looks the same in the UI."""
+    """Shared by API starts, webhooks and schedules, so every run looks the same in the UI.
+    ``api_url``: this API's base URL, which the run reads as ``{execution.api_url}``."""
     definition = stored.definition
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_DEFINITION_ID, definition.key),
@@ -217,6 +220,7 @@ def start_options(
             max_steps_per_run=max_steps_per_run,
             limits=limits,
             library=library or {},
+            api_url=api_url,
         ),
         search_attributes=TypedSearchAttributes(pairs),
         static_summary=f"{definition.title} · v{stored.version}",
@@ -288,8 +292,11 @@ class ExecutionService:
                 where,
             )
         filled = with_defaults(stored.definition.inputs, input_vars)
-        raise_problems(input_problems(stored.definition.inputs, filled, where))
-        raise_problems(undeclared_inputs(stored.definition.inputs, filled, where))
+        # Every problem of the request in one answer: schema violations and undeclared names.
+        raise_problems(
+            input_problems(stored.definition.inputs, filled, where)
+            + undeclared_inputs(stored.definition.inputs, filled, where)
+        )
         return dict(filled)
 
     async def start(
@@ -319,6 +326,7 @@ class ExecutionService:
             self._settings.execution_max_steps_per_run,
             execution_limits(stored.definition, self._settings),
             library_for(stored.definition, self._store),
+            self._settings.api_url_for_runs,
         )
         if rerun:
             options = dataclasses.replace(
@@ -327,18 +335,20 @@ class ExecutionService:
                 static_summary=f"{options.static_summary} · rerun of {rerun['rerun_of']}",
             )
         digest = request_hash(stored.workflow_id, input_vars)
+        # Ids begin with the definition's id, so Temporal's UI and CLI tell runs apart.
         if idempotency_key is None:
-            execution_id = str(uuid.uuid4())
+            execution_id = f"{stored.workflow_id}-{uuid.uuid4()}"
             conflict = WorkflowIDConflictPolicy.FAIL
             reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
         else:
-            # The same key from the same caller always names the same execution; Temporal's
+            # The same key from the same caller for the same workflow always names the same
+            # execution (a key is scoped to its caller and workflow); Temporal's
             # USE_EXISTING (running) and REJECT_DUPLICATE (closed) make concurrent and repeated
             # requests land on it instead of starting another.
             key_digest = hashlib.sha256(
                 f"{principal.name}\x1f{idempotency_key}".encode()
             ).hexdigest()
-            execution_id = f"idem-{key_digest[:32]}"
+            execution_id = f"{stored.workflow_id}-idem-{key_digest[:32]}"
             # FAIL (running) and REJECT_DUPLICATE (closed): Temporal itself refuses a replay.
             conflict = (
                 WorkflowIDConflictPolicy.FAIL
@@ -525,6 +535,8 @@ class ExecutionService:
         if state is not None:
             data = state.model_dump()
             data.update(temporal_status=t_status, live=True, started_by=started_by)
+            if data.get("usage") is None:  # workers of earlier versions said null for zero
+                data["usage"] = Usage().for_run()
             if t_status not in ("RUNNING", "CONTINUED_AS_NEW") and state.status == "running":
                 # A replayed query of a closed run can stop short of its last step: trust
                 # Temporal's verdict for the status.
@@ -538,6 +550,7 @@ class ExecutionService:
                     current_step=None,
                     waiting_for=None,
                     waiting_until=None,
+                    waiting_payload_schema=None,
                     ended_at=description.close_time,
                     error=await self._closed_by_temporal(handle, t_status),
                     steps=_closed_steps(state.steps, t_status),
@@ -705,6 +718,8 @@ class ExecutionService:
                 f"(SIGNAL_BUFFER_MAX); it reads them only in a wait_for_signal step",
                 headers={"Retry-After": "10"},
             )
+        if state is not None and state.waiting_for == name and state.waiting_payload_schema:
+            await self._check_payload(state.waiting_payload_schema, payload, name)
         try:
             await handle.signal(name, payload)
         except RPCError as err:
@@ -733,6 +748,23 @@ class ExecutionService:
             )
         return AcceptedPublic(
             execution_id=execution_id, status="delivered", signal=name, errors=warnings
+        )
+
+    @staticmethod
+    async def _check_payload(schema: dict[str, Any], payload: Any, name: str) -> None:
+        """A payload the awaiting step's `payload_schema` refuses is never sent: 422 naming
+        every problem, and the run keeps waiting for a good one."""
+        problems = await value_problems_async(schema, payload, "$")
+        raise_problems(
+            [
+                {
+                    "code": "invalid_payload" if problem.code == VIOLATION else problem.code,
+                    "message": f"the '{name}' payload does not fit the step's payload_schema: "
+                    f"{problem.message}",
+                    "path": problem.path,
+                }
+                for problem in problems
+            ]
         )
 
     def _require_running(

@@ -98,6 +98,11 @@ class ExecutionPublic(BaseModel):
         None, description="The signal the run waits for now (e.g. `approval`), else null."
     )
     waiting_until: datetime | None = Field(None, description="When that wait times out.")
+    waiting_payload_schema: dict[str, Any] | None = Field(
+        None,
+        description="The JSON Schema the awaited signal's payload must satisfy (the step's "
+        "`payload_schema`), else null.",
+    )
     live: bool = Field(
         True, description="False when no worker answered and the answer is from Temporal alone."
     )

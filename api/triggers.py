@@ -77,6 +77,7 @@ def _schedule(
         settings.execution_max_steps_per_run,
         execution_limits(stored.definition, settings),
         library,
+        settings.api_url_for_runs,
     )
     if trigger.cron is not None:
         spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)

@@ -109,6 +109,8 @@ def settings(
         # Tests talk to loopback fakes: allowed explicitly, the SSRF guard stays on.
         http_allowed_hosts="127.0.0.1",
         payload_store_dir=payload_dir,
+        # A webhook trigger must name a secret the API holds, or saving it is refused.
+        webhook_secrets=json.dumps({"default": "test-webhook-secret"}),
         # The sandbox guards workflow code in the suite (production runs it unsandboxed).
         worker_workflow_sandbox=True,
     )
@@ -160,8 +162,9 @@ async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
     from api.dev import free_port
     from api.main import create_app
 
-    app = create_app(settings, client=client)
     port = free_port()
+    # The API knows its own port, as under `wfe dev` (runs read it as {execution.api_url}).
+    app = create_app(settings.model_copy(update={"api_port": port}), client=client)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -248,7 +248,7 @@ async def test_quiet_prints_only_the_id_and_the_exit_status_tells(
 
     done = await wfe(api_url, "run", "quick", "-i", '{"n": 2}', "-q", "--wait")
     assert done.exit_code == 0, done.output
-    assert re.fullmatch(r"[0-9a-f-]{36}\n", done.stdout), done.stdout
+    assert re.fullmatch(r"quick-[0-9a-f-]{36}\n", done.stdout), done.stdout
     assert done.stderr == ""
     state = json.loads((await wfe(api_url, "status", done.stdout.strip(), "--json")).stdout)
     assert state["status"] == "completed" and state["outputs"]["n2"] == 2

@@ -717,7 +717,7 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     await count.fill("3")
     await tone.select_option("dry")
     await form.get_by_role("button", name="Start run").click()
-    await expect(page).to_have_url(re.compile(r"#/executions/[0-9a-f-]{36}$"))
+    await expect(page).to_have_url(re.compile(r"#/executions/[A-Za-z0-9_-]+-[0-9a-f-]{36}$"))
     execution_id = page.url.rsplit("/", 1)[1]
 
     # Live: the page follows the run to the approval without a reload.
@@ -811,7 +811,7 @@ async def test_cancel_from_the_page_rerun_and_the_filtered_list(
         # Not (yet) served by this API: its answer is shown, not swallowed.
         await expect(refused.locator(".error-message")).not_to_be_empty()
     else:
-        await expect(page).to_have_url(re.compile(r"#/executions/[0-9a-f-]{36}$"))
+        await expect(page).to_have_url(re.compile(r"#/executions/[A-Za-z0-9_-]+-[0-9a-f-]{36}$"))
         rerun_id = page.url.rsplit("/", 1)[1]
         leftovers.append(rerun_id)
         await expect(page.locator(".title-badge .badge")).to_be_visible()

@@ -78,7 +78,7 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
         started = httpx.post(
             f"{api}/api/workflows/run",
             json={"workflow_id": "hello-offline",
-                  "input_vars": {"name": "Ada", "api_url": api, "pause_seconds": 0}},
+                  "input_vars": {"name": "Ada", "pause_seconds": 0}},
             headers=headers, timeout=10,
         )  # fmt: skip
         assert started.status_code == 202, started.text

@@ -48,7 +48,7 @@ async def test_offline_tour_runs_with_an_approval(
         "/api/workflows/run",
         json={
             "workflow_id": "hello-offline",
-            "input_vars": {"name": "Ada", "api_url": api_url, "pause_seconds": 0.2},
+            "input_vars": {"name": "Ada", "pause_seconds": 0.2},
         },
     )
     assert response.status_code == 202, response.text
@@ -76,7 +76,7 @@ async def test_offline_tour_rejection_fails_with_the_reason(
     http: httpx.AsyncClient, api_url: str, settings: Settings
 ) -> None:
     install_examples(settings)
-    inputs = {"name": "Bo", "api_url": api_url, "pause_seconds": 0}
+    inputs = {"name": "Bo", "pause_seconds": 0}
     response = await http.post(
         "/api/workflows/run", json={"workflow_id": "hello-offline", "input_vars": inputs}
     )

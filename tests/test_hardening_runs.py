@@ -307,7 +307,14 @@ async def test_a_signal_flood_leaves_other_runs_latency_alone(
             "victim_step_ms_p99": round(p99, 1),
         }
         print(f"\nsignal flood: {FIGURES['signal_flood']}")
-        assert (await http.post(f"{base}/signals/approval", json={"by": "ada"})).status_code == 202
+        # The flooding key may still be over the API's request rate: it waits as told.
+        approval = await http.post(f"{base}/signals/approval", json={"by": "ada"})
+        while approval.status_code == 429 and approval.json()["errors"][0]["code"] == (
+            "rate_limited"
+        ):
+            await asyncio.sleep(float(approval.headers["Retry-After"]))
+            approval = await http.post(f"{base}/signals/approval", json={"by": "ada"})
+        assert approval.status_code == 202, approval.text
         state = await outcome(client.get_workflow_handle(started["execution_id"]))
         assert state["status"] == "completed"
 

@@ -139,6 +139,14 @@ async def test_worker_and_api_write_json_lines_with_ids_and_no_secret(
     assert failed[0]["level"] == "WARNING" and failed[0]["logger"] == "temporalio.activity"
     assert REDACTED in failed[0]["exception"]  # the provider's body, secret redacted
     assert not [line for line in worker_lines if line.get("step_id") == "hello"]  # no noise
+    # One line per finished run, at INFO, naming its outcome, workflow and how long it took.
+    (finished,) = [
+        line
+        for line in worker_lines
+        if line.get("execution_id") == execution_id and f"{execution_id} failed" in line["message"]
+    ]
+    assert finished["level"] == "INFO" and finished["logger"] == "temporalio.workflow"
+    assert "(workflow json-logs v1) in " in finished["message"], finished
 
     # The API: its start line, and the access lines of the execution's routes name it.
     assert any(f"started {execution_id}" in line["message"] for line in api_lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import re
 import socket
 import threading
 from collections import deque
@@ -324,6 +325,27 @@ async def test_the_connection_layer_alone_refuses_the_corpus(url: str, allow: st
     assert inner.attempts == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.2:8080/x", "http://[::1]:9000/x", "http://localhost:8000/x",
+     "https://internal.example.test/x", "http://meta.example.test/"],
+)  # fmt: skip
+async def test_the_hint_names_one_host_and_port_and_that_entry_lets_it_through(url: str) -> None:
+    """The refusal suggests the narrowest entry (never a whole address range), and adding
+    exactly that entry is enough: the same request then passes the guard."""
+    err, _, _ = await attempt(url)
+    suggested = re.findall(r"'([^']+)'", str(err).split("; add ", 1)[1])
+    port = urlsplit(url).port or {"http": 80, "https": 443}[urlsplit(url).scheme]
+    assert suggested and all(entry.endswith(f":{port}") for entry in suggested), str(err)
+    for entry in suggested:
+        policy = AddressPolicy.from_setting(
+            entry, FakeResolver({**DNS, "localhost": ["127.0.0.1"]})
+        )
+        host = urlsplit(url).hostname
+        assert host
+        assert await policy.resolve(host, port)
+
+
 def test_corpus_size() -> None:
     assert len(BLOCKED) >= 100
 
@@ -332,15 +354,15 @@ async def test_refusal_names_host_address_reason_and_the_setting() -> None:
     err, _, _ = await attempt("http://127.0.0.2:8080/x")
     assert str(err) == (
         "refused to connect to 127.0.0.2 port 8080: 127.0.0.2 is a loopback address; "
-        "add '127.0.0.2' to HTTP_ALLOWED_HOSTS to allow it"
+        "add '127.0.0.2:8080' to HTTP_ALLOWED_HOSTS to allow it"
     )
     err, _, _ = await attempt("https://internal.example.test/x")
     assert "internal.example.test port 443 (resolved to 10.0.0.5)" in str(err)
     assert "10.0.0.5 is a private address" in str(err)
-    assert "'internal.example.test' or '10.0.0.5' to HTTP_ALLOWED_HOSTS" in str(err)
+    assert "'internal.example.test:443' or '10.0.0.5:443' to HTTP_ALLOWED_HOSTS" in str(err)
     err, _, _ = await attempt("http://meta.example.test/")
     assert "169.254.169.254 is a cloud metadata address" in str(err)
-    assert "exact address '169.254.169.254'" in str(err)
+    assert "exact address '169.254.169.254:80'" in str(err)
     err, _, _ = await attempt("http://[::ffff:10.0.0.1]/")
     assert "IPv4-mapped IPv6 address of 10.0.0.1, a private address" in str(err)
     err, _, _ = await attempt("http://2130706434/")

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.metrics import count_step
     from workflows.shared import (
+        BUDGET_PAYLOAD_SCHEMA,
         BUDGET_SIGNAL,
         CANCEL_SIGNAL,
         FOREACH_BATCH_TYPE,
@@ -158,6 +159,8 @@ class WorkflowExecutor:
                 "workflow_id": self._definition.id,
                 "started_at": self._started_at.isoformat(),
             }
+            if input.api_url is not None:  # absent, not null: older runs had no such key
+                self._context["execution"]["api_url"] = input.api_url
         self._limits = input.limits
         self._usage = Usage.of(carried.usage if carried else None)
         self._usage_published = (self._usage.cost_usd, self._usage.total_tokens)
@@ -270,6 +273,7 @@ class WorkflowExecutor:
 
         native_cancel = await self._finalise() or native_cancel
         self._closed = True
+        self._log_outcome()
         if self._status == "completed":
             return self._state()
         if self._status == "cancelled" and native_cancel:
@@ -547,7 +551,7 @@ class WorkflowExecutor:
             if budget is None or budget.on_exceeded == "fail":
                 raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
             queue = self._processor.signals.setdefault(BUDGET_SIGNAL, deque())
-            self._processor.set_waiting(path, Waiting(BUDGET_SIGNAL))
+            self._processor.set_waiting(path, Waiting(BUDGET_SIGNAL, None, BUDGET_PAYLOAD_SCHEMA))
             try:
                 await workflow.wait_condition(lambda queue=queue: bool(queue))  # type: ignore[misc]
             finally:
@@ -647,6 +651,21 @@ class WorkflowExecutor:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _log_outcome(self) -> None:
+        """One line in the worker's log per finished run (workflow.logger skips replays, so
+        it is written once), with execution_id in JSON mode like every line about a run."""
+        took = ((self._ended_at or workflow.now()) - self._started_at).total_seconds()
+        reason = f": {self._error.type}: {self._error.message}" if self._error else ""
+        workflow.logger.info(
+            "execution %s %s (workflow %s v%s) in %.2fs%s",
+            self._execution_id,
+            self._status,
+            self._definition.id,
+            self._input.definition_version,
+            took,
+            reason,
+        )
+
     def _mark_searchable(self) -> None:
         """Runs started outside the API (CLI, UI) still get the project's search attributes."""
         attributes = workflow.info().typed_search_attributes
@@ -718,9 +737,10 @@ class WorkflowExecutor:
             error=self._error,
             buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
             rerun_of=self._input.rerun_of,
-            usage=self._usage.for_run() if self._usage.ai_calls else None,
+            usage=self._usage.for_run(),  # zeros, not null, for a run with no AI call
             waiting_for=waiting.signal if waiting else None,
             waiting_until=waiting.until if waiting else None,
+            waiting_payload_schema=waiting.payload_schema if waiting else None,
         )
 
 

@@ -44,6 +44,16 @@ SEARCH_ATTRIBUTES = (
     SA_TOKENS,
 )
 BUDGET_SIGNAL = "budget"
+# What a `budget` signal may carry: new limits, or a refusal.
+BUDGET_PAYLOAD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "max_cost_usd": {"type": "number", "exclusiveMinimum": 0},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "approve": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
 
 ExecutionStatus = Literal["running", "completed", "failed", "cancelled", "terminated"]
 StepStatus = Literal["running", "success", "failed", "cancelled"]
@@ -148,6 +158,11 @@ class ExecutionState(_Model):
     )
     waiting_for: str | None = Field(None, description="The signal a wait_for_signal awaits.")
     waiting_until: datetime | None = Field(None, description="When that wait times out.")
+    waiting_payload_schema: dict[str, Any] | None = Field(
+        None,
+        description="The JSON Schema the awaited signal's payload must satisfy (the step's "
+        "`payload_schema`; for `budget`, new limits or a refusal), else null.",
+    )
 
 
 class CancelRequest(_Model):

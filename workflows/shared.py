@@ -10,6 +10,7 @@ from pydantic import Field
 
 from workflows.definition import WorkflowDefinition
 from workflows.messages import (
+    BUDGET_PAYLOAD_SCHEMA,
     BUDGET_SIGNAL,
     CALL_LLM,
     CANCEL_SIGNAL,
@@ -48,6 +49,7 @@ from workflows.messages import (
 )
 
 __all__ = [
+    "BUDGET_PAYLOAD_SCHEMA",
     "BUDGET_SIGNAL",
     "CALL_LLM",
     "CANCEL_SIGNAL",
@@ -123,4 +125,9 @@ class ExecutionInput(_Model):
     )
     parent_path: str | None = Field(
         None, description="For a sub-workflow: the path of the parent's step that runs it."
+    )
+    api_url: str | None = Field(
+        None,
+        description="The engine API's base URL, as the API that started the run knows it: "
+        "`{execution.api_url}` (sub-workflows inherit it).",
     )

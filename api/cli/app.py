@@ -11,6 +11,8 @@ from rich.text import Text
 from api.cli.client import (
     API_KEY_ENV,
     API_URL_ENV,
+    ApiClient,
+    problem_line,
 )
 
 app = typer.Typer(help="Durable JSON workflows on Temporal.", no_args_is_help=True)
@@ -53,3 +55,9 @@ def error(message: str) -> None:
 def warning(message: str) -> None:
     """One `warning:` line on stderr (the command still succeeds), like `error`."""
     console.print(Text.assemble(("warning:", "bold yellow"), " ", message), soft_wrap=True)
+
+
+def connect(api_url: str, api_key: str | None) -> ApiClient:
+    """The API client every command uses: each warning of a 2xx answer (`no_worker`,
+    `not_waiting`, ...) becomes a `warning:` line on stderr, so none is ever dropped."""
+    return ApiClient(api_url, api_key, warn=lambda item: warning(problem_line(item)))

@@ -7,6 +7,7 @@ print, one per problem, so the CLI never shows a traceback for an expected failu
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -87,7 +88,11 @@ class ApiClient:
         api_key: str | None = None,
         timeout: httpx.Timeout | float = TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        warn: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``warn`` gets each warning of a 2xx answer (the items of its ``errors`` list, e.g.
+        ``not_waiting``): the run or signal went through, but something needs a look."""
+        self._warn = warn
         self.base_url = (base_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         headers = {"Accept": "application/json", "User-Agent": "wfe-cli"}
@@ -123,8 +128,12 @@ class ApiClient:
         content: bytes | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        warnings: bool = True,
     ) -> tuple[int, Any]:
-        """Send one request; answer (status, parsed body) or raise a :class:`ClientError`."""
+        """Send one request; answer (status, parsed body) or raise a :class:`ClientError`.
+
+        ``warnings=False`` for the one 2xx answer whose ``errors`` are not warnings: the
+        validate endpoint's list of a definition's problems."""
         send_headers = dict(headers or {})
         if content is not None:
             send_headers.setdefault("Content-Type", "application/json")
@@ -144,12 +153,16 @@ class ApiClient:
         if not response.content:
             return response.status_code, None
         try:
-            return response.status_code, response.json()
+            body = response.json()
         except ValueError:
             raise ClientError(
                 f"the API at {self.base_url} answered {method} {path} with something that is "
                 "not JSON; is WFE_API_URL the engine's API?"
             ) from None
+        if warnings and self._warn is not None and isinstance(body, dict):
+            for item in body.get("errors") or []:
+                self._warn(item if isinstance(item, dict) else {"message": str(item)})
+        return response.status_code, body
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)[1]
@@ -160,8 +173,8 @@ class ApiClient:
     def put_raw(self, path: str, content: bytes) -> tuple[int, Any]:
         return self.request("PUT", path, content=content)
 
-    def post_raw(self, path: str, content: bytes) -> Any:
-        return self.request("POST", path, content=content)[1]
+    def post_raw(self, path: str, content: bytes, warnings: bool = True) -> Any:
+        return self.request("POST", path, content=content, warnings=warnings)[1]
 
 
 def _reason(err: httpx.HTTPError) -> str:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from api.cli.app import ApiKey, ApiUrl, app, error
+from api.cli.app import ApiKey, ApiUrl, app, connect, error
 from api.cli.client import (
     DEFAULT_API_URL,
     ApiClient,
@@ -38,8 +38,8 @@ def validate(
     out = stdout()
     with reporting():
         raw, _ = read_document(file)
-        with ApiClient(api_url, api_key) as api:
-            answer = api.post_raw("/api/workflows/validate", raw)
+        with connect(api_url, api_key) as api:
+            answer = api.post_raw("/api/workflows/validate", raw, warnings=False)
     if answer.get("valid"):
         out.print("valid")
         return
@@ -103,7 +103,7 @@ def push(
     out = stdout()
     with reporting():
         files = _definition_files(target)
-        with ApiClient(api_url, api_key) as api:
+        with connect(api_url, api_key) as api:
             results = [_push_one(api, out, path) for path in files]
     failed = results.count(False)
     if failed:
@@ -115,7 +115,7 @@ def push(
 def workflows(api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = None) -> None:
     """List the saved definitions (latest versions) in the key's scope."""
     out = stdout()
-    with reporting(), ApiClient(api_url, api_key) as api:
+    with reporting(), connect(api_url, api_key) as api:
         answer = api.get("/api/workflows")
     items = answer.get("workflows") or []
     if not items:

@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from api.cli.app import ApiKey, ApiUrl, app, error, warning
+from api.cli.app import ApiKey, ApiUrl, app, connect, error
 from api.cli.client import (
     DEFAULT_API_URL,
     ApiClient,
     ClientError,
-    problem_line,
 )
 from api.cli.output import (
     EXIT_TIMEOUT,
@@ -32,6 +31,8 @@ from api.cli.output import (
     reporting,
     status_text,
     stdout,
+    step_path,
+    tree_order,
     url_path,
     when,
 )
@@ -88,7 +89,7 @@ def run(
         if not isinstance(inputs, dict):
             raise ClientError('--input must be a JSON object, e.g. \'{"name": "Ada"}\'')
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        with ApiClient(api_url, api_key) as api:
+        with connect(api_url, api_key) as api:
             started = api.post(
                 "/api/workflows/run",
                 {"workflow_id": workflow_id, "input_vars": inputs},
@@ -120,9 +121,6 @@ def _announce_and_follow(
             out.print(f"workflow: {started.get('workflow_id')} v{version}", soft_wrap=True)
         if started.get("rerun_of"):
             out.print(f"rerun_of: {started['rerun_of']}", soft_wrap=True)
-    # A 2xx answer's `errors` are warnings (no_worker: the run would wait silently).
-    for item in started.get("errors") or []:
-        warning(problem_line(item) if isinstance(item, dict) else str(item))
     if not wait:
         return None
     try:
@@ -184,7 +182,7 @@ def rerun(
             if not isinstance(inputs, dict):
                 raise ClientError('--input must be a JSON object, e.g. \'{"name": "Ada"}\'')
             body["input_vars"] = inputs
-        with ApiClient(api_url, api_key) as api:
+        with connect(api_url, api_key) as api:
             started = api.post(f"/api/executions/{url_path(execution_id)}/rerun", body)
             state = _announce_and_follow(api, out, started, wait, timeout, interval, quiet)
     if state is not None:
@@ -194,12 +192,12 @@ def rerun(
 def _steps_table(steps: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("step", no_wrap=True, style="bold")
+    table.add_column("step (path)", no_wrap=True, style="bold")
     table.add_column("type", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("took", justify="right", no_wrap=True)
     table.add_column("name / error")
-    for step in steps:
+    for step in tree_order(steps):
         status = str(step.get("status", "?"))
         mark, style = STEP_STYLES.get(status, ("?", ""))
         detail = Text(str(step.get("name") or ""))
@@ -207,7 +205,7 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
             detail = Text(str(step["error"]), style="red")
         table.add_row(
             str(step.get("seq", "")),
-            str(step.get("step_id", "?")),
+            step_path(step),
             str(step.get("type", "")),
             Text(f"{mark} {status}", style=style),
             duration(step.get("start_time"), step.get("end_time")),
@@ -225,7 +223,7 @@ def status(
 ) -> None:
     """Show an execution: status, current step, the steps so far, outputs and error."""
     out = stdout()
-    with reporting(), ApiClient(api_url, api_key) as api:
+    with reporting(), connect(api_url, api_key) as api:
         state = api.get(f"/api/executions/{url_path(execution_id)}")
     if as_json:
         print_json(out, state)
@@ -277,7 +275,7 @@ def cancel(
     """Cancel a running execution: its current step stops and its log ends as cancelled."""
     out = stdout()
     body = {"reason": reason} if reason else None
-    with reporting(), ApiClient(api_url, api_key) as api:
+    with reporting(), connect(api_url, api_key) as api:
         answer = api.post(f"/api/executions/{url_path(execution_id)}/cancel", body)
     out.print(f"{answer.get('status', 'cancelling')}: {execution_id}", soft_wrap=True)
 
@@ -298,7 +296,7 @@ def send_signal(
     with reporting():
         body = None if payload is None else json_argument(payload, "--payload")
         raw = b"" if body is None else json.dumps(body).encode()
-        with ApiClient(api_url, api_key) as api:
+        with connect(api_url, api_key) as api:
             api.post_raw(f"/api/executions/{url_path(execution_id)}/signals/{url_path(name)}", raw)
     out.print(f"delivered: {name} to {execution_id}", soft_wrap=True)
 
@@ -312,7 +310,7 @@ def logs(
 ) -> None:
     """Print the execution log document (JSON), or with --steps a table of its steps."""
     out = stdout()
-    with reporting(), ApiClient(api_url, api_key) as api:
+    with reporting(), connect(api_url, api_key) as api:
         document = api.get(f"/api/executions/{url_path(execution_id)}/log")
     if not steps:
         print_json(out, document)
@@ -362,7 +360,7 @@ def list_executions(
 ) -> None:
     """List executions, newest first."""
     out = stdout()
-    with reporting(), ApiClient(api_url, api_key) as api:
+    with reporting(), connect(api_url, api_key) as api:
         found = _collect(api, workflow, status, limit)
     if as_json:
         print_json(out, found)

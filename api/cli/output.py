@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -128,6 +129,56 @@ def status_text(status: str) -> Text:
     return Text(status, style=RUN_STYLES.get(status, ""))
 
 
+_ITERATION = re.compile(r"(.*)\[(\d+)\]")
+
+
+def step_path(step: dict[str, Any]) -> str:
+    """Where a step ran: ``each[3].fetch`` inside iteration 3 of ``each``, ``fan.b.fetch`` in
+    branch ``b`` of ``fan``; a top-level step's id."""
+    return str(step.get("path") or step.get("step_id", "?"))
+
+
+def tree_order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Step records in the shape of the run: each nested step under its own iteration (by
+    index) or branch (in the order they started), after the step that holds them; steps of
+    one list in the order they ran. Records come in completion order, which interleaves
+    iterations."""
+    first: dict[str, int] = {}
+    for step in steps:
+        seq = int(step.get("seq") or 0)
+        for prefix in _prefixes(step_path(step)):
+            first[prefix] = min(first.get(prefix, seq), seq)
+
+    def key(step: dict[str, Any]) -> list[tuple[int, ...]]:
+        path = step_path(step)
+        segments = path.split(".")
+        parts: list[tuple[int, ...]] = []
+        done = ""
+        for number, segment in enumerate(segments):
+            found = _ITERATION.fullmatch(segment)
+            base = f"{done}.{found.group(1) if found else segment}".lstrip(".")
+            if number == len(segments) - 1 and not found:
+                parts.append((first.get(base, 0), -1, 0, int(step.get("seq") or 0)))
+            else:  # a list the step is nested in: after its holder, iterations by index
+                parts.append((first.get(base, 0), int(found.group(2)) if found else -1, 1))
+            done = f"{done}.{segment}".lstrip(".")
+        return parts
+
+    return sorted(steps, key=key)
+
+
+def _prefixes(path: str) -> list[str]:
+    """``a[1].b.c`` -> ``a``, ``a[1]``, ``a[1].b``, ``a[1].b.c``."""
+    found, done = [], ""
+    for segment in path.split("."):
+        iteration = _ITERATION.fullmatch(segment)
+        if iteration:
+            found.append(f"{done}.{iteration.group(1)}".lstrip("."))
+        done = f"{done}.{segment}".lstrip(".")
+        found.append(done)
+    return found
+
+
 def step_line(step: dict[str, Any]) -> Text:
     """``✓ success  step_id  name  0.12s`` (plus the error of a failed step)."""
     status = str(step.get("status", "?"))
@@ -136,7 +187,7 @@ def step_line(step: dict[str, Any]) -> Text:
         "  ",
         (f"{mark} {status:<10}", style),
         " ",
-        (str(step.get("step_id", "?")), "bold"),
+        (step_path(step), "bold"),
     )
     name = step.get("name")
     if name and name != step.get("step_id"):

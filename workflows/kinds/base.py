@@ -56,6 +56,7 @@ class Waiting:
 
     signal: str
     until: datetime | None = None
+    payload_schema: dict[str, Any] | None = None  # what the awaited payload must satisfy
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,21 @@
 """`wait_for_signal`: waits for a named signal (buffered until read); its payload binds to
-``output``. A timeout fails the step with type ``SignalTimeout``."""
+``output``. A timeout fails the step with type ``SignalTimeout``.
+
+``payload_schema`` (a JSON Schema, the rules of a definition's ``inputs``) says what the
+payload must be: the API refuses a signal that fails it (422, the run keeps waiting), and the
+console builds its signal form from it. The status answer carries it while the step waits.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from temporalio import workflow
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, Problem, StepFailure
+from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, Waiting, register
 from workflows.kinds.common import FlowMixin, StepBase, VariableName
 
@@ -22,6 +28,9 @@ class WaitForSignalStep(StepBase, FlowMixin):
     timeout_seconds: float | None = Field(
         None, gt=0, le=366 * 86400, description="Give up waiting after this long."
     )
+    payload_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema the signal's payload must satisfy (checked by the API)."
+    )
     output: VariableName | None = None
 
 
@@ -31,11 +40,16 @@ class WaitForSignalKind(StepKind[WaitForSignalStep]):
     model = WaitForSignalStep
     waits = True
 
+    def problems(self, step: WaitForSignalStep, where: str) -> list[Problem]:
+        if step.payload_schema is None:
+            return []
+        return schema_problems(step.payload_schema, f"{where}.payload_schema")
+
     async def execute(self, step: WaitForSignalStep, run: StepRun) -> StepOutcome:
         queue = run.signal_queue(step.signal)
         timeout = timedelta(seconds=step.timeout_seconds) if step.timeout_seconds else None
         until = workflow.now() + timeout if timeout is not None else None
-        run.set_waiting(Waiting(step.signal, until))
+        run.set_waiting(Waiting(step.signal, until, step.payload_schema))
         try:
             await workflow.wait_condition(
                 lambda: bool(queue), timeout=timeout, timeout_summary=f"{step.signal} timeout"

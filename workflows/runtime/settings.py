@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_public_url: str | None = None
+    # The API's base URL as workers reach it (runs read it as {execution.api_url}); unset:
+    # API_PUBLIC_URL, else http://API_HOST:API_PORT. Compose sets it to the service's name.
+    api_internal_url: str | None = None
 
     # API keys: a JSON list of {"key", "name", "role", "workflows"} (or a file with the same)
     api_keys: SecretStr | None = None
@@ -258,6 +261,11 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def api_url_for_runs(self) -> str:
+        """``{execution.api_url}``: where a run's http steps reach this API."""
+        return (self.api_internal_url or self.api_url).rstrip("/")
 
 
 def load_settings(**overrides: Any) -> Settings:
