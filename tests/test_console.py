@@ -97,6 +97,18 @@ GRAPH_DOC: dict[str, Any] = {
     ],
 }
 
+# What the approval's payload must be: the console's approve form is built from it.
+APPROVAL_PAYLOAD: dict[str, Any] = {
+    "type": "object",
+    "required": ["approved", "by"],
+    "properties": {
+        "approved": {"type": "boolean", "description": "Go ahead?"},
+        "by": {"type": "string", "minLength": 2, "description": "Who approves"},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+    },
+    "additionalProperties": False,
+}
+
 # Inputs of every kind the form draws; two quick steps, an approval, one step after it.
 APPROVAL_DOC: dict[str, Any] = {
     "id": "console-approval",
@@ -128,12 +140,39 @@ APPROVAL_DOC: dict[str, Any] = {
             "signal": "approval",
             "output": "approval",
             "timeout_seconds": 600,
+            "payload_schema": APPROVAL_PAYLOAD,
         },
         {
             "id": "done",
             "type": "set",
             "values": {"outcome": "{greeting}, approved by {approval.by}"},
         },
+    ],
+}
+
+# A wait with no payload_schema: the console proposes no payload of its own.
+PLAIN_WAIT_DOC: dict[str, Any] = {
+    "id": "console-plain-wait",
+    "name": "A plain wait",
+    "steps": [
+        {
+            "id": "hold",
+            "type": "wait_for_signal",
+            "signal": "go",
+            "output": "go",
+            "timeout_seconds": 600,
+        }
+    ],
+}
+
+# Three model calls (the fake OpenRouter answers) under a token budget that pauses the run.
+BUDGET_DOC: dict[str, Any] = {
+    "id": "console-budget",
+    "name": "A budget that pauses",
+    "budget": {"max_tokens": 30, "on_exceeded": "pause"},
+    "steps": [
+        {"id": step, "type": "ai", "model": "first/model", "prompt": f"say {step}"}
+        for step in ("one", "two", "three")
     ],
 }
 
@@ -742,12 +781,43 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     )
     await console.screenshot("execution", tmp_path)
 
-    # Approve from the page.
-    # The step declares no payload_schema: the payload starts empty, nothing suggested.
-    payload = waiting.get_by_label("Payload (JSON)")
-    await expect(payload).to_have_value("{}")
-    await payload.fill('{"approved": true, "by": "the console"}')
-    await waiting.get_by_role("button", name="Send approval").click()
+    # Approve from the page, with a form made from the step's payload_schema.
+    await expect(waiting.locator("[data-field]")).to_have_count(3)
+    approved = waiting.get_by_label("approved")
+    await expect(approved).to_have_attribute("type", "checkbox")
+    await expect(approved).not_to_be_checked()
+    by = waiting.get_by_label("by")
+    await expect(by).to_have_attribute("aria-required", "true")
+    await expect(by).to_have_value("")
+    await expect(waiting.locator('[data-field="by"] .hint')).to_have_text("Who approves")
+    priority = waiting.get_by_label("priority")
+    await expect(priority).to_have_value("3")
+    # A payload the schema refuses: every problem on its field, nothing delivered, still waiting.
+    await approved.check()
+    await by.fill("x")
+    await priority.fill("9")
+    send = waiting.get_by_role("button", name="Send approval")
+    async with page.expect_response(lambda r: "/signals/approval" in r.url) as refused:
+        await send.click()
+    answer = await (await refused.value).json()
+    assert (await refused.value).status == 422
+    assert [e["path"] for e in answer["errors"]] == ["$.by", "$.priority"]
+    for problem in answer["errors"]:
+        field_name = problem["path"][2:]
+        await expect(waiting.locator(f'[data-field="{field_name}"] .field-error')).to_have_text(
+            problem["message"]
+        )
+    await expect(waiting.locator("[data-field] .field-error:visible")).to_have_count(2)
+    await expect(waiting).to_contain_text("approval was not delivered: see the fields above")
+    await page.wait_for_timeout(1500)  # a refresh or two: the form keeps what was typed
+    await expect(by).to_have_value("x")
+    await expect(page.locator(".title-badge .badge")).to_have_text("running")
+    status = (await http.get(f"/api/executions/{execution_id}")).json()
+    assert status["status"] == "running" and status["waiting_for"] == "approval"
+    assert status["waiting_payload_schema"] == APPROVAL_PAYLOAD
+    await by.fill("the console")
+    await priority.fill("2")
+    await send.click()
     await expect(page.locator(".title-badge .badge")).to_have_text("completed")
     await expect(waiting).to_be_hidden()
     for step in ("greet", "tally", "approval", "done"):
@@ -765,7 +835,64 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     outputs_seen = answer["outputs"]
     assert outputs_seen["count"] == 3 and outputs_seen["tone"] == "dry"
     assert outputs_seen["loud"] is False and outputs_seen["extra"] == {}
+    assert outputs_seen["approval"] == {"approved": True, "by": "the console", "priority": 2}
     assert answer["started_by"] == "test-admin"
+
+
+@pytest.mark.timeout(60)
+async def test_a_signal_without_payload_schema_starts_from_an_empty_object(
+    console: Console, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    save_definition(settings, PLAIN_WAIT_DOC)
+    execution_id = await start_run(http, "console-plain-wait", {})
+    page = console.page
+    await console.open(f"#/executions/{execution_id}")
+    waiting = page.locator("form.waiting")
+    await expect(waiting).to_contain_text("Waiting for signal “go”")
+    status = (await http.get(f"/api/executions/{execution_id}")).json()
+    assert status["waiting_for"] == "go" and status["waiting_payload_schema"] is None
+    # No schema: a JSON box holding {} and nothing else; no fields, no suggested answer.
+    await expect(waiting.locator("[data-field]")).to_have_count(0)
+    payload = waiting.get_by_label("Payload (JSON)")
+    await expect(payload).to_have_value("{}")
+    await payload.fill('{"ok": true}')
+    await waiting.get_by_role("button", name="Send go").click()
+    await expect(page.locator(".title-badge .badge")).to_have_text("completed")
+    outputs = page.locator('section[aria-labelledby="outputs-title"] pre')
+    await expect(outputs).to_contain_text('"ok": true')
+
+
+@pytest.mark.timeout(90)
+async def test_a_paused_budget_is_answered_from_the_budget_schema(
+    console: Console, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    save_definition(settings, BUDGET_DOC)
+    execution_id = await start_run(http, "console-budget", {})
+    page = console.page
+    await console.open(f"#/executions/{execution_id}")
+    waiting = page.locator("form.waiting")
+    await expect(waiting).to_contain_text("Waiting for signal “budget”")
+    # The budget signal's schema, as the status answer gives it: one field per limit.
+    await expect(waiting.locator("[data-field]")).to_have_count(3)
+    tokens = waiting.get_by_label("max_tokens")
+    await expect(tokens).to_have_value("")
+    await expect(waiting.get_by_label("max_cost_usd")).to_have_value("")
+    await tokens.fill("0")
+    await waiting.get_by_role("button", name="Send budget").click()
+    await expect(waiting.locator('[data-field="max_tokens"] .field-error')).to_contain_text(
+        "less than the minimum of 1"
+    )
+    assert (await http.get(f"/api/executions/{execution_id}")).json()["waiting_for"] == "budget"
+    await tokens.fill("500")
+    await waiting.get_by_role("button", name="Send budget").click()
+    await expect(page.locator(".title-badge .badge")).to_have_text("completed")
+    await expect(page.locator('ol.timeline li[data-path="three"]')).to_have_attribute(
+        "data-status", "success"
+    )
 
 
 @pytest.mark.timeout(90)
@@ -1001,6 +1128,8 @@ async (text) => {
     key: model.keyOfPath("fan.b.each[2].fetch"),
     junkNodes: svg.querySelectorAll("[data-step]").length,
     formats: [format.duration(1500), format.duration(125000), format.cost(0.000123), format.cost(1.5)],
+    ids: ["support-triage-3f2a9c1e-0b1c-4d2e-8f90-1234567890ab", "w-idem-9b1c04de0123456789abcdef01234567",
+      "3f2a9c1e-0b1c-4d2e-8f90-1234567890ab-review-7", "plain"].map(format.shortId),
   };
 }
 """
@@ -1059,3 +1188,9 @@ async def test_console_modules_on_awkward_input(console: Console) -> None:
     assert result["key"] == "fan.b.each.fetch"
     assert result["junkNodes"] == 4  # null is skipped; the rest are drawn, however odd
     assert result["formats"] == ["1.50 s", "2 min 05 s", "$0.00012", "$1.50"]
+    assert result["ids"] == [
+        "support-triage-3f2a9c1e",
+        "w-idem-9b1c04de",
+        "3f2a9c1e-review-7",
+        "plain",
+    ]

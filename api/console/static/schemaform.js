@@ -104,8 +104,9 @@ function fieldOf(path, message, names, root) {
     const sorted = [...names].sort((a, b) => b.length - a.length);
     return sorted.find((n) => tail === n || tail.startsWith(`${n}.`) || tail.startsWith(`${n}[`)) ?? null;
   }
-  // jsonschema names a missing required property at the object, in its message.
-  const missing = /^'([^']+)' is a required property/.exec(message || "");
+  // jsonschema names a missing required property at the object, in its message (which the
+  // API may begin with its own words: "the 'approval' payload does not fit …: 'by' is …").
+  const missing = /'([^']+)' is a required property/.exec(message || "");
   if (missing && names.includes(missing[1])) return missing[1];
   return null;
 }
