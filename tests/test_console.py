@@ -97,6 +97,18 @@ GRAPH_DOC: dict[str, Any] = {
     ],
 }
 
+# What the approval's payload must be: the console's approve form is built from it.
+APPROVAL_PAYLOAD: dict[str, Any] = {
+    "type": "object",
+    "required": ["approved", "by"],
+    "properties": {
+        "approved": {"type": "boolean", "description": "Go ahead?"},
+        "by": {"type": "string", "minLength": 2, "description": "Who approves"},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+    },
+    "additionalProperties": False,
+}
+
 # Inputs of every kind the form draws; two quick steps, an approval, one step after it.
 APPROVAL_DOC: dict[str, Any] = {
     "id": "console-approval",
@@ -128,6 +140,7 @@ APPROVAL_DOC: dict[str, Any] = {
             "signal": "approval",
             "output": "approval",
             "timeout_seconds": 600,
+            "payload_schema": APPROVAL_PAYLOAD,
         },
         {
             "id": "done",
@@ -137,6 +150,35 @@ APPROVAL_DOC: dict[str, Any] = {
     ],
 }
 
+# A wait with no payload_schema: the console proposes no payload of its own.
+PLAIN_WAIT_DOC: dict[str, Any] = {
+    "id": "console-plain-wait",
+    "name": "A plain wait",
+    "steps": [
+        {
+            "id": "hold",
+            "type": "wait_for_signal",
+            "signal": "go",
+            "output": "go",
+            "timeout_seconds": 600,
+        }
+    ],
+}
+
+# Three model calls (the fake OpenRouter answers) under a token budget that pauses the run.
+BUDGET_DOC: dict[str, Any] = {
+    "id": "console-budget",
+    "name": "A budget that pauses",
+    "budget": {"max_tokens": 30, "on_exceeded": "pause"},
+    "steps": [
+        {"id": step, "type": "ai", "model": "first/model", "prompt": f"say {step}"}
+        for step in ("one", "two", "three")
+    ],
+}
+
+# Nesting the timeline must keep apart: a parallel, a flat foreach, a foreach of 3 whose body
+# holds a foreach of 2 and a parallel (all iterations at once, so their records interleave in
+# time), and a sub_workflow, whose steps are its child's own execution.
 NESTED_DOC: dict[str, Any] = {
     "id": "console-nested",
     "name": "Nested scopes",
@@ -157,8 +199,102 @@ NESTED_DOC: dict[str, Any] = {
             "output": "doubled",
             "steps": [{"id": "double", "type": "set", "compute": {"d": "item * 2"}}],
         },
+        {
+            "id": "outer",
+            "type": "foreach",
+            "items": [1, 2, 3],
+            "as": "row",
+            "output": "grid",
+            "steps": [
+                {
+                    "id": "inner",
+                    "type": "foreach",
+                    "items": [10, 20],
+                    "as": "col",
+                    "output": "cells",
+                    "steps": [{"id": "calc", "type": "set", "compute": {"v": "row * col"}}],
+                },
+                {
+                    "id": "pair",
+                    "type": "parallel",
+                    "output": "paired",
+                    "branches": [
+                        {"id": "x", "steps": [{"id": "px", "type": "set", "values": {"p": 1}}]},
+                        {"id": "y", "steps": [{"id": "py", "type": "set", "values": {"q": 2}}]},
+                    ],
+                },
+            ],
+        },
+        {"id": "child", "type": "sub_workflow", "workflow_id": "console-leaf"},
     ],
 }
+LEAF_DOC: dict[str, Any] = {
+    "id": "console-leaf",
+    "name": "A child run",
+    "steps": [{"id": "leaf", "type": "set", "values": {"leaf": True}}],
+}
+
+
+def nested_paths() -> list[str]:
+    """NESTED_DOC's records in the order the grouped timeline shows them."""
+    paths = ["fan", "fan.a.one", "fan.b.two", "each"]
+    paths += [f"each[{i}].double" for i in range(3)]
+    paths.append("outer")
+    for i in range(3):
+        paths.append(f"outer[{i}].inner")
+        paths += [f"outer[{i}].inner[{j}].calc" for j in range(2)]
+        paths += [f"outer[{i}].pair", f"outer[{i}].pair.x.px", f"outer[{i}].pair.y.py"]
+    return [*paths, "child"]
+
+
+# A graph too wide for its box and text too long for a node: a 150-character condition, a
+# 64-character step id, a long URL, and a parallel of six branches.
+LONG_WHEN = (
+    "classification.priority == 'high' && classification.score > 2 && "
+    "classification.team in ['billing', 'support', 'ops'] && size(classification.tags) > 0"
+)
+LONG_ID = "enrich-the-ticket-with-the-customer-record-and-the-contract-term"
+WIDE_DOC: dict[str, Any] = {
+    "id": "console-wide",
+    "name": "Wide and wordy",
+    "steps": [
+        {
+            "id": "classify",
+            "type": "set",
+            "values": {"classification": {"priority": "high", "score": 3, "team": "ops"}},
+        },
+        {
+            "id": "route",
+            "type": "condition",
+            "branches": [{"when": LONG_WHEN, "next": LONG_ID}],
+            "default": "fan",
+        },
+        {
+            "id": LONG_ID,
+            "type": "http",
+            "name": "Look the customer up in the customer relationship system",
+            "url": "http://127.0.0.1:9/customers/{classification.team}/records?fields=contract,terms,owner",
+        },
+        {
+            "id": "fan",
+            "type": "parallel",
+            "branches": [
+                {"id": f"b{i}", "steps": [{"id": f"s{i}", "type": "set", "values": {"v": i}}]}
+                for i in range(6)
+            ],
+        },
+    ],
+}
+# Every text of every node, inside its node's box (nothing drawn past the edge or cut).
+TEXT_OUTSIDE_NODES = """svg => [...svg.querySelectorAll("g.gnode, g.gbox")].flatMap((g) => {
+  const w = g.querySelector(":scope > rect").width.baseVal.value;
+  return [...g.querySelectorAll(":scope > text")]
+    .filter((t) => { const b = t.getBBox(); return b.x < 0 || b.x + b.width > w; })
+    .map((t) => t.textContent);
+})"""
+FITS = (
+    "el => [el.scrollWidth, el.clientWidth, el.querySelector('svg').getBoundingClientRect().width]"
+)
 
 
 def _chromium_or_skip() -> None:
@@ -462,6 +598,12 @@ async def test_graph_editor_errors_at_their_lines_save_and_versions(
     await page.get_by_role("button", name="Save new version").click()
     await expect(page.locator(".errors-title")).to_have_text("Not saved: 2 problems")
     assert (await http.get("/api/workflows/console-graph")).json()["version"] == 1
+    # Problems sharing a line (the whole document on one line): every one is written on it.
+    await editor.fill(json.dumps(bad))
+    await expect(page.locator(".editor-status")).to_have_text("2 problems")
+    one_line = page.locator('.editor-note[data-line="1"]')
+    await expect(one_line).to_contain_text("jumps to unknown step 'nowhere'")
+    await expect(one_line).to_contain_text("invalid CEL expression")
 
     # Fixed and saved: version 2, and version 1 is still there to read.
     fixed = json.loads(json.dumps(GRAPH_DOC))
@@ -485,6 +627,75 @@ async def test_graph_editor_errors_at_their_lines_save_and_versions(
     await expect(page.get_by_label("Definition JSON")).to_have_value(
         re.compile(r'"name": "Graph of every kind"')
     )
+
+
+@pytest.mark.timeout(60)
+async def test_graph_text_is_wrapped_whole_and_the_graph_fits_its_box(
+    console: Console, settings: Settings, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    assert len(LONG_WHEN) == 150
+    save_definition(settings, WIDE_DOC)
+    page = console.page
+    await console.open("#/workflows/console-wide")
+    graph = page.locator("svg.graph")
+    await expect(graph.locator('[data-step="fan.b5.s5"]')).to_have_count(1)
+
+    # The whole condition is on its node, over several lines; nothing is cut with "…".
+    branch = graph.locator('[data-step="route"] text.row-branch')
+    assert await branch.text_content() == f"if {LONG_WHEN}"
+    assert await branch.locator("tspan").count() >= 3  # wrapped, not one line running off
+    node_id = graph.locator(f'[data-step="{LONG_ID}"] text.node-id')
+    assert await node_id.text_content() == LONG_ID
+    assert "…" not in (await graph.text_content() or "")
+    assert await graph.evaluate(TEXT_OUTSIDE_NODES) == []
+    # The full text is in the node's tooltip too.
+    title = graph.locator('[data-step="route"] > title')
+    await expect(title).to_contain_text(LONG_WHEN)
+
+    # Wider than its box, so it starts fitted to the box's width.
+    box = page.locator(".graph-scroll")
+    fit = page.get_by_role("button", name="Fit to width")
+    await expect(fit).to_have_attribute("aria-pressed", "true")
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert scroll_w <= client_w and svg_w <= client_w, (scroll_w, client_w, svg_w)
+    natural = int(await graph.get_attribute("data-width") or 0)
+    assert natural > client_w
+    await expect(page.locator(".zoom-level")).to_have_text(f"{round(svg_w / natural * 100)}%")
+    await console.screenshot("graph-fit", tmp_path)
+
+    # 100%: its own size, scrolled in the box; zoom in and out by steps; fit again.
+    await page.get_by_role("button", name="Actual size (100%)").click()
+    await expect(page.locator(".zoom-level")).to_have_text("100%")
+    await expect(fit).to_have_attribute("aria-pressed", "false")
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert svg_w == natural and scroll_w > client_w
+    await page.get_by_role("button", name="Zoom in").click()
+    await expect(page.locator(".zoom-level")).to_have_text("125%")
+    await page.get_by_role("button", name="Zoom out").click()
+    await page.get_by_role("button", name="Zoom out").click()
+    await expect(page.locator(".zoom-level")).to_have_text("80%")
+    await fit.click()
+    scroll_w, client_w, svg_w = await box.evaluate(FITS)
+    assert scroll_w <= client_w and svg_w <= client_w
+    # The whole graph, not only its width: its drawn box lies inside the scroll box.
+    outer = await box.bounding_box()
+    drawn = await graph.bounding_box()
+    assert (
+        outer
+        and drawn
+        and drawn["x"] >= outer["x"]
+        and drawn["x"] + drawn["width"] <= (outer["x"] + outer["width"])
+    )
+    # Edits redraw the graph at the zoom the reader chose.
+    await page.get_by_role("button", name="Actual size (100%)").click()
+    await page.get_by_role("tab", name="JSON").click()
+    editor = page.get_by_label("Definition JSON")
+    await editor.fill((await editor.input_value()).replace('"id": "s5"', '"id": "s6"'))
+    await page.get_by_role("tab", name="Graph").click()
+    await expect(graph.locator('[data-step="fan.b5.s6"]')).to_have_count(1)
+    await expect(page.locator(".zoom-level")).to_have_text("100%")
 
 
 @pytest.mark.timeout(90)
@@ -520,15 +731,28 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     await expect(name).to_have_attribute("aria-invalid", "true")
     assert not [url for url, _ in console.api_calls[starts:] if url.endswith("/run")]
 
-    # What only the API knows (the minimum): its 422, on the field its path names.
+    # What only the API knows (a minimum, a type): its 422 lists every problem, and each is
+    # shown on the field its path names, not only the first.
     await name.fill("Ada")
     await count.fill("-1")
-    await form.get_by_role("button", name="Start run").click()
-    count_error = form.locator('[data-field="count"] .field-error')
-    await expect(count_error).to_contain_text("less than the minimum of 0")
+    extra = form.get_by_label("extra")
+    await extra.fill("[1]")
+    async with page.expect_response(lambda r: r.url.endswith("/api/workflows/run")) as refused:
+        await form.get_by_role("button", name="Start run").click()
+    answer = await (await refused.value).json()
+    assert [e["path"] for e in answer["errors"]] == ["$.input_vars.count", "$.input_vars.extra"]
+    for problem in answer["errors"]:
+        field_name = problem["path"].rsplit(".", 1)[1]
+        await expect(form.locator(f'[data-field="{field_name}"] .field-error')).to_have_text(
+            problem["message"]
+        )
+        await expect(form.get_by_label(field_name)).to_have_attribute("aria-invalid", "true")
+    await expect(form.locator("[data-field] .field-error:visible")).to_have_count(2)
     await expect(name_error).to_be_hidden()
+    await expect(form.locator(".form-errors")).to_contain_text("see the fields above")
     await console.screenshot("run-form", tmp_path)
 
+    await extra.fill("{}")
     await count.fill("3")
     await tone.select_option("dry")
     await form.get_by_role("button", name="Start run").click()
@@ -557,11 +781,43 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     )
     await console.screenshot("execution", tmp_path)
 
-    # Approve from the page.
-    payload = waiting.get_by_label("Payload (JSON)")
-    await expect(payload).to_have_value(re.compile(r'"approved": true'))
-    await payload.fill('{"approved": true, "by": "the console"}')
-    await waiting.get_by_role("button", name="Send approval").click()
+    # Approve from the page, with a form made from the step's payload_schema.
+    await expect(waiting.locator("[data-field]")).to_have_count(3)
+    approved = waiting.get_by_label("approved")
+    await expect(approved).to_have_attribute("type", "checkbox")
+    await expect(approved).not_to_be_checked()
+    by = waiting.get_by_label("by")
+    await expect(by).to_have_attribute("aria-required", "true")
+    await expect(by).to_have_value("")
+    await expect(waiting.locator('[data-field="by"] .hint')).to_have_text("Who approves")
+    priority = waiting.get_by_label("priority")
+    await expect(priority).to_have_value("3")
+    # A payload the schema refuses: every problem on its field, nothing delivered, still waiting.
+    await approved.check()
+    await by.fill("x")
+    await priority.fill("9")
+    send = waiting.get_by_role("button", name="Send approval")
+    async with page.expect_response(lambda r: "/signals/approval" in r.url) as refused:
+        await send.click()
+    answer = await (await refused.value).json()
+    assert (await refused.value).status == 422
+    assert [e["path"] for e in answer["errors"]] == ["$.by", "$.priority"]
+    for problem in answer["errors"]:
+        field_name = problem["path"][2:]
+        await expect(waiting.locator(f'[data-field="{field_name}"] .field-error')).to_have_text(
+            problem["message"]
+        )
+    await expect(waiting.locator("[data-field] .field-error:visible")).to_have_count(2)
+    await expect(waiting).to_contain_text("approval was not delivered: see the fields above")
+    await page.wait_for_timeout(1500)  # a refresh or two: the form keeps what was typed
+    await expect(by).to_have_value("x")
+    await expect(page.locator(".title-badge .badge")).to_have_text("running")
+    status = (await http.get(f"/api/executions/{execution_id}")).json()
+    assert status["status"] == "running" and status["waiting_for"] == "approval"
+    assert status["waiting_payload_schema"] == APPROVAL_PAYLOAD
+    await by.fill("the console")
+    await priority.fill("2")
+    await send.click()
     await expect(page.locator(".title-badge .badge")).to_have_text("completed")
     await expect(waiting).to_be_hidden()
     for step in ("greet", "tally", "approval", "done"):
@@ -579,7 +835,64 @@ async def test_run_from_the_form_then_approve_and_watch_the_timeline(
     outputs_seen = answer["outputs"]
     assert outputs_seen["count"] == 3 and outputs_seen["tone"] == "dry"
     assert outputs_seen["loud"] is False and outputs_seen["extra"] == {}
+    assert outputs_seen["approval"] == {"approved": True, "by": "the console", "priority": 2}
     assert answer["started_by"] == "test-admin"
+
+
+@pytest.mark.timeout(60)
+async def test_a_signal_without_payload_schema_starts_from_an_empty_object(
+    console: Console, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    save_definition(settings, PLAIN_WAIT_DOC)
+    execution_id = await start_run(http, "console-plain-wait", {})
+    page = console.page
+    await console.open(f"#/executions/{execution_id}")
+    waiting = page.locator("form.waiting")
+    await expect(waiting).to_contain_text("Waiting for signal “go”")
+    status = (await http.get(f"/api/executions/{execution_id}")).json()
+    assert status["waiting_for"] == "go" and status["waiting_payload_schema"] is None
+    # No schema: a JSON box holding {} and nothing else; no fields, no suggested answer.
+    await expect(waiting.locator("[data-field]")).to_have_count(0)
+    payload = waiting.get_by_label("Payload (JSON)")
+    await expect(payload).to_have_value("{}")
+    await payload.fill('{"ok": true}')
+    await waiting.get_by_role("button", name="Send go").click()
+    await expect(page.locator(".title-badge .badge")).to_have_text("completed")
+    outputs = page.locator('section[aria-labelledby="outputs-title"] pre')
+    await expect(outputs).to_contain_text('"ok": true')
+
+
+@pytest.mark.timeout(90)
+async def test_a_paused_budget_is_answered_from_the_budget_schema(
+    console: Console, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    save_definition(settings, BUDGET_DOC)
+    execution_id = await start_run(http, "console-budget", {})
+    page = console.page
+    await console.open(f"#/executions/{execution_id}")
+    waiting = page.locator("form.waiting")
+    await expect(waiting).to_contain_text("Waiting for signal “budget”")
+    # The budget signal's schema, as the status answer gives it: one field per limit.
+    await expect(waiting.locator("[data-field]")).to_have_count(3)
+    tokens = waiting.get_by_label("max_tokens")
+    await expect(tokens).to_have_value("")
+    await expect(waiting.get_by_label("max_cost_usd")).to_have_value("")
+    await tokens.fill("0")
+    await waiting.get_by_role("button", name="Send budget").click()
+    await expect(waiting.locator('[data-field="max_tokens"] .field-error')).to_contain_text(
+        "less than the minimum of 1"
+    )
+    assert (await http.get(f"/api/executions/{execution_id}")).json()["waiting_for"] == "budget"
+    await tokens.fill("500")
+    await waiting.get_by_role("button", name="Send budget").click()
+    await expect(page.locator(".title-badge .badge")).to_have_text("completed")
+    await expect(page.locator('ol.timeline li[data-path="three"]')).to_have_attribute(
+        "data-status", "success"
+    )
 
 
 @pytest.mark.timeout(90)
@@ -607,7 +920,7 @@ async def test_cancel_from_the_page_rerun_and_the_filtered_list(
     assert answer["status"] == "cancelled"
     assert "not needed any more" in json.dumps(answer["error"])
 
-    # Rerun from a chosen step (SPEC §10): a new execution, or the API's refusal shown.
+    # Rerun from a chosen step: a new execution, or the API's refusal shown.
     from_step = page.get_by_label("Rerun from step")
     await expect(from_step.locator("option")).to_contain_text(["greet", "tally", "approval"])
     await from_step.select_option("tally")
@@ -666,13 +979,17 @@ async def test_cancel_from_the_page_rerun_and_the_filtered_list(
         assert response.status_code in (202, 409), response.text
 
 
-@pytest.mark.timeout(60)
-async def test_nested_steps_are_indented_and_coloured_on_the_graph(
-    console: Console, settings: Settings, http: httpx.AsyncClient
+ROW_PATHS = "els => els.map(e => e.dataset.path)"
+
+
+@pytest.mark.timeout(90)
+async def test_nested_steps_sit_in_their_own_iteration_and_branch(
+    console: Console, settings: Settings, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     from playwright.async_api import expect
 
     save_definition(settings, NESTED_DOC)
+    save_definition(settings, LEAF_DOC)
     response = await http.post(
         "/api/workflows/run",
         params={"wait": "true", "timeout": "30"},
@@ -684,24 +1001,65 @@ async def test_nested_steps_are_indented_and_coloured_on_the_graph(
     await console.open(f"#/executions/{execution_id}")
     await expect(page.locator(".title-badge .badge")).to_have_text("completed")
     timeline = page.locator("ol.timeline")
-    depths = {
-        "fan": "0",
-        "fan.a.one": "1",
-        "fan.b.two": "1",
-        "each": "0",
-        "each[0].double": "1",
-        "each[2].double": "1",
-    }
-    for path, depth in depths.items():
-        row = timeline.locator(f'li[data-path="{path}"]')
-        await expect(row).to_have_attribute("data-depth", depth)
-        await expect(row).to_have_attribute("data-status", "success")
+    rows = timeline.locator("li.step")
+    await expect(rows).to_have_count(len(nested_paths()))
+    # Read top to bottom, every record follows the step and the iteration or branch it ran in.
+    assert await rows.evaluate_all(ROW_PATHS) == nested_paths()
+    assert await rows.evaluate_all("els => els.map(e => e.dataset.status)") == ["success"] * len(
+        nested_paths()
+    )
+
+    def group(key: str) -> Any:
+        return timeline.locator(f'li.step-group[data-group="{key}"]')
+
+    def direct_rows(key: str) -> Any:
+        return group(key).locator(":scope > details > ol.step-scope > li.step")
+
+    # A foreach's row holds one group per iteration, in item order; a parallel's, per branch.
+    outer_groups = timeline.locator('li.step[data-path="outer"] > ol.step-groups > li.step-group')
+    await expect(outer_groups).to_have_count(3)
+    assert await outer_groups.evaluate_all("els => els.map(e => e.dataset.group)") == [
+        "outer[0]",
+        "outer[1]",
+        "outer[2]",
+    ]
+    for i in range(3):
+        assert await direct_rows(f"outer[{i}]").evaluate_all(ROW_PATHS) == [
+            f"outer[{i}].inner",
+            f"outer[{i}].pair",
+        ]
+        for j in range(2):
+            assert await direct_rows(f"outer[{i}].inner[{j}]").evaluate_all(ROW_PATHS) == [
+                f"outer[{i}].inner[{j}].calc"
+            ]
+        for branch, step in (("x", "px"), ("y", "py")):
+            assert await direct_rows(f"outer[{i}].pair.{branch}").evaluate_all(ROW_PATHS) == [
+                f"outer[{i}].pair.{branch}.{step}"
+            ]
+        await expect(group(f"outer[{i}]").locator("li.step")).to_have_count(6)
+    await expect(group("outer[1]").locator("> details > .group-head")).to_contain_text(
+        "iteration 1 · 6 steps"
+    )
+    await expect(group("fan.b").locator("> details > .group-head")).to_contain_text("branch b")
+    assert await direct_rows("fan.b").evaluate_all(ROW_PATHS) == ["fan.b.two"]
+    await expect(timeline.locator('li[data-path="outer[2].inner[1].calc"]')).to_have_attribute(
+        "data-depth", "2"
+    )
     # Nested rows sit further right than their parent.
-    outer = await timeline.locator('li[data-path="fan"] .step-icon').bounding_box()
-    inner = await timeline.locator('li[data-path="fan.a.one"] .step-icon').bounding_box()
+    outer = await timeline.locator('li[data-path="outer"] > .step-icon').bounding_box()
+    inner = await timeline.locator('li[data-path="outer[0].inner"] > .step-icon').bounding_box()
     assert outer and inner and inner["x"] > outer["x"] + 10
+    await group("each[1]").locator("> details > summary").click()  # one folded, for the picture
+    await page.evaluate("document.getElementById('timeline-title').scrollIntoView()")
+    await console.screenshot("timeline", tmp_path)
+    await group("each[1]").locator("> details > summary").click()
+    # A group folds, and stays folded across the page's refreshes.
+    await group("outer[0]").locator("> details > summary").click()
+    await expect(direct_rows("outer[0]").first).to_be_hidden()
+    await expect(direct_rows("outer[1]").first).to_be_visible()
+
     # The graph colours each node by the records that ran it (iterations folded together).
-    for key in ("fan", "fan.a.one", "fan.b.two", "each", "each.double"):
+    for key in ("fan", "fan.a.one", "fan.b.two", "each", "each.double", "outer.inner.calc"):
         await expect(page.locator(f'svg.graph [data-step="{key}"]')).to_have_class(
             re.compile(r"\bst-success\b")
         )
@@ -709,9 +1067,21 @@ async def test_nested_steps_are_indented_and_coloured_on_the_graph(
     await expect(page.get_by_role("button", name="Cancel execution")).to_be_hidden()
     await expect(page.get_by_role("button", name="Rerun", exact=True)).to_be_visible()
 
+    # A sub_workflow's steps are in its child's execution: linked from its row, not inlined.
+    child_link = timeline.locator('li[data-path="child"] a.chip-child')
+    await expect(child_link).to_have_text("child execution ↗")
+    await child_link.click()
+    await expect(page.locator('ol.timeline li[data-path="leaf"]')).to_have_attribute(
+        "data-status", "success"
+    )
+    child_id = page.url.rsplit("/", 1)[1]
+    assert child_id.startswith(f"{execution_id}-child-")
+    child = (await http.get(f"/api/executions/{child_id}")).json()
+    assert child["status"] == "completed" and child["workflow_id"] == "console-leaf", child
+
 
 # The pure modules, run in the page itself: path -> line on awkward JSON, syntax errors with
-# their position, nesting depth of record paths, record merging, and a graph drawn from a
+# their position, grouping of record paths, record merging, and a graph drawn from a
 # half-written document without an exception.
 MODULE_CHECKS = r"""
 async (text) => {
@@ -732,6 +1102,13 @@ async (text) => {
     [{seq: 1, step_id: "a", path: "a", start_time: "2025-01-01T00:00:00Z", status: "success"},
      {seq: 2, step_id: "b", path: "b", start_time: "2025-01-01T00:00:01Z", status: "running"}],
   );
+  // A group whose owner has no record yet, a loop running `each` twice (each visit keeps its
+  // own iterations), and iterations that ran out of item order.
+  const at = (seq, path) => ({seq, path, step_id: path, start_time: `2025-01-01T00:00:${String(seq).padStart(2, "0")}Z`});
+  const stray = [at(1, "fan.a.one"), at(2, "fan"), at(3, "each"), at(4, "each[1].x"), at(5, "each[0].x"),
+    at(6, "each"), at(7, "each[0].x")];
+  const shape = (nodes) => nodes.map((n) => [n.path, n.record ? n.record.seq : null,
+    n.groups.map((g) => [g.key, g.kind, shape(g.nodes)])]);
   const junk = [null, {type: "condition"}, {id: "x", next: "nope"},
     {id: "p", type: "parallel", branches: "bad"}, {id: "f", type: "foreach"}];
   const svg = render.renderGraph(junk, {});
@@ -744,15 +1121,15 @@ async (text) => {
     trailing: syntax('{"a": 1,\n}'),
     colon: syntax('{"a" 1}'),
     unterminated: syntax('{"a": "b\n"}'),
-    depths: [
-      timeline.depthOf("fan.b.each[2].fetch", new Set(["fan"])),
-      timeline.depthOf("each[3].fetch", new Set()),
-      timeline.depthOf("solo", new Set()),
-    ],
+    scopes: ["fan.b.each[2].fetch", "outer[1].inner[2].calc", "fan.b.fetch", "solo"]
+      .map((p) => timeline.groupOf(p)),
+    tree: shape(timeline.groupRecords(stray)),
     merged: merged.map((r) => `${r.step_id}:${r.status}`),
     key: model.keyOfPath("fan.b.each[2].fetch"),
     junkNodes: svg.querySelectorAll("[data-step]").length,
     formats: [format.duration(1500), format.duration(125000), format.cost(0.000123), format.cost(1.5)],
+    ids: ["support-triage-3f2a9c1e-0b1c-4d2e-8f90-1234567890ab", "w-idem-9b1c04de0123456789abcdef01234567",
+      "3f2a9c1e-0b1c-4d2e-8f90-1234567890ab-review-7", "plain"].map(format.shortId),
   };
 }
 """
@@ -789,8 +1166,31 @@ async def test_console_modules_on_awkward_input(console: Console) -> None:
     assert result["colon"][0].startswith("Expected ':' after the property name")
     assert result["colon"][1:] == [1, 6]
     assert result["unterminated"][0].startswith("A string must end on its own line")
-    assert result["depths"] == [2, 1, 0]
+    assert result["scopes"] == [
+        {"key": "fan.b.each[2]", "owner": "fan.b.each", "kind": "iteration", "index": 2},
+        {"key": "outer[1].inner[2]", "owner": "outer[1].inner", "kind": "iteration", "index": 2},
+        {"key": "fan.b", "owner": "fan", "kind": "branch", "index": None},
+        None,
+    ]
+    assert result["tree"] == [
+        ["fan", 2, [["fan.a", "branch", [["fan.a.one", 1, []]]]]],
+        [
+            "each",
+            3,
+            [
+                ["each[0]", "iteration", [["each[0].x", 5, []]]],
+                ["each[1]", "iteration", [["each[1].x", 4, []]]],
+            ],
+        ],
+        ["each", 6, [["each[0]", "iteration", [["each[0].x", 7, []]]]]],
+    ]
     assert result["merged"] == ["a:success", "b:running"]
     assert result["key"] == "fan.b.each.fetch"
     assert result["junkNodes"] == 4  # null is skipped; the rest are drawn, however odd
     assert result["formats"] == ["1.50 s", "2 min 05 s", "$0.00012", "$1.50"]
+    assert result["ids"] == [
+        "support-triage-3f2a9c1e",
+        "w-idem-9b1c04de",
+        "3f2a9c1e-review-7",
+        "plain",
+    ]

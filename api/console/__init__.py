@@ -1,4 +1,4 @@
-"""The web console at ``/console`` (SPEC §12): definitions, runs and executions in a browser.
+"""The web console at ``/console``: definitions, runs and executions in a browser.
 
 The console is static files (plain HTML, CSS and ES modules: no build step, nothing from a
 CDN) that call the JSON API with ``fetch`` and the same API keys. This module serves the shell

@@ -95,7 +95,7 @@ export const api = {
     request("POST", `/api/executions/${enc(id)}/signals/${enc(name)}`, {
       body: payload === undefined ? "" : JSON.stringify(payload),
     }),
-  // SPEC §10; the endpoint may not exist on an older API: its 404/405 is shown as is.
+  // The endpoint may not exist on an older API: its 404/405 is shown as is.
   rerun: (id, { fromStep, version } = {}) => {
     const body = {};
     if (fromStep) body.from_step = fromStep;

@@ -84,7 +84,7 @@ export function createEditor({ label, value = "", onInput, readOnly = false }) {
         "data-line": line,
         title: messages.join("\n"),
         style: { top: `${top(line)}px` },
-      }, messages.length > 1 ? `${messages[0]} (+${messages.length - 1} more)` : messages[0]));
+      }, messages.join(" · "))); // every problem of the line, not the first alone
     }
   }
 

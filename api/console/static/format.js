@@ -54,9 +54,17 @@ export function count(n) {
   return typeof n === "number" ? n.toLocaleString("en-US") : "—";
 }
 
-/** The first block of a UUID is enough to tell executions apart in a list. */
+const UUID = /([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+const LONG_HEX = /\b([0-9a-f]{8})[0-9a-f]{24}\b/gi;
+
+/**
+ * An execution id short enough for a title or a list: the first block of each UUID (and of
+ * an idempotency digest) tells runs apart, and the rest stays readable, such as the
+ * definition id that starts it (`support-triage-3f2a9c1e`, `…-idem-9b1c04de`, a child's
+ * `…-3f2a9c1e-review-7`).
+ */
 export function shortId(id) {
-  return String(id || "").split("-")[0] || String(id || "");
+  return String(id || "").replace(UUID, "$1").replace(LONG_HEX, "$1");
 }
 
 /** Cut text to `max` characters with an ellipsis (the full text goes in a title). */
@@ -70,7 +78,7 @@ export function pretty(value) {
   return JSON.stringify(value, null, 2);
 }
 
-/** The run's cost, wherever the answer carries it (`usage.cost_usd`, SPEC §11). */
+/** The run's cost, wherever the answer carries it (`usage.cost_usd`). */
 export function costOf(answer) {
   const value = answer?.usage?.cost_usd ?? answer?.cost_usd;
   return typeof value === "number" ? value : null;

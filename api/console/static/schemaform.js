@@ -1,11 +1,18 @@
-// A form from a definition's `inputs` JSON Schema: one field per top-level property (text,
-// number, checkbox, select for `enum`, JSON text for objects and arrays), required fields
-// marked, defaults filled in. Values are read back typed, and errors with a path such as
-// `$.input_vars.name` are shown on the field they name.
+// A form from a JSON Schema (a definition's `inputs`, a signal's `payload_schema`): one field
+// per top-level property (text, number, checkbox, select for `enum`, JSON text for objects and
+// arrays), required fields marked, defaults filled in. Values are read back typed, and errors
+// with a path under the form's root (`$.input_vars.name` for a run's inputs) are shown on the
+// field they name.
 
 import { h, uid } from "./dom.js";
 
-const INPUTS_PATH = "$.input_vars";
+/** What the run form calls things; a signal's payload form says its own. */
+const INPUTS = {
+  root: "$.input_vars",
+  whole: "Inputs (JSON object)",
+  others: "Other inputs (JSON object)",
+  none: "This workflow takes no inputs.",
+};
 
 function mainType(schema) {
   const t = schema?.type;
@@ -89,25 +96,28 @@ function control(name, schema, required, id) {
 }
 
 /** The field a path belongs to: `$.input_vars.ticket.subject` -> "ticket". */
-function fieldOf(path, message, names) {
-  const rest = String(path || "").startsWith(INPUTS_PATH) ? path.slice(INPUTS_PATH.length) : null;
+function fieldOf(path, message, names, root) {
+  const rest = String(path || "").startsWith(root) ? path.slice(root.length) : null;
   if (rest === null) return null;
   if (rest.startsWith(".")) {
     const tail = rest.slice(1);
     const sorted = [...names].sort((a, b) => b.length - a.length);
     return sorted.find((n) => tail === n || tail.startsWith(`${n}.`) || tail.startsWith(`${n}[`)) ?? null;
   }
-  // jsonschema names a missing required property at the object, in its message.
-  const missing = /^'([^']+)' is a required property/.exec(message || "");
+  // jsonschema names a missing required property at the object, in its message (which the
+  // API may begin with its own words: "the 'approval' payload does not fit …: 'by' is …").
+  const missing = /'([^']+)' is a required property/.exec(message || "");
   if (missing && names.includes(missing[1])) return missing[1];
   return null;
 }
 
 /**
- * createSchemaForm(schema) -> {element, read() -> {values, errors}, showErrors(errors) -> rest}
- * `errors` are the API's items; `showErrors` returns the ones no field could take.
+ * createSchemaForm(schema, words = INPUTS) -> {element, read() -> {values, errors},
+ * showErrors(errors) -> rest}. `errors` are the API's items; `showErrors` returns the ones
+ * no field could take. `words`: {root (the JSON path of the value), whole, others, none}.
  */
-export function createSchemaForm(schema) {
+export function createSchemaForm(schema, words = INPUTS) {
+  const root = words.root;
   const properties = schema && typeof schema.properties === "object" ? schema.properties : {};
   const required = new Set(Array.isArray(schema?.required) ? schema.required : []);
   const fields = new Map();
@@ -146,10 +156,10 @@ export function createSchemaForm(schema) {
     });
     extra = { el, error };
     rows.push(h("div", { class: "field", "data-field": "*" },
-      h("label", { for: id }, Object.keys(properties).length ? "Other inputs (JSON object)" : "Inputs (JSON object)"),
+      h("label", { for: id }, Object.keys(properties).length ? words.others : words.whole),
       el, error));
   }
-  const element = h("div", { class: "schema-form" }, rows.length ? rows : h("p", { class: "muted" }, "This workflow takes no inputs."));
+  const element = h("div", { class: "schema-form" }, rows.length ? rows : h("p", { class: "muted" }, words.none));
 
   function setError(field, message) {
     field.error.textContent = message || "";
@@ -176,19 +186,19 @@ export function createSchemaForm(schema) {
           if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("must be a JSON object");
           Object.assign(values, parsed);
         } catch (err) {
-          errors.push({ code: "invalid_json", message: err.message, path: INPUTS_PATH, field: "*" });
+          errors.push({ code: "invalid_json", message: err.message, path: root, field: "*" });
         }
       }
       for (const [name, field] of fields) {
         try {
           const value = field.read(field.el);
           if (value === undefined) {
-            if (field.isRequired) errors.push({ code: "required", message: "required", path: `${INPUTS_PATH}.${name}` });
+            if (field.isRequired) errors.push({ code: "required", message: "required", path: `${root}.${name}` });
           } else {
             values[name] = value;
           }
         } catch (err) {
-          errors.push({ code: "invalid_value", message: err.message, path: `${INPUTS_PATH}.${name}` });
+          errors.push({ code: "invalid_value", message: err.message, path: `${root}.${name}` });
         }
       }
       return { values, errors };
@@ -198,7 +208,7 @@ export function createSchemaForm(schema) {
       const rest = [];
       let first = null;
       for (const e of errors) {
-        const name = e.field === "*" ? "*" : fieldOf(e.path, e.message, [...fields.keys()]);
+        const name = e.field === "*" ? "*" : fieldOf(e.path, e.message, [...fields.keys()], root);
         const field = name === "*" ? extra : name ? fields.get(name) : null;
         if (!field) {
           rest.push(e);

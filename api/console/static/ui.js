@@ -11,6 +11,17 @@ const STATUS_LABEL = {
   terminated: "terminated",
 };
 
+/** Worst first: how one mark reads for several records (a graph node run by every
+ * iteration, a timeline group). */
+const RANK = { failed: 4, running: 3, cancelled: 2, success: 1 };
+
+/** The worse of two step statuses (null when neither is known). */
+export function worseStatus(a, b) {
+  if (!b) return a || null;
+  if (!a) return b;
+  return (RANK[b] || 0) > (RANK[a] || 0) ? b : a;
+}
+
 export function statusBadge(status) {
   const known = Object.hasOwn(STATUS_LABEL, status) ? status : "unknown";
   return h(

@@ -4,30 +4,56 @@
 // (jumps, branches, error routes, loops back) leaves the node's right side into a vertical
 // lane right of the column and comes back into its target's right side. Lanes are given out
 // shortest arrow first, so short hops hug the column and arrows never share a lane segment.
-// Pure: numbers in, numbers out.
+// Pure but for text widths, which come from `measure` (text.js).
+
+import { createMeasure, wrapText } from "./text.js";
 
 export const G = {
   nodeW: 256,
-  headerH: 46,
-  rowH: 20,
+  lineH: 15, // a line of the header's 12px text
+  headTop: 7,
+  headGap: 3, // between the id and the line under it
+  headBottom: 6,
+  rowLineH: 14, // a line of a row's 11px text
+  rowPad: 6,
   rowsPad: 6,
   vgap: 30,
   laneStart: 18,
   laneGap: 12,
   boxPad: 14,
   branchGap: 22,
-  labelH: 24,
+  labelLineH: 14,
+  labelPad: 10,
   pillW: 64,
   pillH: 24,
 };
 
-function headHeight(item) {
-  return G.headerH + (item.rows.length ? item.rows.length * G.rowH + G.rowsPad : 0);
+/** The id and its type, the sub line, the rows: each wrapped to its place on a node `w` wide. */
+function headText(item, w, measure) {
+  const typeLabel = item.type.replace(/_/g, " ");
+  const typeW = measure(typeLabel, "type") + 12;
+  const id = wrapText(item.id, Math.max(40, w - 28 - typeW), measure, "id");
+  const subText = item.name || item.detail || (item.output ? `→ ${item.output}` : "");
+  // Room on the right for the status dot, and for a child workflow's "open ↗" link.
+  const sub = wrapText(subText, w - 38 - (item.href ? 46 : 0), measure, "sub");
+  const subTop = G.headTop + id.length * G.lineH + G.headGap;
+  const headerH = subTop + sub.length * G.lineH + G.headBottom;
+  let top = headerH;
+  const rows = item.rows.map((row) => {
+    const label = row.unknown
+      ? `⚠ ${row.text}${row.target !== undefined ? ` → ${row.target} (no such step)` : ""}` : row.text;
+    const lines = wrapText(label, w - 30, measure, "row");
+    const placed = { lines, top, exitY: top + 10 };
+    top += lines.length * G.rowLineH + G.rowPad;
+    return placed;
+  });
+  return { typeLabel, id, sub, subTop, headerH, rows, head: top + (rows.length ? G.rowsPad : 0) };
 }
 
-/** The y (from the node's top) where a row's arrow leaves, or the header's middle. */
-export function exitY(from) {
-  return from === "main" ? G.headerH / 2 : G.headerH + from * G.rowH + G.rowH / 2;
+/** The y (from the node's top) where an arrow leaves or enters: its row, or the header's
+ * middle. */
+export function exitY(box, from) {
+  return from === "main" ? box.text.headerH / 2 : box.text.rows[from].exitY;
 }
 
 function assignLanes(edges) {
@@ -51,25 +77,34 @@ function assignLanes(edges) {
 
 /**
  * layoutScope(scope, {start}) -> {width, height, boxes, end, edges, start?}
- * boxes: [{item, x, y, w, h, head, inner: [{label, x, y, layout}]}] in scope coordinates.
+ * boxes: [{item, x, y, w, h, head, text, labelH, inner: [{label, x, y, layout}]}] in scope
+ * coordinates; `text` is headText()'s lines and their places, `label` a column's lines.
  * edges: [{kind, points: [[x, y], ...]}]
  */
-export function layoutScope(scope, { start = false } = {}) {
+export function layoutScope(scope, { start = false, measure = createMeasure() } = {}) {
   const boxes = scope.items.map((item) => {
-    const head = headHeight(item);
-    if (!item.scopes.length) return { item, w: G.nodeW, h: head, head, inner: [] };
-    const inner = item.scopes.map((s) => ({ label: s.label, layout: layoutScope(s.scope) }));
+    if (!item.scopes.length) {
+      const text = headText(item, G.nodeW, measure);
+      return { item, w: G.nodeW, h: text.head, head: text.head, text, inner: [] };
+    }
+    const inner = item.scopes.map((s) => {
+      const layout = layoutScope(s.scope, { measure });
+      const label = wrapText(s.label, Math.max(layout.width - 4, 60), measure, "label");
+      return { label, layout };
+    });
     const innerW = inner.reduce((sum, c) => sum + c.layout.width, 0)
       + G.branchGap * (inner.length - 1);
-    const innerH = Math.max(...inner.map((c) => c.layout.height)) + G.labelH;
+    const labelH = Math.max(...inner.map((c) => c.label.length)) * G.labelLineH + G.labelPad;
+    const innerH = Math.max(...inner.map((c) => c.layout.height)) + labelH;
     const w = Math.max(G.nodeW, innerW + 2 * G.boxPad);
+    const text = headText(item, w, measure);
     let x = (w - innerW) / 2;
     for (const column of inner) {
       column.x = x;
-      column.y = head + G.boxPad + G.labelH;
+      column.y = text.head + G.boxPad + labelH;
       x += column.layout.width + G.branchGap;
     }
-    return { item, w, h: head + 2 * G.boxPad + innerH, head, inner };
+    return { item, w, h: text.head + 2 * G.boxPad + innerH, head: text.head, text, labelH, inner };
   });
 
   const contentW = Math.max(G.pillW, ...boxes.map((b) => b.w));
@@ -106,11 +141,11 @@ export function layoutScope(scope, { start = false } = {}) {
         straight.push({ kind: exit.kind, points: [[axis, box.y + box.h], [axis, targetBox.y]] });
         continue;
       }
-      const entryY = isEnd ? end.y + G.pillH / 2 : targetBox.y + Math.min(G.headerH / 2, targetBox.h / 2);
+      const entryY = isEnd ? end.y + G.pillH / 2 : targetBox.y + exitY(targetBox, "main");
       laned.push({
         kind: exit.kind,
         x1: box.x + box.w,
-        y1: box.y + exitY(exit.from),
+        y1: box.y + exitY(box, exit.from),
         x2: targetBox.x + targetBox.w,
         y2: entryY,
         from: `${box.item.id}:${exit.from}`,

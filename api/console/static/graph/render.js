@@ -2,16 +2,16 @@
 // colours come from `statusOf(key)`, so the execution page can show what ran.
 
 import { s } from "../dom.js";
-import { truncate } from "../format.js";
 import { G, layoutScope } from "./layout.js";
 import { scopeOf } from "./model.js";
 
-const CHAR_W = 6.9; // average width of a 12px system-ui character, for cutting long text
 const EDGE_KINDS = ["next", "jump", "branch", "default", "error"];
 let instances = 0;
 
-function fit(str, width) {
-  return truncate(str, Math.max(4, Math.floor(width / CHAR_W)));
+/** A <text> of wrapped lines (layout.js wrapped them), the first baseline at `y`. */
+function lines(attrs, list, y, lineH) {
+  return s("text", { ...attrs, y }, list.map((line, i) =>
+    s("tspan", { x: attrs.x, dy: i ? lineH : null }, line)));
 }
 
 /** A polyline with rounded corners, as an SVG path. */
@@ -70,30 +70,26 @@ function describe(item) {
 }
 
 function drawHeader(box, status) {
-  const { item, w } = box;
-  const typeLabel = item.type.replace(/_/g, " ");
-  const typeW = typeLabel.length * 6.2 + 12;
+  const { item, w, text } = box;
   const parts = [
     s("rect", { class: "node-stripe", x: 0, y: 0, width: 5, height: box.head, rx: 2 }),
-    s("text", { class: "node-id", x: 14, y: 19 }, fit(item.id, w - 28 - typeW)),
-    s("text", { class: "node-type", x: w - 10, y: 18, "text-anchor": "end" }, typeLabel),
-    s("text", { class: "node-sub", x: 14, y: 37 },
-      fit(item.name || item.detail || (item.output ? `→ ${item.output}` : ""), w - 24)),
+    lines({ class: "node-id", x: 14 }, text.id, G.headTop + 12, G.lineH),
+    s("text", { class: "node-type", x: w - 10, y: G.headTop + 11, "text-anchor": "end" }, text.typeLabel),
+    lines({ class: "node-sub", x: 14 }, text.sub, text.subTop + 12, G.lineH),
   ];
   if (status) {
-    parts.push(s("circle", { class: `node-status st-${status}`, cx: w - 12, cy: 36, r: 4 }));
+    parts.push(s("circle", { class: `node-status st-${status}`, cx: w - 12, cy: text.subTop + 8, r: 4 }));
   }
   item.rows.forEach((row, r) => {
-    const cy = G.headerH + r * G.rowH + G.rowH / 2;
-    const label = row.unknown ? `⚠ ${row.text}${row.target !== undefined ? ` → ${row.target} (no such step)` : ""}` : row.text;
-    parts.push(s("text", { class: `node-row row-${row.kind}${row.unknown ? " row-unknown" : ""}`, x: 14, y: cy + 4 },
-      fit(label, w - 30)));
+    const placed = text.rows[r];
+    parts.push(lines({ class: `node-row row-${row.kind}${row.unknown ? " row-unknown" : ""}`, x: 14 },
+      placed.lines, placed.top + 14, G.rowLineH));
     if (row.target !== undefined && !row.unknown) {
-      parts.push(s("circle", { class: `port port-${row.kind}`, cx: w, cy, r: 3.5 }));
+      parts.push(s("circle", { class: `port port-${row.kind}`, cx: w, cy: placed.exitY, r: 3.5 }));
     }
   });
   if (item.rows.length) {
-    parts.push(s("line", { class: "node-divider", x1: 10, x2: w - 10, y1: G.headerH, y2: G.headerH }));
+    parts.push(s("line", { class: "node-divider", x1: 10, x2: w - 10, y1: text.headerH, y2: text.headerH }));
   }
   return parts;
 }
@@ -122,13 +118,14 @@ function drawBox(box, ctx) {
   group.append(...drawHeader(box, status));
   for (const column of box.inner) {
     group.append(
-      s("text", { class: "scope-label", x: column.x + 4, y: column.y - 8 }, column.label),
+      lines({ class: "scope-label", x: column.x + 4 }, column.label,
+        column.y - box.labelH + 16, G.labelLineH),
       s("rect", {
         class: "scope-bg",
         x: column.x - 6,
-        y: column.y - G.labelH + 2,
+        y: column.y - box.labelH + 2,
         width: column.layout.width + 12,
-        height: column.layout.height + G.labelH + 4,
+        height: column.layout.height + box.labelH + 4,
         rx: 8,
       }),
       drawScope(column.layout, ctx, column.x, column.y),
@@ -158,7 +155,7 @@ function drawBox(box, ctx) {
   if (item.href) {
     // The child workflow's own graph is one click away.
     group.append(s("a", { href: item.href, class: "child-link", "aria-label": `Open workflow ${item.detail}` },
-      s("text", { class: "node-link", x: box.w - 10, y: box.head - 8, "text-anchor": "end" }, "open ↗")));
+      s("text", { class: "node-link", x: box.w - 22, y: box.text.subTop + 12, "text-anchor": "end" }, "open ↗")));
   }
   return group;
 }
@@ -198,6 +195,8 @@ export function renderGraph(steps, { statusOf, onSelect } = {}) {
     width,
     height,
     viewBox: `0 0 ${width} ${height}`,
+    "data-width": width, // its size at 100%, for the zoom (viewer.js)
+    "data-height": height,
     role: "group",
     "aria-label": `Graph of ${count(scope)} steps`,
   });

@@ -6,13 +6,9 @@
 import { api } from "../api.js";
 import { h, mount, uid } from "../dom.js";
 import { dateTime } from "../format.js";
+import { createPayloadForm } from "../payloadform.js";
 import { navigate } from "../router.js";
 import { errorBox, errorsFrom, toast, warningBox } from "../ui.js";
-
-const DEFAULT_PAYLOADS = {
-  // SPEC §11: a paused budget continues with new limits, or stops with {"approve": false}.
-  budget: { max_cost_usd: 1 },
-};
 
 function parsePayload(text) {
   if (!text.trim()) return { payload: undefined };
@@ -33,23 +29,38 @@ export function actionsPanel({ id, afterChange }) {
   const approvalId = uid("approval");
   const approvalTitle = h("h2", { id: `${approvalId}-title` });
   const approvalWhen = h("p", { class: "muted" });
-  const approvalPayload = h("textarea", { id: approvalId, class: "mono", rows: 3, spellcheck: "false" });
+  const approvalFields = h("div");
   const approvalResult = h("div");
   const approvalButton = h("button", { type: "submit", class: "primary" });
   let waitingFor = null;
+  let builtFor = null; // what the payload form was built from: the signal and its schema
+  let payloadForm = null;
   const approval = h("form", {
     class: "card waiting",
     hidden: true,
+    novalidate: true, // the API's own messages, shown on the fields, not the browser's
     "aria-labelledby": `${approvalId}-title`,
     onsubmit: async (event) => {
       event.preventDefault();
-      await send(waitingFor, approvalPayload.value, approvalButton, approvalResult);
+      mount(approvalResult);
+      const { values, errors } = payloadForm.read();
+      if (errors.length) {
+        mount(approvalResult, problemsOf(payloadForm, errors, "Not sent"));
+        return;
+      }
+      await send(waitingFor, values, approvalButton, approvalResult, payloadForm);
     },
   },
-  approvalTitle, approvalWhen,
-  h("label", { for: approvalId }, "Payload (JSON)"), approvalPayload,
+  approvalTitle, approvalWhen, approvalFields,
   approvalResult,
   h("div", { class: "actions" }, approvalButton));
+
+  /** Every problem: on its field when the form has one, the others listed. */
+  function problemsOf(form, errors, title) {
+    const rest = form ? form.showErrors(errors) : errors;
+    if (rest.length) return errorBox(rest, { title });
+    return h("p", { class: "field-error", role: "alert" }, `${title}: see the fields above.`);
+  }
 
   // -- any signal ------------------------------------------------------------------------------
   const nameId = uid("signal-name");
@@ -69,7 +80,12 @@ export function actionsPanel({ id, afterChange }) {
           signalName.focus();
           return;
         }
-        await send(name, signalPayload.value, signalButton, signalResult);
+        const { payload, error } = parsePayload(signalPayload.value);
+        if (error) {
+          mount(signalResult, errorBox([error], { title: "Not sent" }));
+          return;
+        }
+        await send(name, payload, signalButton, signalResult);
       },
     },
     h("div", { class: "field" }, h("label", { for: nameId }, "Signal name"), signalName),
@@ -77,22 +93,19 @@ export function actionsPanel({ id, afterChange }) {
     signalResult,
     h("div", { class: "actions" }, signalButton)));
 
-  async function send(name, text, button, result) {
-    const { payload, error } = parsePayload(text);
-    if (error) {
-      mount(result, errorBox([error], { title: "Not sent" }));
-      return;
-    }
+  async function send(name, payload, button, result, form = null) {
     const label = button.textContent;
     busy(button, true, "Sending…");
     try {
       const answer = await api.signal(id, name, payload);
+      form?.clear();
       // A 202 may warn (`not_waiting`: buffered, no step waits for it now).
       mount(result, warningBox(answer.errors));
       toast(`Delivered ${name}`, "ok");
       afterChange();
     } catch (err) {
-      mount(result, errorBox(errorsFrom(err), { title: `${name} was not delivered` }));
+      // A payload its schema refuses (422): every problem at its field; the run still waits.
+      mount(result, problemsOf(form, errorsFrom(err), `${name} was not delivered`));
     } finally {
       busy(button, false, label);
     }
@@ -185,14 +198,18 @@ export function actionsPanel({ id, afterChange }) {
     element,
     update(status, records) {
       const running = status.status === "running";
-      // The approval card: shown while a step waits; refilled only when what it waits for changes.
-      if (status.waiting_for !== waitingFor) {
+      // The approval card: shown while a step waits; its form is made again only when what
+      // it waits for changes (the signal, or the schema of its payload).
+      const schema = status.waiting_payload_schema ?? null;
+      const waitSignature = JSON.stringify([status.waiting_for || null, schema]);
+      if (waitSignature !== builtFor) {
+        builtFor = waitSignature;
         waitingFor = status.waiting_for || null;
-        approval.hidden = !running || !waitingFor;
         if (waitingFor) {
           approvalTitle.textContent = `Waiting for signal “${waitingFor}”`;
           approvalButton.textContent = `Send ${waitingFor}`;
-          approvalPayload.value = JSON.stringify(DEFAULT_PAYLOADS[waitingFor] ?? { approved: true }, null, 2);
+          payloadForm = createPayloadForm(schema);
+          mount(approvalFields, payloadForm.element);
           mount(approvalResult);
         }
       }

@@ -7,18 +7,16 @@ import { h, mount } from "../dom.js";
 import { cost, costOf, count, dateTime, duration, elapsed, shortId } from "../format.js";
 import { keyOfPath } from "../graph/model.js";
 import { renderGraph } from "../graph/render.js";
+import { createGraphViewer } from "../graph/viewer.js";
 import { link } from "../router.js";
 import { mergeRecords, renderTimeline } from "../timeline.js";
-import { errorBox, errorsFrom, jsonBlock, pageTitle, spinner, statusBadge } from "../ui.js";
+import { errorBox, errorsFrom, jsonBlock, pageTitle, spinner, statusBadge, worseStatus } from "../ui.js";
 import { actionsPanel } from "./actions.js";
 
 const POLL_MS = 1000;
 const HIDDEN_POLL_MS = 5000; // a background tab need not ask every second
 const LOG_EVERY_TICKS = 5;
 const MAX_LOG_CHARS = 200_000;
-
-/** Worst status first: how a graph node reads when several records ran it (iterations). */
-const RANK = { failed: 4, running: 3, cancelled: 2, success: 1 };
 
 function term(label, value) {
   return [h("dt", {}, label), h("dd", {}, value ?? h("span", { class: "muted" }, "—"))];
@@ -74,6 +72,8 @@ export function executionView(root, params, life) {
   let timer = null;
   let drawn = { timeline: "", graph: "", outputs: "", usage: "", log: "" };
   const openKeys = new Set();
+  const closedGroups = new Set();
+  const viewer = createGraphViewer();
   const actions = actionsPanel({ id, life, afterChange: () => poll(true) });
   mount(actionsHost, actions.element);
   life.onCleanup(() => clearTimeout(timer));
@@ -130,7 +130,7 @@ export function executionView(root, params, life) {
   function drawAll() {
     drawFacts();
     const list = records();
-    drawSection("timeline", timelineHost, list, () => renderTimeline(list, { openKeys }));
+    drawSection("timeline", timelineHost, list, () => renderTimeline(list, { openKeys, closedGroups, executionId: id }));
     // Steps still running: their time grows though their record has not changed.
     for (const el of timelineHost.querySelectorAll("[data-running-since]")) {
       el.textContent = duration(elapsed(el.dataset.runningSince, null));
@@ -159,14 +159,13 @@ export function executionView(root, params, life) {
     const byKey = new Map();
     for (const r of list) {
       const key = keyOfPath(r.path || r.step_id);
-      const before = byKey.get(key);
-      if (!before || (RANK[r.status] || 0) > (RANK[before] || 0)) byKey.set(key, r.status);
+      byKey.set(key, worseStatus(byKey.get(key), r.status)); // iterations: the worst shows
     }
     const signature = JSON.stringify([...byKey]);
     if (drawn.graph === signature) return;
     drawn.graph = signature;
-    mount(graphHost, h("div", { class: "graph-scroll" },
-      renderGraph(definition.steps, { statusOf: (key) => byKey.get(key) || null })));
+    if (!graphHost.contains(viewer.element)) mount(graphHost, viewer.element);
+    viewer.show(renderGraph(definition.steps, { statusOf: (key) => byKey.get(key) || null }));
   }
 
   function loadDefinition() {

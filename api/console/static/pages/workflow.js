@@ -7,6 +7,7 @@ import { createDefinitionEditor } from "../defeditor.js";
 import { h, mount } from "../dom.js";
 import { dateTime } from "../format.js";
 import { renderGraph } from "../graph/render.js";
+import { createGraphViewer } from "../graph/viewer.js";
 import { scopeOf } from "../graph/model.js";
 import { link, navigate, reload } from "../router.js";
 import { errorBox, errorsFrom, pageTitle, spinner, toast } from "../ui.js";
@@ -51,6 +52,7 @@ export function workflowView(root, params, life) {
   let defEditor = null;
   let graphHost = null;
   let graphNote = null;
+  let graphParts = null; // the viewer (its zoom kept across redraws) and the outline below it
   let runPanelMade = false;
 
   function showTab(tab) {
@@ -81,6 +83,7 @@ export function workflowView(root, params, life) {
     const steps = document && typeof document === "object" ? document.steps : null;
     mount(graphNote, edited ? h("p", { class: "notice" }, "Showing your unsaved edits.") : null);
     if (!Array.isArray(steps)) {
+      graphParts = null;
       mount(graphHost, h("p", { class: "muted" }, "No steps to draw (the JSON has no \"steps\" list)."));
       return;
     }
@@ -91,14 +94,18 @@ export function workflowView(root, params, life) {
         defEditor?.goToPath(item.jsonPath);
       },
     });
-    mount(graphHost,
-      h("div", { class: "graph-scroll", tabindex: "-1" }, svg),
-      h("div", { class: "legend", "aria-label": "Legend" },
-        h("span", { class: "legend-item edge-next" }, "next step"),
-        h("span", { class: "legend-item edge-jump" }, "jump (next)"),
-        h("span", { class: "legend-item edge-branch" }, "condition branch"),
-        h("span", { class: "legend-item edge-error" }, "on_error route")),
-      h("details", { class: "outline" }, h("summary", {}, "Steps as a list"), outline(scopeOf(steps))));
+    if (!graphParts) {
+      graphParts = { viewer: createGraphViewer(), outline: h("details", { class: "outline" }) };
+      mount(graphHost, graphParts.viewer.element,
+        h("div", { class: "legend", "aria-label": "Legend" },
+          h("span", { class: "legend-item edge-next" }, "next step"),
+          h("span", { class: "legend-item edge-jump" }, "jump (next)"),
+          h("span", { class: "legend-item edge-branch" }, "condition branch"),
+          h("span", { class: "legend-item edge-error" }, "on_error route")),
+        graphParts.outline);
+    }
+    graphParts.viewer.show(svg);
+    mount(graphParts.outline, h("summary", {}, "Steps as a list"), outline(scopeOf(steps)));
   }
 
   function makeRunPanel() {
