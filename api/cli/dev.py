@@ -293,7 +293,8 @@ def _dev_admin_key(storage: Path) -> str | None:
     """Local dev gets an admin key on first start (storage/api-keys.json), unless keys or
     AUTH_DISABLED are configured; the key is printed so the tour's curl commands work. Later
     starts print the same key; None if someone removed it from the file."""
-    if any(os.environ.get(v) for v in ("API_KEYS", "API_KEYS_FILE", "AUTH_DISABLED")):
+    auth_off = os.environ.get("AUTH_DISABLED", "").strip().lower() in ("1", "true", "yes", "on")
+    if auth_off or any(os.environ.get(v) for v in ("API_KEYS", "API_KEYS_FILE")):
         return None
     path = storage / "api-keys.json"
     if path.exists():
