@@ -54,6 +54,10 @@ POST_FALLBACK = Mapped(
 )
 
 
+# How long a cancelled call waits for the answer of a request already sent (see _answer).
+CANCELLED_CALL_GRACE_SECONDS = 30.0
+
+
 class AIClient:
     """OpenRouter chat completions as a Temporal activity (the plan's AIClient)."""
 
@@ -93,8 +97,10 @@ class AIClient:
         body = self._request_body(request, str(fields["model"]), fields["messages"])
         async with carried_log(self._logs, request.log) as log:
             try:
-                answer = await with_heartbeats(self._post(body))
+                answer, cancelled = await self._answer(body, request.report_when_cancelled)
                 record_ai_usage(answer, request.model)  # tokens are spent even if checks fail
+                if cancelled:  # no checks: the step is over; what the answer cost still counts
+                    return self._paid_but_cancelled(request, answer)
                 try:
                     result = await asyncio.to_thread(self._result, request, answer)  # checks
                 except ApplicationError as err:
@@ -111,6 +117,33 @@ class AIClient:
             result = self._secrets.redact_model(result)
             result.log_written = await log.written()
         return result
+
+    async def _answer(self, body: dict[str, Any], report: bool) -> tuple[dict[str, Any], bool]:
+        """The provider's answer, and whether the activity was cancelled meanwhile.
+
+        With ``report``, a cancel that arrives once the request is out does not abandon it:
+        the provider bills the call whether or not we read the answer, so the activity waits
+        (at most CANCELLED_CALL_GRACE_SECONDS) for it and hands back what it cost."""
+        if not report:
+            return await with_heartbeats(self._post(body)), False
+        call = asyncio.ensure_future(self._post(body))
+        try:
+            return await with_heartbeats(asyncio.shield(call)), False
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is None or not details.cancel_requested:
+                call.cancel()  # a timeout or a shutdown: hang up, Temporal retries the call
+                raise
+            try:
+                answer = await asyncio.wait_for(call, CANCELLED_CALL_GRACE_SECONDS)
+            except Exception:  # failed or still pending: nothing known to be paid
+                raise asyncio.CancelledError() from None
+            return answer, True
+
+    def _paid_but_cancelled(self, request: AIRequest, answer: dict[str, Any]) -> AIResult:
+        usage, cost = usage_of(answer)
+        model = answer.get("model") or request.model
+        return AIResult(text="", model=model, usage=usage, cost=cost, cancelled=True)
 
     def _redacted(self, err: ApplicationError) -> ApplicationError:
         message = self._secrets.redact(err.message)
@@ -213,21 +246,13 @@ class AIClient:
         parsed: Any = None
         if request.response_format and not calls:  # tool calls come before the final answer
             parsed = parse_json_answer(text, request.response_format)
-        usage_raw: dict[str, Any] = answer.get("usage") or {}
-        if not isinstance(usage_raw, dict):
-            usage_raw = {}
-        usage = AIUsage(
-            prompt_tokens=usage_raw.get("prompt_tokens"),
-            completion_tokens=usage_raw.get("completion_tokens"),
-            total_tokens=usage_raw.get("total_tokens"),
-        )
-        cost = usage_raw.get("cost")
+        usage, cost = usage_of(answer)
         return AIResult(
             text=text,
             json_=parsed,
             model=answer.get("model") or request.model,
-            usage=usage if usage_raw else None,
-            cost=float(cost) if isinstance(cost, int | float) else None,
+            usage=usage,
+            cost=cost,
             finish_reason=choice.get("finish_reason"),
             tool_calls=calls or None,
         )
@@ -237,6 +262,20 @@ class AIClient:
 # prompt is over its context length, its moderation refused. Keys are words of the message.
 _MODEL_GONE = ("not a valid model", "model not found", "no endpoints found", "is not available")
 _CONTEXT = ("context length", "context_length", "maximum context", "too many tokens")
+
+
+def usage_of(answer: dict[str, Any]) -> tuple[AIUsage | None, float | None]:
+    """The tokens an answer reports (None if it reports none) and its cost in USD, if said."""
+    raw = answer.get("usage")
+    if not isinstance(raw, dict) or not raw:
+        return None, None
+    usage = AIUsage(
+        prompt_tokens=raw.get("prompt_tokens"),
+        completion_tokens=raw.get("completion_tokens"),
+        total_tokens=raw.get("total_tokens"),
+    )
+    cost = raw.get("cost")
+    return usage, float(cost) if isinstance(cost, int | float) else None
 
 
 def fallback_reason(status: int, message: str) -> str | None:

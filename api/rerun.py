@@ -137,9 +137,11 @@ async def _activity(
     if not _before(request.seq, cutoff_seq):
         return
     answer = await _decode(client, result, models[1])
+    if getattr(answer, "cancelled", False):
+        return  # an answer paid for after its step was cancelled: no result to reuse
     key = request_key(attributes.activity_type.name, request)
     recorded.results[key] = ReusedResult(
-        result=answer.model_dump(mode="json", by_alias=True, exclude={"log_written"}),
+        result=answer.model_dump(mode="json", by_alias=True, exclude={"log_written", "cancelled"}),
         source=request.execution_id,
     )
 

@@ -121,6 +121,12 @@ class ScriptedServer:
 
     # -- scripting --------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget what was asked and what is scripted (one fake, several rounds of a test)."""
+        with self._lock:
+            self.requests.clear()
+            self._scripts.clear()
+
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:
             self._scripts.setdefault(path, deque()).extend(replies)

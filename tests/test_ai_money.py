@@ -158,3 +158,48 @@ async def test_a_pause_budget_waits_for_new_limits_or_a_refusal(
 async def _waits_for_budget(handle: Any) -> bool:
     state = await handle.query("status")
     return bool(state["waiting_for"] == "budget")
+
+
+def fan_out(items: int, budget: dict[str, Any] | None = None, **foreach: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": "fan-out-ai",
+        "steps": [
+            {"id": "each", "type": "foreach", "items": list(range(items)), "concurrency": items,
+             "steps": [ai("ask", retry={"max_attempts": 1})], **foreach},
+        ],
+    }  # fmt: skip
+    if budget is not None:
+        document["budget"] = budget
+    return document
+
+
+async def test_concurrent_calls_overshoot_a_budget_by_at_most_one_call(
+    client: Client, settings: Settings, worker: Any, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Twenty calls at once on a budget one call uses up: one call reaches the provider (the
+    first reports its cost before others may start); with room for five, five do."""
+    for limit, expected_calls in ((0.01, 1), (0.05, 5)):
+        fake_openrouter.reset()
+        fake_openrouter.then(*[Reply(200, completion("x", cost=0.01), delay=0.2)] * 20)
+        document = fan_out(20, {"max_cost_usd": limit})
+        state = await outcome(await start_definition(client, settings, document), timeout=90)
+        assert state["status"] == "failed" and state["error"]["type"] == "BudgetExceeded"
+        assert len(fake_openrouter.completions()) == expected_calls, limit
+        assert state["usage"]["cost_usd"] == round(expected_calls * 0.01, 10)
+
+
+async def test_calls_cancelled_in_flight_still_count_what_they_cost(
+    client: Client, settings: Settings, worker: Any, fake_openrouter: FakeOpenRouter
+) -> None:
+    """One item fails at once and cancels the others (on_item_error fail) while their calls
+    are at the provider: the provider bills those calls, so the run counts them."""
+    fake_openrouter.then(
+        Reply(400, openrouter_error(400, "bad prompt")),
+        *[Reply(200, completion("late", cost=0.01), delay=1.0)] * 4,
+    )
+    state = await outcome(await start_definition(client, settings, fan_out(5)), timeout=90)
+    assert state["status"] == "failed" and state["error"]["type"] == "ProviderError"
+    assert len(fake_openrouter.completions()) == 5
+    assert state["usage"]["cost_usd"] == 0.04 and state["usage"]["ai_calls"] == 5
+    cancelled = [s for s in state["steps"] if s["status"] == "cancelled"]
+    assert len(cancelled) >= 4, state["steps"]

@@ -33,6 +33,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.budget import RunBudget
     from workflows.errors import FailureType, ScopeFailed, StepFailure
     from workflows.failures import describe_failure, engine_error
     from workflows.kinds import REGISTRY, kind_of
@@ -99,6 +100,12 @@ PATCH_USAGE_ATTRIBUTES = "ai-usage-attributes"
 PATCH_FINAL_WRITE_OUTLIVES_CANCEL = "final-log-write-outlives-cancel"
 # An unexpected error in the interpreter fails the run (older runs failed the workflow task).
 PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
+# AI calls in flight reserve what a call has cost, so concurrent calls cannot all start on a
+# budget that one of them uses up (workflows/budget.py); older runs checked only the spent.
+PATCH_BUDGET_RESERVATIONS = "budget-reservations"
+# A step whose activity finished after its cancel was asked for ends cancelled (older runs
+# took the late result and let the branch run on past its cancellation).
+PATCH_LATE_RESULTS_STOP = "late-results-stop"
 
 
 def kind_waits(step_type: str) -> bool:
@@ -146,6 +153,9 @@ class WorkflowExecutor:
         self._error: ExecutionError | None = None
         self._cancel: CancelRequest | None = None
         self._stopping = False
+        # Jobs of run_concurrently told to stop (fail_fast): an activity that completes after
+        # its cancel was requested hands back a result, and the job must still stop.
+        self._told_to_stop: set[asyncio.Task[Any]] = set()
         # The outcome is decided before the final log write; until that write is done (and
         # the run closes), the status query still answers "running", matching Temporal.
         self._closed = False
@@ -162,16 +172,20 @@ class WorkflowExecutor:
             if input.api_url is not None:  # absent, not null: older runs had no such key
                 self._context["execution"]["api_url"] = input.api_url
         self._limits = input.limits
-        self._usage = Usage.of(carried.usage if carried else None)
-        self._usage_published = (self._usage.cost_usd, self._usage.total_tokens)
         budget = self._definition.budget
-        self._budget_limits: dict[str, Any] = (
-            dict(carried.budget)
-            if carried and carried.budget is not None
-            else budget.model_dump(include={"max_cost_usd", "max_tokens"})
-            if budget is not None
-            else {}
+        self._budget = RunBudget(
+            limits=(
+                dict(carried.budget)
+                if carried and carried.budget is not None
+                else budget.model_dump(include={"max_cost_usd", "max_tokens"})
+                if budget is not None
+                else {}
+            ),
+            on_exceeded=budget.on_exceeded if budget is not None else "fail",
+            usage=Usage.of(carried.usage if carried else None),
         )
+        self._usage = self._budget.usage
+        self._usage_published = (self._usage.cost_usd, self._usage.total_tokens)
         self._processor = WorkflowStepProcessor(
             self._definition.defaults, self._execution_id, self._limits, input
         )
@@ -372,21 +386,26 @@ class WorkflowExecutor:
                 done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(done, key=running.__getitem__):
                     position = running.pop(task)
+                    self._told_to_stop.discard(task)
                     error = task.exception() if not task.cancelled() else asyncio.CancelledError()
                     if error is None:
                         results[position] = task.result()
                     elif fail_fast and failure is None:
                         failure = error
                         for other in running:
+                            self._told_to_stop.add(other)
                             other.cancel()
                     else:
                         results[position] = error
         except asyncio.CancelledError:
             for task in running:
+                self._told_to_stop.add(task)
                 task.cancel()
             if running:
                 await workflow.wait(list(running))
             raise
+        finally:
+            self._told_to_stop.difference_update(running)
         if failure is not None:
             raise failure
         return results
@@ -413,7 +432,7 @@ class WorkflowExecutor:
             recent_steps=self._steps[-STATUS_STEP_WINDOW:],
             pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
             usage=self._usage.for_run(),
-            budget=self._budget_limits or None,
+            budget=self._budget.limits or None,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -466,6 +485,12 @@ class WorkflowExecutor:
         except asyncio.CancelledError:
             await self._cancelled(record, path)
             raise
+        if self._stop_was_asked() and workflow.patched(PATCH_LATE_RESULTS_STOP):
+            # The activity finished after its cancel was asked for: what it cost counts, and
+            # the step still ends cancelled, so its branch goes no further.
+            record.usage = outcome.usage
+            await self._cancelled(record, path)
+            raise asyncio.CancelledError(f"step '{path}' was asked to stop")
         record.status = "success"
         record.end_time = workflow.now()
         record.output_vars = outcome.output_vars
@@ -485,6 +510,13 @@ class WorkflowExecutor:
         # An activity step's record rides with the next activity step (or the next flush).
         await self._complete(record, path, deferred=self._carries_log(step))
         return self._target(outcome.next_target, index, steps)
+
+    def _stop_was_asked(self) -> bool:
+        """Was this step's job (or the whole run) told to stop while the step ran?"""
+        if self._stopping:
+            return True
+        task = asyncio.current_task()
+        return task is not None and task in self._told_to_stop
 
     async def _cancelled(self, record: StepRecord, path: str) -> None:
         """A step stopped because its siblings failed (fail_fast): recorded as cancelled.
@@ -525,54 +557,36 @@ class WorkflowExecutor:
         ):
             await self._flush_log()
 
-    # -- AI spend (SPEC §11; the StepRun a kind gets calls these) --------------------------
+    # -- AI spend (the StepRun a kind gets calls these; workflows/budget.py) ----------------
 
-    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
-        """Add an AI call's usage to the run's totals."""
-        self._usage.add(usage, calls)
-
-    def over_budget(self) -> str | None:
-        """What is spent past which limit, or None while the run is within its budget."""
-        spent = self._usage
-        cost_limit = self._budget_limits.get("max_cost_usd")
-        token_limit = self._budget_limits.get("max_tokens")
-        if cost_limit is not None and spent.cost_usd >= cost_limit:
-            return f"spent ${spent.cost_usd:.6g} of its budget of ${cost_limit:g} (max_cost_usd)"
-        if token_limit is not None and spent.total_tokens >= token_limit:
-            return (
-                f"used {spent.total_tokens:,} tokens of its budget of {token_limit:,} (max_tokens)"
-            )
-        return None
+    def account(self, usage: dict[str, Any] | None, calls: int = 1, path: str = "") -> None:
+        """Add an AI call's usage to the run's totals (releasing its reservation)."""
+        self._budget.account(usage, calls, path)
 
     async def budget_gate(self, path: str) -> None:
-        """Before an AI call: within budget, go on; over it, fail or wait for new limits."""
-        budget = self._definition.budget
-        while (spent := self.over_budget()) is not None:
-            if budget is None or budget.on_exceeded == "fail":
-                raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
-            queue = self._processor.signals.setdefault(BUDGET_SIGNAL, deque())
-            self._processor.set_waiting(path, Waiting(BUDGET_SIGNAL, None, BUDGET_PAYLOAD_SCHEMA))
-            try:
-                await workflow.wait_condition(lambda queue=queue: bool(queue))  # type: ignore[misc]
-            finally:
-                self._processor.set_waiting(path, None, quiet=True)
-            self._processor.set_waiting(path, None)
-            answer = queue.popleft()
-            if not isinstance(answer, dict) or answer.get("approve") is False:
-                raise StepFailure(
-                    f"the run {spent}; the budget signal refused more", FailureType.BUDGET_EXCEEDED
-                )
-            for name in ("max_cost_usd", "max_tokens"):
-                value = answer.get(name)
-                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                    self._budget_limits[name] = value
+        """Before an AI call: within budget (what is spent and what calls in flight reserve),
+        go on; over it, fail or wait for new limits."""
+        if self._budget.limits and not self._budget.reserving:
+            self._budget.reserving = workflow.patched(PATCH_BUDGET_RESERVATIONS)
+        await self._budget.gate(path, self._ask_for_more)
+
+    async def _ask_for_more(self, path: str) -> Any:
+        """A paused budget: wait for the `budget` signal, showing what it should carry."""
+        queue = self._processor.signals.setdefault(BUDGET_SIGNAL, deque())
+        self._processor.set_waiting(path, Waiting(BUDGET_SIGNAL, None, BUDGET_PAYLOAD_SCHEMA))
+        try:
+            await workflow.wait_condition(lambda: bool(queue))
+        finally:
+            self._processor.set_waiting(path, None, quiet=True)
+        self._processor.set_waiting(path, None)
+        return queue.popleft()
+
+    def release_budget(self, path: str) -> None:
+        self._budget.release(path)
 
     def check_budget_after(self) -> None:
         """After an AI call: a `fail` budget fails the step that spent past it."""
-        budget = self._definition.budget
-        spent = self.over_budget()
-        if spent is not None and (budget is None or budget.on_exceeded == "fail"):
-            raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
+        self._budget.check_after()
 
     def _publish_usage(self) -> None:
         """Keep WorkflowCostUsd / WorkflowTokens current (searchable in the Temporal UI)."""

@@ -220,6 +220,11 @@ class AIRequest(_Model):
         description="Log records the activity writes alongside its call (the interpreter's "
         "batched records and the previous step's), so no step needs a log activity of its own.",
     )
+    report_when_cancelled: bool = Field(
+        False,
+        description="Cancelled once the request is sent, wait (briefly) for the provider's "
+        "answer and return it marked `cancelled`: the call is paid for, and the run counts it.",
+    )
 
 
 class AIUsage(_Model):
@@ -245,6 +250,9 @@ class AIResult(_Model):
         "against each tool's parameters by the activity).",
     )
     log_written: bool = Field(False, description="The activity wrote the log records it carried.")
+    cancelled: bool = Field(
+        False, description="Cancelled after the provider answered: only the usage counts."
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -254,7 +262,7 @@ class AIResult(_Model):
         The parsed JSON's fields are reachable directly (`classification.priority`) as well as
         under `json` (SPEC §2's example); the result's own keys win on a clash.
         """
-        value = self.model_dump(by_alias=True, exclude={"log_written"})
+        value = self.model_dump(by_alias=True, exclude={"log_written", "cancelled"})
         for optional in ("attempts", "repairs", "tool_calls"):
             if value.get(optional) is None:
                 value.pop(optional, None)
@@ -337,14 +345,21 @@ class ReusedResult(_Model):
 
 
 # Fields of a request that name the run, not what is asked: a rerun matches without them.
-_NOT_THE_REQUEST = frozenset({"execution_id", "idempotency_key", "log", "seq", "step_id"})
+_NOT_THE_REQUEST = frozenset(
+    {"execution_id", "idempotency_key", "log", "seq", "step_id", "report_when_cancelled"}
+)
 
 
 def request_key(kind: str, request: BaseModel | dict[str, Any], step_id: str = "") -> str:
     """The key of a rendered request: the same path and the same rendered fields give the
     same key, in the workflow (before it calls) and in the API (reading the source's history).
     Requests recorded before paths existed count as at their step id (top-level steps)."""
-    data = request.model_dump(mode="json") if isinstance(request, BaseModel) else dict(request)
+    # Not the carried log: it is no part of the request, and may be large.
+    data = (
+        request.model_dump(mode="json", exclude={"log"})
+        if isinstance(request, BaseModel)
+        else dict(request)
+    )
     data["path"] = data.get("path") or data.get("step_id") or step_id
     fields = {k: v for k, v in data.items() if k not in _NOT_THE_REQUEST}
     canonical = json.dumps([kind, fields], sort_keys=True, separators=(",", ":"), default=str)

@@ -64,9 +64,11 @@ class Scopes(Protocol):
     """What the interpreter runs for a step: nested lists of steps, concurrent jobs, and the
     run's AI spend."""
 
-    def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None: ...
+    def account(self, usage: dict[str, Any] | None, calls: int = 1, path: str = "") -> None: ...
 
     async def budget_gate(self, path: str) -> None: ...
+
+    def release_budget(self, path: str) -> None: ...
 
     def check_budget_after(self) -> None: ...
 
@@ -235,10 +237,13 @@ class _Run:
         self.scopes.adopt(records, steps_done)
 
     def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
-        self.scopes.account(usage, calls)
+        self.scopes.account(usage, calls, self.path)
 
     async def budget_gate(self) -> None:
         await self.scopes.budget_gate(self.path)
+
+    def release_budget(self) -> None:
+        self.scopes.release_budget(self.path)
 
     def check_budget_after(self) -> None:
         self.scopes.check_budget_after()

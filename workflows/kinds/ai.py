@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.errors import FailureType, Problem, StepFailure
 from workflows.failures import describe_failure
@@ -74,6 +75,9 @@ class AIStep(StepBase, FlowMixin, ActivityMixin):
 FALLBACK_REASONS = frozenset({"model_unavailable", "context_length", "moderation"})
 FALLBACK_TYPES = frozenset({FailureType.PROVIDER_RETRYABLE, FailureType.STEP_TIMEOUT})
 PATCH_REPAIRS = "ai-repair-attempts"  # older runs let Temporal retry an invalid answer
+# A call cancelled after it reached the provider returns its answer marked `cancelled`, and
+# its usage counts: the provider bills it (older runs lost what such calls cost).
+PATCH_COUNT_CANCELLED_CALLS = "count-cancelled-ai-calls"
 REPAIR_PROMPT = (
     "Your previous answer could not be used: {error}. Answer again, with only the requested "
     "JSON and nothing else."
@@ -195,11 +199,15 @@ async def ask(
                 result = AIResult.model_validate(reused.result)
                 return Answer(result, Usage(), False, reused.source, key)
             await run.budget_gate()
+            request.report_when_cancelled = workflow.patched(PATCH_COUNT_CANCELLED_CALLS)
             try:
                 result = await workflow.execute_activity(
                     CALL_LLM, request, result_type=AIResult, **options
                 )
             except ActivityError as err:
+                if request.report_when_cancelled and is_cancelled_exception(err):
+                    run.release_budget()  # stopped before the provider answered
+                    raise
                 failure = _failure(err, step.id)
                 usage = failure.details.get("usage")
                 spent.add(usage)
@@ -226,6 +234,8 @@ async def ask(
             usage = result.usage_record()
             spent.add(usage)
             run.account(usage)
+            if result.cancelled:  # the step was cancelled, but the answer is paid for
+                raise asyncio.CancelledError(f"cancelled after {model} answered")
             attempts.append(_attempt(result.model or model, "success", None, usage))
             run.check_budget_after()
             result.usage = AIUsage(

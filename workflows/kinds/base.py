@@ -138,6 +138,10 @@ class StepRun(Protocol):
     def check_budget_after(self) -> None:
         """After an AI call: raises BudgetExceeded when it spent past a `fail` budget."""
 
+    def release_budget(self) -> None:
+        """An AI call that reported no usage (cancelled before the provider answered) gives
+        back what it reserved of the budget."""
+
     def reused(self, key: str) -> ReusedResult | None:
         """The result a rerun's source recorded for this rendered request, if any."""
 
