@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from api.auth import Action, Principal
 from api.errors import ApiError
-from api.executions import input_problems, with_defaults
+from api.executions import input_problems, undeclared_inputs, with_defaults
 from api.library import library_for
 from api.schemas import WorkflowPublic, WorkflowSaved, WorkflowSummary
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition, valid_workflow_id
@@ -56,7 +56,9 @@ class DefinitionService:
             where = f"$.triggers[{index}]"
             if isinstance(trigger, ScheduleTrigger):
                 inputs = with_defaults(definition.inputs, trigger.input_vars)
-                for item in input_problems(definition.inputs, inputs, f"{where}.input_vars"):
+                at = f"{where}.input_vars"
+                found = input_problems(definition.inputs, inputs, at)
+                for item in found + undeclared_inputs(definition.inputs, inputs, at):
                     problems.append(Problem(item["path"], item["message"], item["code"]))
             elif webhook_secret(self._settings, trigger.secret) is None:
                 problems.append(

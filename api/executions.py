@@ -55,7 +55,12 @@ from api.schemas import (
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
-from workflows.input_schema import VIOLATION, value_problems, value_problems_async
+from workflows.input_schema import (
+    VIOLATION,
+    undeclared_problems,
+    value_problems,
+    value_problems_async,
+)
 from workflows.input_schema import with_defaults as fill_defaults
 from workflows.kinds import kind_of
 from workflows.runtime.settings import Settings
@@ -832,27 +837,19 @@ def _quote(value: str) -> str:
 def undeclared_inputs(
     definition_inputs: dict[str, Any] | None, input_vars: Any, where: str = "$.input_vars"
 ) -> list[dict[str, Any]]:
-    """Inputs the definition's `inputs` schema does not declare (README "Writing workflows").
+    """Inputs the definition's `inputs` schema does not declare (docs/inputs.md).
 
-    A schema that lists `properties` declares the run's inputs: anything else is refused, so a
-    caller cannot slip variables into the run's context, unless the schema says
-    `additionalProperties` (true or a schema). No `inputs` schema: any input is taken.
+    A schema that names its inputs (`properties` or `patternProperties`, at the top or in a
+    schema applied there: allOf/anyOf/oneOf, if/then/else, dependentSchemas, `$ref`) declares
+    the run's inputs: any other name is refused, so a caller cannot slip variables into the
+    run's context, unless the schema takes any name (`additionalProperties` or
+    `unevaluatedProperties`). No `inputs` schema: any input is taken.
     """
-    if not isinstance(input_vars, dict) or not isinstance(definition_inputs, dict):
-        return []
-    properties = definition_inputs.get("properties")
-    if not isinstance(properties, dict) or "additionalProperties" in definition_inputs:
-        return []
-    if definition_inputs.get("patternProperties"):
+    if not isinstance(definition_inputs, dict):
         return []
     return [
-        {
-            "code": "invalid_input",
-            "message": f"'{name}' is not an input of this workflow (declared: "
-            f"{', '.join(sorted(properties)) or 'none'}); declare it in `inputs.properties`",
-            "path": f"{where}.{name}",
-        }
-        for name in sorted(set(input_vars) - set(properties))
+        {"code": "invalid_input", "message": problem.message, "path": problem.path}
+        for problem in undeclared_problems(definition_inputs, input_vars, where)
     ]
 
 
