@@ -1,4 +1,4 @@
-"""Substitution rules (SPEC §3), table-driven from tests/cases/templating.json."""
+"""Substitution rules (README "Substitution"), table-driven from tests/cases/templating.json."""
 
 from __future__ import annotations
 

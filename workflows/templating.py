@@ -1,6 +1,6 @@
 """VariableSubstitutor: `{variable}` substitution, pure and deterministic.
 
-The rules (SPEC §3), in the order the scanner applies them:
+The rules (README "Substitution"), in the order the scanner applies them:
 
 - ``{`` + a path + ``}`` is a reference. A path is dot-separated segments: the first an
   identifier (``[A-Za-z_][A-Za-z0-9_]*``), the rest identifiers, list indexes (``0``) or keys
