@@ -27,18 +27,22 @@ from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
+from workflows.formats import ASSERTED_FORMATS
 from workflows.input_schema import (
     INVALID_SCHEMA,
     MAX_PATTERN_LENGTH,
     TOO_COSTLY,
     VIOLATION,
+    declarations,
     schema_problems,
+    undeclared_problems,
     value_problems,
     value_problems_async,
     with_defaults,
 )
 from workflows.runtime.settings import Settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
+from workflows.validation import check_definition
 
 FILE_CANARY = "canary-file-content-91c2"
 CATASTROPHIC = "^(a+)+$"  # exponential on "aaa...b" with a backtracking engine
@@ -320,6 +324,198 @@ def test_defaults_fill_only_missing_top_level_names() -> None:
     assert with_defaults(schema, "not an object") == "not an object"
 
 
+def test_with_defaults_reads_allof_members_and_ref_targets_not_branches() -> None:
+    schema = {
+        "$defs": {"common": {"properties": {"b": {"default": "from-ref"}}}},
+        "allOf": [{"$ref": "#/$defs/common"}, {"properties": {"a": {"default": "member"}}}],
+        "properties": {"a": {"default": "root"}},
+        "anyOf": [{"properties": {"c": {"default": "branch"}}}],
+    }
+    assert with_defaults(schema, {}) == {"a": "root", "b": "from-ref"}
+    filled = with_defaults({"properties": {"tags": {"default": []}}}, {})
+    filled["tags"].append("x")  # a filled default is the caller's own copy
+    assert with_defaults({"properties": {"tags": {"default": []}}}, {}) == {"tags": []}
+
+
+# -- what a schema declares, defaults, references, formats -----------------------------------
+
+
+def test_undeclared_names_follow_composition_references_and_patterns() -> None:
+    schema = {
+        "allOf": [{"$ref": "#/$defs/common"}],
+        "properties": {"mode": {"enum": ["fast", "full"]}},
+        "if": {"properties": {"mode": {"const": "full"}}},
+        "then": {"properties": {"depth": {"type": "integer"}}},
+        "anyOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}],
+        "dependentSchemas": {"a": {"properties": {"a_extra": {}}}},
+        "not": {"properties": {"forbidden": {}}, "required": ["forbidden"]},
+        "patternProperties": {"^x-": {}},
+        "$defs": {"common": {"$id": "common.json", "properties": {"user": {}}}},
+    }
+    declared = declarations(schema)
+    assert declared.closed
+    assert declared.names == {"mode", "depth", "a", "b", "a_extra", "user"}
+    value = {"mode": "fast", "user": "u", "depth": 1, "x-trace": 1, "colour": 1, "forbidden": 1}
+    found = undeclared_problems(schema, value, "$.input_vars")
+    assert [p.path for p in found] == ["$.input_vars.colour", "$.input_vars.forbidden"]
+    assert "declared: a, a_extra, b, depth, mode, user; or a name matching '^x-'" in (
+        found[0].message
+    )
+    # A reference by $id counts like one by pointer.
+    by_id = {"$ref": "common.json", "$defs": {"c": {"$id": "common.json", "properties": {"u": {}}}}}
+    assert declarations(by_id).names == {"u"} and undeclared_problems(by_id, {"u": 1}) == []
+
+
+def test_the_undeclared_rule_is_off_when_the_schema_takes_any_name() -> None:
+    for schema in (
+        {"type": "object"},  # names nothing
+        {"required": ["a"]},  # required alone declares nothing
+        {"properties": {"a": {}}, "additionalProperties": {"type": "string"}},
+        {"properties": {"a": {}}, "allOf": [{"unevaluatedProperties": True}]},
+        {"properties": {"a": {}}, "additionalProperties": False},  # JSON Schema decides
+        {"properties": {"a": {}}, "unevaluatedProperties": False},
+    ):
+        assert undeclared_problems(schema, {"a": 1, "other": 2}) == [], schema
+
+
+def test_save_time_references_see_inputs_declared_anywhere_at_the_top() -> None:
+    document = {
+        "id": "composed",
+        "inputs": {"allOf": [{"$ref": "#/$defs/who"}], "$defs": {"who": {"properties": {
+            "user": {"type": "string"}}}}},
+        "steps": [{"id": "a", "type": "set", "values": {"hi": "{user}"}}],
+    }  # fmt: skip
+    assert check_definition(document)[1] == []
+
+
+def test_a_default_that_fails_its_own_schema_is_refused_at_save_with_its_path() -> None:
+    schema = {
+        "properties": {
+            "currency": {"enum": ["EUR", "USD"], "default": "GBP"},
+            "when": {"type": "string", "format": "date", "default": "2024-02-30"},
+            "line": {"$ref": "#/$defs/line", "default": {"qty": 0}},
+            "fine": {"type": "integer", "default": 3},
+        },
+        "$defs": {"line": {"properties": {"qty": {"minimum": 1}}}},
+    }
+    found = {p.path: p.message for p in schema_problems(schema, "$.inputs")}
+    assert set(found) == {
+        "$.inputs.properties.currency.default",
+        "$.inputs.properties.when.default",
+        "$.inputs.properties.line.default.qty",
+    }, found
+    assert found["$.inputs.properties.currency.default"] == (
+        "the default does not satisfy its own schema: 'GBP' is not one of ['EUR', 'USD']"
+    )
+
+
+def test_references_by_id_anchor_and_relative_uri_resolve_within_the_document() -> None:
+    schema = {
+        "$id": "https://example.test/root.json",
+        "properties": {
+            "a": {"$ref": "item.json"},
+            "b": {"$ref": "https://example.test/item.json#/properties/n"},
+            "c": {"$ref": "#name"},
+            "d": {"$ref": "urn:example:flag"},
+            "e": {"$ref": "item.json#count"},
+        },
+        "$defs": {
+            "item": {"$id": "item.json", "type": "object",
+                     "properties": {"n": {"$anchor": "count", "type": "integer"}}},
+            "name": {"$anchor": "name", "type": "string"},
+            "flag": {"$id": "urn:example:flag", "type": "boolean"},
+        },
+    }  # fmt: skip
+    assert schema_problems(schema, "$.inputs") == []
+    good = {"a": {"n": 1}, "b": 2, "c": "x", "d": True, "e": 3}
+    assert value_problems(schema, good) == []
+    bad = {"a": {"n": "1"}, "b": "2", "c": 3, "d": 1, "e": 1.5}
+    assert [p.path for p in value_problems(schema, bad)] == ["$.a.n", "$.b", "$.c", "$.d", "$.e"]
+
+
+def test_a_reference_to_another_document_is_refused_with_a_clear_message() -> None:
+    for ref in ("other.json", "https://example.test/other.json#/$defs/x", "urn:example:none"):
+        (problem,) = schema_problems(with_ref(ref), "$.inputs")
+        assert problem.path == "$.inputs.properties.x.$ref"
+        assert "names another document" in problem.message
+        assert "nothing is fetched" in problem.message
+    (problem,) = schema_problems(with_ref("#nowhere"), "$.inputs")
+    assert "points to nothing in this schema" in problem.message
+
+
+def test_the_nine_formats_are_asserted_and_the_others_are_annotations() -> None:
+    bad = {
+        "date": "2024-02-30",
+        "date-time": "2024-01-01 10:00:00",
+        "time": "10:00:00",
+        "email": "2962",
+        "hostname": "-bad-",
+        "ipv4": "010.0.0.1",
+        "ipv6": "fe80::1%eth0",
+        "uri": "/relative",
+        "uuid": "not-a-uuid",
+    }
+    good = {
+        "date": "2024-02-29",
+        "date-time": "2024-02-29T10:00:00.5+01:00",
+        "time": "23:59:60Z",
+        "email": '"joe bloggs"@[IPv6:::1]',
+        "hostname": "xn--9n2bp8q.example",
+        "ipv4": "192.0.2.1",
+        "ipv6": "::ffff:192.0.2.1",
+        "uri": "urn:isbn:0451450523",
+        "uuid": "2EB8AA08-aa98-11ea-b4aa-73b441d16380",
+    }
+    assert set(bad) == set(ASSERTED_FORMATS)
+    for name in ASSERTED_FORMATS:
+        (problem,) = value_problems({"format": name}, bad[name])
+        assert problem.code == VIOLATION and f"is not a '{name}'" in problem.message
+        assert value_problems({"format": name}, good[name]) == []
+        assert value_problems({"format": name}, 12) == []  # not a string: not checked
+    for annotation in ("uri-reference", "duration", "regex", "idn-email", "my-own"):
+        assert value_problems({"format": annotation}, "((( not that") == []
+
+
+def test_ecma_unicode_property_names_run_on_re2() -> None:
+    schema = {"pattern": "^\\p{Letter}+$", "propertyNames": {"pattern": "^\\p{gc=Lu}"}}
+    assert schema_problems(schema, "$.inputs") == []
+    assert value_problems(schema, "héllo") == []
+    assert value_problems(schema, "h3llo") != []
+    assert value_problems(schema, {"Élan": 1}) == []
+    assert value_problems(schema, {"élan": 1}) != []  # not an upper-case letter first
+    assert value_problems({"pattern": "^\\\\p{Letter}$"}, "\\p{Letter}") == []  # escaped
+    (problem,) = schema_problems({"pattern": "\\p{LC}"}, "$.inputs")  # no such class in RE2
+    assert problem.path == "$.inputs.pattern"
+
+
+def test_a_payload_schema_gets_the_same_checks() -> None:
+    """wait_for_signal's payload_schema (as ai response schemas and agent tool parameters)
+    goes through the same functions: defaults, references and formats behave the same."""
+    payload_schema = {
+        "$id": "https://example.test/approval.json",
+        "type": "object",
+        "properties": {
+            "by": {"$ref": "#person"},
+            "at": {"type": "string", "format": "date-time", "default": "yesterday"},
+        },
+        "$defs": {"person": {"$anchor": "person", "type": "string", "format": "email"}},
+    }
+    document = {
+        "id": "approve",
+        "steps": [{"id": "wait", "type": "wait_for_signal", "signal": "approval",
+                   "payload_schema": payload_schema, "output": "approval"}],
+    }  # fmt: skip
+    _, problems = check_definition(document)
+    assert [(p.path, "does not satisfy its own schema" in p.message) for p in problems] == [
+        ("$.steps[0].payload_schema.properties.at.default", True)
+    ]
+    payload_schema["properties"]["at"]["default"] = "2024-02-29T10:00:00Z"
+    assert check_definition(document)[1] == []
+    (problem,) = value_problems(payload_schema, {"by": "not an address"})
+    assert problem.path == "$.by" and "is not a 'email'" in problem.message
+    assert value_problems(payload_schema, {"by": "ada@example.test"}) == []
+
+
 # -- the API: save and run --------------------------------------------------------------------
 
 
@@ -405,6 +601,36 @@ async def test_api_refuses_unsupported_patterns_at_save(http: httpx.AsyncClient)
     (error,) = answer.json()["errors"]
     assert error["path"] == "$.inputs.properties.code.pattern"
     assert "lookaround" in error["message"]
+
+
+async def test_api_takes_inputs_declared_through_composition_and_checks_defaults(
+    http: httpx.AsyncClient,
+) -> None:
+    inputs = {
+        "allOf": [{"$ref": "#/$defs/who"}],
+        "properties": {"email": {"type": "string", "format": "email"}},
+        "$defs": {"who": {"properties": {"user": {"type": "string", "default": "ada"}}}},
+    }
+    saved = await http.put("/api/workflows/schemas", json=definition(inputs))
+    assert saved.status_code in (200, 201), saved.text
+    good = await http.post(
+        "/api/workflows/run",
+        json={"workflow_id": "schemas", "input_vars": {"email": "ada@example.test"}},
+    )
+    assert good.status_code == 202, good.text
+    bad = await http.post(
+        "/api/workflows/run",
+        json={"workflow_id": "schemas", "input_vars": {"email": "2962", "colour": "red"}},
+    )
+    assert bad.status_code == 422, bad.text
+    errors = {error["path"]: error for error in bad.json()["errors"]}
+    assert set(errors) == {"$.input_vars.email", "$.input_vars.colour"}
+    assert "declared: email, user" in errors["$.input_vars.colour"]["message"]
+    inputs["$defs"]["who"]["properties"]["user"]["default"] = 7
+    refused = await http.put("/api/workflows/schemas", json=definition(inputs))
+    assert refused.status_code == 422, refused.text
+    (error,) = refused.json()["errors"]
+    assert error["path"] == "$.inputs.$defs.who.properties.user.default"
 
 
 # -- the worker: ai response schemas ----------------------------------------------------------

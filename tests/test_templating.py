@@ -1,4 +1,4 @@
-"""Substitution rules (SPEC §3), table-driven from tests/cases/templating.json."""
+"""Substitution rules (README "Substitution"), table-driven from tests/cases/templating.json."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
+from tests.conftest import outcome, start_definition
 from workflows.errors import InvalidReferenceError, TemplateError
+from workflows.runtime.settings import Settings
 from workflows.templating import (
     MAX_TEMPLATE_DEPTH,
     Reference,
@@ -17,6 +21,7 @@ from workflows.templating import (
     references_in,
     tokenize,
 )
+from workflows.validation import check_definition
 
 CASES = json.loads((Path(__file__).parent / "cases" / "templating.json").read_text())
 
@@ -109,3 +114,52 @@ def test_huge_template_is_linear() -> None:
     template = "{n}" * 50_000 + "{" * 50_000
     rendered = VariableSubstitutor({"n": 1}).render(template)
     assert rendered.startswith("1" * 50_000)
+
+
+# -- leading-zero indexes (RFC 6901) and the runs that predate the rule ------------------------
+
+
+def test_runs_started_before_the_rule_keep_reading_a_leading_zero_as_an_index() -> None:
+    context = {"items": [{"title": "first"}, {"title": "second"}]}
+    old = VariableSubstitutor(context, strict_indexes=False)
+    assert old.render("{items.01.title}") == "second"
+    assert old.render("{items.00.title} and {items.1.title}") == "first and second"
+    assert tokenize("{items.01}", strict_indexes=False) == [Reference("items.01")]
+    # The rule everywhere else (save-time checks, the API, runs started since): text.
+    assert VariableSubstitutor(context).render("{items.01.title}") == "{items.01.title}"
+    assert list(references_in({"a": "{items.01}", "b": "{items.1}"})) == [
+        ("$.b", Reference("items.1"))
+    ]
+    assert list(references_in("{items.01}", strict_indexes=False)) == [("$", Reference("items.01"))]
+
+
+def test_save_time_checks_treat_a_leading_zero_path_as_text() -> None:
+    document = {
+        "id": "zeros",
+        "steps": [{"id": "a", "type": "set", "values": {"text": "{nothing.01}"}}],
+    }
+    assert check_definition(document)[1] == []  # not a reference, so not an unknown one
+
+
+async def test_a_run_reads_leading_zero_paths_as_text_and_records_the_marker(
+    client: Client, settings: Settings, worker: Any
+) -> None:
+    document = {
+        "id": "leading-zero",
+        "inputs": {"type": "object", "properties": {"items": {"type": "array"}}},
+        "steps": [
+            {"id": "pick", "type": "set", "values": {"zero": "{items.01}", "one": "{items.1}"}}
+        ],
+    }
+    handle = await start_definition(client, settings, document, {"items": [["a", "b"], ["c"]]})
+    state = await outcome(handle)
+    assert state["status"] == "completed", state
+    assert state["outputs"]["zero"] == "{items.01}"
+    assert state["outputs"]["one"] == ["c"]
+    history = await handle.fetch_history()
+    markers = [
+        event.SerializeToString()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert any(b"strict-list-indexes" in marker for marker in markers)

@@ -1,18 +1,23 @@
-"""JSON Schemas that users write: a definition's ``inputs`` and an ai step's response schema.
+"""JSON Schemas that users write: a definition's ``inputs``, an ai step's response schema, an
+agent tool's ``parameters``, a ``wait_for_signal`` step's ``payload_schema``.
 
 The one place such schemas are checked and applied, so the API (``input_vars``, trigger
-inputs), save-time validation (workflows/validation.py) and the worker (ai answers) hold the
-same rules. Pure functions, no I/O:
+inputs, signal payloads), save-time validation (workflows/validation.py) and the worker (ai
+answers, tool arguments) hold the same rules (docs/inputs.md). Pure functions, no I/O:
 
 - :func:`schema_problems` (at save): a valid JSON Schema 2020-12; ``$ref`` / ``$dynamicRef``
-  only local (``#...``) and resolving to a schema inside the same document; ``$schema`` only
-  at the root and only 2020-12; every ``pattern`` and ``patternProperties`` key compiles with
-  RE2 and is at most :data:`MAX_PATTERN_LENGTH` characters.
+  resolving inside the same document (by JSON pointer, ``$anchor`` / ``$dynamicAnchor``, or an
+  ``$id`` the document declares) to a schema of it; ``$schema`` only at the root and only
+  2020-12; every ``pattern`` and ``patternProperties`` key compiles with RE2 and is at most
+  :data:`MAX_PATTERN_LENGTH` characters; every ``default`` satisfies its own subschema.
 - :func:`value_problems` (at run time): check a value, with the same rules applied again to
   the schema first (documents saved before these rules existed are refused, not trusted), a
-  ``referencing.Registry`` whose retriever refuses every URI, RE2 for every regex, a linear
-  ``uniqueItems`` and a time budget (:data:`TIME_LIMIT_SECONDS`) checked at every keyword.
+  ``referencing.Registry`` whose retriever refuses every URI, RE2 for every regex, the
+  formats of workflows/formats.py asserted, a linear ``uniqueItems`` and a time budget
+  (:data:`TIME_LIMIT_SECONDS`) checked at every keyword.
 - :func:`value_problems_async`: the same in a thread, for event-loop callers.
+- :func:`declarations` / :func:`undeclared_problems`: the names an ``inputs`` schema declares
+  for the top-level object, and the given names it does not (the undeclared-input rule).
 - :func:`with_defaults`: top-level ``default``s filled in for missing inputs.
 
 Why RE2 (the ``google-re2`` package, Google's own binding, a manylinux wheel) and not the
@@ -24,19 +29,22 @@ on every request, and every keyword would need one. What RE2 refuses
 fails later for it. RE2 is also closer to JSON Schema's ECMA-262 regexes than Python's ``re``:
 ``\\d`` and ``\\w`` are ASCII and ``$`` matches only at the end of the text.
 
-Why a local-only ``$ref`` rule and not a guarded retriever: jsonschema's default retriever
+Why in-document references only and not a guarded retriever: jsonschema's default retriever
 opened any URL (``http``, ``file``) with no timeout, no SSRF guard and redirects followed, on
-every run; a schema has no need for the network, so nothing is retrieved, ever.
+every run; a schema has no need for the network, so nothing is retrieved, ever. A reference
+by ``$id`` or anchor to a schema the document itself holds needs no retrieval, so it resolves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Any
 
 import re2
@@ -48,6 +56,7 @@ from referencing._core import Resolver
 from referencing.jsonschema import DRAFT202012
 
 from workflows.errors import Problem, json_path
+from workflows.formats import ASSERTED_FORMATS, conforms
 
 MAX_PATTERN_LENGTH = 1000
 """Characters in one ``pattern`` / ``patternProperties`` key (RE2 then bounds memory too)."""
@@ -117,7 +126,7 @@ def compile_pattern(pattern: str) -> Any:
             f"the pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}"
         )
     try:
-        return re2.compile(pattern, _OPTIONS)
+        return re2.compile(_re2_syntax(pattern), _OPTIONS)
     except re2.error as err:
         reason = err.args[0] if err.args else err
         if isinstance(reason, bytes):
@@ -128,6 +137,84 @@ def compile_pattern(pattern: str) -> Any:
         ) from None
     except (TypeError, UnicodeError) as err:
         raise PatternError(f"the pattern cannot be compiled: {err}") from None
+
+
+# ECMA-262 (JSON Schema's regex dialect) names Unicode properties as RE2 does not: long
+# General_Category names (\p{Letter}) and "gc=" / "General_Category=" / "sc=" / "Script="
+# forms. They are rewritten to RE2's names (\p{L}, \p{Greek}); a name RE2 lacks is left as
+# written, and refused with the rest.
+_CATEGORIES = {
+    "Letter": "L",
+    "Uppercase_Letter": "Lu",
+    "Lowercase_Letter": "Ll",
+    "Titlecase_Letter": "Lt",
+    "Modifier_Letter": "Lm",
+    "Other_Letter": "Lo",
+    "Mark": "M",
+    "Combining_Mark": "M",
+    "Nonspacing_Mark": "Mn",
+    "Spacing_Mark": "Mc",
+    "Enclosing_Mark": "Me",
+    "Number": "N",
+    "Decimal_Number": "Nd",
+    "digit": "Nd",
+    "Letter_Number": "Nl",
+    "Other_Number": "No",
+    "Punctuation": "P",
+    "punct": "P",
+    "Connector_Punctuation": "Pc",
+    "Dash_Punctuation": "Pd",
+    "Open_Punctuation": "Ps",
+    "Close_Punctuation": "Pe",
+    "Initial_Punctuation": "Pi",
+    "Final_Punctuation": "Pf",
+    "Other_Punctuation": "Po",
+    "Symbol": "S",
+    "Math_Symbol": "Sm",
+    "Currency_Symbol": "Sc",
+    "Modifier_Symbol": "Sk",
+    "Other_Symbol": "So",
+    "Separator": "Z",
+    "Space_Separator": "Zs",
+    "Line_Separator": "Zl",
+    "Paragraph_Separator": "Zp",
+    "Other": "C",
+    "Control": "Cc",
+    "cntrl": "Cc",
+    "Format": "Cf",
+    "Surrogate": "Cs",
+    "Private_Use": "Co",
+}
+
+
+def _property_name(name: str) -> str:
+    key, _, value = name.partition("=")
+    if not value:
+        return _CATEGORIES.get(name, name)
+    if key in ("gc", "General_Category"):
+        return _CATEGORIES.get(value, value)
+    return value if key in ("sc", "Script") else name
+
+
+def _re2_syntax(pattern: str) -> str:
+    """``pattern`` with ECMA-262's Unicode property names in RE2's spelling."""
+    if "\\p{" not in pattern and "\\P{" not in pattern:
+        return pattern
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] != "\\" or i + 1 == len(pattern):
+            out.append(pattern[i])
+            i += 1
+            continue
+        end = pattern.find("}", i + 3) if pattern.startswith("{", i + 2) else -1
+        if pattern[i + 1] in "pP" and end > 0:
+            out.append(f"\\{pattern[i + 1]}{{{_property_name(pattern[i + 3 : end])}}}")
+            i = end + 1
+        else:  # any other escape is copied whole: in \\p{Letter}, "p{Letter}" is plain text
+            out.append(pattern[i : i + 2])
+            i += 2
+    return "".join(out)
 
 
 def _search(pattern: str, text: str) -> bool:
@@ -185,7 +272,14 @@ def schema_problems(schema: Any, where: str) -> list[Problem]:
         if path not in seen:
             seen.add(path)
             problems.append(Problem(path, message))
-    return problems
+    if problems:
+        return problems
+    # Defaults are checked by the validator the runs will use (compiled once, cached).
+    try:
+        validator = _compiled(_key(schema))
+    except Exception as err:  # past every check above: a case they miss, never a 500
+        return [Problem(where, f"the schema cannot be used ({type(err).__name__}: {err})")]
+    return _default_problems(validator, where)
 
 
 def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
@@ -219,94 +313,149 @@ def _schema_nodes(schema: Any) -> Iterator[tuple[Any, Location]]:
         stack.extend(reversed(children))
 
 
+@dataclass(frozen=True)
+class _Node:
+    """A schema object of the document, its location, and the resolver its references use
+    (its own ``$id``, or the nearest enclosing one, is their base URI)."""
+
+    schema: dict[str, Any]
+    location: Location
+    resolver: Resolver[Any]
+
+
+def _walk(schema: Any) -> list[_Node]:
+    """The document's schema objects (parents first), each with its resolver. References
+    resolve within the document only: by JSON pointer, ``$anchor`` / ``$dynamicAnchor``, or
+    an ``$id`` declared in it (absolute or relative to the enclosing base URI)."""
+    root: Resolver[Any] = _refusing_registry().resolver_with_root(
+        DRAFT202012.create_resource(schema)
+    )
+    resolvers: dict[Location, Resolver[Any]] = {(): root}
+    nodes: list[_Node] = []
+    for node, location in _schema_nodes(schema):
+        if not isinstance(node, dict):
+            continue
+        resolver = _resolver_at(resolvers, location, root)
+        if location and isinstance(node.get("$id"), str):
+            resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+        resolvers[location] = resolver
+        nodes.append(_Node(node, location, resolver))
+    return nodes
+
+
 # Keywords that apply their subschemas to the same value (no descent into it).
 _IN_PLACE_ONE = ("not", "if", "then", "else")
 _IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
 
 Edges = dict[int, list[tuple[int, Location]]]
+Break = tuple[Location, str]
 
 
-def _rule_breaks(schema: Any) -> list[tuple[Location, str]]:
-    """The engine's own rules beyond the metaschema: local references, dialect, patterns.
+def _rule_breaks(schema: Any) -> list[Break]:
+    """The engine's own rules beyond the metaschema: in-document references, dialect,
+    patterns.
 
     Refs are resolved against a registry that refuses every retrieval, and must land on a
     node of the walk: a reference into data (``default``, ``examples``, an unknown keyword)
     would be applied as a schema nothing else here has checked. A chain of references that
     comes back to where it started without descending into the value recurses forever.
     """
-    found: list[tuple[Location, str]] = []
+    nodes = _walk(schema)
+    positions = {id(node.schema) for node in nodes}
+    found: list[Break] = []
     in_place: Edges = {}
-    nodes = list(_schema_nodes(schema))
-    positions = {id(node) for node, _ in nodes if isinstance(node, dict)}
-    root = DRAFT202012.create_resource(schema)
-    root_resolver: Resolver[Any] = _refusing_registry().resolver_with_root(root)
-    resolvers: dict[Location, Resolver[Any]] = {(): root_resolver}
-    for node, location in nodes:  # parents first: their $id sets the base of their children
-        if not isinstance(node, dict):
-            continue
-        resolver = _resolver_at(resolvers, location, root_resolver)
-        if location and isinstance(node.get("$id"), str):
-            resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
-        resolvers[location] = resolver
-        dialect = node.get("$schema", DIALECT)
-        if "$schema" in node and (
-            location or not isinstance(dialect, str) or dialect.rstrip("#") != DIALECT
-        ):
-            found.append(
-                (
-                    (*location, "$schema"),
-                    f"only JSON Schema 2020-12 is supported, and '$schema' only at the top "
-                    f"(as {DIALECT!r})",
-                )
-            )
-        edges = in_place.setdefault(id(node), [])
-        for keyword in _REFERENCES:
-            ref = node.get(keyword)
-            if isinstance(ref, str):
-                problem, target = _reference_problem(ref, resolver, positions)
-                if problem:
-                    found.append(((*location, keyword), problem))
-                elif isinstance(target, dict):
-                    edges.append((id(target), (*location, keyword)))
-        for keyword in _IN_PLACE_ONE:
-            if isinstance(node.get(keyword), dict):
-                edges.append((id(node[keyword]), (*location, keyword)))
-        for keyword in _IN_PLACE_LISTS:
-            members = node.get(keyword)
-            if isinstance(members, list):
-                edges += [
-                    (id(sub), (*location, keyword, i))
-                    for i, sub in enumerate(members)
-                    if isinstance(sub, dict)
-                ]
-        members = node.get("dependentSchemas")
-        if isinstance(members, dict):
-            edges += [
-                (id(sub), (*location, "dependentSchemas", name))
-                for name, sub in members.items()
-                if isinstance(sub, dict)
-            ]
-        pattern = node.get("pattern")
-        if isinstance(pattern, str):
-            try:
-                compile_pattern(pattern)
-            except PatternError as err:
-                found.append(((*location, "pattern"), f"invalid pattern {pattern!r}: {err}"))
-        members = node.get("patternProperties")
-        if isinstance(members, dict):
-            for key in members:
-                try:
-                    compile_pattern(key)
-                except PatternError as err:
-                    found.append(
-                        ((*location, "patternProperties", key), f"invalid pattern {key!r}: {err}")
-                    )
+    for node in nodes:
+        found += _dialect_breaks(node)
+        found += _pattern_breaks(node)
+        breaks, edges = _reference_breaks(node, positions)
+        found += breaks
+        in_place.setdefault(id(node.schema), []).extend(edges + _in_place_edges(node))
     found += [
         (where, "this reference leads back to itself without descending into the value "
                 "(it would recurse forever); refer to it from properties or items instead")
         for where in _cycles(in_place)
     ]  # fmt: skip
     return found
+
+
+def _dialect_breaks(node: _Node) -> list[Break]:
+    """``$schema`` only at the root, and only 2020-12."""
+    if "$schema" not in node.schema:
+        return []
+    dialect = node.schema["$schema"]
+    if not node.location and isinstance(dialect, str) and dialect.rstrip("#") == DIALECT:
+        return []
+    return [
+        (
+            (*node.location, "$schema"),
+            f"only JSON Schema 2020-12 is supported, and '$schema' only at the top "
+            f"(as {DIALECT!r})",
+        )
+    ]
+
+
+def _pattern_breaks(node: _Node) -> list[Break]:
+    """Every ``pattern`` and ``patternProperties`` key is one RE2 runs."""
+    found: list[Break] = []
+    pattern = node.schema.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            compile_pattern(pattern)
+        except PatternError as err:
+            found.append(((*node.location, "pattern"), f"invalid pattern {pattern!r}: {err}"))
+    members = node.schema.get("patternProperties")
+    if isinstance(members, dict):
+        for key in members:
+            try:
+                compile_pattern(key)
+            except PatternError as err:
+                found.append(
+                    ((*node.location, "patternProperties", key), f"invalid pattern {key!r}: {err}")
+                )
+    return found
+
+
+def _reference_breaks(
+    node: _Node, positions: set[int]
+) -> tuple[list[Break], list[tuple[int, Location]]]:
+    """(refused references, in-place edges to the schemas the others point to)."""
+    found: list[Break] = []
+    edges: list[tuple[int, Location]] = []
+    for keyword in _REFERENCES:
+        ref = node.schema.get(keyword)
+        if isinstance(ref, str):
+            problem, target = _reference_problem(ref, node.resolver, positions)
+            if problem:
+                found.append(((*node.location, keyword), problem))
+            elif isinstance(target, dict):
+                edges.append((id(target), (*node.location, keyword)))
+    return found, edges
+
+
+def _in_place_edges(node: _Node) -> list[tuple[int, Location]]:
+    """Subschemas applied to the node's own value (allOf, not, if, dependentSchemas...)."""
+    schema, location = node.schema, node.location
+    edges: list[tuple[int, Location]] = [
+        (id(schema[keyword]), (*location, keyword))
+        for keyword in _IN_PLACE_ONE
+        if isinstance(schema.get(keyword), dict)
+    ]
+    for keyword in _IN_PLACE_LISTS:
+        members = schema.get(keyword)
+        if isinstance(members, list):
+            edges += [
+                (id(sub), (*location, keyword, i))
+                for i, sub in enumerate(members)
+                if isinstance(sub, dict)
+            ]
+    members = schema.get("dependentSchemas")
+    if isinstance(members, dict):
+        edges += [
+            (id(sub), (*location, "dependentSchemas", name))
+            for name, sub in members.items()
+            if isinstance(sub, dict)
+        ]
+    return edges
 
 
 def _cycles(edges: Edges) -> list[Location]:
@@ -362,24 +511,55 @@ def _resolver_at(
     return root
 
 
+_NOT_IN_DOCUMENT = (
+    "only local references (to this schema: '#/$defs/...', an '$anchor', or an '$id' it "
+    "declares) are allowed; nothing is fetched from the network or the disk"
+)
+
+
 def _reference_problem(
     ref: str, resolver: Resolver[Any], positions: set[int]
 ) -> tuple[str | None, Any]:
     """(why the reference is refused or None, the schema it points to)."""
-    if not ref.startswith("#"):
-        return (
-            f"{ref!r} is not allowed: only local references ('#/$defs/...') within this "
-            "schema are allowed; nothing is fetched from the network or the disk"
-        ), None
     try:
         target = resolver.lookup(ref).contents
-    except referencing.exceptions.Unresolvable:
+    except (
+        referencing.exceptions.PointerToNowhere,
+        referencing.exceptions.NoSuchAnchor,
+        referencing.exceptions.InvalidAnchor,
+    ):
         return f"{ref!r} points to nothing in this schema", None
+    except referencing.exceptions.Unresolvable:
+        # Not this document nor one it embeds: the retriever refused to look further.
+        return f"{ref!r} is not allowed: it names another document, and {_NOT_IN_DOCUMENT}", None
+    except Exception as err:  # a URI urllib cannot join (an unclosed '[', ...)
+        return f"{ref!r} is not a reference the engine can resolve ({err})", None
     if not isinstance(target, bool) and not (isinstance(target, dict) and id(target) in positions):
         return (
             f"{ref!r} points outside the schema's keywords; put shared schemas under '$defs'"
         ), None
     return None, target
+
+
+def _default_problems(validator: Any, where: str) -> list[Problem]:
+    """Every ``default`` satisfies the subschema it sits in (one that does not would fail
+    every run that leaves the input out). Checked as values are: formats, RE2, the budget."""
+    problems: list[Problem] = []
+    deadline = time.monotonic() + TIME_LIMIT_SECONDS
+    for node in _walk(validator.schema):
+        if "default" not in node.schema:
+            continue
+        at = json_path((*node.location, "default"), where)
+        applied = validator.evolve(schema=node.schema, _resolver=node.resolver)
+        left = max(deadline - time.monotonic(), 0.0)
+        for problem in _violations(applied, node.schema["default"], at, left):
+            message = problem.message
+            if problem.code == VIOLATION:
+                message = f"the default does not satisfy its own schema: {message}"
+            problems.append(Problem(problem.path, message))
+        if len(problems) >= MAX_REPORTED:
+            break
+    return problems
 
 
 # -- run time -----------------------------------------------------------------------------------
@@ -583,6 +763,18 @@ _Validator = validators.extend(
 )
 
 
+def _value_formats() -> FormatChecker:
+    """The formats asserted on values (workflows/formats.py); any other one is accepted as
+    an annotation, as JSON Schema has it."""
+    checker = FormatChecker(())
+    for name in ASSERTED_FORMATS:
+        checker.checks(name)(partial(conforms, name))
+    return checker
+
+
+_VALUE_FORMATS = _value_formats()
+
+
 class UnusableSchema(Exception):
     """The schema breaks the engine's rules (a document saved before they existed)."""
 
@@ -595,6 +787,11 @@ def _strip_dialects(schema: Any) -> None:
             node.pop("$schema", None)
 
 
+def _key(schema: Any) -> str:
+    """The schema's canonical text: what the caches below are keyed by."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 @lru_cache(maxsize=256)
 def _compiled(text: str) -> Any:
     schema = json.loads(text)  # a private copy: the validator may keep it
@@ -603,7 +800,7 @@ def _compiled(text: str) -> Any:
         location, message = breaks[0]
         raise UnusableSchema(f"{json_path(location, 'the schema at $')}: {message}")
     _strip_dialects(schema)
-    return _Validator(schema, registry=_refusing_registry())
+    return _Validator(schema, registry=_refusing_registry(), format_checker=_VALUE_FORMATS)
 
 
 def _order(error: ValidationError) -> tuple[tuple[int, int, str], ...]:
@@ -628,13 +825,21 @@ def value_problems(
     The check is bounded by ``time_limit`` seconds, or, given ``max_checks``, by that many
     keyword evaluations: the same verdict on every machine, as workflow code needs."""
     try:
-        validator = _compiled(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+        validator = _compiled(_key(schema))
     except UnusableSchema as err:
         return [Problem(where, f"{err}; save the definition again to see every problem",
                         INVALID_SCHEMA)]  # fmt: skip
     except Exception as err:  # a schema saved unchecked can trip the walk: never a 500
         return [Problem(where, f"the schema cannot be used ({type(err).__name__}: {err})",
                         INVALID_SCHEMA)]  # fmt: skip
+    return _violations(validator, value, where, time_limit, max_checks)
+
+
+def _violations(
+    validator: Any, value: Any, where: str, time_limit: float, max_checks: int | None = None
+) -> list[Problem]:
+    """What :func:`value_problems` reports, for a compiled validator (or one evolved to a
+    subschema of it)."""
     token = _DEADLINE.set(None if max_checks is not None else time.monotonic() + time_limit)
     counted = _CHECKS_LEFT.set([max_checks] if max_checks is not None else None)
     errors: list[ValidationError] = []
@@ -687,15 +892,163 @@ async def value_problems_async(
     return await asyncio.to_thread(value_problems, schema, value, where, time_limit)
 
 
+# -- the top-level object: declared names, defaults ---------------------------------------------
+
+
+def _applied_at_top(schema: Any, conditional: bool) -> list[dict[str, Any]]:
+    """The schema objects that apply to the top-level value itself, the root first: allOf
+    members and reference targets (``$ref``, ``$dynamicRef``, by pointer, anchor or ``$id``);
+    with ``conditional``, also those that apply only to some values: anyOf / oneOf members,
+    if / then / else, dependentSchemas. Never ``not``: what it names is what a value is not."""
+    if not isinstance(schema, dict):
+        return []
+    start: Resolver[Any] = _refusing_registry().resolver_with_root(
+        DRAFT202012.create_resource(schema)
+    )
+    stack: list[tuple[Any, Resolver[Any]]] = [(schema, start)]
+    seen: set[int] = set()
+    found: list[dict[str, Any]] = []
+    while stack:
+        node, resolver = stack.pop()
+        if not isinstance(node, dict) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.append(node)
+        if node is not schema and isinstance(node.get("$id"), str):
+            resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+        children = _reference_targets(node, resolver)
+        children += [(member, resolver) for member in _members(node, conditional)]
+        stack.extend(reversed(children))
+    return found
+
+
+def _reference_targets(node: dict[str, Any], resolver: Resolver[Any]) -> list[Any]:
+    targets = []
+    for keyword in _REFERENCES:
+        ref = node.get(keyword)
+        if isinstance(ref, str):
+            try:
+                resolved = resolver.lookup(ref)
+            except Exception:  # refused at save; value_problems names it for older documents
+                resolved = None
+            if resolved is not None:
+                targets.append((resolved.contents, resolved.resolver))
+    return targets
+
+
+def _members(node: dict[str, Any], conditional: bool) -> list[Any]:
+    lists = ("allOf", "anyOf", "oneOf") if conditional else ("allOf",)
+    members = [sub for keyword in lists if isinstance(node.get(keyword), list)
+               for sub in node[keyword]]  # fmt: skip
+    if conditional:
+        members += [node[keyword] for keyword in ("if", "then", "else") if keyword in node]
+        dependent = node.get("dependentSchemas")
+        if isinstance(dependent, dict):
+            members += list(dependent.values())
+    return members
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """What an ``inputs`` schema declares of the top-level object's names (docs/inputs.md).
+
+    ``closed``: the schema names its inputs (``properties`` or ``patternProperties`` in a
+    schema that applies to the top level), so a name it does not declare is refused. Open when
+    it names none, when one of those schemas takes any name (``additionalProperties`` or
+    ``unevaluatedProperties`` other than ``false``), or when the root itself sets either
+    keyword (then JSON Schema's own rule decides, and reports)."""
+
+    names: frozenset[str]
+    patterns: tuple[str, ...]
+    closed: bool
+
+    def declares(self, name: str) -> bool:
+        return (
+            not self.closed
+            or name in self.names
+            or any(_search(pattern, name) for pattern in self.patterns)
+        )
+
+
+OPEN = Declarations(frozenset(), (), closed=False)
+
+
+def declarations(schema: Any) -> Declarations:
+    """The names a schema declares: the same for every value, so the names a definition's
+    steps may read at save time are the names a run may be given."""
+    try:
+        return _declarations(_key(schema))
+    except Exception:  # a schema saved unchecked: value_problems reports it
+        return OPEN
+
+
+@lru_cache(maxsize=256)
+def _declarations(text: str) -> Declarations:
+    schema = json.loads(text)
+    names: dict[str, None] = {}
+    patterns: dict[str, None] = {}
+    named = any_name = False
+    for node in _applied_at_top(schema, conditional=True):
+        for keyword, found in (("properties", names), ("patternProperties", patterns)):
+            if isinstance(node.get(keyword), dict):
+                named = True
+                found.update(dict.fromkeys(node[keyword]))
+        for keyword in ("additionalProperties", "unevaluatedProperties"):
+            any_name = any_name or node.get(keyword, False) is not False
+    root_decides = isinstance(schema, dict) and (
+        "additionalProperties" in schema or "unevaluatedProperties" in schema
+    )
+    closed = named and not any_name and not root_decides
+    return Declarations(frozenset(names), tuple(patterns), closed)
+
+
+def undeclared_problems(schema: Any, value: Any, where: str = "$") -> list[Problem]:
+    """The top-level names of ``value`` that ``schema`` does not declare (code VIOLATION)."""
+    if not isinstance(value, dict):
+        return []
+    declared = declarations(schema)
+    if not declared.closed:
+        return []
+    listed = ", ".join(sorted(declared.names)) or "none"
+    if declared.patterns:
+        listed += "; or a name matching " + ", ".join(repr(p) for p in declared.patterns)
+    return [
+        Problem(
+            json_path((name,), where),
+            f"'{name}' is not an input of this workflow (declared: {listed}); "
+            "declare it in `inputs.properties`",
+            VIOLATION,
+        )
+        for name in sorted(value)
+        if not declared.declares(name)
+    ]
+
+
 def with_defaults(schema: Any, value: Any) -> Any:
-    """``value`` with the top-level ``properties.*.default`` filled in for missing names."""
+    """``value`` with a ``default`` filled in for each missing top-level name: from the
+    ``properties`` of the root and of the schemas that always apply to the top level (allOf
+    members, ``$ref`` targets), the first found winning. anyOf / oneOf / if branches are
+    not used: whether they apply depends on the value."""
     if not isinstance(value, dict) or not isinstance(schema, dict):
         return value
-    properties = schema.get("properties")
-    if not isinstance(properties, dict):
+    try:
+        defaults = _defaults(_key(schema))
+    except Exception:  # a schema saved unchecked: value_problems reports it
         return value
     filled = dict(value)
-    for name, member in properties.items():
-        if name not in filled and isinstance(member, dict) and "default" in member:
-            filled[name] = member["default"]
+    for name, default in defaults:
+        if name not in filled:
+            filled[name] = copy.deepcopy(default)  # the cached copy is never handed out
     return filled
+
+
+@lru_cache(maxsize=256)
+def _defaults(text: str) -> tuple[tuple[str, Any], ...]:
+    found: dict[str, Any] = {}
+    for node in _applied_at_top(json.loads(text), conditional=False):
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            for name, member in properties.items():
+                if name not in found and isinstance(member, dict) and "default" in member:
+                    found[name] = member["default"]
+    return tuple(found.items())

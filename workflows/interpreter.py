@@ -106,6 +106,20 @@ PATCH_BUDGET_RESERVATIONS = "budget-reservations"
 # A step whose activity finished after its cancel was asked for ends cancelled (older runs
 # took the late result and let the branch run on past its cancellation).
 PATCH_LATE_RESULTS_STOP = "late-results-stop"
+# Templates read a digits-only path segment with a leading zero ({items.01}) as plain text, as
+# RFC 6901 has it (older runs read it as index 1); workflows/templating.py. Decided once when
+# an execution starts; its continued runs and foreach shares are handed the decision.
+PATCH_STRICT_LIST_INDEXES = "strict-list-indexes"
+
+
+def strict_indexes(handed: bool | None) -> bool:
+    """How this run's templates read ``{items.01}``: as the run it continues (or the foreach
+    step it runs a share of) did, or, when it starts an execution (or its parent predates the
+    field), as the patch marker says: a run whose history has no marker started before the
+    rule and keeps reading it as index 1."""
+    if handed is not None:
+        return handed
+    return workflow.patched(PATCH_STRICT_LIST_INDEXES)
 
 
 def kind_waits(step_type: str) -> bool:
@@ -228,6 +242,8 @@ class WorkflowExecutor:
         task: asyncio.Task[None] | None = None
         self._carry_log = workflow.patched(PATCH_ACTIVITIES_CARRY_LOG)
         self._batched = self._carry_log or workflow.patched(PATCH_BATCHED_LOGS)
+        carried = input.carried.strict_indexes if input.carried else None
+        self._processor.strict_indexes = strict_indexes(carried)
         try:
             if input.carried is None:
                 self._mark_searchable()
@@ -433,6 +449,7 @@ class WorkflowExecutor:
             pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
             usage=self._usage.for_run(),
             budget=self._budget.limits or None,
+            strict_indexes=self._processor.strict_indexes,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -774,6 +791,7 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         batch = input.batch
         assert batch is not None, "a ForeachBatch run needs input.batch"
         self._batched = True
+        self._processor.strict_indexes = strict_indexes(batch.strict_indexes)
         kind = REGISTRY["foreach"]
         step = kind.model.model_validate(batch.step)
         view = self._processor.view(batch.path, self._seq, dict(batch.variables), self)

@@ -120,6 +120,8 @@ class CarriedState(_Model):
     pending_signals: dict[str, list[Any]] = Field(default_factory=dict)
     usage: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None  # limits raised by `budget` signals
+    # How the run reads {items.01} (workflows/templating.py); None: carried by an older version.
+    strict_indexes: bool | None = None
 
 
 class ExecutionError(_Model):
@@ -327,6 +329,8 @@ class ForeachBatchInput(_Model):
     items: list[Any]
     offset: int = Field(ge=0, description="The index of the first item in the whole list.")
     variables: dict[str, Any] = Field(default_factory=dict)
+    # The parent's reading of {items.01} (workflows/templating.py); None from older parents.
+    strict_indexes: bool | None = None
 
 
 class ForeachBatchResult(_Model):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workflows.errors import Problem
-from workflows.input_schema import VIOLATION, value_problems, with_defaults
+from workflows.input_schema import VIOLATION, undeclared_problems, value_problems, with_defaults
 
 RESERVED_INPUTS = frozenset({"execution", "secrets"})
 INVALID_INPUT = "invalid_input"
@@ -53,26 +53,13 @@ def checked_inputs(
 def undeclared_inputs(
     schema: dict[str, Any] | None, values: Mapping[str, Any], where: str = "$.input_vars"
 ) -> list[Problem]:
-    """Inputs the ``inputs`` schema does not declare (README "Writing workflows").
-
-    A schema that lists `properties` declares the run's inputs: anything else is refused, so a
-    caller cannot slip variables into the run's context, unless the schema says
-    `additionalProperties` (true or a schema). No `inputs` schema: any input is taken.
-    """
+    """Inputs the ``inputs`` schema does not declare (docs/inputs.md): a schema that names its
+    inputs (in ``properties`` or ``patternProperties``, at the top or in a schema applied there)
+    refuses any other name, so a caller cannot slip variables into the run's context, unless
+    it takes any name (``additionalProperties`` / ``unevaluatedProperties``)."""
     if not isinstance(schema, dict):
         return []
-    properties = schema.get("properties")
-    if not isinstance(properties, dict) or "additionalProperties" in schema:
-        return []
-    if schema.get("patternProperties"):
-        return []
-    declared = ", ".join(sorted(properties)) or "none"
     return [
-        Problem(
-            f"{where}.{name}",
-            f"'{name}' is not an input of this workflow (declared: {declared}); declare it in "
-            "`inputs.properties`",
-            INVALID_INPUT,
-        )
-        for name in sorted(set(values) - set(properties))
+        Problem(problem.path, problem.message, INVALID_INPUT)
+        for problem in undeclared_problems(schema, dict(values), where)
     ]

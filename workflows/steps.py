@@ -101,6 +101,9 @@ class WorkflowStepProcessor:
         self._execution_id = execution_id
         self._limits = limits
         self._input = input
+        # How templates read a leading-zero index ({items.01}): the workflow sets it once per
+        # run from a patch marker (workflows/interpreter.py, PATCH_STRICT_LIST_INDEXES).
+        self.strict_indexes = True
         self.signals: dict[str, deque[Any]] = {}
         self.dropped_signals: dict[str, int] = {}
         self.waits: dict[str, Waiting] = {}  # step path -> what it waits for now
@@ -222,6 +225,10 @@ class _Run:
     @property
     def limits(self) -> ExecutionLimits | None:
         return self.processor._limits
+
+    @property
+    def strict_indexes(self) -> bool:
+        return self.processor.strict_indexes
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         return self.processor.checked(value, where, amplified)

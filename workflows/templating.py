@@ -1,11 +1,13 @@
 """VariableSubstitutor: `{variable}` substitution, pure and deterministic.
 
-The rules (SPEC §3), in the order the scanner applies them:
+The rules (README "Substitution"), in the order the scanner applies them:
 
 - ``{`` + a path + ``}`` is a reference. A path is dot-separated segments: the first an
   identifier (``[A-Za-z_][A-Za-z0-9_]*``), the rest identifiers, list indexes (``0``) or keys
   with dashes (``content-type``). A segment may not start with ``__``, so ``{a.__dict__}`` and
-  ``{0.__class__}`` are plain text, never references.
+  ``{0.__class__}`` are plain text, never references. A segment of digits is an index, and
+  an index is ``0`` or has no leading zero (RFC 6901's array index), so ``{items.01}`` is
+  plain text too (see :func:`tokenize`'s ``strict_indexes`` for runs that predate the rule).
 - ``{{`` writes a literal ``{`` and opens an escape that the next ``}}`` closes with a literal
   ``}``: ``{{name}}`` renders as ``{name}``. A ``}}`` with no ``{{`` before it is ordinary text,
   so a JSON example such as ``{"a": {"b": 1}}`` inside a prompt survives untouched.
@@ -35,6 +37,10 @@ from workflows.errors import InvalidReferenceError, TemplateError
 _FIRST_SEGMENT = r"(?!__)[A-Za-z_][A-Za-z0-9_]*"
 _LATER_SEGMENT = r"(?!__)[A-Za-z0-9_][A-Za-z0-9_-]*"
 _REFERENCE = re.compile(r"\{(" + _FIRST_SEGMENT + r"(?:\." + _LATER_SEGMENT + r")*)\}")
+# The same, but a segment of digits only (an index) may not have a leading zero: "0" and
+# "10" are indexes, "01" ends the match (the segment runs to the next "." or "}").
+_STRICT_SEGMENT = r"(?!0[0-9]+[.}])" + _LATER_SEGMENT
+_STRICT_REFERENCE = re.compile(r"\{(" + _FIRST_SEGMENT + r"(?:\." + _STRICT_SEGMENT + r")*)\}")
 
 # Deep structures are refused rather than risking RecursionError.
 MAX_TEMPLATE_DEPTH = 64
@@ -67,8 +73,16 @@ class Reference:
 Token = Literal | Reference
 
 
-def tokenize(template: str) -> list[Token]:
-    """Split a template string into literal text and references (adjacent literals merged)."""
+def tokenize(template: str, strict_indexes: bool = True) -> list[Token]:
+    """Split a template string into literal text and references (adjacent literals merged).
+
+    ``strict_indexes`` (the rule everywhere: save-time checks, the API, runs started since
+    the rule): a digits-only segment with a leading zero (``{items.01}``) makes the braces
+    plain text. Without it, as runs started before the rule read their templates, such a
+    segment is a reference (``01`` then indexes a list as ``1``). The interpreter decides once
+    per run, with a Temporal patch marker, so a run keeps the reading it started with.
+    """
+    pattern = _STRICT_REFERENCE if strict_indexes else _REFERENCE
     tokens: list[Token] = []
     text: list[str] = []
     escape_depth = 0
@@ -82,7 +96,7 @@ def tokenize(template: str) -> list[Token]:
                 escape_depth += 1
                 i += 2
                 continue
-            match = _REFERENCE.match(template, i)
+            match = pattern.match(template, i)
             if match:
                 if text:
                     tokens.append(Literal("".join(text)))
@@ -102,7 +116,9 @@ def tokenize(template: str) -> list[Token]:
     return tokens
 
 
-def references_in(value: Any, location: str = "$") -> Iterator[tuple[str, Reference]]:
+def references_in(
+    value: Any, location: str = "$", strict_indexes: bool = True
+) -> Iterator[tuple[str, Reference]]:
     """Yield ``(json_path, reference)`` for every reference in a JSON-like value."""
     stack: list[tuple[Any, str, int]] = [(value, location, 0)]
     while stack:
@@ -110,7 +126,7 @@ def references_in(value: Any, location: str = "$") -> Iterator[tuple[str, Refere
         if depth > MAX_TEMPLATE_DEPTH:
             raise TemplateError(f"{where}: nested deeper than {MAX_TEMPLATE_DEPTH} levels")
         if isinstance(current, str):
-            for token in tokenize(current):
+            for token in tokenize(current, strict_indexes):
                 if isinstance(token, Reference):
                     yield where, token
         elif isinstance(current, Mapping):
@@ -180,10 +196,14 @@ class VariableSubstitutor:
     """Renders templates against an execution context (pure; safe inside workflow code)."""
 
     def __init__(
-        self, context: Mapping[str, Any], deferred_roots: frozenset[str] = DEFERRED_ROOTS
+        self,
+        context: Mapping[str, Any],
+        deferred_roots: frozenset[str] = DEFERRED_ROOTS,
+        strict_indexes: bool = True,
     ) -> None:
         self._context = context
         self._deferred_roots = deferred_roots
+        self._strict_indexes = strict_indexes  # see tokenize()
 
     def render(self, value: Any) -> Any:
         """Render every string in ``value``; fails if any reference is deferred."""
@@ -229,7 +249,7 @@ class VariableSubstitutor:
     ) -> Any:
         if "{" not in template:
             return template
-        tokens = tokenize(template)
+        tokens = tokenize(template, self._strict_indexes)
         if len(tokens) == 1 and isinstance(tokens[0], Reference):
             reference = tokens[0]
             if reference.root not in self._deferred_roots:

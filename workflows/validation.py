@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from workflows.conditions import condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
 from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError, json_path
-from workflows.input_schema import schema_problems
+from workflows.input_schema import declarations, schema_problems
 from workflows.kinds import STEP_TYPES, Step, kind_of
 from workflows.kinds.base import Edge
 from workflows.kinds.common import END, ENGINE_VARIABLES, LAST_ERROR, RESERVED_VARIABLES
@@ -409,9 +409,11 @@ def _strongly_connected(graph: list[list[int]]) -> list[list[int]]:
 
 
 def declared_inputs(definition: WorkflowDefinition) -> set[str]:
-    inputs = definition.inputs or {}
-    properties = inputs.get("properties")
-    return set(properties) if isinstance(properties, dict) else set()
+    """The input names steps may read: those the `inputs` schema declares, wherever it
+    declares them (composition and `$ref` included; workflows/input_schema.py)."""
+    if definition.inputs is None:
+        return set()
+    return set(declarations(definition.inputs).names)
 
 
 def _reference_problems(definition: WorkflowDefinition, graphs: dict[str, Graph]) -> list[Problem]:

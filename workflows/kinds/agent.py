@@ -138,7 +138,9 @@ class AgentKind(StepKind[AgentStep]):
             if step.messages is not None
             else [{"role": "user", "content": step.prompt}]
         )
-        rendered, slots = VariableSubstitutor(run.variables).render_deferred({"messages": initial})
+        rendered, slots = VariableSubstitutor(
+            run.variables, strict_indexes=run.strict_indexes
+        ).render_deferred({"messages": initial})
         conversation: list[dict[str, Any]] = list(rendered["messages"])
         specs = [tool.spec() for tool in step.tools]
         tools = {tool.name: tool for tool in step.tools}
@@ -230,7 +232,9 @@ async def _use(
 async def _call_http(
     run: StepRun, step: AgentStep, http: ToolHTTP, arguments: Any, path: str, label: str
 ) -> Any:
-    substitutor = VariableSubstitutor({**run.variables, "args": arguments})
+    substitutor = VariableSubstitutor(
+        {**run.variables, "args": arguments}, strict_indexes=run.strict_indexes
+    )
     try:
         request = build_request(http, substitutor, run, step.id, path, path)
     except TemplateError as err:

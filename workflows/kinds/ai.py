@@ -156,7 +156,7 @@ async def ask(
     reason another may not share; an answer failing ``response_format`` is asked again with
     the error (``repair_attempts``). Budgets apply before and after every call; a rerun takes
     a result its source recorded for the same rendered request."""
-    substitutor = VariableSubstitutor(run.variables)
+    substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
     if slots is None:  # a step's own messages: templates
         rendered, slots = substitutor.render_deferred(
             {"model": step.model, "models": list(step.models), "messages": messages}

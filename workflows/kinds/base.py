@@ -122,6 +122,11 @@ class StepRun(Protocol):
     @property
     def limits(self) -> ExecutionLimits | None: ...
 
+    @property
+    def strict_indexes(self) -> bool:
+        """How this run reads ``{items.01}`` (workflows/templating.py ``tokenize``): pass it to
+        every VariableSubstitutor, so a run keeps the reading it started with."""
+
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any: ...
 
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...

@@ -43,7 +43,9 @@ class DelayKind(StepKind[DelayStep]):
         return {"seconds": step.seconds, "until": step.until}
 
     async def execute(self, step: DelayStep, run: StepRun) -> StepOutcome:
-        seconds = self._seconds(step, VariableSubstitutor(run.variables))
+        seconds = self._seconds(
+            step, VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
+        )
         if seconds > 0:
             await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
         return StepOutcome(next_target=step.next)

@@ -33,5 +33,7 @@ class FailKind(StepKind[FailStep]):
         return []
 
     async def execute(self, step: FailStep, run: StepRun) -> StepOutcome:
-        message = VariableSubstitutor(run.variables).render_text(step.message)
+        message = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes).render_text(
+            step.message
+        )
         raise StepFailure(message, FailureType.WORKFLOW_FAILED)

@@ -85,7 +85,9 @@ class ForeachKind(StepKind[ForeachStep]):
         return [Scope(".steps", step.steps, frozenset({step.as_, step.index_as}))]
 
     async def execute(self, step: ForeachStep, run: StepRun) -> StepOutcome:
-        items = VariableSubstitutor(run.variables).render(step.items)
+        items = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes).render(
+            step.items
+        )
         if not isinstance(items, list):
             raise StepFailure(
                 f"foreach items must be a list, got {type(items).__name__}",
@@ -134,6 +136,7 @@ class ForeachKind(StepKind[ForeachStep]):
                 items=chunk,
                 offset=start,
                 variables=variables,
+                strict_indexes=run.strict_indexes,
             )
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 

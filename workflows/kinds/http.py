@@ -166,7 +166,7 @@ class HTTPKind(StepKind[HTTPStep]):
         return problems
 
     async def execute(self, step: HTTPStep, run: StepRun) -> StepOutcome:
-        substitutor = VariableSubstitutor(run.variables)
+        substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
         request = build_request(step, substitutor, run, step.id, step.id, run.path, run.log)
         key = request_key(SEND_HTTP_REQUEST, request)
         reused = run.reused(key)

@@ -34,11 +34,11 @@ class SetStep(StepBase, FlowMixin):
         return self
 
 
-def whole_reference(template: Any) -> bool:
+def whole_reference(template: Any, strict_indexes: bool = True) -> bool:
     """True for a template that is exactly one reference, such as ``"{order}"``."""
     if not isinstance(template, str):
         return False
-    tokens = tokenize(template)
+    tokens = tokenize(template, strict_indexes)
     return len(tokens) == 1 and isinstance(tokens[0], Reference)
 
 
@@ -73,10 +73,12 @@ class SetKind(StepKind[SetStep]):
         return cel_problems(step, self.expressions(step), where)
 
     async def execute(self, step: SetStep, run: StepRun) -> StepOutcome:
-        values = VariableSubstitutor(run.variables).render(dict(step.values))
+        strict = run.strict_indexes
+        values = VariableSubstitutor(run.variables, strict_indexes=strict).render(dict(step.values))
         for name, value in values.items():
             # A whole reference ("{x}") binds a value the run already holds: not new data.
-            run.checked(value, f"values.{name}", amplified=not whole_reference(step.values[name]))
+            whole = whole_reference(step.values[name], strict)
+            run.checked(value, f"values.{name}", amplified=not whole)
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         for name, expression in step.compute.items():
             values[name] = run.checked(

@@ -80,7 +80,9 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
         return {"input_vars": step.input_vars}
 
     async def execute(self, step: SubWorkflowStep, run: StepRun) -> StepOutcome:
-        input_vars = VariableSubstitutor(run.variables).render(step.input_vars)
+        input_vars = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes).render(
+            step.input_vars
+        )
         run.checked(input_vars, "input_vars")
         outputs, reused_from, key = await _child(
             run, step.workflow_id, step.version, input_vars, run.path, step.label
