@@ -30,6 +30,7 @@ from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.metrics import record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
+from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
@@ -70,6 +71,9 @@ class AIClient:
         self._http = http
         self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
+        provider = httpx.URL(self._url)
+        # Where an ai step's secrets go: a secret bound to hosts must name the provider's.
+        self._provider = (provider.host, provider.port or DEFAULT_PORTS.get(provider.scheme, 0))
         self._api_key = api_key
         self._secrets = secrets
         self._app_title = app_title
@@ -89,7 +93,10 @@ class AIClient:
             {"model": request.model, "messages": [dict(m) for m in request.messages]},
             request.deferred,
             self._secrets,
+            request.workflow_id,
+            request.step_id,
         )
+        self._secrets.check_host(request.deferred, *self._provider, request.step_id)
         body = self._request_body(request, str(fields["model"]), fields["messages"])
         async with carried_log(self._logs, request.log) as log:
             try:

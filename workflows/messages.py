@@ -204,6 +204,11 @@ class AIRequest(_Model):
 
     execution_id: str
     step_id: str
+    workflow_id: str | None = Field(
+        None,
+        description="The definition whose step sends this, from the run's input (secrets bound "
+        "to workflows are checked against it; no template can set it).",
+    )
     path: str | None = Field(None, description="The step's path (reruns match requests by it).")
     seq: int | None = Field(None, description="The step visit's number in its execution.")
     model: str
@@ -278,6 +283,11 @@ class HTTPRequest(_Model):
 
     execution_id: str
     step_id: str
+    workflow_id: str | None = Field(
+        None,
+        description="The definition whose step sends this, from the run's input (secrets bound "
+        "to workflows are checked against it; no template can set it).",
+    )
     path: str | None = Field(None, description="The step's path (reruns match requests by it).")
     seq: int | None = Field(None, description="The step visit's number in its execution.")
     method: str
@@ -337,7 +347,9 @@ class ReusedResult(_Model):
 
 
 # Fields of a request that name the run, not what is asked: a rerun matches without them.
-_NOT_THE_REQUEST = frozenset({"execution_id", "idempotency_key", "log", "seq", "step_id"})
+_NOT_THE_REQUEST = frozenset(
+    {"execution_id", "idempotency_key", "log", "seq", "step_id", "workflow_id"}
+)
 
 
 def request_key(kind: str, request: BaseModel | dict[str, Any], step_id: str = "") -> str:
