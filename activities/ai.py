@@ -34,8 +34,11 @@ from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
+from workflows.values import DEFAULT_MAX_VALUE_BYTES, ValueLimitError, parse_json
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+# A tool call's arguments as JSON text, at most: the engine's default limit for a value.
+MAX_TOOL_ARGUMENT_BYTES = DEFAULT_MAX_VALUE_BYTES
 
 
 # How a failed call to the provider crosses into Temporal (activities/failures.py).
@@ -305,10 +308,12 @@ def tool_calls(raw: Any, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "raw": text,
             "arguments": None,
         }
-        try:
-            arguments = json.loads(text or "{}")
-        except json.JSONDecodeError as err:
-            call["error"] = f"the arguments are not JSON ({err.msg}); send a JSON object"
+        arguments, problem = call_arguments(text)
+        if problem is not None:
+            call["error"] = problem
+            if arguments is _OVER_LIMITS:
+                # Neither history nor the next turn carries what broke the limits.
+                call["raw"] = "{}"
             calls.append(call)
             continue
         call["arguments"] = arguments
@@ -326,6 +331,28 @@ def tool_calls(raw: Any, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
         calls.append(call)
     return calls
+
+
+_OVER_LIMITS = object()  # call_arguments' value for arguments past the engine's value limits
+
+
+def call_arguments(text: str) -> tuple[Any, str | None]:
+    """A tool call's arguments, or why they cannot be used (told to the model as the tool's
+    answer). They become a run's values (a child's inputs, a request's fields), so they are
+    held to the engine's limits for any value (workflows/values.py): too large, too deep, NaN
+    or a lone surrogate is an invalid call, not a failed step."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TOOL_ARGUMENT_BYTES:
+        return _OVER_LIMITS, (
+            f"the arguments are {size:,} bytes; the limit is {MAX_TOOL_ARGUMENT_BYTES:,} bytes: "
+            "send less"
+        )
+    try:
+        return parse_json(text or "{}"), None
+    except ValueLimitError as err:
+        return _OVER_LIMITS, f"the arguments cannot be used: {err.reason}; send a simpler object"
+    except json.JSONDecodeError as err:
+        return None, f"the arguments are not JSON ({err.msg}); send a JSON object"
 
 
 def provider_message(answer: Any) -> str | None:

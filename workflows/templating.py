@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,14 +176,24 @@ class DeferredSlot:
     parts: list[dict[str, str]]
 
 
+# How a reference inside longer text is written there: (the location of the string, the text
+# rendered before the reference in it, the reference, its value as text) -> the text to insert.
+# An agent's tool URL percent-encodes the model's arguments with it (workflows/kinds/tool_url.py).
+Escape = Callable[[list[str | int], str, Reference, str], str]
+
+
 class VariableSubstitutor:
     """Renders templates against an execution context (pure; safe inside workflow code)."""
 
     def __init__(
-        self, context: Mapping[str, Any], deferred_roots: frozenset[str] = DEFERRED_ROOTS
+        self,
+        context: Mapping[str, Any],
+        deferred_roots: frozenset[str] = DEFERRED_ROOTS,
+        escape: Escape | None = None,
     ) -> None:
         self._context = context
         self._deferred_roots = deferred_roots
+        self._escape = escape
 
     def render(self, value: Any) -> Any:
         """Render every string in ``value``; fails if any reference is deferred."""
@@ -245,7 +255,11 @@ class VariableSubstitutor:
                     text = []
                 parts.append({"ref": token.path})
             else:
-                text.append(to_text(resolve(token.path, self._context)))
+                piece = to_text(resolve(token.path, self._context))
+                if self._escape is not None:
+                    before = "".join(p.get("text", "{" + p.get("ref", "") + "}") for p in parts)
+                    piece = self._escape(location, before + "".join(text), token, piece)
+                text.append(piece)
         if not parts:
             return "".join(text)
         if text:
