@@ -30,11 +30,15 @@ from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.metrics import record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
+from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
+from workflows.values import DEFAULT_MAX_VALUE_BYTES, ValueLimitError, parse_json
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+# A tool call's arguments as JSON text, at most: the engine's default limit for a value.
+MAX_TOOL_ARGUMENT_BYTES = DEFAULT_MAX_VALUE_BYTES
 
 
 # How a failed call to the provider crosses into Temporal (activities/failures.py).
@@ -74,6 +78,9 @@ class AIClient:
         self._http = http
         self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
+        provider = httpx.URL(self._url)
+        # Where an ai step's secrets go: a secret bound to hosts must name the provider's.
+        self._provider = (provider.host, provider.port or DEFAULT_PORTS.get(provider.scheme, 0))
         self._api_key = api_key
         self._secrets = secrets
         self._app_title = app_title
@@ -93,7 +100,10 @@ class AIClient:
             {"model": request.model, "messages": [dict(m) for m in request.messages]},
             request.deferred,
             self._secrets,
+            request.workflow_id,
+            request.step_id,
         )
+        self._secrets.check_host(request.deferred, *self._provider, request.step_id)
         body = self._request_body(request, str(fields["model"]), fields["messages"])
         async with carried_log(self._logs, request.log) as log:
             try:
@@ -337,10 +347,12 @@ def tool_calls(raw: Any, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "raw": text,
             "arguments": None,
         }
-        try:
-            arguments = json.loads(text or "{}")
-        except json.JSONDecodeError as err:
-            call["error"] = f"the arguments are not JSON ({err.msg}); send a JSON object"
+        arguments, problem = call_arguments(text)
+        if problem is not None:
+            call["error"] = problem
+            if arguments is _OVER_LIMITS:
+                # Neither history nor the next turn carries what broke the limits.
+                call["raw"] = "{}"
             calls.append(call)
             continue
         call["arguments"] = arguments
@@ -358,6 +370,28 @@ def tool_calls(raw: Any, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
         calls.append(call)
     return calls
+
+
+_OVER_LIMITS = object()  # call_arguments' value for arguments past the engine's value limits
+
+
+def call_arguments(text: str) -> tuple[Any, str | None]:
+    """A tool call's arguments, or why they cannot be used (told to the model as the tool's
+    answer). They become a run's values (a child's inputs, a request's fields), so they are
+    held to the engine's limits for any value (workflows/values.py): too large, too deep, NaN
+    or a lone surrogate is an invalid call, not a failed step."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TOOL_ARGUMENT_BYTES:
+        return _OVER_LIMITS, (
+            f"the arguments are {size:,} bytes; the limit is {MAX_TOOL_ARGUMENT_BYTES:,} bytes: "
+            "send less"
+        )
+    try:
+        return parse_json(text or "{}"), None
+    except ValueLimitError as err:
+        return _OVER_LIMITS, f"the arguments cannot be used: {err.reason}; send a simpler object"
+    except json.JSONDecodeError as err:
+        return None, f"the arguments are not JSON ({err.msg}); send a JSON object"
 
 
 def provider_message(answer: Any) -> str | None:

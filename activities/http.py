@@ -10,7 +10,8 @@ pins each connection, and redirects are followed here, hop by hop, so each targe
 again (303 and 302 become GET, 307/308 keep method and body, credentials are dropped when the
 origin changes). A refused URL fails the step at once with type ``SSRFBlocked``.
 
-Secrets (docs/secrets.md): a header whose value came from a ``{secrets.X}`` slot is dropped
+Secrets (docs/secrets.md): a secret bound to workflows or hosts (activities/secret_scopes.py)
+is checked before anything is sent; a header whose value came from a ``{secrets.X}`` slot is dropped
 when a redirect leaves the origin, like Authorization; a body that carries one is never sent
 to another origin (the step fails instead of posting a body-less request). Every text that
 leaves the activity (errors, the result) is redacted; so is an unexpected exception's.
@@ -41,7 +42,7 @@ from activities.failures import (
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
-from activities.ssrf import SSRF_BLOCKED, AddressPolicy, SSRFBlocked
+from activities.ssrf import DEFAULT_PORTS, SSRF_BLOCKED, AddressPolicy, SSRFBlocked
 from workflows.errors import FailureType
 from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
 from workflows.validation import header_problem
@@ -147,7 +148,25 @@ class HTTPStepActivities:
             },
             request.deferred,
             self._secrets,
+            request.workflow_id,
+            request.step_id,
         )
+        built = self._build(request, fields)
+        # Before anything is sent: a secret bound to hosts goes to those hosts only.
+        self._secrets.check_host(
+            request.deferred,
+            built.url.host,
+            built.url.port or DEFAULT_PORTS.get(built.url.scheme, 0),
+            request.step_id,
+        )
+        described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
+        async with carried_log(self._logs, request.log) as log:
+            result = await self._send(request, built, described)
+            result.log_written = await log.written()
+        return result
+
+    def _build(self, request: HTTPRequest, fields: dict[str, Any]) -> httpx.Request:
+        """The request to send from the filled-in fields; InvalidRequest if it cannot be."""
         for name, value in fields["headers"].items():
             # Saved definitions were checked; this holds for older ones too. The message
             # names the header, never its (possibly secret) value.
@@ -182,11 +201,7 @@ class HTTPStepActivities:
                 ),
                 FailureType.INVALID_REQUEST,
             ) from None
-        described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
-        async with carried_log(self._logs, request.log) as log:
-            result = await self._send(request, built, described)
-            result.log_written = await log.written()
-        return result
+        return built
 
     async def _send(self, request: HTTPRequest, built: httpx.Request, described: str) -> HTTPResult:
         """Send the request; the answer, or a failure classified for Temporal."""

@@ -1,7 +1,9 @@
 """Secret values for `{secrets.NAME}`, resolved only inside activities.
 
 Sources, later ones winning: the JSON object in ``SECRETS_FILE``, then environment variables
-named ``WORKFLOW_SECRET_<NAME>`` (prefix configurable). Values never leave the worker process
+named ``WORKFLOW_SECRET_<NAME>`` (prefix configurable). A ``SECRETS_FILE`` entry may bind its
+secret to workflows and hosts (activities/secret_scopes.py); an environment variable of the
+same name replaces the value, never the binding. Values never leave the worker process
 except inside the request they were put in; :meth:`SecretStore.redact` scrubs them from any
 text (errors, results) that goes back to the workflow, and :class:`RedactingFilter` from
 every line the worker process logs (docs/secrets.md says what can and cannot be caught).
@@ -25,6 +27,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
+from activities.secret_scopes import (
+    SecretRule,
+    check_host,
+    check_workflow,
+    parse_entry,
+    secret_names,
+)
 from workflows.errors import ConfigurationError, FailureType, InvalidReferenceError
 from workflows.templating import DeferredSlot, fill_deferred
 
@@ -36,8 +45,14 @@ M = TypeVar("M", bound=BaseModel)
 class SecretStore(Mapping[str, str]):
     """A read-only name -> value map of the worker's secrets."""
 
-    def __init__(self, values: Mapping[str, str], extra_sensitive: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str],
+        extra_sensitive: list[str] | None = None,
+        rules: Mapping[str, SecretRule] | None = None,
+    ) -> None:
         self._values = dict(values)
+        self._rules = dict(rules or {})  # name -> the workflows and hosts it is bound to
         # Values that are not addressable as {secrets.X} but must never leak either
         # (the OpenRouter key, for one).
         self._sensitive = [v for v in [*self._values.values(), *(extra_sensitive or [])] if v]
@@ -53,21 +68,15 @@ class SecretStore(Mapping[str, str]):
         environ: Mapping[str, str] | None = None,
     ) -> SecretStore:
         values: dict[str, str] = {}
+        rules: dict[str, SecretRule] = {}
         if secrets_file is not None:
-            try:
-                loaded: Any = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as err:
-                raise ConfigurationError(
-                    f"SECRETS_FILE: cannot read {secrets_file}: {err}"
-                ) from None
-            if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
-                raise ConfigurationError("SECRETS_FILE: must hold a JSON object of strings")
-            values.update(loaded)
+            values, rules = read_secrets_file(Path(secrets_file))
         env = os.environ if environ is None else environ
         for key, value in env.items():
             if key.startswith(prefix) and len(key) > len(prefix):
+                # The value only: a binding in SECRETS_FILE is never loosened from outside.
                 values[key[len(prefix) :]] = value
-        return cls(values, extra_sensitive)
+        return cls(values, extra_sensitive, rules)
 
     def __getitem__(self, name: str) -> str:
         return self._values[name]
@@ -77,6 +86,27 @@ class SecretStore(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def rule(self, name: str) -> SecretRule | None:
+        """The workflows and hosts a secret is bound to (None: a plain, global secret)."""
+        return self._rules.get(name)
+
+    def check_workflow(self, deferred: list[Any], workflow_id: str | None, step_id: str) -> None:
+        """SecretNotAllowed when a slot names a secret bound to other workflows."""
+        if self._rules:
+            check_workflow(self._rules, secret_names(deferred), workflow_id, step_id)
+
+    def check_host(self, deferred: list[Any], host: str, port: int, step_id: str) -> None:
+        """SecretNotAllowed when a slot names a secret bound to other hosts than this one."""
+        if not self._rules:
+            return
+        try:
+            check_host(self._rules, secret_names(deferred), host, port, step_id)
+        except ApplicationError as err:
+            # The host may itself have been filled from a secret.
+            raise ApplicationError(
+                self.redact(err.message), type=err.type, non_retryable=True
+            ) from None
 
     def redact_model(self, model: M) -> M:
         """A copy of a result model with secret values scrubbed."""
@@ -109,8 +139,33 @@ class SecretStore(Mapping[str, str]):
         return text
 
 
-def fill_secrets(fields: Any, deferred: list[Any], store: SecretStore) -> Any:
-    """Fill the workflow's deferred `{secrets.X}` slots in ``fields`` (by position, once)."""
+def read_secrets_file(path: Path) -> tuple[dict[str, str], dict[str, SecretRule]]:
+    """``SECRETS_FILE``: name -> a string, or ``{"value", "workflows"?, "hosts"?}``."""
+    try:
+        loaded: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigurationError(f"SECRETS_FILE: cannot read {path}: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigurationError("SECRETS_FILE: must hold a JSON object (name -> secret)")
+    values: dict[str, str] = {}
+    rules: dict[str, SecretRule] = {}
+    for name, raw in loaded.items():
+        values[name], rule = parse_entry(name, raw)
+        if rule is not None:
+            rules[name] = rule
+    return values, rules
+
+
+def fill_secrets(
+    fields: Any,
+    deferred: list[Any],
+    store: SecretStore,
+    workflow_id: str | None = None,
+    step_id: str = "",
+) -> Any:
+    """Fill the workflow's deferred `{secrets.X}` slots in ``fields`` (by position, once),
+    after checking that ``workflow_id`` may use every secret they name."""
+    store.check_workflow(deferred, workflow_id, step_id)
     slots = [DeferredSlot(location=list(s.location), parts=list(s.parts)) for s in deferred]
     try:
         return fill_deferred(fields, slots, {"secrets": store})

@@ -36,6 +36,7 @@ class FailureType(StrEnum):
     HTTP_RETRYABLE = "HTTPRetryableError"
     HTTP_TRANSPORT = "HTTPTransportError"
     SSRF_BLOCKED = "SSRFBlocked"
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a failure type, not a secret
     INVALID_REQUEST = "InvalidRequest"
     STEP_TIMEOUT = "StepTimeout"
     SIGNAL_TIMEOUT = "SignalTimeout"

@@ -206,6 +206,11 @@ class AIRequest(_Model):
 
     execution_id: str
     step_id: str
+    workflow_id: str | None = Field(
+        None,
+        description="The definition whose step sends this, from the run's input (secrets bound "
+        "to workflows are checked against it; no template can set it).",
+    )
     path: str | None = Field(None, description="The step's path (reruns match requests by it).")
     seq: int | None = Field(None, description="The step visit's number in its execution.")
     model: str
@@ -288,6 +293,11 @@ class HTTPRequest(_Model):
 
     execution_id: str
     step_id: str
+    workflow_id: str | None = Field(
+        None,
+        description="The definition whose step sends this, from the run's input (secrets bound "
+        "to workflows are checked against it; no template can set it).",
+    )
     path: str | None = Field(None, description="The step's path (reruns match requests by it).")
     seq: int | None = Field(None, description="The step visit's number in its execution.")
     method: str
@@ -350,7 +360,15 @@ class ReusedResult(_Model):
 
 # Fields of a request that name the run, not what is asked: a rerun matches without them.
 _NOT_THE_REQUEST = frozenset(
-    {"execution_id", "idempotency_key", "log", "seq", "step_id", "report_when_cancelled"}
+    {
+        "execution_id",
+        "idempotency_key",
+        "log",
+        "seq",
+        "step_id",
+        "report_when_cancelled",
+        "workflow_id",
+    }
 )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,12 @@ class DeferredSlot:
     parts: list[dict[str, str]]
 
 
+# How a reference inside longer text is written there: (the location of the string, the text
+# rendered before the reference in it, the reference, its value as text) -> the text to insert.
+# An agent's tool URL percent-encodes the model's arguments with it (workflows/kinds/tool_url.py).
+Escape = Callable[[list[str | int], str, Reference, str], str]
+
+
 class VariableSubstitutor:
     """Renders templates against an execution context (pure; safe inside workflow code)."""
 
@@ -200,10 +206,12 @@ class VariableSubstitutor:
         context: Mapping[str, Any],
         deferred_roots: frozenset[str] = DEFERRED_ROOTS,
         strict_indexes: bool = True,
+        escape: Escape | None = None,
     ) -> None:
         self._context = context
         self._deferred_roots = deferred_roots
         self._strict_indexes = strict_indexes  # see tokenize()
+        self._escape = escape
 
     def render(self, value: Any) -> Any:
         """Render every string in ``value``; fails if any reference is deferred."""
@@ -265,7 +273,11 @@ class VariableSubstitutor:
                     text = []
                 parts.append({"ref": token.path})
             else:
-                text.append(to_text(resolve(token.path, self._context)))
+                piece = to_text(resolve(token.path, self._context))
+                if self._escape is not None:
+                    before = "".join(p.get("text", "{" + p.get("ref", "") + "}") for p in parts)
+                    piece = self._escape(location, before + "".join(text), token, piece)
+                text.append(piece)
         if not parts:
             return "".join(text)
         if text:

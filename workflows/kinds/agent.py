@@ -1,12 +1,15 @@
-"""`agent`: a model that calls tools, durably (SPEC §11).
+"""`agent`: a model that calls tools, durably.
 
 Every model turn is a `call_llm` activity and every tool call an activity (`http` tools, through
 the SSRF guard) or a child workflow (`workflow_id` tools), each with its own summary in the
-Temporal UI. The activity checks a call's arguments against the tool's ``parameters``; a call
-that fails them (or a tool that fails) goes back to the model as the tool's answer, never as a
-step failure. Budgets apply before and after every turn; a rerun reuses the turns and calls its
-source already paid for (same path, same rendered request). The result: ``{text, json?, turns,
-tool_calls: [{name, arguments, result | error}], usage, cost}``.
+Temporal UI. The activity checks a call's arguments against the tool's ``parameters`` and the
+engine's value limits; a call that fails them (or a tool that fails) goes back to the model as
+the tool's answer, never as a step failure. So do the calls past ``max_tool_calls_per_turn`` of
+one answer, and every call past the step's ``max_tool_calls``: they never run, so one answer
+cannot fill the run's history. The model's arguments are percent-encoded where they stand in a
+tool's URL (workflows/kinds/tool_url.py). Budgets apply before and after every turn; a rerun
+reuses the turns and calls its source already paid for (same path, same rendered request). The
+result: ``{text, json?, turns, tool_calls: [{name, arguments, result | error}], usage, cost}``.
 
 What the model and the tools say is data: the conversation is rendered once, at the start, and
 nothing a model or a tool returns is ever substituted again.
@@ -15,6 +18,7 @@ nothing a model or a tool returns is ever substituted again.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -22,16 +26,24 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.errors import FailureType, Problem, StepFailure, TemplateError
-from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, model_fields
+from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, first_messages, model_fields
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
 from workflows.kinds.http import HttpMethod, build_request, header_problem
 from workflows.kinds.sub_workflow import run_child
-from workflows.messages import SEND_HTTP_REQUEST, HTTPResult, request_key
-from workflows.templating import VariableSubstitutor, references_in
+from workflows.kinds.tool_url import ARGS, dot_segment, encode_arguments
+from workflows.messages import SEND_HTTP_REQUEST, AIResult, HTTPResult, request_key
+from workflows.templating import DeferredSlot, VariableSubstitutor, references_in
 from workflows.usage import Usage
 
 MAX_TOOL_ANSWER = 20_000  # characters of a tool's answer the model sees
+# One answer may ask for any number of calls, each an activity (~6 history events): the caps
+# keep a step's history far from Temporal's limit (docs/ai.md). Engine maxima: the bounds.
+DEFAULT_TOOL_CALLS_PER_TURN = 16
+MAX_TOOL_CALLS_PER_TURN = 64
+DEFAULT_TOOL_CALLS = 100
+MAX_TOOL_CALLS = 1000
+PATCH_TOOL_LIMITS = "agent-tool-limits"  # older runs ran every call, URLs unencoded
 
 
 class ToolHTTP(Model):
@@ -84,6 +96,18 @@ class AgentStep(StepBase, FlowMixin, ActivityMixin):
     prompt: str | None = Field(None, max_length=1_000_000)
     tools: list[AgentTool] = Field(min_length=1, max_length=20)
     max_turns: int = Field(8, ge=1, le=50)
+    max_tool_calls_per_turn: int = Field(
+        DEFAULT_TOOL_CALLS_PER_TURN,
+        ge=1,
+        le=MAX_TOOL_CALLS_PER_TURN,
+        description="Tool calls of one answer that run; the rest go back to the model as errors.",
+    )
+    max_tool_calls: int = Field(
+        DEFAULT_TOOL_CALLS,
+        ge=1,
+        le=MAX_TOOL_CALLS,
+        description="Tool calls the step runs in all; later calls go back to the model as errors.",
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     response_format: ResponseFormat | None = None
@@ -133,83 +157,133 @@ class AgentKind(StepKind[AgentStep]):
         return problems
 
     async def execute(self, step: AgentStep, run: StepRun) -> StepOutcome:
-        initial = (
-            [m.model_dump() for m in step.messages]
-            if step.messages is not None
-            else [{"role": "user", "content": step.prompt}]
-        )
-        rendered, slots = VariableSubstitutor(
-            run.variables, strict_indexes=run.strict_indexes
-        ).render_deferred({"messages": initial})
-        conversation: list[dict[str, Any]] = list(rendered["messages"])
-        specs = [tool.spec() for tool in step.tools]
-        tools = {tool.name: tool for tool in step.tools}
-        spent = Usage()
-        transcript: list[dict[str, Any]] = []
+        agent = _Agent.start(step, run)
         for turn in range(step.max_turns):
             answer = await ask(
                 run,
                 step,
-                conversation,
-                tools=specs,
+                agent.conversation,
+                tools=agent.specs,
                 path=f"{run.path}.turn[{turn}]",
-                slots=slots,
+                slots=agent.slots,
                 label=f"{step.label} · turn {turn + 1}",
             )
-            spent.merge(answer.usage)
-            result = answer.result
-            calls = result.tool_calls or []
+            agent.spent.merge(answer.usage)
+            calls = answer.result.tool_calls or []
             if not calls:
-                value = {
-                    "text": result.text,
-                    "turns": turn + 1,
-                    "tool_calls": transcript,
-                    "usage": spent.for_step(),
-                    "cost": spent.cost_usd,
-                }
-                if result.json_ is not None:
-                    value["json"] = result.json_
-                outputs = {step.output: value} if step.output else {}
-                usage = spent.for_step() if spent.ai_calls else None
-                return StepOutcome(outputs, step.next, usage=usage)
-            conversation.append(
-                {
-                    "role": "assistant",
-                    "content": result.text or "",
-                    "tool_calls": [
-                        {
-                            "id": call["id"],
-                            "type": "function",
-                            "function": {"name": call["name"], "arguments": call["raw"]},
-                        }
-                        for call in calls
-                    ],
-                }
-            )
-            for index, call in enumerate(calls):
-                entry: dict[str, Any] = {"name": call["name"], "arguments": call["arguments"]}
-                if call.get("error"):
-                    entry["error"] = call["error"]
-                else:
-                    where = f"{run.path}.turn[{turn}].{call['name']}[{index}]"
-                    try:
-                        entry["result"] = await _use(run, step, tools[call["name"]], call, where)
-                    except _ToolFailed as failed:
-                        entry["error"] = str(failed)
-                transcript.append(entry)
-                answer_text = json.dumps(
-                    {"error": entry["error"]} if "error" in entry else entry["result"],
-                    default=str,
-                )[:MAX_TOOL_ANSWER]
-                conversation.append(
-                    {"role": "tool", "tool_call_id": call["id"], "content": answer_text}
-                )
+                return agent.finish(answer.result, turns=turn + 1)
+            agent.conversation.append(_assistant_turn(answer.result, calls))
+            await agent.use_tools(turn, calls)
         raise StepFailure(
             f"the agent was still calling tools after {step.max_turns} turns (max_turns); "
             "raise max_turns or tell it to answer sooner",
             FailureType.AGENT_MAX_TURNS,
-            usage=spent.for_step(),
+            usage=agent.spent.for_step(),
         )
+
+
+@dataclass
+class _Agent:
+    """One agent step in progress: the conversation, what it cost, the tool calls made."""
+
+    step: AgentStep
+    run: StepRun
+    conversation: list[dict[str, Any]]
+    slots: list[DeferredSlot]
+    # The tool-call caps and the encoding of arguments in tool URLs; runs recorded before
+    # them ran every call an answer made, so they replay as they ran (PATCH_TOOL_LIMITS).
+    limited: bool
+    spent: Usage = field(default_factory=Usage)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    ran: int = 0  # tool calls run (activities or child workflows), for max_tool_calls
+
+    @classmethod
+    def start(cls, step: AgentStep, run: StepRun) -> _Agent:
+        limited = workflow.patched(PATCH_TOOL_LIMITS)
+        # The conversation is rendered once: what models and tools say later is data.
+        rendered, slots = VariableSubstitutor(
+            run.variables, strict_indexes=run.strict_indexes
+        ).render_deferred({"messages": first_messages(step)})
+        return cls(step, run, list(rendered["messages"]), slots, limited)
+
+    @property
+    def specs(self) -> list[dict[str, Any]]:
+        return [tool.spec() for tool in self.step.tools]
+
+    def finish(self, result: AIResult, turns: int) -> StepOutcome:
+        value: dict[str, Any] = {
+            "text": result.text,
+            "turns": turns,
+            "tool_calls": self.transcript,
+            "usage": self.spent.for_step(),
+            "cost": self.spent.cost_usd,
+        }
+        if result.json_ is not None:
+            value["json"] = result.json_
+        outputs = {self.step.output: value} if self.step.output else {}
+        usage = self.spent.for_step() if self.spent.ai_calls else None
+        return StepOutcome(outputs, self.step.next, usage=usage)
+
+    async def use_tools(self, turn: int, calls: list[dict[str, Any]]) -> None:
+        """Run the calls of one answer (up to the caps); every call gets a tool answer."""
+        tools = {tool.name: tool for tool in self.step.tools}
+        for index, call in enumerate(calls):
+            entry: dict[str, Any] = {"name": call["name"], "arguments": call["arguments"]}
+            refusal = self._over_cap(index) or call.get("error")
+            if refusal:
+                entry["error"] = refusal
+            else:
+                self.ran += 1
+                where = f"{self.run.path}.turn[{turn}].{call['name']}[{index}]"
+                try:
+                    entry["result"] = await _use(
+                        self.run, self.step, tools[call["name"]], call, where, self.limited
+                    )
+                except _ToolFailed as failed:
+                    entry["error"] = str(failed)
+            self.transcript.append(entry)
+            answer = {"error": entry["error"]} if "error" in entry else entry["result"]
+            self.conversation.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call["id"],
+                    "content": json.dumps(answer, default=str)[:MAX_TOOL_ANSWER],
+                }
+            )
+
+    def _over_cap(self, index: int) -> str | None:
+        """Why a call may not run: the answer or the step has made all the calls it may."""
+        if not self.limited:
+            return None
+        per_turn, total = self.step.max_tool_calls_per_turn, self.step.max_tool_calls
+        if index >= per_turn:
+            return (
+                f"not run: one answer may call at most {per_turn} tools "
+                f"(max_tool_calls_per_turn), this was call {index + 1}; call fewer tools at "
+                "once and make the other calls in your next answer"
+            )
+        if self.ran >= total:
+            return (
+                f"not run: this step has made all {total} tool calls it may make "
+                "(max_tool_calls); answer with what you have"
+            )
+        return None
+
+
+def _assistant_turn(result: AIResult, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model's answer as the conversation's assistant message, every call in it."""
+    return {
+        "role": "assistant",
+        "content": result.text or "",
+        "tool_calls": [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["raw"]},
+            }
+            for call in calls
+        ],
+    }
 
 
 class _ToolFailed(Exception):
@@ -217,7 +291,7 @@ class _ToolFailed(Exception):
 
 
 async def _use(
-    run: StepRun, step: AgentStep, tool: AgentTool, call: dict[str, Any], path: str
+    run: StepRun, step: AgentStep, tool: AgentTool, call: dict[str, Any], path: str, limited: bool
 ) -> Any:
     label = f"{step.label} · {tool.name}"
     if tool.workflow_id is not None:
@@ -226,19 +300,32 @@ async def _use(
         except StepFailure as failed:
             raise _ToolFailed(str(failed)) from None
     assert tool.http is not None
-    return await _call_http(run, step, tool.http, call["arguments"], path, label)
+    return await _call_http(run, step, tool.http, call["arguments"], path, label, limited)
 
 
 async def _call_http(
-    run: StepRun, step: AgentStep, http: ToolHTTP, arguments: Any, path: str, label: str
+    run: StepRun,
+    step: AgentStep,
+    http: ToolHTTP,
+    arguments: Any,
+    path: str,
+    label: str,
+    limited: bool,
 ) -> Any:
+    escape = encode_arguments if limited else None
     substitutor = VariableSubstitutor(
-        {**run.variables, "args": arguments}, strict_indexes=run.strict_indexes
+        {**run.variables, ARGS: arguments}, strict_indexes=run.strict_indexes, escape=escape
     )
     try:
         request = build_request(http, substitutor, run, step.id, path, path)
     except TemplateError as err:
         raise _ToolFailed(f"the tool's request cannot be built: {err}") from None
+    segment = dot_segment(request.url) if limited else None
+    if segment is not None:
+        raise _ToolFailed(
+            f"the tool's URL path would hold a {segment!r} segment, which servers read as a "
+            "directory step; send another value"
+        )
     reused = run.reused(request_key(SEND_HTTP_REQUEST, request))
     if reused is not None:
         return HTTPResult.model_validate(reused.result).as_output()

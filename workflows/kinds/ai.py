@@ -182,6 +182,7 @@ async def ask(
             request = AIRequest(
                 execution_id=run.execution_id,
                 step_id=step.id,
+                workflow_id=run.input.definition.key,
                 model=model,
                 messages=conversation,
                 temperature=step.temperature,

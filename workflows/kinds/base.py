@@ -78,9 +78,20 @@ class Edge:
     on_failure: bool = False
 
 
+class DefinitionOfRun(Protocol):
+    """What a kind reads of the definition a run interprets."""
+
+    @property
+    def key(self) -> str:
+        """Its id as text: the workflow a request is sent for (secrets may be bound to it)."""
+
+
 class RunInput(Protocol):
     """What a kind reads of the run's input (workflows.shared.ExecutionInput, which holds the
     definition and so sits above the kinds): the sub-workflow library, the nesting depth."""
+
+    @property
+    def definition(self) -> DefinitionOfRun: ...
 
     @property
     def library(self) -> Mapping[str, Any]: ...

@@ -118,6 +118,7 @@ def build_request(
     return HTTPRequest(
         execution_id=run.execution_id,
         step_id=step_id,
+        workflow_id=run.input.definition.key,
         method=spec.method,
         url=to_text(rendered["url"]),
         headers={str(k): to_text(v) for k, v in rendered["headers"].items()},
