@@ -3,7 +3,7 @@
 // iteration 3 of `each`), with status, duration, attempts, reuse, usage, error and outputs.
 
 import { h } from "./dom.js";
-import { cost, count, dateTime, duration, elapsed, shortId } from "./format.js";
+import { cost, count, dateTime, duration, elapsed, prettyValues, shortId } from "./format.js";
 import { link } from "./router.js";
 import { statusBadge } from "./ui.js";
 
@@ -85,7 +85,7 @@ export function renderTimeline(records, { openKeys = new Set() } = {}) {
         open: openKeys.has(key),
         ontoggle: (event) => (event.target.open ? openKeys.add(key) : openKeys.delete(key)),
       }, h("summary", {}, `output: ${Object.keys(outputs).join(", ")}`),
-      h("pre", { class: "json" }, JSON.stringify(outputs, null, 2)))
+      h("pre", { class: "json" }, prettyValues(outputs)))
       : null;
     return h("li", {
       class: `step st-${r.status}`,

@@ -1,0 +1,162 @@
+"""Bounded status answers: a run holding several ~2 MB http results answers
+`GET /api/executions/{id}` with summaries of its large values (small and fast, bounded in the
+workflow query's own result), the full values with `?include=variables`, and viewers polling
+it do not slow other runs. Against the real stack: Temporal dev server, worker, uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import eventually
+from tests.fakes import HttpSink, Reply
+from workflows.runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+WFE = Path(sys.executable).parent / "wfe"
+RESULTS = 4
+ITEMS = 14_000  # ~2 MB of JSON per result
+SMALL_ANSWER = 64 * 1024
+
+
+def big_body() -> dict[str, Any]:
+    return {"items": [{"id": i, "text": "x" * 130} for i in range(ITEMS)], "total": ITEMS}
+
+
+def holder(sink: HttpSink) -> dict[str, Any]:
+    """Several large results, one small one, then a wait (the run stays running)."""
+    steps: list[dict[str, Any]] = [
+        {"id": f"fetch{i}", "type": "http", "url": f"{sink.url}/big", "output": f"r{i}"}
+        for i in range(RESULTS)
+    ]
+    steps += [
+        {"id": "note", "type": "set", "values": {"small": "kept as is"}},
+        {"id": "hold", "type": "wait_for_signal", "signal": "go", "output": "go"},
+    ]
+    return {"id": "status-holder", "steps": steps}
+
+
+TRIVIAL = {
+    "id": "status-trivial",
+    "steps": [
+        {"id": "a", "type": "set", "values": {"x": 1}},
+        {"id": "b", "type": "set", "compute": {"y": "x + 1"}},
+        {"id": "c", "type": "set", "values": {"z": "{y}"}},
+    ],
+}
+
+
+async def timed_run(http: httpx.AsyncClient) -> float:
+    began = time.perf_counter()
+    answer = await http.post(
+        "/api/workflows/run",
+        params={"wait": "true", "timeout": "60"},
+        json={"workflow_id": TRIVIAL["id"], "input_vars": {}},
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "completed", answer.text
+    return time.perf_counter() - began
+
+
+async def start_holder(http: httpx.AsyncClient, sink: HttpSink) -> str:
+    body = json.dumps(big_body())
+    sink.script("/big", *[Reply(200, body, {"Content-Type": "application/json"})] * RESULTS)
+    document = holder(sink)
+    assert (await http.put(f"/api/workflows/{document['id']}", json=document)).status_code == 201
+    run = await http.post("/api/workflows/run", json={"workflow_id": document["id"]})
+    assert run.status_code == 202, run.text
+    execution_id = str(run.json()["execution_id"])
+
+    async def waiting() -> bool:
+        state = (await http.get(f"/api/executions/{execution_id}")).json()
+        return state.get("waiting_for") == "go"
+
+    await eventually(waiting, timeout=60, interval=0.5)
+    return execution_id
+
+
+@pytest.mark.timeout(300)
+async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
+    http: httpx.AsyncClient, sink: HttpSink, settings: Settings
+) -> None:
+    execution_id = await start_holder(http, sink)
+    path = f"/api/executions/{execution_id}"
+
+    sizes, times = [], []
+    for _ in range(3):
+        began = time.perf_counter()
+        answer = await http.get(path)
+        times.append(time.perf_counter() - began)
+        assert answer.status_code == 200, answer.text[:500]
+        sizes.append(len(answer.content))
+    state = answer.json()
+    print(f"\ndefault status answer: {max(sizes):,} bytes, {statistics.median(times):.3f}s")
+    assert max(sizes) < SMALL_ANSWER, max(sizes)
+    assert statistics.median(times) < 1.0, times
+    # Large values are summaries naming their type, size and first keys; small ones stay.
+    summary = state["outputs"]["r0"]
+    assert summary["status"] == 200  # the http result's small fields are kept
+    json_summary = summary["json"]["$summary"]
+    assert json_summary["type"] == "object" and json_summary["bytes"] > 1_000_000
+    assert json_summary["keys"] == ["items", "total"]
+    assert state["outputs"]["small"] == "kept as is"
+    assert sorted(state["summarised"]) == [f"r{i}" for i in range(RESULTS)]
+    # The step records' outputs too.
+    fetched = next(s for s in state["steps"] if s["step_id"] == "fetch0")
+    assert "$summary" in fetched["output_vars"]["r0"]["json"]
+
+    began = time.perf_counter()
+    full = await http.get(path, params={"include": "variables"})
+    full_time = time.perf_counter() - began
+    assert full.status_code == 200, full.text[:500]
+    print(f"?include=variables: {len(full.content):,} bytes, {full_time:.3f}s")
+    values = full.json()["outputs"]
+    for i in range(RESULTS):
+        assert values[f"r{i}"]["json"] == big_body()
+    assert full.json()["summarised"] == []
+    one = await http.get(path, params={"include": "variables", "variable": "r1"})
+    assert one.json()["outputs"]["r1"]["json"]["total"] == ITEMS
+    assert "$summary" in one.json()["outputs"]["r2"]["json"]
+
+    # Viewers polling the large run do not slow another run.
+    assert (await http.put(f"/api/workflows/{TRIVIAL['id']}", json=TRIVIAL)).status_code == 201
+    await timed_run(http)  # warm
+    alone = statistics.median([await timed_run(http) for _ in range(3)])
+    stop = asyncio.Event()
+    polls = 0
+
+    async def poller() -> None:
+        nonlocal polls
+        while not stop.is_set():
+            assert (await http.get(path)).status_code == 200
+            polls += 1
+
+    pollers = [asyncio.create_task(poller()) for _ in range(4)]
+    await asyncio.sleep(0.5)
+    try:
+        watched = statistics.median([await timed_run(http) for _ in range(3)])
+    finally:
+        stop.set()
+        await asyncio.gather(*pollers)
+    print(f"trivial run alone {alone:.3f}s; with 4 pollers {watched:.3f}s ({polls} polls)")
+    assert watched < max(alone * 4, alone + 1.0), (alone, watched)
+
+    # Finished: the answer from the run's result is summarised the same way.
+    assert (await http.post(f"{path}/signals/go", json={"ok": True})).status_code == 202
+
+    async def completed() -> dict[str, Any] | None:
+        body = (await http.get(path)).json()
+        return body if body["status"] == "completed" else None
+
+    done = await eventually(completed, timeout=60, interval=0.5)
+    answer = await http.get(path)
+    print(f"completed run's status answer: {len(answer.content):,} bytes")
+    assert len(answer.content) < SMALL_ANSWER
+    assert done["outputs"]["r3"]["json"]["$summary"]["bytes"] > 1_000_000
