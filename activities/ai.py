@@ -28,7 +28,7 @@ from activities.failures import (
 )
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
-from activities.metrics import record_ai_usage
+from activities.metrics import ModelLabels, record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
@@ -66,8 +66,10 @@ class AIClient:
         app_title: str = "workflow-engine",
         referer: str | None = None,
         logs: WorkflowLogger | None = None,
+        model_labels: ModelLabels | None = None,
     ) -> None:
         self._http = http
+        self._model_labels = model_labels or ModelLabels()
         self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._api_key = api_key
@@ -94,7 +96,8 @@ class AIClient:
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer = await with_heartbeats(self._post(body))
-                record_ai_usage(answer, request.model)  # tokens are spent even if checks fail
+                # Tokens are spent even if checks fail.
+                record_ai_usage(answer, request.model, self._model_labels)
                 try:
                     result = await asyncio.to_thread(self._result, request, answer)  # checks
                 except ApplicationError as err:

@@ -242,6 +242,7 @@ class ExecutionService:
         signal_limiter: RateLimiter | None = None,
         page_tokens: PageTokens | None = None,
         pollers: WorkerPollers | None = None,
+        closed: ClosedAnswers | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -250,7 +251,7 @@ class ExecutionService:
         self._signal_limiter = signal_limiter
         self._page_tokens = page_tokens or PageTokens(page_token_secret(settings))
         self._pollers = pollers
-        self._closed = ClosedAnswers()
+        self._closed = closed or ClosedAnswers()
 
     # -- links ------------------------------------------------------------------------------
 
