@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import HttpSink, Reply
 from workflows.runtime.settings import Settings
 
@@ -25,6 +26,7 @@ WFE = Path(sys.executable).parent / "wfe"
 RESULTS = 4
 ITEMS = 14_000  # ~2 MB of JSON per result
 SMALL_ANSWER = 64 * 1024
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def big_body() -> dict[str, Any]:
@@ -52,6 +54,16 @@ TRIVIAL = {
         {"id": "c", "type": "set", "values": {"z": "{y}"}},
     ],
 }
+
+
+async def wfe(api_url: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "WFE_API_URL": api_url, "WFE_API_KEY": ADMIN_KEY, "NO_COLOR": "1"}
+    env["PYTHONPATH"] = str(ROOT)
+    process = await asyncio.create_subprocess_exec(
+        str(WFE), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def timed_run(http: httpx.AsyncClient) -> float:
@@ -156,7 +168,46 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
         return body if body["status"] == "completed" else None
 
     done = await eventually(completed, timeout=60, interval=0.5)
-    answer = await http.get(path)
-    print(f"completed run's status answer: {len(answer.content):,} bytes")
+    took = []
+    for _ in range(3):  # the first reads the run's result; the answer is then kept
+        began = time.perf_counter()
+        answer = await http.get(path)
+        took.append(time.perf_counter() - began)
+    print(
+        f"completed run's status answer: {len(answer.content):,} bytes, "
+        + ", ".join(f"{t:.3f}s" for t in took)
+    )
     assert len(answer.content) < SMALL_ANSWER
     assert done["outputs"]["r3"]["json"]["$summary"]["bytes"] > 1_000_000
+    too_large = await http.get(path, params={"include": "variables"})
+    assert too_large.status_code == 200  # ~8 MB: under API_STATUS_MAX_BYTES (16 MiB)
+
+    # `wfe status` prints the outputs, summaries and all, and says how to see them whole.
+    code, out, err = await wfe(str(http.base_url), "status", execution_id)
+    assert code == 0, err
+    assert '"$summary"' in out and '"small": "kept as is"' in out
+    assert f"wfe status {execution_id} --full" in out
+    code, out, err = await wfe(str(http.base_url), "status", execution_id, "--full")
+    assert code == 0, err
+    assert '"$summary"' not in out and out.count('"total": 14000') == RESULTS
+
+
+async def test_a_full_answer_past_the_limit_is_413(
+    client: Any, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    small = settings.model_copy(update={"api_status_max_bytes": 4 * 1024 * 1024})
+    async with (
+        serve_api(small, client) as url,
+        httpx.AsyncClient(base_url=url, timeout=60, headers=ADMIN) as http,
+    ):
+        execution_id = await start_holder(http, sink)
+        path = f"/api/executions/{execution_id}"
+        answer = await http.get(path, params={"include": "variables"})
+        assert answer.status_code == 413, answer.text[:300]
+        (error,) = answer.json()["errors"]
+        assert error["code"] == "status_too_large" and "API_STATUS_MAX_BYTES" in error["message"]
+        one = await http.get(path, params={"variable": "r0"})  # one value fits
+        assert one.status_code == 200 and one.json()["outputs"]["r0"]["json"] == big_body()
+        assert (await http.post(f"{path}/signals/go", json={})).status_code == 202
+        bad = await http.get(path, params={"include": "everything"})
+        assert bad.status_code == 422
