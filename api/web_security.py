@@ -100,7 +100,10 @@ class CrossSiteGuard:
         await send({"type": "http.response.body", "body": body})
 
     def _refusal(self, scope: Any) -> tuple[str, str] | None:
-        if scope["method"] in SAFE_METHODS or scope["path"].startswith(UNCHECKED_PREFIXES):
+        path, root = str(scope["path"]), str(scope.get("root_path") or "")
+        if root and path.startswith(root):
+            path = path[len(root) :]  # behind a proxy's prefix, the app's own path
+        if scope["method"] in SAFE_METHODS or path.startswith(UNCHECKED_PREFIXES):
             return None
         headers = {name.lower(): value for name, value in scope.get("headers") or []}
         site = headers.get(b"sec-fetch-site", b"").decode("latin-1").strip().lower()
@@ -113,7 +116,7 @@ class CrossSiteGuard:
             )
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         keyless = b"authorization" not in headers
-        if keyless and not origin and not site and content_type.decode() in SIMPLE_BODIES:
+        if keyless and not origin and not site and content_type.decode("latin-1") in SIMPLE_BODIES:
             return (
                 "form_needs_key",
                 "a form or text body without an API key must come from this API's own pages "

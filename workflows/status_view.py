@@ -53,7 +53,7 @@ def size_upto(value: Any, cap: int) -> int:
         if isinstance(item, str):
             total += (len(item) + 2) if len(item) > cap else json_bytes(item)
         elif isinstance(item, dict):
-            total += 1 + 2 * len(item)  # braces, colons and commas
+            total += 1 + max(2 * len(item), 1)  # braces, colons and commas
             if total > cap:
                 return cap + 1  # before looking at its fields: a huge object costs nothing
             for key, child in item.items():
