@@ -22,6 +22,10 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI
+
+from workflows.runtime.settings import Settings
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 # Content types a browser sends to any origin without a preflight.
@@ -132,3 +136,9 @@ class CrossSiteGuard:
         host = headers.get(b"host", b"").decode("latin-1").strip()
         own = origin_of(f"{scope.get('scheme', 'http')}://{host}") if host else None
         return claimed in (own, self.public_origin)
+
+
+def install_web_security(app: FastAPI, settings: Settings) -> None:
+    """Both guards; a request from another site is refused before its body is read."""
+    app.add_middleware(CrossSiteGuard, public_url=settings.api_public_url)
+    app.add_middleware(FrameGuard)

@@ -94,13 +94,8 @@ async def start_holder(http: httpx.AsyncClient, sink: HttpSink) -> str:
     return execution_id
 
 
-@pytest.mark.timeout(300)
-async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
-    http: httpx.AsyncClient, sink: HttpSink, settings: Settings
-) -> None:
-    execution_id = await start_holder(http, sink)
-    path = f"/api/executions/{execution_id}"
-
+async def check_the_default_answer(http: httpx.AsyncClient, path: str) -> None:
+    """Small and fast: large values are summaries naming their type, size and first keys."""
     sizes, times = [], []
     for _ in range(3):
         began = time.perf_counter()
@@ -112,7 +107,6 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     print(f"\ndefault status answer: {max(sizes):,} bytes, {statistics.median(times):.3f}s")
     assert max(sizes) < SMALL_ANSWER, max(sizes)
     assert statistics.median(times) < 1.0, times
-    # Large values are summaries naming their type, size and first keys; small ones stay.
     summary = state["outputs"]["r0"]
     assert summary["status"] == 200  # the http result's small fields are kept
     json_summary = summary["json"]["$summary"]
@@ -124,6 +118,8 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     fetched = next(s for s in state["steps"] if s["step_id"] == "fetch0")
     assert "$summary" in fetched["output_vars"]["r0"]["json"]
 
+
+async def check_the_full_answer(http: httpx.AsyncClient, path: str) -> None:
     began = time.perf_counter()
     full = await http.get(path, params={"include": "variables"})
     full_time = time.perf_counter() - began
@@ -137,7 +133,9 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     assert one.json()["outputs"]["r1"]["json"]["total"] == ITEMS
     assert "$summary" in one.json()["outputs"]["r2"]["json"]
 
-    # Viewers polling the large run do not slow another run.
+
+async def check_pollers_slow_no_run(http: httpx.AsyncClient, path: str) -> None:
+    """Four viewers polling the large run as fast as they can; another run is timed."""
     assert (await http.put(f"/api/workflows/{TRIVIAL['id']}", json=TRIVIAL)).status_code == 201
     await timed_run(http)  # warm
     alone = statistics.median([await timed_run(http) for _ in range(3)])
@@ -160,7 +158,9 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     print(f"trivial run alone {alone:.3f}s; with 4 pollers {watched:.3f}s ({polls} polls)")
     assert watched < max(alone * 4, alone + 1.0), (alone, watched)
 
-    # Finished: the answer from the run's result is summarised the same way.
+
+async def check_the_finished_answer(http: httpx.AsyncClient, path: str) -> None:
+    """From the run's result, summarised the same way; kept after the first poll."""
     assert (await http.post(f"{path}/signals/go", json={"ok": True})).status_code == 202
 
     async def completed() -> dict[str, Any] | None:
@@ -179,10 +179,12 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     )
     assert len(answer.content) < SMALL_ANSWER
     assert done["outputs"]["r3"]["json"]["$summary"]["bytes"] > 1_000_000
-    too_large = await http.get(path, params={"include": "variables"})
-    assert too_large.status_code == 200  # ~8 MB: under API_STATUS_MAX_BYTES (16 MiB)
+    full = await http.get(path, params={"include": "variables"})
+    assert full.status_code == 200  # ~8 MB: under API_STATUS_MAX_BYTES (16 MiB)
 
-    # `wfe status` prints the outputs, summaries and all, and says how to see them whole.
+
+async def check_wfe_status(http: httpx.AsyncClient, execution_id: str) -> None:
+    """`wfe status` prints the outputs, summaries and all, and says how to see them whole."""
     code, out, err = await wfe(str(http.base_url), "status", execution_id)
     assert code == 0, err
     assert '"$summary"' in out and '"small": "kept as is"' in out
@@ -190,6 +192,19 @@ async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
     code, out, err = await wfe(str(http.base_url), "status", execution_id, "--full")
     assert code == 0, err
     assert '"$summary"' not in out and out.count('"total": 14000') == RESULTS
+
+
+@pytest.mark.timeout(300)
+async def test_the_status_answer_is_bounded_and_polling_it_slows_no_run(
+    http: httpx.AsyncClient, sink: HttpSink
+) -> None:
+    execution_id = await start_holder(http, sink)
+    path = f"/api/executions/{execution_id}"
+    await check_the_default_answer(http, path)
+    await check_the_full_answer(http, path)
+    await check_pollers_slow_no_run(http, path)
+    await check_the_finished_answer(http, path)
+    await check_wfe_status(http, execution_id)
 
 
 async def test_a_full_answer_past_the_limit_is_413(

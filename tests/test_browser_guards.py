@@ -122,6 +122,42 @@ async def framed(frame: Frame | None) -> bool:
     return bool(await frame.locator("#swagger-ui, #app, body > *").count())
 
 
+async def check_own_callers(api: str, foreign_origin: str) -> None:
+    """The API's own callers are untouched: a keyed form, JSON without a key (AUTH_DISABLED),
+    and a request from the API's own origin (as the console sends)."""
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        keyed = await http.post(
+            "/api/workflows/run",
+            data={"workflow_id": HELLO["id"]},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert keyed.status_code == 202, keyed.text
+        plain_json = await http.post("/api/workflows/run", json={"workflow_id": HELLO["id"]})
+        assert plain_json.status_code == 202, plain_json.text
+        same_origin = await http.post(
+            "/api/workflows/run",
+            content=json.dumps({"workflow_id": HELLO["id"]}),
+            headers={"Origin": api, "Content-Type": "text/plain", "Sec-Fetch-Site": "same-origin"},
+        )
+        assert same_origin.status_code == 202, same_origin.text
+        # Another origin is refused even with a key and JSON; a keyless form with no Origin
+        # (only a browser too old to send one does that) is refused too.
+        foreign = await http.post(
+            "/api/workflows/run",
+            json={"workflow_id": HELLO["id"]},
+            headers={"Origin": foreign_origin, "Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert foreign.status_code == 403
+        assert foreign.json()["errors"][0]["code"] == "cross_site_refused"
+        old_browser = await http.post("/api/workflows/run", data={"workflow_id": HELLO["id"]})
+        assert old_browser.status_code == 403
+        assert old_browser.json()["errors"][0]["code"] == "form_needs_key"
+        # Reading from anywhere is not refused (nothing changes).
+        read = await http.get("/api/workflows", headers={"Origin": foreign_origin})
+        assert read.status_code == 200
+    assert len(await executions_of(api, HELLO["id"])) == 3
+
+
 @pytest.mark.timeout(120)
 async def test_another_origin_can_neither_frame_nor_post_simple_requests(
     browser: Browser,  # noqa: F811
@@ -161,39 +197,7 @@ async def test_another_origin_can_neither_frame_nor_post_simple_requests(
     assert runs == [403, 403]
     assert await executions_of(api, HELLO["id"]) == []
 
-    # The API's own callers are untouched: a keyed form, JSON without a key (AUTH_DISABLED),
-    # and a request from the API's own origin (as the console sends).
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
-        keyed = await http.post(
-            "/api/workflows/run",
-            data={"workflow_id": HELLO["id"]},
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        assert keyed.status_code == 202, keyed.text
-        plain_json = await http.post("/api/workflows/run", json={"workflow_id": HELLO["id"]})
-        assert plain_json.status_code == 202, plain_json.text
-        same_origin = await http.post(
-            "/api/workflows/run",
-            content=json.dumps({"workflow_id": HELLO["id"]}),
-            headers={"Origin": api, "Content-Type": "text/plain", "Sec-Fetch-Site": "same-origin"},
-        )
-        assert same_origin.status_code == 202, same_origin.text
-        # Another origin is refused even with a key and JSON; a keyless form with no Origin
-        # (only a browser too old to send one does that) is refused too.
-        foreign = await http.post(
-            "/api/workflows/run",
-            json={"workflow_id": HELLO["id"]},
-            headers={"Origin": hostile.url, "Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        assert foreign.status_code == 403
-        assert foreign.json()["errors"][0]["code"] == "cross_site_refused"
-        old_browser = await http.post("/api/workflows/run", data={"workflow_id": HELLO["id"]})
-        assert old_browser.status_code == 403
-        assert old_browser.json()["errors"][0]["code"] == "form_needs_key"
-        # Reading from anywhere is not refused (nothing changes).
-        read = await http.get("/api/workflows", headers={"Origin": hostile.url})
-        assert read.status_code == 200
-    assert len(await executions_of(api, HELLO["id"])) == 3
+    await check_own_callers(api, hostile.url)
 
 
 @pytest.mark.timeout(120)
