@@ -16,7 +16,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -83,7 +82,6 @@ from workflows.usage import Usage
 
 logger = logging.getLogger(__name__)
 
-QUERY_TIMEOUT = timedelta(seconds=5)
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
 
 _TEMPORAL_STATUS = {
