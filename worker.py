@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.logs import RotationPolicy, WorkflowLogger
+from activities.metrics import ModelLabels
 from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
@@ -99,6 +100,7 @@ async def engine_worker(
             app_title=settings.openrouter_app_title,
             referer=settings.openrouter_referer,
             logs=logs,
+            model_labels=ModelLabels(settings.worker_metrics_max_models),
         )
         yield Worker(
             client,

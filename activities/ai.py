@@ -28,7 +28,7 @@ from activities.failures import (
 )
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
-from activities.metrics import record_ai_usage
+from activities.metrics import ModelLabels, record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType
@@ -74,8 +74,10 @@ class AIClient:
         app_title: str = "workflow-engine",
         referer: str | None = None,
         logs: WorkflowLogger | None = None,
+        model_labels: ModelLabels | None = None,
     ) -> None:
         self._http = http
+        self._model_labels = model_labels or ModelLabels()
         self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
         provider = httpx.URL(self._url)
@@ -108,7 +110,8 @@ class AIClient:
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer, cancelled = await self._answer(body, request.report_when_cancelled)
-                record_ai_usage(answer, request.model)  # tokens are spent even if checks fail
+                # Tokens are spent even if checks fail.
+                record_ai_usage(answer, request.model, self._model_labels)
                 if cancelled:  # no checks: the step is over; what the answer cost still counts
                     return self._paid_but_cancelled(request, answer)
                 try:

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from api.auth import Action, Principal
 from api.errors import ApiError
 from api.library import library_for
+from api.schedule_checks import interval_problem, schedule_problems, trigger_count_problem
 from api.schemas import WorkflowPublic, WorkflowSaved, WorkflowSummary
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition, valid_workflow_id
 from api.triggers import delete_schedules, sync_schedules, webhook_secret
@@ -44,10 +45,20 @@ class DefinitionService:
                         code="too_many_steps",
                     )
                 ]
+        too_many = trigger_count_problem(document, self._settings)
+        if too_many is not None:
+            return None, [too_many]
         definition, problems = check_definition(document)
         if definition is not None and not problems:
             problems.extend(self._trigger_problems(definition))
         return definition, problems
+
+    async def schedule_problems(self, definition: WorkflowDefinition) -> list[Problem]:
+        """What only Temporal can say of the schedule triggers (api/schedule_checks.py);
+        nothing without a Temporal connection (a save then answers 503 anyway)."""
+        if self._client is None or not definition.schedules():
+            return []
+        return await schedule_problems(self._client, self._settings, definition)
 
     def _trigger_problems(self, definition: WorkflowDefinition) -> list[Problem]:
         """What a trigger needs from this deployment: schedule inputs the `inputs` schema
@@ -56,6 +67,8 @@ class DefinitionService:
         for index, trigger in enumerate(definition.triggers):
             where = f"$.triggers[{index}]"
             if isinstance(trigger, ScheduleTrigger):
+                if (often := interval_problem(where, trigger, self._settings)) is not None:
+                    problems.append(often)
                 inputs = trigger.input_vars
                 problems += checked_inputs(definition.inputs, inputs, f"{where}.input_vars")[1]
             elif webhook_secret(self._settings, trigger.secret) is None:
@@ -88,6 +101,9 @@ class DefinitionService:
         if isinstance(document, dict):
             document.setdefault("id", int(workflow_id) if workflow_id.isdigit() else workflow_id)
         definition, problems = self.problems(document)
+        if definition is not None and not problems:
+            # Before the version moves: a schedule Temporal refuses saves nothing.
+            problems = await self.schedule_problems(definition)
         if problems:
             raise ApiError.from_problems(422, problems)
         assert definition is not None

@@ -23,6 +23,7 @@ from api.errors import ApiError
 from api.executions import ExecutionService, PageTokens
 from api.limits import FailedAuthThrottle, RateLimiter, retry_after_header
 from api.pollers import WorkerPollers
+from api.status import ClosedAnswers
 from api.store import DefinitionStore
 from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import connect
@@ -50,6 +51,8 @@ class AppState:
     # Whether a worker polls the task queue: one cached check per process (api/pollers.py),
     # read by every start and refreshed by /readyz.
     pollers: WorkerPollers = field(init=False, repr=False)
+    # Finished runs' status answers, shared by every request of this process (api/status.py).
+    closed_answers: ClosedAnswers = field(default_factory=ClosedAnswers, repr=False)
 
     def __post_init__(self) -> None:
         self.auth_throttle = FailedAuthThrottle(
@@ -147,6 +150,7 @@ async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
         state.signal_limiter,
         state.page_tokens,
         pollers=state.pollers,
+        closed=state.closed_answers,
     )
 
 

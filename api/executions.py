@@ -16,7 +16,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -26,7 +25,6 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowQueryFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -52,11 +50,13 @@ from api.schemas import (
     RerunCreate,
     RunPublic,
 )
+from api.status import SIGNAL_CHECK, ClosedAnswers, query_view, refuse_too_large
 from api.store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
 from workflows.input_schema import VIOLATION, value_problems_async
 from workflows.kinds import kind_of
+from workflows.messages import ExecutionView, StatusRequest
 from workflows.run_inputs import checked_inputs
 from workflows.runtime.settings import Settings
 from workflows.runtime.temporal_client import closed_by_temporal
@@ -68,7 +68,6 @@ from workflows.shared import (
     SA_STARTED_BY,
     SA_STATUS,
     SA_TOKENS,
-    STATUS_QUERY,
     WORKFLOW_TYPE,
     CancelRequest,
     ExecutionError,
@@ -78,11 +77,11 @@ from workflows.shared import (
     LibraryEntry,
     StepRecord,
 )
+from workflows.status_view import status_view
 from workflows.usage import Usage
 
 logger = logging.getLogger(__name__)
 
-QUERY_TIMEOUT = timedelta(seconds=5)
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
 
 _TEMPORAL_STATUS = {
@@ -204,6 +203,7 @@ class ExecutionService:
         signal_limiter: RateLimiter | None = None,
         page_tokens: PageTokens | None = None,
         pollers: WorkerPollers | None = None,
+        closed: ClosedAnswers | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -212,6 +212,7 @@ class ExecutionService:
         self._signal_limiter = signal_limiter
         self._page_tokens = page_tokens or PageTokens(page_token_secret(settings))
         self._pollers = pollers
+        self._closed = closed or ClosedAnswers()
 
     # -- links ------------------------------------------------------------------------------
 
@@ -459,7 +460,11 @@ class ExecutionService:
         return description.run_id
 
     async def wait(
-        self, run: RunPublic, timeout: float, principal: Principal
+        self,
+        run: RunPublic,
+        timeout: float,
+        principal: Principal,
+        request: StatusRequest | None = None,
     ) -> ExecutionPublic | None:
         """Wait for the run to finish; None on timeout."""
         handle = self._client.get_workflow_handle(run.execution_id, result_type=ExecutionState)
@@ -469,7 +474,7 @@ class ExecutionService:
             pass
         except TimeoutError:
             return None
-        return await self.get(run.execution_id, principal)
+        return await self.get(run.execution_id, principal, request)
 
     # -- inspect ----------------------------------------------------------------------------
 
@@ -497,25 +502,49 @@ class ExecutionService:
     def not_found(execution_id: str) -> ApiError:
         return ApiError(404, "execution_not_found", f"no execution '{execution_id}'")
 
-    async def get(self, execution_id: str, principal: Principal) -> ExecutionPublic:
+    async def get(
+        self, execution_id: str, principal: Principal, request: StatusRequest | None = None
+    ) -> ExecutionPublic:
+        """The status, large values summarised unless ``request`` asks for them (api/status.py)."""
+        request = request or StatusRequest(max_bytes=self._settings.api_status_max_bytes)
         handle, description = await self.describe(execution_id, principal)
-        t_status, status = temporal_status(description.status)
-        state: ExecutionState | None = None
+        t_status, _ = temporal_status(description.status)
+        # A finished run's answer never changes: kept, so polling it replays nothing again.
+        closed = t_status not in ("RUNNING", "CONTINUED_AS_NEW")
+        cacheable = closed and request.variables == "summary"
+        if cacheable and (kept := self._closed.get(execution_id, description.run_id)):
+            return kept
+        state: ExecutionView | None = None
         if t_status == "COMPLETED":
             try:
-                state = await handle.result()
+                state = status_view(await handle.result(), request)
             except WorkflowFailureError:
                 state = None
         if state is None:
-            state = await self._query(handle)
+            state = await query_view(handle, request)
             if state is not None and state.status != "running" and t_status == "RUNNING":
                 # The run closed between describe and query: report Temporal's new status.
                 description = await handle.describe()
-                t_status, status = temporal_status(description.status)
+                cacheable = False
+        if state is not None:
+            refuse_too_large(state, execution_id, request)
+        answer = await self._public(execution_id, handle, description, state)
+        if cacheable and answer.live:
+            self._closed.put(execution_id, description.run_id, answer)
+        return answer
+
+    async def _public(
+        self,
+        execution_id: str,
+        handle: WorkflowHandle[Any, Any],
+        description: WorkflowExecutionDescription,
+        state: ExecutionView | None,
+    ) -> ExecutionPublic:
+        t_status, status = temporal_status(description.status)
         attributes = description.typed_search_attributes
         started_by = attributes.get(SA_STARTED_BY)
         if state is not None:
-            data = state.model_dump()
+            data = state.model_dump(exclude={"variables_bytes"})
             data.update(temporal_status=t_status, live=True, started_by=started_by)
             if data.get("usage") is None:  # workers of earlier versions said null for zero
                 data["usage"] = Usage().for_run()
@@ -565,15 +594,6 @@ class ExecutionService:
     ) -> ExecutionError:
         """Why Temporal closed a run our code never saw end: terminate (its reason) or timeout."""
         return await closed_by_temporal(handle, t_status)
-
-    async def _query(self, handle: WorkflowHandle[Any, Any]) -> ExecutionState | None:
-        try:
-            return await handle.query(
-                STATUS_QUERY, result_type=ExecutionState, rpc_timeout=QUERY_TIMEOUT
-            )
-        except (WorkflowQueryFailedError, RPCError) as err:
-            logger.warning("status query for %s failed: %s", handle.id, err)
-            return None
 
     async def list(
         self,
@@ -690,7 +710,7 @@ class ExecutionService:
                     f"{self._settings.api_signal_rate_per_minute:g}); retry after {wait:.1f}s",
                     headers={"Retry-After": retry_after_header(wait)},
                 )
-        state = await self._query(handle)
+        state = await query_view(handle, SIGNAL_CHECK)
         limit = self._settings.signal_buffer_max
         if state is not None and state.buffered_signals.get(name, 0) >= limit:
             raise ApiError(

@@ -52,6 +52,13 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+def api_secret_store(settings: Settings) -> SecretStore:
+    """What the API's log lines and spans are scrubbed of: the workflow secrets this process
+    can see and the OpenRouter key."""
+    extra = [settings.openrouter_api_key.get_secret_value()] if settings.openrouter_api_key else []
+    return SecretStore.from_environment(settings.secret_env_prefix, settings.secrets_file, extra)
+
+
 def configure_api_logging(settings: Settings) -> bool:
     """Switch the process to JSON lines when LOG_FORMAT=json; True if it did."""
     if settings.log_format != "json":
@@ -68,8 +75,6 @@ def configure_api_logging(settings: Settings) -> bool:
     for handler in root.handlers:
         if not any(isinstance(f, RequestContextFilter) for f in handler.filters):
             handler.addFilter(context)
-    extra = [settings.openrouter_api_key.get_secret_value()] if settings.openrouter_api_key else []
-    store = SecretStore.from_environment(settings.secret_env_prefix, settings.secrets_file, extra)
-    install_log_redaction(store, root)
+    install_log_redaction(api_secret_store(settings), root)
     use_json_core_logs(settings)  # the Temporal client's own (Rust) lines, as JSON too
     return True

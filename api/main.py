@@ -35,6 +35,7 @@ from api.observability import install_observability
 from api.routes import executions, health, hooks, runs, workflows
 from api.schemas import ErrorResponse
 from api.store import FileDefinitionStore
+from api.web_security import install_web_security
 from workflows.runtime.schema_export import definition_schema
 from workflows.runtime.settings import Settings, get_settings
 from workflows.runtime.storage import check_storage, open_stores
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    install_web_security(app, settings)  # before the body is read: framing, other sites
     install_observability(app, settings)  # /metrics, JSON logs, tracing: wraps the above
     app.state.engine = state
     install_error_handlers(app)

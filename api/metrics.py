@@ -8,13 +8,17 @@
   definition, ``trigger`` ``api`` (POST /api/workflows/run) or ``webhook``. A repeated
   Idempotency-Key request answers the execution it already started and is counted again.
 
-`/metrics` is served without a key unless API_METRICS_PUBLIC=false; then it takes an admin
-key like every admin call. It is not in the OpenAPI document (an operations endpoint).
+`/metrics` names every definition's id, which the rest of the API shows only to keys scoped
+to it, so it takes a key: API_METRICS_KEY (a key for /metrics alone, what Prometheus is given)
+or an admin key; API_METRICS_PUBLIC=true serves it to anyone who reaches the port. It is not in
+the OpenAPI document (an operations endpoint).
 Each API process has its own registry: scrape every process (or run one per container).
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from typing import Any
 
@@ -120,13 +124,22 @@ class RequestMetrics:
 
 
 async def metrics_access(request: Request, state: StateDep) -> None:
-    """API_METRICS_PUBLIC=false: an admin key (401 without a valid key, 403 for another
-    role); otherwise anyone who can reach the port."""
+    """API_METRICS_KEY or an admin key (401 without a valid key, 403 for another role);
+    anyone who can reach the port when API_METRICS_PUBLIC=true."""
     if state.settings.api_metrics_public:
         return
-    principal: Principal = await current_key(request, state, await bearer(request))
+    credentials = await bearer(request)
+    metrics_key = state.settings.api_metrics_key
+    if credentials is not None and metrics_key is not None:
+        presented = hashlib.sha256(credentials.credentials.encode()).digest()
+        expected = hashlib.sha256(metrics_key.get_secret_value().encode()).digest()
+        if secrets.compare_digest(presented, expected):
+            return
+    principal: Principal = await current_key(request, state, credentials)
     if principal.role != "admin":
-        raise ApiError(403, "forbidden", "metrics need an admin key (API_METRICS_PUBLIC=false)")
+        raise ApiError(
+            403, "forbidden", "metrics need API_METRICS_KEY or an admin key (API_METRICS_PUBLIC)"
+        )
 
 
 router = APIRouter(tags=["operations"])

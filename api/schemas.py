@@ -87,9 +87,23 @@ class ExecutionPublic(BaseModel):
     )
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    steps: list[StepRecord] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(
+        default_factory=list,
+        description="The most recent steps (up to 200); a large `output_vars` value is a "
+        "summary, as in `outputs` (the log has them in full).",
+    )
     steps_total: int = 0
-    outputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description='The variables. A value over 4 KiB is a summary, `{"$summary": {"type", '
+        '"bytes", "length", "keys" (the first ten), "preview" (a string\'s first 100 '
+        "characters)}}`, unless asked for with `?include=variables`; an object's small "
+        "fields are kept around its large ones.",
+    )
+    summarised: list[str] = Field(
+        default_factory=list,
+        description="The variables of `outputs` holding a summary (empty: every value in full).",
+    )
     error: ExecutionError | None = None
     buffered_signals: dict[str, int] = Field(
         default_factory=dict, description="Signals received and not yet read, by name."

@@ -64,6 +64,14 @@ def schedule_id(workflow_id: str, trigger_id: str) -> str:
     return f"wfe:{workflow_id}:{trigger_id}"
 
 
+def schedule_spec(trigger: ScheduleTrigger) -> ScheduleSpec:
+    """When a schedule trigger fires, as Temporal takes it (api/schedule_checks.py checks it)."""
+    if trigger.cron is not None:
+        return ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
+    every = timedelta(seconds=trigger.interval_seconds or 60)
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+
+
 def _schedule(
     stored: StoredDefinition,
     trigger_id: str,
@@ -82,11 +90,6 @@ def _schedule(
         library,
         settings.api_url_for_runs,
     )
-    if trigger.cron is not None:
-        spec = ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
-    else:
-        every = timedelta(seconds=trigger.interval_seconds or 60)
-        spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
     return Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_TYPE,
@@ -97,7 +100,7 @@ def _schedule(
             static_summary=options.static_summary,
             static_details=options.static_details,
         ),
-        spec=spec,
+        spec=schedule_spec(trigger),
         state=ScheduleState(
             paused=trigger.paused,
             note=f"{stored.definition.title} v{stored.version} ({trigger_id})",

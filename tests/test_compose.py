@@ -889,7 +889,7 @@ def test_the_worker_serves_metrics_to_the_compose_network(
 
 
 def test_prometheus_scrapes_the_api_and_every_worker(
-    services: dict[str, dict[str, Any]],
+    resolved: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     prometheus = services[PROMETHEUS_SERVICE]
     assert prometheus["image"].startswith("prom/prometheus:")
@@ -904,9 +904,17 @@ def test_prometheus_scrapes_the_api_and_every_worker(
     assert jobs["wfe-worker"] == ("/metrics", {("worker", worker_port)})
     for _, targets in jobs.values():
         assert {name for name, _ in targets} <= set(services), targets
-    # Keyless scrapes need the API's default; the file says what to do otherwise.
-    assert environment_of(services["api"])["API_METRICS_PUBLIC"] == "true"
-    assert "credentials_file" in PROMETHEUS_CONFIG.read_text(encoding="utf-8")
+    # /metrics takes a key (it names definition ids): Prometheus sends the API's own
+    # API_METRICS_KEY, from a config holding the same value, as a bearer token.
+    api_env = environment_of(services["api"])
+    assert api_env["API_METRICS_PUBLIC"] is None  # not opened: the default (false)
+    config = load_yaml(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    (api_job,) = [job for job in config["scrape_configs"] if job["job_name"] == "wfe-api"]
+    key_file = api_job["authorization"]["credentials_file"]
+    assert api_job["authorization"].get("type", "Bearer") == "Bearer"
+    (mount,) = [c for c in prometheus.get("configs") or [] if c["target"] == key_file]
+    assert resolved["configs"][mount["source"]]["content"] == api_env["API_METRICS_KEY"]
+    assert load_settings(api_metrics_key=api_env["API_METRICS_KEY"]).api_metrics_key
     assert prometheus["healthcheck"]["test"]
 
 

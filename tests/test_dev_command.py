@@ -181,7 +181,8 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
             if line.startswith("wfe_steps_total{") and 'workflow_id="hello-offline"' in line
         ]
         assert sum(float(line.rsplit(" ", 1)[1]) for line in steps) == len(log["steps"])
-        api_metrics = httpx.get(f"{api}/metrics", timeout=5).text
+        assert httpx.get(f"{api}/metrics", timeout=5).status_code == 401  # it takes a key
+        api_metrics = httpx.get(f"{api}/metrics", headers=headers, timeout=5).text
         assert 'wfe_executions_started_total{trigger="api",workflow_id="hello-offline"} 1.0' in (
             api_metrics
         )  # fmt: skip

@@ -94,8 +94,12 @@ async def test_large_results_travel_by_reference_and_are_readable(
     assert any(b"binary/claim-check" in e.SerializeToString() for e in history.events)
     stored = list(settings.payload_store_dir.rglob("*"))
     assert any(p.is_file() and p.stat().st_size > len(big) for p in stored)
-    # Through the API: the full value.
+    # Through the API: the full value when asked for (else a summary).
     answer = (await http.get(f"/api/executions/{handle.id}")).json()
+    assert answer["outputs"]["page"]["json"]["$summary"]["keys"] == ["blob"]
+    answer = (
+        await http.get(f"/api/executions/{handle.id}", params={"include": "variables"})
+    ).json()
     assert len(answer["outputs"]["page"]["json"]["blob"]) == len(big)
     log = read_log(settings, handle.id)
     assert len(log["steps"][0]["output_vars"]["page"]["json"]["blob"]) == len(big)

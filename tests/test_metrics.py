@@ -19,7 +19,7 @@ from temporalio.runtime import Runtime
 
 from api.dev import free_port
 from api.main import create_app
-from tests.conftest import ADMIN_KEY, TEST_KEYS, serve_api
+from tests.conftest import ADMIN_KEY, TEST_KEYS, outcome, serve_api, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from worker import engine_worker
 from workflows.runtime.settings import Settings, load_settings
@@ -29,6 +29,7 @@ from workflows.runtime.temporal_runtime import worker_runtime
 Samples = list[tuple[str, dict[str, str], float]]
 ROOT = Path(__file__).resolve().parent.parent
 AI_MODEL = "test/model-a"
+METRICS_KEY = "prometheus-scrape-key-0123456789"
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
@@ -197,23 +198,76 @@ async def test_worker_and_api_metrics_agree_with_what_ran(
     )  # fmt: skip
 
 
-async def test_metrics_can_require_an_admin_key(settings: Settings, client: Client) -> None:
+async def test_model_labels_are_bounded_per_worker_process(
+    metered: tuple[Settings, Client], fake_openrouter: FakeOpenRouter
+) -> None:
+    """A run's inputs may name its model: past WORKER_METRICS_MAX_MODELS distinct names the
+    worker counts them as model="other", so callers cannot add series without end."""
+    settings, client = metered
+    settings = settings.model_copy(update={"worker_metrics_max_models": 2})
+    document = {
+        "id": "any-model",
+        "inputs": {"type": "object", "properties": {"model": {"type": "string"}}},
+        "steps": [{"id": "ask", "type": "ai", "model": "{model}", "prompt": "hi", "output": "a"}],
+    }
+    models = ["caller/a", "caller/b", "caller/c", "caller/d", "caller/a", "x" * 150]
+    async with engine_worker(client, settings) as worker, worker:
+        for model in models:
+            handle = await start_definition(client, settings, document, {"model": model})
+            assert (await outcome(handle))["status"] == "completed"
+        assert settings.worker_metrics_address is not None
+        scraped = await httpx.AsyncClient().get(f"http://{settings.worker_metrics_address}/metrics")
+    tokens = by(parse(scraped.text), "wfe_ai_tokens_total", "model", "kind")
+    print("tokens by model:", tokens)
+    assert {model for model, _ in tokens} == {"caller/a", "caller/b", "other"}
+    assert tokens[("caller/a", "prompt")] == 24  # two answers, 12 prompt tokens each
+    assert tokens[("other", "prompt")] == 36  # c, d and the overlong name
+    costs = by(parse(scraped.text), "wfe_ai_cost_usd_total", "model")
+    assert set(costs) == {("caller/a",), ("caller/b",), ("other",)}
+
+
+async def test_metrics_take_the_metrics_key_or_an_admin_key(
+    settings: Settings, client: Client
+) -> None:
+    """/metrics names every definition id: by default it takes API_METRICS_KEY (which opens
+    nothing else) or an admin key; only API_METRICS_PUBLIC=true serves it keyless."""
     keys = [*TEST_KEYS, {"key": "viewer-key-0123456789", "name": "v", "role": "viewer",
                          "workflows": "*"}]  # fmt: skip
-    keyed = load_settings(api_keys=json.dumps(keys)).api_keys
-    private = settings.model_copy(update={"api_metrics_public": False, "api_keys": keyed})
+    keyed = load_settings(api_keys=json.dumps(keys), api_metrics_key=METRICS_KEY)
+    assert not keyed.api_metrics_public  # the default
+    private = settings.model_copy(
+        update={"api_keys": keyed.api_keys, "api_metrics_key": keyed.api_metrics_key}
+    )
     async with serve_api(private, client) as url, httpx.AsyncClient(base_url=url) as api:
-        assert (await api.get("/metrics")).status_code == 401
+        save = await api.put(
+            "/api/workflows/secret-team-flow",
+            json={
+                "id": "secret-team-flow",
+                "steps": [{"id": "a", "type": "set", "values": {"x": 1}}],
+            },
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert save.status_code == 201, save.text
+        keyless = await api.get("/metrics")
+        assert keyless.status_code == 401
+        assert "secret-team-flow" not in keyless.text
         viewer = await api.get(
             "/metrics", headers={"Authorization": "Bearer viewer-key-0123456789"}
         )
         assert viewer.status_code == 403
-        admin = await api.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-        assert admin.status_code == 200
-        assert admin.headers["content-type"].startswith("text/plain")
-        assert "wfe_api_requests_total" in admin.text
-    async with serve_api(settings, client) as url, httpx.AsyncClient(base_url=url) as api:
-        assert (await api.get("/metrics")).status_code == 200  # public by default
+        for key in (METRICS_KEY, ADMIN_KEY):
+            answer = await api.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/plain")
+            assert "wfe_api_requests_total" in answer.text
+        # The metrics key opens /metrics and nothing else.
+        other = await api.get("/api/workflows", headers={"Authorization": f"Bearer {METRICS_KEY}"})
+        assert other.status_code == 401
+        wrong = await api.get("/metrics", headers={"Authorization": "Bearer x" * 3})
+        assert wrong.status_code == 401
+    public = settings.model_copy(update={"api_metrics_public": True})
+    async with serve_api(public, client) as url, httpx.AsyncClient(base_url=url) as api:
+        assert (await api.get("/metrics")).status_code == 200  # the explicit opt-in
 
 
 def test_metrics_is_not_in_the_openapi_document(settings: Settings) -> None:
@@ -231,6 +285,10 @@ def test_metrics_settings_fail_fast_naming_the_variable() -> None:
     assert load_settings(worker_metrics_address="").worker_metrics_address is None
     with pytest.raises(ConfigurationError, match="API_METRICS_PUBLIC"):
         load_settings(api_metrics_public="sometimes")
+    with pytest.raises(ConfigurationError, match=r"API_METRICS_KEY: .*16 characters"):
+        load_settings(api_metrics_key="short")
+    with pytest.raises(ConfigurationError, match="WORKER_METRICS_MAX_MODELS"):
+        load_settings(worker_metrics_max_models=0)
 
 
 def test_a_taken_metrics_address_fails_naming_the_variable(settings: Settings) -> None:

@@ -50,7 +50,8 @@ async def start(http: httpx.AsyncClient, workflow_id: str, **inputs: Any) -> str
 
 async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
-        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        answer = await http.get(f"/api/executions/{execution_id}", params={"include": "variables"})
+        body = answer.json()
         return body if body["status"] != "running" else None
 
     return dict(await eventually(check, timeout=60))

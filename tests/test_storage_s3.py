@@ -107,7 +107,8 @@ def keys(settings: Settings) -> list[str]:
 
 async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
     async def done() -> dict[str, Any] | None:
-        answer = (await http.get(f"/api/executions/{execution_id}")).json()
+        full = {"include": "variables"}
+        answer = (await http.get(f"/api/executions/{execution_id}", params=full)).json()
         return answer if answer["status"] != "running" else None
 
     return dict(await eventually(done, timeout=45, interval=0.2))
@@ -125,7 +126,9 @@ async def test_a_runs_log_and_3mb_value_live_in_s3_and_come_back_through_the_api
         )  # fmt: skip
         assert started.status_code == 200, started.text
         execution_id = started.json()["execution_id"]
-        state = (await s3_api.get(f"/api/executions/{execution_id}")).json()
+        state = (
+            await s3_api.get(f"/api/executions/{execution_id}", params={"include": "variables"})
+        ).json()
     assert state["status"] == "completed", state["error"]
     assert len(state["outputs"]["page"]["json"]["blob"]) == BIG  # decoded from S3
     log = (await s3_api.get(f"/api/executions/{execution_id}/log")).json()

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from temporalio.client import Client
 
-from tests.conftest import ADMIN_KEY, eventually, serve_api
+from tests.conftest import ADMIN_KEY, OPENROUTER_TEST_KEY, eventually, serve_api
 from tests.fakes import HttpSink
 from worker import engine_worker
 from workflows.errors import ConfigurationError
@@ -48,6 +48,7 @@ class Span:
     trace_id: str
     span_id: str
     parent_id: str
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 class OtlpReceiver:
@@ -99,6 +100,10 @@ class OtlpReceiver:
                             trace_id=span.trace_id.hex(),
                             span_id=span.span_id.hex(),
                             parent_id=span.parent_span_id.hex(),
+                            attributes=tuple(
+                                (a.key, str(a.value.string_value or a.value.int_value))
+                                for a in span.attributes
+                            ),
                         )
                     )
         with self._lock:
@@ -195,7 +200,8 @@ async def test_one_trace_from_the_api_request_to_every_activity(
         assert (await api.put("/api/workflows/traced", json=document)).status_code == 201
         run = await api.post(
             "/api/workflows/run",
-            params={"wait": "true", "timeout": "50"},
+            # A query may carry a secret: the span must not (as the access log does not).
+            params={"wait": "true", "timeout": "50", "note": OPENROUTER_TEST_KEY, "t": "tok3n"},
             json={"workflow_id": "traced", "input_vars": {}},
         )
         assert run.status_code == 200, run.text
@@ -213,6 +219,12 @@ async def test_one_trace_from_the_api_request_to_every_activity(
     await eventually(exported, timeout=15)
     (request,) = receiver.named("POST /api/workflows/run")
     assert request.service == API_SERVICE
+    attributes = dict(request.attributes)
+    print("request span attributes:", attributes)
+    assert attributes["http.target"] == "/api/workflows/run"
+    assert attributes["http.url"].endswith("/api/workflows/run"), attributes
+    exported = repr(receiver.spans)
+    assert OPENROUTER_TEST_KEY not in exported and "tok3n" not in exported
     trace = [span for span in receiver.spans if span.trace_id == request.trace_id]
     names = sorted({(span.service, span.name) for span in trace})
     print("trace", request.trace_id, "spans:", len(trace), names)

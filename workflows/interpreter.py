@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds import REGISTRY, kind_of
     from workflows.kinds.base import Waiting, route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
+    from workflows.messages import STATUS_VIEW_QUERY, ExecutionView, StatusRequest
     from workflows.metrics import count_step
     from workflows.shared import (
         BUDGET_PAYLOAD_SCHEMA,
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         LogWrite,
         StepRecord,
     )
+    from workflows.status_view import Sizes, status_view
     from workflows.steps import WorkflowStepProcessor
     from workflows.usage import Usage
 
@@ -203,6 +205,7 @@ class WorkflowExecutor:
         self._processor = WorkflowStepProcessor(
             self._definition.defaults, self._execution_id, self._limits, input
         )
+        self._sizes = Sizes()  # the status_view query's, remembered between polls
         if carried:
             for name, payloads in carried.pending_signals.items():
                 for payload in payloads:
@@ -212,7 +215,14 @@ class WorkflowExecutor:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> ExecutionState:
+        """Everything, values in full (what clients before status_view ask)."""
         return self._state()
+
+    @workflow.query(name=STATUS_VIEW_QUERY)
+    def status_view(self, request: StatusRequest | None = None) -> ExecutionView:
+        """The status with large values summarised: bounded, since every poll of it is
+        built and serialised here, on the worker running this execution."""
+        return status_view(self._state(), request, self._sizes)
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self, request: CancelRequest | None = None) -> None:

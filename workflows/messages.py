@@ -19,6 +19,8 @@ from temporalio.common import SearchAttributeKey
 WORKFLOW_TYPE = "WorkflowExecutor"
 CANCEL_SIGNAL = "cancel"
 STATUS_QUERY = "status"
+# The status with large values summarised (workflows/status_view.py): what the API asks.
+STATUS_VIEW_QUERY = "status_view"
 
 # Activity names (verb_noun), referenced by name from the workflow.
 CALL_LLM = "call_llm"
@@ -164,6 +166,38 @@ class ExecutionState(_Model):
         None,
         description="The JSON Schema the awaited signal's payload must satisfy (the step's "
         "`payload_schema`; for `budget`, new limits or a refusal), else null.",
+    )
+
+
+class StatusRequest(_Model):
+    """The argument of the ``status_view`` query: how much of the run's values to answer.
+
+    The query's result is built and serialised on the worker that runs the execution, so its
+    size is the cost of every poll: values are summarised unless asked for in full, and a
+    full answer past ``max_bytes`` is refused (summaries, with ``variables_bytes`` set).
+    """
+
+    variables: Literal["summary", "full", "none"] = Field(
+        "summary",
+        description="`summary`: values over `value_bytes` become summaries; `full`: the "
+        "variables in full (only `names`, when given); `none`: no variables and no steps.",
+    )
+    names: list[str] | None = Field(None, description="With `full`: only these variables.")
+    value_bytes: int = Field(4096, ge=64, description="A value larger than this is summarised.")
+    budget_bytes: int = Field(
+        64 * 1024, ge=1024, description="Values kept as they are, in all, before summaries."
+    )
+    max_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="The most `full` answers.")
+
+
+class ExecutionView(ExecutionState):
+    """The ``status_view`` query's answer: the status, large values summarised."""
+
+    summarised: list[str] = Field(
+        default_factory=list, description="Variables whose value (or part) is a summary."
+    )
+    variables_bytes: int | None = Field(
+        None, description="Set when `full` variables would exceed `max_bytes`: their size."
     )
 
 

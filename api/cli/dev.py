@@ -209,7 +209,7 @@ def _print_banner(stack: DevStack, settings: Settings, admin_key: str | None) ->
     console.print(f"  Console       [link]{api}/console[/link]")
     console.print(f"  Temporal UI   [link]{stack.server.ui_url}[/link]")
     console.print(f"  Temporal gRPC {stack.server.address}")
-    console.print(f"  Metrics       [link]{api}/metrics[/link] (API)")
+    console.print(f"  Metrics       [link]{api}/metrics[/link] (API; with the admin key)")
     if settings.worker_metrics_address:
         worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
         console.print(f"                [link]{worker_metrics}[/link] (worker)")

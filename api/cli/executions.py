@@ -32,6 +32,7 @@ from api.cli.output import (
     status_text,
     stdout,
     step_path,
+    summarised_hint,
     tree_order,
     url_path,
     when,
@@ -218,13 +219,18 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
 def status(
     execution_id: Annotated[str, typer.Argument(help="The execution (Temporal workflow) id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's answer.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Values in full (else those over 4 KiB are summarised)."),
+    ] = False,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Show an execution: status, current step, the steps so far, outputs and error."""
     out = stdout()
+    params = {"include": "variables"} if full else {}
     with reporting(), connect(api_url, api_key) as api:
-        state = api.get(f"/api/executions/{url_path(execution_id)}")
+        state = api.get(f"/api/executions/{url_path(execution_id)}", **params)
     if as_json:
         print_json(out, state)
         return
@@ -260,6 +266,7 @@ def status(
     if state.get("status") != "running" and state.get("outputs"):
         out.print("outputs:")
         print_json(out, state["outputs"])
+        summarised_hint(out, state)
     reason = execution_error(state)
     if reason:
         out.print(Text(f"error: {reason}", style="red"), soft_wrap=True)

@@ -234,6 +234,18 @@ def execution_error(state: dict[str, Any]) -> str | None:
     )
 
 
+def summarised_hint(out: Console, state: dict[str, Any]) -> None:
+    """Say which outputs are summaries ({"$summary": ...}) and how to see them whole."""
+    names = state.get("summarised") or []
+    if names:
+        out.print(
+            f"(summarised, over 4 KiB: {', '.join(map(str, names))}; in full: "
+            f"wfe status {state.get('execution_id')} --full)",
+            soft_wrap=True,
+            style="dim",
+        )
+
+
 def finish(out: Console, state: dict[str, Any], show: bool = True) -> None:
     """Final status, outputs and error of a waited run; exit 1 unless it completed.
 
@@ -245,6 +257,7 @@ def finish(out: Console, state: dict[str, Any], show: bool = True) -> None:
     if show and state.get("outputs"):
         out.print("outputs:")
         print_json(out, state["outputs"])
+        summarised_hint(out, state)
     if status == "completed":
         return
     error(execution_error(state) or f"execution {status}")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, status
 from pydantic import ValidationError
 
-from api.deps import CurrentKey, ServiceDep
+from api.deps import CurrentKey, ServiceDep, SettingsDep
 from api.errors import ApiError, parse_json_body
 from api.executions import STATUSES
 from api.schemas import (
@@ -20,6 +20,7 @@ from api.schemas import (
     RerunCreate,
     RunPublic,
 )
+from api.status import status_request
 from workflows.shared import CANCEL_SIGNAL
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -62,10 +63,26 @@ async def list_executions(
     "/{execution_id}",
     response_model=ExecutionPublic,
     summary="Status, current step, steps so far, variables and error",
-    responses=_NOT_FOUND,
+    description="Values over 4 KiB are summarised (`summarised` names those variables), so "
+    "polling a run costs its worker little; `?include=variables` answers them in full (with "
+    "`variable=NAME`, repeated: only those), up to API_STATUS_MAX_BYTES in all, else 413.",
+    responses={
+        **_NOT_FOUND,
+        413: {"model": ErrorResponse, "description": "The variables asked for are too large"},
+    },
 )
-async def get_execution(execution_id: str, key: CurrentKey, service: ServiceDep) -> ExecutionPublic:
-    return await service.get(execution_id, key)
+async def get_execution(
+    execution_id: str,
+    key: CurrentKey,
+    service: ServiceDep,
+    settings: SettingsDep,
+    include: str | None = Query(None, description="`variables`: the values in full."),
+    variable: list[str] | None = Query(
+        None, description="Only these variables in full (implies include=variables)."
+    ),
+) -> ExecutionPublic:
+    request = status_request(settings, include, variable)
+    return await service.get(execution_id, key, request)
 
 
 @router.post(

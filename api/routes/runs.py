@@ -11,6 +11,7 @@ from api.deps import CurrentKey, ServiceDep, SettingsDep
 from api.errors import ApiError, parse_json_body
 from api.metrics import api_metrics
 from api.schemas import ErrorResponse, RunCreate, RunPublic
+from api.status import status_request
 
 router = APIRouter(prefix="/api/workflows", tags=["runs"])
 
@@ -60,7 +61,8 @@ async def parse_run_request(request: Request) -> RunCreate:
     "`Idempotency-Key`: the same key and body always answer the same execution (even when "
     "sent concurrently); the same key with another body is 409.\n\n"
     "`?wait=true&timeout=N`: wait up to N seconds and answer 200 with the finished execution "
-    "(status, outputs, error), or 202 with the ids if it is still running.",
+    "(status, outputs, error), or 202 with the ids if it is still running. Outputs over 4 KiB "
+    "are summarised as in the status answer unless `include=variables`.",
     responses={
         200: {"model": RunPublic, "description": "Finished (with ?wait=true)"},
         401: {"model": ErrorResponse, "description": "No or unknown API key"},
@@ -104,8 +106,12 @@ async def run_workflow(
     timeout: float = Query(
         30.0, gt=0, description="Seconds to wait (capped by API_MAX_WAIT_SECONDS)."
     ),
+    include: str | None = Query(
+        None, description="With wait: `variables` answers the outputs in full (else summarised)."
+    ),
 ) -> RunPublic:
     run = await parse_run_request(request)
+    view = status_request(settings, include, None)  # a bad value is refused before starting
     started = await service.start(
         str(run.workflow_id), run.input_vars, key, idempotency_key=idempotency_key
     )
@@ -113,7 +119,7 @@ async def run_workflow(
     api_metrics(request).started(str(run.workflow_id), "api")
     if not wait:
         return started
-    finished = await service.wait(started, min(timeout, settings.api_max_wait_seconds), key)
+    finished = await service.wait(started, min(timeout, settings.api_max_wait_seconds), key, view)
     if finished is None:
         return started
     response.status_code = status.HTTP_200_OK

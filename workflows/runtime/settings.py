@@ -119,9 +119,14 @@ class Settings(BaseSettings):
     # Observability (docs/observability.md). Unset or default: nothing is served or exported.
     # IP:port the worker serves Prometheus metrics on (Temporal SDK + wfe_* metrics).
     worker_metrics_address: str | None = None
-    # GET /metrics on the API without a key (Prometheus scrapes usually send none); false:
-    # an admin key is needed.
-    api_metrics_public: bool = True
+    # GET /metrics on the API: it names every definition's id, which the API otherwise shows
+    # only to keys scoped to it, so it takes an admin key or API_METRICS_KEY (a key that
+    # reads /metrics and nothing else: what Prometheus gets). true: anyone who reaches the port.
+    api_metrics_public: bool = False
+    api_metrics_key: SecretStr | None = None
+    # Distinct `model` label values the worker's wfe_ai_* metrics keep (models come from
+    # definitions and run inputs); the rest are counted as model="other".
+    worker_metrics_max_models: int = Field(50, ge=1, le=10_000)
     # `text` (human lines) or `json` (one object per line) for the worker's and API's logs.
     log_format: Literal["text", "json"] = "text"
     # OTLP/HTTP collector base URL (the standard OpenTelemetry variable): set, the API and
@@ -148,6 +153,13 @@ class Settings(BaseSettings):
     api_rate_limit_burst: int = Field(100, ge=1)
     api_max_wait_seconds: float = Field(300.0, gt=0)
     definition_max_steps: int = Field(1000, ge=1)
+    # Triggers one definition may hold, and how often a schedule may fire at most (an interval
+    # or the tightest gap of a cron): each fire is a run.
+    definition_max_triggers: int = Field(10, ge=0, le=1000)
+    schedule_min_interval_seconds: float = Field(60.0, ge=1, le=86400)
+    # GET /api/executions/{id}?include=variables answers values up to this size in all (413
+    # past it: ask for some with ?variable=NAME); without it large values are summarised.
+    api_status_max_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)
     # /readyz and starts count a worker as polling TEMPORAL_TASK_QUEUE when Temporal saw it
     # poll within this many seconds. Temporal reports a poller's last access as the *start*
     # of its current long poll, and an idle worker's long poll lasts up to ~60 s on the server
@@ -236,6 +248,16 @@ class Settings(BaseSettings):
                 "[::1]:9464 (a host name is not accepted)"
             )
         return str(value).strip()
+
+    @field_validator("api_metrics_key", mode="before")
+    @classmethod
+    def _metrics_key(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None  # empty: no metrics key, as when unset
+        if not isinstance(text, str) or len(text.strip()) < 16:
+            raise ValueError("must be at least 16 characters, e.g. `openssl rand -hex 24`")
+        return text.strip()
 
     @field_validator("log_format", mode="before")
     @classmethod

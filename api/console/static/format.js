@@ -83,3 +83,38 @@ export function costOf(answer) {
   const value = answer?.usage?.cost_usd ?? answer?.cost_usd;
   return typeof value === "number" ? value : null;
 }
+
+/** "512 B", "4.0 KB", "2.1 MB": a size in bytes. */
+export function bytes(n) {
+  if (typeof n !== "number") return "—";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+/** A value the status answer summarised because it is large: `{"$summary": {...}}`. */
+export function isSummary(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value)
+    && Object.keys(value).length === 1 && value.$summary !== null
+    && typeof value.$summary === "object";
+}
+
+/** One line for a summary: its type, size, and keys, length or first characters. */
+export function summaryLine(about) {
+  const parts = [String(about.type ?? "value"), bytes(about.bytes)];
+  const keys = Array.isArray(about.keys) ? about.keys.map(String) : [];
+  if (about.type === "object") {
+    const more = typeof about.length === "number" && about.length > keys.length ? ", …" : "";
+    parts.push(`${count(about.length)} keys${keys.length ? `: ${keys.join(", ")}${more}` : ""}`);
+  } else if (about.type === "array") {
+    parts.push(`${count(about.length)} items`);
+  } else if (about.type === "string") {
+    parts.push(`${count(about.length)} characters: ${JSON.stringify(String(about.preview ?? ""))}…`);
+  }
+  return `‹summarised: ${parts.join(", ")}›`;
+}
+
+/** Pretty JSON for display, each summary of a large value as its one readable line. */
+export function prettyValues(value) {
+  return JSON.stringify(value, (_, v) => (isSummary(v) ? summaryLine(v.$summary) : v), 2);
+}

@@ -3,7 +3,7 @@
 // execution, whose steps are its own (the timeline links to them, it does not inline them).
 
 import { h } from "./dom.js";
-import { cost, count, dateTime, duration, elapsed, shortId } from "./format.js";
+import { cost, count, dateTime, duration, elapsed, prettyValues, shortId } from "./format.js";
 import { link } from "./router.js";
 import { statusBadge } from "./ui.js";
 
@@ -42,7 +42,7 @@ function outputs(r, key, openKeys) {
     open: openKeys.has(key),
     ontoggle: (event) => (event.target.open ? openKeys.add(key) : openKeys.delete(key)),
   }, h("summary", {}, `output: ${Object.keys(vars).join(", ")}`),
-  h("pre", { class: "json" }, JSON.stringify(vars, null, 2)));
+  h("pre", { class: "json" }, prettyValues(vars)));
 }
 
 /** The head and body of a row (the <li> and its nested groups are the timeline's). */

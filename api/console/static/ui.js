@@ -1,6 +1,7 @@
 // Small shared widgets: status badges, the error list in the API's shape, toasts, spinners.
 
 import { h } from "./dom.js";
+import { prettyValues } from "./format.js";
 
 const STATUS_LABEL = {
   running: "running",
@@ -97,8 +98,8 @@ export function pageTitle(text, ...extra) {
   return h("h1", { class: "page-title", tabindex: "-1" }, text, ...extra);
 }
 
-/** A `<pre>` of JSON, in a scroll box. */
+/** A `<pre>` of JSON, in a scroll box (summaries of large values as readable lines). */
 export function jsonBlock(value, label) {
   return h("pre", { class: "json", tabindex: "0", "aria-label": label || "JSON" },
-    JSON.stringify(value, null, 2));
+    prettyValues(value));
 }

@@ -34,6 +34,14 @@ function usagePanel(usage) {
     term("Total tokens", usage.total_tokens !== undefined ? count(usage.total_tokens) : null));
 }
 
+/** Which outputs are summaries of large values, and where their full values are. */
+function summarisedNote(id, names) {
+  if (!Array.isArray(names) || !names.length) return null;
+  return h("p", { class: "muted small", id: "summarised-note" },
+    `Over 4 KiB, summarised: ${names.join(", ")}. In full: `,
+    h("code", {}, `GET /api/executions/${id}?include=variables`), " or the execution log below.");
+}
+
 export function executionView(root, params, life) {
   const id = params.id;
   const title = pageTitle(`Execution ${shortId(id)}`);
@@ -137,7 +145,8 @@ export function executionView(root, params, life) {
     }
     drawSection("outputs", outputsHost, status.outputs, () =>
       status.outputs && Object.keys(status.outputs).length
-        ? jsonBlock(status.outputs, "Outputs") : h("p", { class: "muted" }, "No variables yet."));
+        ? h("div", {}, jsonBlock(status.outputs, "Outputs"), summarisedNote(id, status.summarised))
+        : h("p", { class: "muted" }, "No variables yet."));
     drawSection("usage", usageHost, status.usage ?? logDoc?.usage ?? null, () => usagePanel(status.usage ?? logDoc?.usage));
     drawSection("log", logHost, logDoc, () => {
       if (!logDoc) return h("p", { class: "muted" }, "No log yet.");
