@@ -58,8 +58,10 @@ POST_FALLBACK = Mapped(
 )
 
 
-# How long a cancelled call waits for the answer of a request already sent (see _answer).
-CANCELLED_CALL_GRACE_SECONDS = 30.0
+# How long a cancelled call waits for the answer of a request already sent (see _answer):
+# long enough for an answer that is nearly there to be counted, short enough that a cancel
+# still feels immediate. A call cut off later may still be billed (docs/ai.md says so).
+CANCELLED_CALL_GRACE_SECONDS = 3.0
 
 
 class AIClient:

@@ -54,7 +54,16 @@ RECORD_KEYS = (
     "seq",
     "type",
 )
-RECORD_EXTRAS = ("error_type", "attempts", "usage", "run_id", "path", "reused_from", "reuse_key")
+RECORD_EXTRAS = (
+    "error_type",
+    "attempts",
+    "usage",
+    "run_id",
+    "path",
+    "reused_from",
+    "reuse_key",
+    "child_execution_id",
+)
 
 
 def dumps(value: Any) -> str:

@@ -150,6 +150,7 @@ def execution_limits(definition: WorkflowDefinition, settings: Settings) -> Exec
         ),
         max_buffered_signals=settings.signal_buffer_max,
         foreach_max_items=settings.foreach_max_items,
+        max_descendants=settings.execution_max_descendants,
     )
 
 

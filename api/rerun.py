@@ -163,7 +163,7 @@ async def _child(
     if attributes.workflow_type.name != WORKFLOW_TYPE:
         return
     child: ExecutionInput = await _decode(client, attributes.input, ExecutionInput)
-    seq = _child_seq(child_id)
+    seq = child.parent_seq if child.parent_seq is not None else _child_seq(child_id)
     if child.parent_path is None or not _before(seq, cutoff_seq):
         return
     state: ExecutionState = await _decode(client, result, ExecutionState)
@@ -180,7 +180,8 @@ async def _child(
 
 
 def _child_seq(child_id: str) -> int | None:
-    """A sub-workflow's id ends with the parent step visit's number (`<parent>-<step>-<seq>`)."""
+    """Children of earlier versions: the id ends with the parent step visit's number
+    (`<parent>-<step>-<seq>`; now the input says, `parent_seq`)."""
     tail = child_id.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
 

@@ -397,7 +397,14 @@ async def test_a_failed_child_fails_the_step_and_cancel_reaches_the_child(
     waiting_id = (
         await http.post("/api/workflows/run", json={"workflow_id": "parent-of-waiter"})
     ).json()["execution_id"]
-    child_id = f"{waiting_id}-call-0"
+
+    async def child_started() -> str | None:
+        steps = (await http.get(f"/api/executions/{waiting_id}")).json()["steps"]
+        return next((s["child_execution_id"] for s in steps if s["step_id"] == "call"), None)
+
+    # The running step names its child from the start: `<its workflow id>-<uuid>`.
+    child_id = str(await eventually(child_started, timeout=30))
+    assert child_id.startswith("child-waits-")
 
     async def child_waits() -> bool:
         answer = await http.get(f"/api/executions/{child_id}")

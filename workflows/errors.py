@@ -50,6 +50,7 @@ class FailureType(StrEnum):
     TIMED_OUT = "TimedOut"
     LOG_WRITE = "LogWriteError"
     STEP_LIMIT = "StepLimitExceeded"
+    EXECUTION_LIMIT = "ExecutionLimitExceeded"
     VALUE_TOO_LARGE = "ValueTooLarge"
     ENGINE_ERROR = "EngineError"
 

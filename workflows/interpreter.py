@@ -37,10 +37,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import FailureType, ScopeFailed, StepFailure
     from workflows.failures import describe_failure, engine_error
     from workflows.kinds import REGISTRY, kind_of
-    from workflows.kinds.base import Waiting, route_failure
+    from workflows.kinds.base import StepOutcome, Waiting, route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.messages import STATUS_VIEW_QUERY, ExecutionView, StatusRequest
     from workflows.metrics import count_step
+    from workflows.run_tree import Allowance
     from workflows.shared import (
         BUDGET_PAYLOAD_SCHEMA,
         BUDGET_SIGNAL,
@@ -63,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
         LogWrite,
         StepRecord,
     )
-    from workflows.status_view import Sizes, status_view
+    from workflows.status_view import Sizes, record_outputs, status_view
     from workflows.steps import WorkflowStepProcessor
     from workflows.usage import Usage
 
@@ -158,6 +159,7 @@ class WorkflowExecutor:
         self._steps_done = carried.steps_done if carried else 0
         self._steps: list[StepRecord] = list(carried.recent_steps) if carried else []
         self._pending: list[StepRecord] = []  # completed, not yet in the log file
+        self._in_transit: set[int] = set()  # pending records an activity in flight carries
         self._batched = False  # decided in run() by a patch marker (older runs: one per step)
         self._carry_log = False  # decided in run(): activity steps carry the log records
         self._log_created = carried is not None
@@ -201,6 +203,9 @@ class WorkflowExecutor:
             usage=Usage.of(carried.usage if carried else None),
         )
         self._usage = self._budget.usage
+        self._tree = Allowance(self._allowance_at_start(input))
+        # Each scope's share of the tree's allowance, by the scope's mapping (run_scope).
+        self._allowances: dict[int, Allowance] = {id(self._context): self._tree}
         self._usage_published = (self._usage.cost_usd, self._usage.total_tokens)
         self._processor = WorkflowStepProcessor(
             self._definition.defaults, self._execution_id, self._limits, input
@@ -373,6 +378,37 @@ class WorkflowExecutor:
             await self._flush_log()  # the log shows progress before a long wait
         return await self._run_step(steps, index, step, scope, prefix)
 
+    # -- the tree of executions (workflows/run_tree.py) ------------------------------------
+
+    @staticmethod
+    def _allowance_at_start(input: ExecutionInput) -> int | None:
+        """A top-level start takes the operator's cap; a child, a share or a continued run
+        what it was handed (None: started before the cap, nothing counted)."""
+        if input.carried is not None:
+            return input.carried.descendants_left
+        if input.depth == 0 and input.batch is None and input.limits is not None:
+            return input.limits.max_descendants
+        return input.descendants_left
+
+    def _allowance_of(self, variables: Mapping[str, Any]) -> Allowance:
+        return self._allowances.get(id(variables), self._tree)
+
+    def pay_for_child(
+        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
+    ) -> int | None:
+        """Pay for a child execution from the allowance of the scope that starts it."""
+        limit = self._limits.max_descendants if self._limits is not None else None
+        return self._allowance_of(variables).pay_for_child(starts_more, limit, ways)
+
+    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None:
+        self._allowance_of(variables).refund(unused)
+
+    def started_child(self, path: str, execution_id: str) -> None:
+        """A step's child execution is named on its record as soon as it starts."""
+        record = self._in_flight.get(path)
+        if record is not None:
+            record.child_execution_id = execution_id
+
     # -- nested scopes (the Scopes the step processor gives kinds) ------------------------
 
     async def run_scope(
@@ -381,17 +417,25 @@ class WorkflowExecutor:
         variables: Mapping[str, Any],
         adds: dict[str, Any],
         path: str,
+        ways: int = 1,
     ) -> dict[str, Any]:
         """Run a nested list in a scope of its own: it reads ``variables`` (and ``adds``);
-        what its steps bind is returned. A failure that ends the list raises ScopeFailed."""
+        what its steps bind is returned. A failure that ends the list raises ScopeFailed.
+        ``ways``: how many sibling scopes not yet started share the enclosing scope's
+        allowance of executions with this one (foreach iterations, parallel branches)."""
         local: dict[str, Any] = dict(adds)
         # Reads fall through to the enclosing scopes; writes stay in this one.
         scope: ChainMap[str, Any] = ChainMap(local, variables)  # type: ignore[arg-type]
+        allowance = self._allowance_of(variables).share(ways)
+        self._allowances[id(scope)] = allowance
         try:
             await self._run_list(steps, scope, f"{path}.")
         except ExecutionFailed as failed:
             error = failed.error
             raise ScopeFailed(error.message, error.type, error.step_id) from None
+        finally:
+            allowance.close()
+            del self._allowances[id(scope)]
         return {k: v for k, v in local.items() if k not in adds and k != LAST_ERROR}
 
     async def run_concurrently(
@@ -460,6 +504,7 @@ class WorkflowExecutor:
             usage=self._usage.for_run(),
             budget=self._budget.limits or None,
             strict_indexes=self._processor.strict_indexes,
+            descendants_left=self._tree.left,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -486,10 +531,14 @@ class WorkflowExecutor:
         )
         self._in_flight[path] = record
         log: LogWrite | None = None
-        if self._carries_log(step) and (self._pending or not self._log_created):
-            log = self._log_entry(list(self._pending))
+        # Each record rides with one activity at a time: concurrent steps do not all carry
+        # the same records (the records left over go with the next carrier or a flush).
+        carried = [r for r in self._pending if id(r) not in self._in_transit]
+        if self._carries_log(step) and (carried or not self._log_created):
+            log = self._log_entry(carried)
+            self._in_transit.update(id(r) for r in carried)
         try:
-            outcome = await self._processor.execute(step, scope, seq, path, self, log)
+            outcome = await self._execute(step, scope, seq, path, log, carried)
         except (ActivityError, ChildWorkflowError, StepFailure, ApplicationError) as err:
             if is_cancelled_exception(err):
                 await self._cancelled(record, path)
@@ -520,7 +569,7 @@ class WorkflowExecutor:
             raise asyncio.CancelledError(f"step '{path}' was asked to stop")
         record.status = "success"
         record.end_time = workflow.now()
-        record.output_vars = outcome.output_vars
+        record.output_vars = record_outputs(outcome.output_vars)
         record.usage = outcome.usage
         scope.update(outcome.output_vars)
         if log is not None and outcome.logged:
@@ -544,6 +593,21 @@ class WorkflowExecutor:
             return True
         task = asyncio.current_task()
         return task is not None and task in self._told_to_stop
+
+    async def _execute(
+        self,
+        step: StepBase,
+        scope: MutableMapping[str, Any],
+        seq: int,
+        path: str,
+        log: LogWrite | None,
+        carried: list[StepRecord],
+    ) -> StepOutcome:
+        try:
+            return await self._processor.execute(step, scope, seq, path, self, log)
+        finally:
+            if log is not None:  # written or not, the records are free to ride again
+                self._in_transit.difference_update(id(r) for r in carried)
 
     async def _cancelled(self, record: StepRecord, path: str) -> None:
         """A step stopped because its siblings failed (fail_fast): recorded as cancelled.
@@ -782,6 +846,7 @@ class WorkflowExecutor:
             waiting_for=waiting.signal if waiting else None,
             waiting_until=waiting.until if waiting else None,
             waiting_payload_schema=waiting.payload_schema if waiting else None,
+            descendants_left=self._tree.left,
         )
 
 
@@ -812,7 +877,10 @@ class ForeachBatchWorkflow(WorkflowExecutor):
                 str(failure), type=failure.failure_type, non_retryable=True
             ) from None
         return ForeachBatchResult(
-            results=results, records=list(self._pending), steps_done=self._steps_done
+            results=results,
+            records=list(self._pending),
+            steps_done=self._steps_done,
+            descendants_left=self._tree.left,
         )
 
 

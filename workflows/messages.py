@@ -75,6 +75,12 @@ class ExecutionLimits(_Model):
     max_value_bytes: int = Field(ge=1024)
     max_buffered_signals: int = Field(ge=1)
     foreach_max_items: int = Field(10_000, ge=1, description="FOREACH_MAX_ITEMS.")
+    max_descendants: int | None = Field(
+        None,
+        ge=0,
+        description="EXECUTION_MAX_DESCENDANTS: executions one start's tree of sub-workflows "
+        "and foreach shares may start (workflows/run_tree.py); None for runs before the cap.",
+    )
 
 
 class StepRecord(_Model):
@@ -106,6 +112,9 @@ class StepRecord(_Model):
     reuse_key: str | None = Field(
         None, description="The rendered request's key a rerun matches results by."
     )
+    child_execution_id: str | None = Field(
+        None, description="A `sub_workflow` step's child execution (its own status and log)."
+    )
 
 
 class CarriedState(_Model):
@@ -124,6 +133,8 @@ class CarriedState(_Model):
     budget: dict[str, Any] | None = None  # limits raised by `budget` signals
     # How the run reads {items.01} (workflows/templating.py); None: carried by an older version.
     strict_indexes: bool | None = None
+    # Executions the run may still start (workflows/run_tree.py); None: not counted.
+    descendants_left: int | None = None
 
 
 class ExecutionError(_Model):
@@ -166,6 +177,9 @@ class ExecutionState(_Model):
         None,
         description="The JSON Schema the awaited signal's payload must satisfy (the step's "
         "`payload_schema`; for `budget`, new limits or a refusal), else null.",
+    )
+    descendants_left: int | None = Field(
+        None, description="Executions the run's tree did not use of its allowance (to its parent)."
     )
 
 
@@ -383,6 +397,7 @@ class ForeachBatchResult(_Model):
     results: list[Any]
     records: list[StepRecord] = Field(default_factory=list)
     steps_done: int = 0
+    descendants_left: int | None = None  # what the share's tree did not use of its allowance
 
 
 class ReusedResult(_Model):

@@ -126,6 +126,14 @@ class ExecutionInput(_Model):
     parent_path: str | None = Field(
         None, description="For a sub-workflow: the path of the parent's step that runs it."
     )
+    parent_seq: int | None = Field(
+        None, description="For a sub-workflow: the visit number of the parent's step."
+    )
+    descendants_left: int | None = Field(
+        None,
+        description="For a child (or a foreach share): executions it may still start, handed "
+        "by its parent (workflows/run_tree.py); a top-level run takes limits.max_descendants.",
+    )
     api_url: str | None = Field(
         None,
         description="The engine API's base URL, as the API that started the run knows it: "

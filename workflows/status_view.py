@@ -35,10 +35,15 @@ PREVIEW_CHARS = 100
 FIELDS_LOOKED_AT = 20
 # A value this small is always kept: its summary would be larger than the value.
 ALWAYS_KEPT = 64
+# Sizes are measured exactly up to this; past it a summary says only `bytes_over`.
+SIZE_CAP = 8 * 1024 * 1024
 
 
 def json_bytes(value: Any) -> int:
     """The size of ``value`` as compact UTF-8 JSON."""
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        # The common case without encoding it: quotes, and a backslash for `"` and `\`.
+        return len(value) + 2 + value.count('"') + value.count("\\")
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     return len(text.encode())
 
@@ -81,8 +86,10 @@ class Sizes:
         self._used: dict[int, tuple[Any, int]] = {}
 
     def of(self, value: Any) -> int:
+        """The size, exact up to SIZE_CAP (past it, SIZE_CAP + 1: measuring a hundred
+        megabytes on the workflow's thread would stall it past Temporal's deadlock check)."""
         hit = self._known.get(id(value))
-        size = hit[1] if hit is not None and hit[0] is value else json_bytes(value)
+        size = hit[1] if hit is not None and hit[0] is value else size_upto(value, SIZE_CAP)
         self._used[id(value)] = (value, size)
         return size
 
@@ -93,7 +100,8 @@ class Sizes:
 class Summariser:
     """One answer's worth of summarising: the byte budget left, what was summarised."""
 
-    def __init__(self, request: StatusRequest, sizes: Sizes) -> None:
+    def __init__(self, request: StatusRequest, sizes: Sizes | None) -> None:
+        """``sizes`` None: summaries do not measure (they say only ``bytes_over``)."""
         self._limit = request.value_bytes
         self._left = request.budget_bytes
         self._sizes = sizes
@@ -109,7 +117,12 @@ class Summariser:
         return self.summary(value), True
 
     def summary(self, value: Any) -> dict[str, Any]:
-        about: dict[str, Any] = {"type": _type_name(value), "bytes": self._sizes.of(value)}
+        about: dict[str, Any] = {"type": _type_name(value)}
+        size = self._sizes.of(value) if self._sizes is not None else None
+        if size is None or size > SIZE_CAP:
+            about["bytes_over"] = self._limit if size is None else SIZE_CAP  # not measured
+        else:
+            about["bytes"] = size
         if isinstance(value, dict):
             about["length"] = len(value)
             about["keys"] = [str(key) for key in islice(value, KEYS_SHOWN)]
@@ -137,6 +150,25 @@ class Summariser:
                 if summarised:
                     out[index] = record.model_copy(update={"output_vars": shown})
         return out
+
+
+# A step record keeps a value of at most this size as it is (and this much in all): a record
+# travels in activity inputs, the log and the run's result, which must not grow with the
+# values a run handles. Larger values are summarised there; the variables keep them whole.
+RECORD_VALUE_BYTES = 64 * 1024
+RECORD_BUDGET_BYTES = 256 * 1024
+
+
+def record_outputs(values: dict[str, Any]) -> dict[str, Any]:
+    """A step record's ``output_vars``: ``values``, with any over RECORD_VALUE_BYTES
+    summarised (``{"$summary": ...}``)."""
+    if not values:
+        return values
+    request = StatusRequest(value_bytes=RECORD_VALUE_BYTES, budget_bytes=RECORD_BUDGET_BYTES)
+    # Not measured: a record is made on the workflow's thread, where every millisecond spent
+    # on a large value holds up the run (and, past two seconds, trips the deadlock check).
+    shown, summarised = Summariser(request, None).variables(values)
+    return shown if summarised else values
 
 
 def _type_name(value: Any) -> str:
@@ -183,5 +215,9 @@ def status_view(
 
 
 def _size(value: Any, request: StatusRequest, sizes: Sizes) -> int:
+    """Enough of the size to compare with ``max_bytes`` (never a walk much past it)."""
     small = size_upto(value, request.value_bytes)
-    return small if small <= request.value_bytes else sizes.of(value)
+    if small <= request.value_bytes:
+        return small
+    known = sizes.of(value)
+    return known if known <= SIZE_CAP else size_upto(value, request.max_bytes)

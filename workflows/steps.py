@@ -80,7 +80,16 @@ class Scopes(Protocol):
         variables: Mapping[str, Any],
         adds: dict[str, Any],
         path: str,
+        ways: int = 1,
     ) -> dict[str, Any]: ...
+
+    def pay_for_child(
+        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
+    ) -> int | None: ...
+
+    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None: ...
+
+    def started_child(self, path: str, execution_id: str) -> None: ...
 
     async def run_concurrently(
         self, jobs: Sequence[Callable[[], Coroutine[Any, Any, Any]]], limit: int, fail_fast: bool
@@ -263,9 +272,18 @@ class _Run:
         self.processor.set_waiting(self.path, waiting, quiet)
 
     async def run_scope(
-        self, steps: Sequence[Any], adds: dict[str, Any], path: str
+        self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1
     ) -> dict[str, Any]:
-        return await self.scopes.run_scope(steps, self.variables, adds, path)
+        return await self.scopes.run_scope(steps, self.variables, adds, path, ways)
+
+    def pay_for_child(self, starts_more: bool, ways: int = 1) -> int | None:
+        return self.scopes.pay_for_child(self.variables, starts_more, ways)
+
+    def refund(self, unused: int | None) -> None:
+        self.scopes.refund(self.variables, unused)
+
+    def started_child(self, execution_id: str) -> None:
+        self.scopes.started_child(self.path, execution_id)
 
     async def run_concurrently(
         self, jobs: Sequence[Callable[[], Coroutine[Any, Any, Any]]], limit: int, fail_fast: bool

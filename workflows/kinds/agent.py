@@ -132,6 +132,9 @@ class AgentKind(StepKind[AgentStep]):
     secrets = True
     spends = True
 
+    def starts_executions(self, step: AgentStep) -> bool:
+        return any(tool.workflow_id is not None for tool in step.tools)
+
     def templated(self, step: AgentStep) -> dict[str, Any]:
         return model_fields(step)
 

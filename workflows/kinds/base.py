@@ -167,8 +167,19 @@ class StepRun(Protocol):
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None: ...
 
     async def run_scope(
-        self, steps: Sequence[Any], adds: dict[str, Any], path: str
+        self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1
     ) -> dict[str, Any]: ...
+
+    def pay_for_child(self, starts_more: bool, ways: int = 1) -> int | None:
+        """Pay for one child execution from the run's allowance (workflows/run_tree.py); how
+        many it may start itself (``ways``: such children not yet started, sharing what is
+        left). Raises ExecutionLimitExceeded when none is left."""
+
+    def refund(self, unused: int | None) -> None:
+        """A child that ended hands back what its tree did not use."""
+
+    def started_child(self, execution_id: str) -> None:
+        """The step started a child execution: its record names it from now on."""
 
     async def run_concurrently(
         self,
@@ -253,6 +264,10 @@ class StepKind(Generic[S]):
         """The nested lists of steps it holds."""
         return []
 
+    def starts_executions(self, step: S) -> bool:
+        """Whether it may start executions of its own (child workflows, foreach shares)."""
+        return False
+
     # -- its own checks and its execution ---------------------------------------------------
 
     def problems(self, step: S, where: str) -> list[Problem]:
@@ -276,6 +291,19 @@ def register(kind: builtins.type[StepKind[Any]]) -> builtins.type[StepKind[Any]]
 
 def kind_of(step: StepBase) -> StepKind[Any]:
     return REGISTRY[step.type]
+
+
+def starts_executions(steps: Sequence[Any]) -> bool:
+    """Whether a list of steps, nested lists included, may start executions of its own."""
+    work = list(steps)
+    while work:
+        step = work.pop()
+        kind = kind_of(step)
+        if kind.starts_executions(step):
+            return True
+        for scope in kind.scopes(step):
+            work.extend(scope.steps)
+    return False
 
 
 def route_failure(step: StepBase, failure_type: str) -> str | None:

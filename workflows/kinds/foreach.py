@@ -24,7 +24,15 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
 from workflows.errors import FailureType, StepFailure
-from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, kind_of, register
+from workflows.kinds.base import (
+    Scope,
+    StepKind,
+    StepOutcome,
+    StepRun,
+    kind_of,
+    register,
+    starts_executions,
+)
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
 from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
 from workflows.templating import VariableSubstitutor
@@ -84,6 +92,9 @@ class ForeachKind(StepKind[ForeachStep]):
     def scopes(self, step: ForeachStep) -> list[Scope]:
         return [Scope(".steps", step.steps, frozenset({step.as_, step.index_as}))]
 
+    def starts_executions(self, step: ForeachStep) -> bool:
+        return True  # its shares, when the list is long
+
     async def execute(self, step: ForeachStep, run: StepRun) -> StepOutcome:
         items = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes).render(
             step.items
@@ -113,11 +124,12 @@ class ForeachKind(StepKind[ForeachStep]):
     ) -> list[Any]:
         """Run the iterations of ``items`` (the first at position ``offset``) in this workflow."""
 
-        def job(position: int, item: Any) -> Callable[[], Coroutine[Any, Any, Any]]:
+        def job(position: int, item: Any, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
+            # `ways`: iterations not yet started, which share what the scope may still start.
             adds = {step.as_: item, step.index_as: position}
-            return lambda: run.run_scope(step.steps, adds, f"{run.path}[{position}]")
+            return lambda: run.run_scope(step.steps, adds, f"{run.path}[{position}]", ways)
 
-        jobs = [job(offset + i, item) for i, item in enumerate(items)]
+        jobs = [job(offset + i, item, len(items) - i) for i, item in enumerate(items)]
         fail_fast = step.on_item_error == "fail"
         results = await run.run_concurrently(jobs, step.concurrency, fail_fast)
         return [_element(result) for result in results]
@@ -127,8 +139,10 @@ class ForeachKind(StepKind[ForeachStep]):
     ) -> list[Any]:
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         at_once = max(1, step.concurrency // size)
+        starts = range(0, len(items), size)
+        body_starts_more = starts_executions(step.steps)
 
-        def share(start: int) -> Callable[[], Coroutine[Any, Any, Any]]:
+        def share(start: int, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
             chunk = items[start : start + size]
             batch = ForeachBatchInput(
                 step=step.model_dump(by_alias=True, exclude_none=True),
@@ -141,10 +155,12 @@ class ForeachKind(StepKind[ForeachStep]):
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 
             async def go() -> ForeachBatchResult:
+                # A share is an execution of the run's tree; its iterations' children too.
+                grant = run.pay_for_child(body_starts_more, ways)
                 try:
                     result: ForeachBatchResult = await workflow.execute_child_workflow(
                         FOREACH_BATCH_TYPE,
-                        child,
+                        child.model_copy(update={"descendants_left": grant}),
                         id=f"{run.execution_id}-{step.id}-{run.seq}-{start}",
                         result_type=ForeachBatchResult,
                         cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -156,12 +172,13 @@ class ForeachKind(StepKind[ForeachStep]):
                         raise StepFailure(cause.message, cause.type) from None
                     raise
                 run.adopt(result.records, result.steps_done)
+                run.refund(result.descendants_left)
                 return result
 
             return go
 
         shares = await run.run_concurrently(
-            [share(start) for start in range(0, len(items), size)],
+            [share(start, len(starts) - i) for i, start in enumerate(starts)],
             at_once,
             fail_fast=True,  # a share fails only under on_item_error "fail"
         )

@@ -60,11 +60,13 @@ class ParallelKind(StepKind[ParallelStep]):
         return []
 
     async def execute(self, step: ParallelStep, run: StepRun) -> StepOutcome:
-        def branch_job(branch: ParallelBranch) -> Any:
-            return lambda: run.run_scope(branch.steps, {}, f"{run.path}.{branch.id}")
+        def branch_job(branch: ParallelBranch, ways: int) -> Any:
+            # `ways`: branches not yet started, which share what the scope may still start.
+            return lambda: run.run_scope(branch.steps, {}, f"{run.path}.{branch.id}", ways)
 
+        count = len(step.branches)
         results = await run.run_concurrently(
-            [branch_job(branch) for branch in step.branches],
+            [branch_job(branch, count - i) for i, branch in enumerate(step.branches)],
             limit=len(step.branches),
             fail_fast=step.fail_fast,
         )

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
 from workflows.errors import FailureType, StepFailure
-from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
+from workflows.kinds.base import StepKind, StepOutcome, StepRun, register, starts_executions
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
 from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
 from workflows.run_inputs import checked_inputs
@@ -31,6 +31,9 @@ PATCH_CHILD_INPUTS_CHECKED = "child-inputs-checked"
 # The schema check in workflow code is bounded by keyword evaluations (the same verdict on
 # every replay), about as much work as the API's time budget allows on a fast machine.
 CHILD_INPUT_CHECKS = 200_000
+# A child's id is `<its workflow id>-<uuid>` (older runs: `<parent id>-<step>-<visit>`, which
+# outgrew Temporal's and the log's id limits some levels down).
+PATCH_SHORT_CHILD_IDS = "short-child-ids"
 
 
 class SubWorkflowStep(StepBase, FlowMixin, OutputMixin):
@@ -76,6 +79,9 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
     model = SubWorkflowStep
     waits = True
 
+    def starts_executions(self, step: SubWorkflowStep) -> bool:
+        return True
+
     def templated(self, step: SubWorkflowStep) -> dict[str, Any]:
         return {"input_vars": step.input_vars}
 
@@ -113,6 +119,7 @@ async def _child(
     path: str,
     label: str,
 ) -> tuple[dict[str, Any], str | None, str]:
+    """(outputs, the source a rerun reused them from, the request key)."""
     entry = run.input.library.get(library_key(workflow_id, version))
     if entry is None:
         pinned = f" version {version}" if version else ""
@@ -143,9 +150,8 @@ async def _child(
     reused = run.reused(key)
     if reused is not None:  # a rerun: the source ran this very child already
         return dict(reused.result or {}), reused.source, key
-    # Readable and unique: the step's id (or an agent's tool) and this visit's number.
-    name = path.rsplit(".", 1)[-1].replace("[", "-").replace("]", "")
-    child_id = f"{run.execution_id}-{name}-{run.seq}"
+    child_id = _child_id(run, entry.definition.key, path)
+    grant = run.pay_for_child(starts_executions(entry.definition.steps))
     child = run.input.model_copy(
         update={
             "definition": entry.definition,
@@ -157,11 +163,14 @@ async def _child(
             "depth": run.input.depth + 1,
             "started_by": run.execution_id,
             "parent_path": path,
+            "parent_seq": run.seq,
             # A child's steps are its own: none matches a parent's recorded request.
             "reuse": {},
             "rerun_of": None,
+            "descendants_left": grant,
         }
     )
+    run.started_child(child_id)
     try:
         result: ExecutionState = await workflow.execute_child_workflow(
             WORKFLOW_TYPE,
@@ -178,6 +187,7 @@ async def _child(
             f"sub-workflow '{workflow_id}' ({child_id}) failed: {message}",
             FailureType.CHILD_WORKFLOW_FAILED,
         ) from None
+    run.refund(result.descendants_left)
     return dict(result.outputs), None, key
 
 
@@ -192,6 +202,15 @@ def _checked(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> di
             FailureType.INVALID_REQUEST,
         )
     return filled
+
+
+def _child_id(run: StepRun, workflow_key: str, path: str) -> str:
+    """The child's execution id: the called workflow's id and a unique suffix, as short at
+    depth ten as at depth one (older runs grew the parent's id at every level)."""
+    if workflow.patched(PATCH_SHORT_CHILD_IDS):
+        return f"{workflow_key}-{workflow.uuid4()}"
+    name = path.rsplit(".", 1)[-1].replace("[", "-").replace("]", "")
+    return f"{run.execution_id}-{name}-{run.seq}"
 
 
 def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> None:

@@ -94,8 +94,11 @@ class Settings(BaseSettings):
     # Signals buffered per name and run before the API refuses more (429), and the signals
     # one key may send per minute.
     signal_buffer_max: int = Field(100, ge=1, le=10_000)
-    # Items one foreach step may take (SPEC §9); more fails the step InvalidRequest.
+    # Items one foreach step may take; more fails the step InvalidRequest.
     foreach_max_items: int = Field(10_000, ge=1, le=1_000_000)
+    # Executions one start's tree of sub-workflows and foreach shares may start
+    # (workflows/run_tree.py); a child past it fails ExecutionLimitExceeded.
+    execution_max_descendants: int = Field(1000, ge=0, le=1_000_000)
     api_signal_rate_per_minute: float = Field(120.0, gt=0)
 
     # Large step results are stored by reference (the reference travels in history)

@@ -23,12 +23,14 @@ function executionLink(id, text, title, cls) {
 }
 
 /**
- * The child execution a sub_workflow record started. The engine names it
- * `<execution>-<step id>-<seq>` (workflows/kinds/sub_workflow.py); the record itself does not
- * carry the id, so it is derived the same way here.
+ * The child execution a sub_workflow record started: the record names it
+ * (`child_execution_id`). Runs of earlier versions named children
+ * `<execution>-<step id>-<seq>` and did not record it, so for those it is derived that way.
  */
 export function childExecutionId(executionId, record) {
-  if (!executionId || record.type !== "sub_workflow" || !Number.isInteger(record.seq)) return null;
+  if (record.type !== "sub_workflow") return null;
+  if (record.child_execution_id) return record.child_execution_id;
+  if (!executionId || !Number.isInteger(record.seq)) return null;
   const path = String(record.path || record.step_id);
   const name = path.slice(path.lastIndexOf(".") + 1).replace(/\[/g, "-").replace(/\]/g, "");
   return `${executionId}-${name}-${record.seq}`;
