@@ -1,7 +1,11 @@
-"""CEL conditions for `condition` steps: compiled once, evaluated deterministically.
+"""The CEL evaluator of runs started before the ``cel-conformant`` marker, kept as it was.
 
 Uses the `common-expression-language` package (a Rust CEL implementation): no Python
-``eval``, no I/O, no clock, so evaluating inside workflow code is replay-safe.
+``eval``, no I/O, no clock. Runs started since the marker use :mod:`workflows.cel_conformant`;
+a run never switches (workflows/interpreter.py decides once per run), so a run in flight
+replays with the semantics it started with, map-order quirks included: its recorded path
+was taken with them. Do not change what this module computes; new behaviour goes into the
+conformant evaluator.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ MAX_EXPRESSION_LENGTH = 4096
 
 
 @lru_cache(maxsize=1024)
-def compile_condition(expression: str) -> Any:
+def compile_legacy(expression: str) -> Any:
     """Compile a CEL expression; raise ConditionError naming the syntax problem."""
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise ConditionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
@@ -36,27 +40,17 @@ def compile_condition(expression: str) -> Any:
         raise ConditionError(f"invalid CEL expression: {_first_line(err)}") from None
 
 
-def condition_variables(expression: str) -> set[str]:
+def legacy_variables(expression: str) -> set[str]:
     """Top-level context names an expression reads (macro-bound names excluded)."""
-    program = compile_condition(expression)
+    program = compile_legacy(expression)
     bound = set(_MACRO_VARIABLE.findall(expression))
     return {name for name in program.variables() if name not in bound}
 
 
-def evaluate_condition(expression: str, context: Mapping[str, Any]) -> bool:
-    """Evaluate to a bool; a missing variable or a non-bool result is a ConditionError."""
-    result = evaluate_expression(expression, context)
-    if not isinstance(result, bool):
-        raise ConditionError(
-            f"condition {expression!r} gave {type(result).__name__} {result!r}, not a bool"
-        )
-    return result
-
-
-def evaluate_expression(expression: str, context: Mapping[str, Any]) -> Any:
+def evaluate_legacy(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a CEL expression to a JSON value (timestamps become ISO 8601 text)."""
-    program = compile_condition(expression)
-    wanted = condition_variables(expression)
+    program = compile_legacy(expression)
+    wanted = legacy_variables(expression)
     missing = sorted(name for name in wanted if name not in context)
     if missing:
         raise ConditionError(
