@@ -99,6 +99,9 @@ PATCH_USAGE_ATTRIBUTES = "ai-usage-attributes"
 PATCH_FINAL_WRITE_OUTLIVES_CANCEL = "final-log-write-outlives-cancel"
 # An unexpected error in the interpreter fails the run (older runs failed the workflow task).
 PATCH_ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
+# CEL by the conformant evaluator (workflows/conditions.py). Decided once, when an execution
+# starts, and carried across continue-as-new: a run never changes semantics on the way.
+PATCH_CEL_CONFORMANT = "cel-conformant"
 
 
 def kind_waits(step_type: str) -> bool:
@@ -214,6 +217,10 @@ class WorkflowExecutor:
         task: asyncio.Task[None] | None = None
         self._carry_log = workflow.patched(PATCH_ACTIVITIES_CARRY_LOG)
         self._batched = self._carry_log or workflow.patched(PATCH_BATCHED_LOGS)
+        carried = input.carried
+        self._processor.cel_conformant = (
+            carried.cel_conformant if carried else workflow.patched(PATCH_CEL_CONFORMANT)
+        )
         try:
             if input.carried is None:
                 self._mark_searchable()
@@ -414,6 +421,7 @@ class WorkflowExecutor:
             pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
             usage=self._usage.for_run(),
             budget=self._budget_limits or None,
+            cel_conformant=self._processor.cel_conformant,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -760,6 +768,7 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         batch = input.batch
         assert batch is not None, "a ForeachBatch run needs input.batch"
         self._batched = True
+        self._processor.cel_conformant = batch.cel_conformant  # the parent's evaluator
         kind = REGISTRY["foreach"]
         step = kind.model.model_validate(batch.step)
         view = self._processor.view(batch.path, self._seq, dict(batch.variables), self)

@@ -120,6 +120,8 @@ class CarriedState(_Model):
     pending_signals: dict[str, list[Any]] = Field(default_factory=dict)
     usage: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None  # limits raised by `budget` signals
+    # The run's CEL evaluator goes on in the next run (absent in older states: legacy).
+    cel_conformant: bool = False
 
 
 class ExecutionError(_Model):
@@ -319,6 +321,8 @@ class ForeachBatchInput(_Model):
     items: list[Any]
     offset: int = Field(ge=0, description="The index of the first item in the whole list.")
     variables: dict[str, Any] = Field(default_factory=dict)
+    # The parent's CEL evaluator (absent from shares older parents started: legacy).
+    cel_conformant: bool = False
 
 
 class ForeachBatchResult(_Model):

@@ -122,6 +122,10 @@ class StepRun(Protocol):
     @property
     def limits(self) -> ExecutionLimits | None: ...
 
+    @property
+    def cel_conformant(self) -> bool:
+        """Which CEL evaluator the run uses, decided once per run (workflows/conditions.py)."""
+
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any: ...
 
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...

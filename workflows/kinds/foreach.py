@@ -134,6 +134,7 @@ class ForeachKind(StepKind[ForeachStep]):
                 items=chunk,
                 offset=start,
                 variables=variables,
+                cel_conformant=run.cel_conformant,
             )
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 
