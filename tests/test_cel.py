@@ -210,6 +210,12 @@ def test_two_variable_comprehensions_count_against_the_budget() -> None:
         evaluate_expression("l.existsOne(i, v, l.exists(j, w, w == v))", {"l": big})
 
 
+def test_the_runtime_stops_after_ten_thousand_iterations_in_all() -> None:
+    assert value("l.all(x, x >= 0)", l=list(range(9_999))) is True
+    message = error("l.all(x, x >= 0)", l=list(range(10_001)))
+    assert "more than 10,000 times in all" in message
+
+
 # -- determinism across processes ---------------------------------------------------------------
 
 PROBE = """

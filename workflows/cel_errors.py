@@ -17,6 +17,9 @@ _STRING = re.compile(
     r"""[rR]?('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")"""
 )
 _EXPECTING_A_VALUE = "IDENTIFIER"  # ANTLR lists every token that starts a value
+# cel-expr-python stops an evaluation after this many comprehension steps (all loops of the
+# expression together; not configurable there). Deterministic: it depends on sizes only.
+MAX_ITERATIONS = 10_000
 
 
 def compile_message(expression: str, raw: str) -> str:
@@ -108,6 +111,12 @@ def evaluation_message(expression: str, raw: str) -> str:
         )
     if m := re.search(r"No matching overloads? found : (.+?)\((.*)\)", text):
         return f"expression {expression!r} failed: " + _no_overload(m[1], m[2])
+    if "Iteration budget exceeded" in text:
+        return (
+            f"expression {expression!r} failed: its comprehensions iterate more than "
+            f"{MAX_ITERATIONS:,} times in all (the CEL runtime's limit)\n"
+            "hint: reduce the list in an earlier step, or split the work over several steps"
+        )
     if "divide by zero" in text or "modulus by zero" in text:
         return f"expression {expression!r} failed: division by zero"
     return f"expression {expression!r} failed: {text}"
