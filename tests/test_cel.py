@@ -116,6 +116,15 @@ def test_results_are_json_with_sorted_keys() -> None:
     assert "convert them with string()" in error("b'abc'")
 
 
+def test_two_variable_comprehensions_nest_four_deep() -> None:
+    nested = "true"
+    for depth in range(5):
+        nested = f"l.exists(i{depth}, v{depth}, {nested})"
+        if depth < 4:
+            assert value(nested, l=[1, 2]) is True
+    assert "nest at most 4 deep" in error(nested, l=[1, 2])
+
+
 def test_lists_keep_their_order() -> None:
     assert value("l.map(x, x * 2)", l=[3, 1, 2]) == [6, 2, 4]
     assert value("l.filter(x, x != 1)", l=[3, 1, 2]) == [3, 2]

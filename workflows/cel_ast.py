@@ -1,14 +1,16 @@
 """What the engine reads from and changes in a CEL syntax tree (``cel.expr.ParsedExpr``).
 
-- :func:`free_names`: the context names an expression reads. Names bound by a comprehension
-  (``items.exists(x, x > 2)``'s ``x``) are not among them, even when the context also holds an
-  ``x``; nor are type names (``int``, ``string``...), unless the run holds a variable so named.
+- :func:`free_names`: the names an expression reads (of the rewritten tree). Names bound by a
+  comprehension (``items.exists(x, x > 2)``'s ``x``) are not among them, even when the context
+  also holds an ``x``. Type names (``int``, ``string``...: :data:`TYPE_NAMES`) are, and the
+  caller reads them as variables only when the run holds one so named.
 - :func:`rewrite` makes iteration deterministic and adds the two-variable comprehensions:
 
   * A map is iterated in sorted key order: every comprehension's range ``r`` becomes
-    ``@r := r; type(@r) == type({}) ? @sorted_keys(@r) : @r``. The runtime's own map order is a
-    hash order that differs between processes, so ``m.map(k, k)`` could give another list on
-    replay or on another worker; lists are left alone (no call back into Python for them).
+    ``@r := r; type(@r) == type({}) ? @sorted_keys(@r, size(@r)) : @r`` (workflows.cel_values
+    has the order). The runtime's own map order is a hash order that differs between
+    processes, so ``m.map(k, k)`` could give another list on replay or on another worker. Lists
+    are left alone (no call back into Python for them), list literals are not even wrapped.
   * ``r.all(i, v, p)``, ``exists``, ``existsOne``/``exists_one``, ``transformList(i, v, [p,] f)``
     and ``transformMap(i, v, [p,] f)`` (cel-spec's comprehensions v2, which this runtime does
     not expand) become comprehensions the runtime runs: over a list natively (index, element);
