@@ -127,16 +127,22 @@ async def test_a_cheap_expression_over_a_large_input_still_runs(
         "inputs": {"type": "object", "properties": {"items": {"type": "array"}}},
         "steps": [
             {"id": "find", "type": "condition",
-             "branches": [{"when": "items.exists(x, x == 49999)", "next": "found"}],
+             "branches": [{"when": "items.exists(x, x == 9998)", "next": "found"}],
              "default": "end"},
             {"id": "found", "type": "set", "compute": {"count": "size(items)"}},
         ],
     }  # fmt: skip
     state = await outcome(
-        await start_definition(client, settings, document, {"items": list(range(50_000))})
+        await start_definition(client, settings, document, {"items": list(range(9_999))})
     )
     assert state["status"] == "completed", state["error"]
-    assert state["outputs"]["count"] == 50_000
+    assert state["outputs"]["count"] == 9_999
+    # Past the CEL runtime's 10,000 loop steps an evaluation fails, saying so (docs/expressions.md).
+    over = await outcome(
+        await start_definition(client, settings, document, {"items": list(range(10_001))})
+    )
+    assert over["status"] == "failed" and over["error"]["type"] == "InvalidCondition"
+    assert "10,000" in over["error"]["message"], over["error"]
 
 
 # -- 2. Values the worker cannot take are refused where they enter --------------------------

@@ -1,91 +1,57 @@
-"""CEL conditions for `condition` steps: compiled once, evaluated deterministically.
+"""CEL for `condition` steps' ``when`` and `set` steps' ``compute``: compiled once per process,
+evaluated deterministically inside workflow code (docs/expressions.md).
 
-Uses the `common-expression-language` package (a Rust CEL implementation): no Python
-``eval``, no I/O, no clock, so evaluating inside workflow code is replay-safe.
+Two evaluators, and a run uses one from start to end (workflows/interpreter.py decides with
+the ``cel-conformant`` patch marker and hands the choice to the kinds as
+``StepRun.cel_conformant``):
+
+- conformant (:mod:`workflows.cel_conformant`): runs started since the marker, and every
+  check at save time;
+- legacy (:mod:`workflows.cel_legacy`): runs started before it, which must replay as they ran.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-import cel
-
-from workflows.cel_budget import check_budget
+from workflows import cel_conformant, cel_legacy
 from workflows.errors import ConditionError
 
-# Variables bound by comprehension macros (`items.exists(x, x > 1)`) are not context names.
-_MACRO_VARIABLE = re.compile(
-    r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
-)
-
-MAX_EXPRESSION_LENGTH = 4096
+MAX_EXPRESSION_LENGTH = cel_conformant.MAX_EXPRESSION_LENGTH
 
 
-@lru_cache(maxsize=1024)
-def compile_condition(expression: str) -> Any:
-    """Compile a CEL expression; raise ConditionError naming the syntax problem."""
-    if len(expression) > MAX_EXPRESSION_LENGTH:
-        raise ConditionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
-    try:
-        return cel.compile(expression)
-    except (ValueError, RuntimeError) as err:
-        raise ConditionError(f"invalid CEL expression: {_first_line(err)}") from None
+def compile_condition(expression: str, conformant: bool = True) -> Any:
+    """Compile (cached); raise ConditionError saying where and why the expression is wrong."""
+    if conformant:
+        return cel_conformant.compile_program(expression)
+    return cel_legacy.compile_legacy(expression)
 
 
-def condition_variables(expression: str) -> set[str]:
-    """Top-level context names an expression reads (macro-bound names excluded)."""
-    program = compile_condition(expression)
-    bound = set(_MACRO_VARIABLE.findall(expression))
-    return {name for name in program.variables() if name not in bound}
+def condition_variables(expression: str, conformant: bool = True) -> set[str]:
+    """Context names the expression reads (comprehension variables and type names excluded)."""
+    if conformant:
+        return cel_conformant.variables(expression)
+    return cel_legacy.legacy_variables(expression)
 
 
-def evaluate_condition(expression: str, context: Mapping[str, Any]) -> bool:
-    """Evaluate to a bool; a missing variable or a non-bool result is a ConditionError."""
-    result = evaluate_expression(expression, context)
+def evaluate_expression(
+    expression: str, context: Mapping[str, Any], conformant: bool = True
+) -> Any:
+    """Evaluate to a JSON value; a missing variable, an error or a cost over the bound is a
+    ConditionError."""
+    if conformant:
+        return cel_conformant.evaluate(expression, context)
+    return cel_legacy.evaluate_legacy(expression, context)
+
+
+def evaluate_condition(
+    expression: str, context: Mapping[str, Any], conformant: bool = True
+) -> bool:
+    """Evaluate to a bool; anything else is a ConditionError."""
+    result = evaluate_expression(expression, context, conformant)
     if not isinstance(result, bool):
         raise ConditionError(
             f"condition {expression!r} gave {type(result).__name__} {result!r}, not a bool"
         )
     return result
-
-
-def evaluate_expression(expression: str, context: Mapping[str, Any]) -> Any:
-    """Evaluate a CEL expression to a JSON value (timestamps become ISO 8601 text)."""
-    program = compile_condition(expression)
-    wanted = condition_variables(expression)
-    missing = sorted(name for name in wanted if name not in context)
-    if missing:
-        raise ConditionError(
-            f"condition {expression!r} reads {', '.join(missing)}, which the execution "
-            "does not hold (not an input and not set by any step so far)"
-        )
-    values = {name: context[name] for name in wanted}
-    check_budget(expression, values.values())  # bounded work and memory, decided replay-safely
-    try:
-        result = program.execute(values)
-    except Exception as err:  # the CEL runtime raises several builtin types
-        raise ConditionError(f"expression {expression!r} failed: {_first_line(err)}") from None
-    return _json_value(result, expression)
-
-
-def _json_value(value: Any, expression: str) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_json_value(item, expression) for item in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v, expression) for k, v in value.items()}
-    raise ConditionError(
-        f"expression {expression!r} gave a {type(value).__name__}; convert it with string()"
-    )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

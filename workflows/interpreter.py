@@ -113,6 +113,9 @@ PATCH_LATE_RESULTS_STOP = "late-results-stop"
 # RFC 6901 has it (older runs read it as index 1); workflows/templating.py. Decided once when
 # an execution starts; its continued runs and foreach shares are handed the decision.
 PATCH_STRICT_LIST_INDEXES = "strict-list-indexes"
+# CEL by the conformant evaluator (workflows/conditions.py). Decided once, when an execution
+# starts, and carried across continue-as-new: a run never changes semantics on the way.
+PATCH_CEL_CONFORMANT = "cel-conformant"
 
 
 def strict_indexes(handed: bool | None) -> bool:
@@ -257,8 +260,11 @@ class WorkflowExecutor:
         task: asyncio.Task[None] | None = None
         self._carry_log = workflow.patched(PATCH_ACTIVITIES_CARRY_LOG)
         self._batched = self._carry_log or workflow.patched(PATCH_BATCHED_LOGS)
-        carried = input.carried.strict_indexes if input.carried else None
-        self._processor.strict_indexes = strict_indexes(carried)
+        carried = input.carried
+        self._processor.strict_indexes = strict_indexes(carried.strict_indexes if carried else None)
+        self._processor.cel_conformant = (
+            carried.cel_conformant if carried else workflow.patched(PATCH_CEL_CONFORMANT)
+        )
         try:
             if input.carried is None:
                 self._mark_searchable()
@@ -505,6 +511,7 @@ class WorkflowExecutor:
             budget=self._budget.limits or None,
             strict_indexes=self._processor.strict_indexes,
             descendants_left=self._tree.left,
+            cel_conformant=self._processor.cel_conformant,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -867,6 +874,7 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         assert batch is not None, "a ForeachBatch run needs input.batch"
         self._batched = True
         self._processor.strict_indexes = strict_indexes(batch.strict_indexes)
+        self._processor.cel_conformant = batch.cel_conformant  # the parent's evaluator
         kind = REGISTRY["foreach"]
         step = kind.model.model_validate(batch.step)
         view = self._processor.view(batch.path, self._seq, dict(batch.variables), self)

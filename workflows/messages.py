@@ -135,6 +135,8 @@ class CarriedState(_Model):
     strict_indexes: bool | None = None
     # Executions the run may still start (workflows/run_tree.py); None: not counted.
     descendants_left: int | None = None
+    # The run's CEL evaluator goes on in the next run (absent in older states: legacy).
+    cel_conformant: bool = False
 
 
 class ExecutionError(_Model):
@@ -389,6 +391,8 @@ class ForeachBatchInput(_Model):
     variables: dict[str, Any] = Field(default_factory=dict)
     # The parent's reading of {items.01} (workflows/templating.py); None from older parents.
     strict_indexes: bool | None = None
+    # The parent's CEL evaluator (absent from shares older parents started: legacy).
+    cel_conformant: bool = False
 
 
 class ForeachBatchResult(_Model):

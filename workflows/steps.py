@@ -116,6 +116,8 @@ class WorkflowStepProcessor:
         self.signals: dict[str, deque[Any]] = {}
         self.dropped_signals: dict[str, int] = {}
         self.waits: dict[str, Waiting] = {}  # step path -> what it waits for now
+        # Which CEL evaluator the run's expressions use; the interpreter sets it once per run.
+        self.cel_conformant = True
 
     @property
     def waiting(self) -> Waiting | None:
@@ -238,6 +240,10 @@ class _Run:
     @property
     def strict_indexes(self) -> bool:
         return self.processor.strict_indexes
+
+    @property
+    def cel_conformant(self) -> bool:
+        return self.processor.cel_conformant
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         return self.processor.checked(value, where, amplified)

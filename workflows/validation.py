@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workflows.cel_errors import unknown_names
 from workflows.conditions import condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
 from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError, json_path
@@ -447,6 +448,7 @@ def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Pr
     kind = kind_of(step)
     problems: list[Problem] = []
     uses: list[tuple[str, str, bool]] = []  # (path, reference, secret allowed)
+    expression_of: dict[str, str] = {}  # path -> the CEL expression there (not a template)
     try:
         for field, value in kind.templated(step).items():
             for path, ref in references_in(value, f"{where}.{field}"):
@@ -454,6 +456,7 @@ def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Pr
     except TemplateError as err:
         return [Problem(where, f"step '{step.id}': {err}")]
     for relative, expression in kind.expressions(step):
+        expression_of[f"{where}{relative}"] = expression
         for name in sorted(condition_variables(expression)):
             uses.append((f"{where}{relative}", name, False))
     for path, ref_path, secret_allowed in uses:
@@ -477,7 +480,9 @@ def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Pr
                     )
                 )
             continue
-        if root not in known:
+        if root not in known and path in expression_of:
+            problems.append(_unknown_in_expression(step, path, expression_of[path], root))
+        elif root not in known:
             hint = (
                 " (last_error is bound only after a failure that on_error routes)"
                 if root == LAST_ERROR
@@ -493,6 +498,17 @@ def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Pr
                 )
             )
     return problems
+
+
+def _unknown_in_expression(step: Step, path: str, expression: str, name: str) -> Problem:
+    """A CEL expression reading a name no input declares and no earlier step sets (CEL has
+    no braces: the templates' advice does not apply)."""
+    message = unknown_names(expression, [name])
+    if name == LAST_ERROR:
+        message += "\nhint: last_error is bound only after a failure that on_error routes"
+    else:
+        message += "\nhint: declare it under inputs.properties, or fix the name"
+    return Problem(path, f"step '{step.id}': {message}", code="unknown_reference")
 
 
 def _available_names(steps: Sequence[Step], graph: Graph) -> list[set[str]]:

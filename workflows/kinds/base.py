@@ -138,6 +138,10 @@ class StepRun(Protocol):
         """How this run reads ``{items.01}`` (workflows/templating.py ``tokenize``): pass it to
         every VariableSubstitutor, so a run keeps the reading it started with."""
 
+    @property
+    def cel_conformant(self) -> bool:
+        """Which CEL evaluator the run uses, decided once per run (workflows/conditions.py)."""
+
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any: ...
 
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...

@@ -52,6 +52,6 @@ class ConditionKind(StepKind[ConditionStep]):
     async def execute(self, step: ConditionStep, run: StepRun) -> StepOutcome:
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         for branch in step.branches:
-            if evaluate_condition(branch.when, variables):
+            if evaluate_condition(branch.when, variables, run.cel_conformant):
                 return StepOutcome(next_target=branch.next)
         return StepOutcome(next_target=step.default)

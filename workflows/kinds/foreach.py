@@ -151,6 +151,7 @@ class ForeachKind(StepKind[ForeachStep]):
                 offset=start,
                 variables=variables,
                 strict_indexes=run.strict_indexes,
+                cel_conformant=run.cel_conformant,
             )
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 

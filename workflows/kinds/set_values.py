@@ -82,6 +82,6 @@ class SetKind(StepKind[SetStep]):
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         for name, expression in step.compute.items():
             values[name] = run.checked(
-                evaluate_expression(expression, variables), f"compute.{name}"
+                evaluate_expression(expression, variables, run.cel_conformant), f"compute.{name}"
             )
         return StepOutcome(output_vars=values, next_target=step.next)
