@@ -54,7 +54,7 @@ worker: install
 	$(BIN)/python worker.py
 
 api: install
-	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port 8000
+	$(BIN)/uvicorn --factory api.server.main:create_app --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

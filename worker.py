@@ -1,6 +1,6 @@
 """The worker: runs WorkflowExecutor and the step, AI and log activities.
 
-    python worker.py            # reads the environment (see workflows/runtime/settings.py)
+    python worker.py            # reads the environment (see activities/runtime/settings.py)
 
 SIGTERM / SIGINT stop polling, give running activities WORKER_GRACEFUL_SHUTDOWN_SECONDS to
 finish, then exit; Temporal hands anything unfinished to another worker.
@@ -26,17 +26,17 @@ from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.logs import RotationPolicy, WorkflowLogger
 from activities.metrics import ModelLabels
+from activities.runtime.log_format import StepContextInterceptor, configure_logging
+from activities.runtime.payload_store import PayloadStore, retention_seconds
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.storage import check_storage, open_stores
+from activities.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
+from activities.runtime.temporal_runtime import worker_runtime
+from activities.runtime.tracing import WORKER_SERVICE
 from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
-from workflows.runtime.log_format import StepContextInterceptor, configure_logging
-from workflows.runtime.payload_store import PayloadStore, retention_seconds
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.storage import check_storage, open_stores
-from workflows.runtime.temporal_client import closed_by_temporal, connect, ensure_search_attributes
-from workflows.runtime.temporal_runtime import worker_runtime
-from workflows.runtime.tracing import WORKER_SERVICE
 from workflows.shared import WORKFLOW_TYPE
 
 logger = logging.getLogger("worker")
@@ -113,7 +113,7 @@ async def engine_worker(
             if settings.worker_workflow_sandbox
             else UnsandboxedWorkflowRunner(),
             activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
-            # JSON log lines name the step an activity runs (workflows/runtime/log_format.py).
+            # JSON log lines name the step an activity runs (activities/runtime/log_format.py).
             interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_cached_workflows=settings.worker_max_cached_workflows,

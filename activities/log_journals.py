@@ -37,7 +37,7 @@ from activities.log_files import (
     read_journal,
     taken_journal,
 )
-from workflows.runtime.storage import FileStorage, Storage
+from activities.runtime.storage import FileStorage, Storage
 from workflows.shared import LogWrite
 
 PENDING = ".pending/"

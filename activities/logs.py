@@ -1,7 +1,7 @@
 """WorkflowLogger: the execution logs (SPEC §4), their writes and their rotation.
 
 One JSON document per execution, ``<execution_id>.json``, in the logs area of the storage
-(STORAGE_URL: a directory, or ``<prefix>/workflow_logs/`` in an S3 bucket; workflows/runtime/
+(STORAGE_URL: a directory, or ``<prefix>/workflow_logs/`` in an S3 bucket; activities/runtime/
 storage). The workflow's own writes (a local activity: at waits, failures and the end) merge
 one :class:`LogWrite` into the document: header fields replaced, step records upserted by
 sequence number, the result put whole (atomically), so a reader never sees half a document and
@@ -42,9 +42,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.log_files import LogText, merge_journal
 from activities.log_journals import journal_for
-from workflows.errors import FailureType
-from workflows.runtime.settings import Settings
-from workflows.runtime.storage import (
+from activities.runtime.settings import Settings
+from activities.runtime.storage import (
     FileStorage,
     ObjectInfo,
     PreconditionFailed,
@@ -53,6 +52,7 @@ from workflows.runtime.storage import (
     is_temporary,
     off_loop,
 )
+from workflows.errors import FailureType
 from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)

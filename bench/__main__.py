@@ -3,7 +3,7 @@
     python -m bench [--quick]
 
 One headless dev server started as `wfe dev` starts it (SQLite file in WAL mode, history poll
-limits lifted: api/dev.py), then, one after the other on it:
+limits lifted: api/cli/devstack.py), then, one after the other on it:
 
 1. bench/steps.py: 20- and 200-step sequential `http` workflows, the engine against a
    hand-written Temporal workflow (ms/step read from each run's history, events per step);
@@ -29,7 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from api.dev import POLL_LIMIT_RPS, DevServer
+from api.cli.devstack import POLL_LIMIT_RPS, DevServer
 from bench.memory import measure_waiting_memory, print_memory
 from bench.starts import measure_starts, print_starts
 from bench.steps import BASELINE, BASELINE_UNSANDBOXED, ENGINE, measure_steps, print_steps

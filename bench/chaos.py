@@ -7,7 +7,7 @@
 Everything runs on loopback and starts here, in a temporary directory: a Temporal dev server
 on a SQLite file (fixed port, so a restart keeps the address), a side-effect sink (an HTTP
 server in this process recording every delivery with its Idempotency-Key and the worker that
-sent it), the API (``uvicorn --factory api.main:create_app``) and two workers
+sent it), the API (``uvicorn --factory api.server.main:create_app``) and two workers
 (``python -m worker``), all configured by environment like production. With ``--storage s3``
 the execution logs and large values live in an S3 bucket on moto's server (a subprocess on
 loopback, bench/s3.py) instead of the temporary directory: ``STORAGE_URL=s3://...`` and
@@ -74,12 +74,12 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from api.dev import DevServer, free_port
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.storage import Storage, open_stores
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer, free_port
 from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
 from bench.s3 import moto_subprocess, new_bucket
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.storage import Storage, open_stores
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.steps import idempotency_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -897,7 +897,7 @@ class Chaos:
             API_RATE_LIMIT_PER_MINUTE="1000000",
             API_RATE_LIMIT_BURST="100000",
         )
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app"]
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "api.server.main:create_app"]
         argv += ["--host", "127.0.0.1", "--port", str(self.api_port), "--log-level", "warning"]
         self.api = Process("api", argv, env, self.directory / "api.out")
         workers = [slot.start() for slot in self.slots]

@@ -38,11 +38,11 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from api.dev import DevServer
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer
 from bench.starts import Child, child_env, say, terminate_all
 from workflows.definition import WorkflowDefinition
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import (
     SA_DEFINITION_ID,
     SA_STATUS,

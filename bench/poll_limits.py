@@ -13,9 +13,9 @@ a worker with a hand-written workflow of N sequential no-op activities, and meas
   time per step.
 
 A setting is ``RPS`` (the three limits `history.{transfer,timer,visibility}ProcessorMaxPollRPS`
-set to RPS, SQLite in WAL mode at synchronous=normal, as api/dev.py runs it) or
+set to RPS, SQLite in WAL mode at synchronous=normal, as api/cli/devstack.py runs it) or
 ``RPS:fsync`` (the same limits on SQLite's defaults: rollback journal, fsync per commit).
-The figures chose ``api.dev.POLL_LIMIT_RPS``; bench/README.md has them.
+The figures chose ``api.cli.devstack.POLL_LIMIT_RPS``; bench/README.md has them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.dev import SQLITE_PRAGMAS, DevServer, poll_limits
+from activities.runtime.settings import load_settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import SQLITE_PRAGMAS, DevServer, poll_limits
 from bench.history import server_duration_ms
-from workflows.runtime.settings import load_settings
-from workflows.runtime.temporal_client import connect_when_ready
 
 TASK_QUEUE = "bench-poll-limits"
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from api.dev import free_port
+from api.cli.devstack import free_port
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -64,7 +64,7 @@ def use_dummy_credentials() -> None:
 
 def new_bucket(endpoint: str) -> str:
     """A fresh bucket on the server."""
-    from workflows.runtime.storage.s3 import make_client
+    from activities.runtime.storage.s3 import make_client
 
     use_dummy_credentials()
     name = f"wfe-{uuid.uuid4().hex[:12]}"

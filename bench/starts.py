@@ -3,7 +3,7 @@
     python -m bench.starts [--total 2000] [--concurrency 32] [--rounds 3]
 
 One headless dev server as `wfe dev` starts it (SQLite file, WAL, lifted poll limits), the
-real API as a subprocess (``uvicorn --factory api.main:create_app`` on a loopback port,
+real API as a subprocess (``uvicorn --factory api.server.main:create_app`` on a loopback port,
 configured by environment only, like production) and, in this process, one ``httpx`` client
 and one Temporal client. No worker polls the task queue, so every started execution just
 waits there: this measures starts, not execution.
@@ -14,7 +14,7 @@ two sides start it, ``--concurrency`` starts in flight at a time:
 - ``api``: ``POST /api/workflows/run`` with ``{"workflow_id", "input_vars"}``, as a caller
   would: auth, rate limiter, definition read and input validation, then the Temporal start;
 - ``direct``: ``client.start_workflow`` of the same workflow type with the input the API
-  builds (``api.executions.start_options`` on the same stored definition: same
+  builds (``api.server.executions.start_options`` on the same stored definition: same
   ``ExecutionInput``, search attributes, summary and memo) on the same server.
 
 The sides alternate for ``--rounds`` rounds of total/rounds starts each (the side going first
@@ -52,12 +52,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api.dev import DevServer, free_port
-from api.executions import request_hash, start_options
-from api.store import FileDefinitionStore
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer, free_port
+from api.server.executions import request_hash, start_options
+from api.server.store import FileDefinitionStore
 from bench.load_client import LeanHTTP
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import WORKFLOW_TYPE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ async def running_api(
         API_RATE_LIMIT_PER_MINUTE="100000000",
         API_RATE_LIMIT_BURST="1000000",
     )
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app"]
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "api.server.main:create_app"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     api = Child("api", argv, env, output)
     url = f"http://127.0.0.1:{port}"

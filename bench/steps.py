@@ -47,8 +47,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.logs import WorkflowLogger
-from api.dev import DevServer, free_port
-from api.executions import execution_limits
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer, free_port
+from api.server.executions import execution_limits
 from bench.baseline import (
     BASELINE_WORKFLOW,
     BaselineInput,
@@ -60,8 +62,6 @@ from bench.baseline import (
 from bench.history import event_counts, server_duration_ms, step_timings
 from worker import HTTP_LIMITS, HTTP_TIMEOUT, engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
 from workflows.validation import load_definition
 

@@ -36,10 +36,10 @@ from typing import Any
 import activities.logs as logs_module
 from activities.log_journals import ObjectJournal, journal_for
 from activities.logs import WorkflowLogger
+from activities.runtime.payload_store import PayloadStore
+from activities.runtime.storage import Blob, FileStorage, ObjectInfo, Storage
+from activities.runtime.storage.s3 import S3Storage, make_client
 from bench.s3 import moto_subprocess, new_bucket, use_dummy_credentials
-from workflows.runtime.payload_store import PayloadStore
-from workflows.runtime.storage import Blob, FileStorage, ObjectInfo, Storage
-from workflows.runtime.storage.s3 import S3Storage, make_client
 from workflows.shared import LogWrite, StepRecord
 
 RESULTS_DIR = Path(__file__).parent / "results"

@@ -22,13 +22,13 @@ from typing import Any
 
 from temporalio.client import Client
 
-from api.dev import DevServer
-from api.executions import execution_limits
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer
+from api.server.executions import execution_limits
 from bench.baseline import FAN_OUT_WORKFLOW, FanOutInput
 from bench.history import server_duration_ms
 from bench.steps import baseline_worker, bench_settings, http_target
 from worker import engine_worker
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import WORKFLOW_TYPE, ExecutionInput
 from workflows.validation import load_definition
 

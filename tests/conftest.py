@@ -16,12 +16,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
-from api.dev import DevServer
-from api.executions import execution_limits
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer
+from api.server.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
 from workflows.validation import load_definition
 
@@ -159,8 +159,8 @@ async def serve_api(settings: Settings, client: Client) -> AsyncIterator[str]:
     """The real API app served by uvicorn on a loopback port; yields its base URL."""
     import uvicorn
 
-    from api.dev import free_port
-    from api.main import create_app
+    from api.cli.devstack import free_port
+    from api.server.main import create_app
 
     port = free_port()
     # The API knows its own port, as under `wfe dev` (runs read it as {execution.api_url}).
@@ -196,7 +196,7 @@ async def http(api_url: str) -> AsyncIterator[Any]:
 
 
 def save_definition(settings: Settings, document: dict[str, Any]) -> None:
-    from api.store import FileDefinitionStore
+    from api.server.store import FileDefinitionStore
 
     FileDefinitionStore(settings.workflow_definitions_dir).save(str(document["id"]), document)
 

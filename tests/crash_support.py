@@ -42,9 +42,9 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from bench.history import ACTIVITY_CLOSE, TERMINAL, event_time
 from tests.fakes import HttpSink, Recorded, Reply
-from workflows.runtime.settings import Settings
 from workflows.steps import idempotency_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from moto.server import ThreadedMotoServer
 
-from api.dev import free_port
-from workflows.runtime.storage.s3 import make_client
+from activities.runtime.storage.s3 import make_client
+from api.cli.devstack import free_port
 
 S3_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

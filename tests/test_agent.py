@@ -11,9 +11,9 @@ import httpx
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, save_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion, tool_call_completion
-from workflows.runtime.settings import Settings
 
 FAST = {"max_attempts": 1}
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion, openrouter_error
-from workflows.runtime.settings import Settings
 from workflows.shared import SA_COST_USD, SA_TOKENS
 
 FAST = {"max_attempts": 2, "initial_interval_seconds": 0.1, "backoff_coefficient": 1.0}

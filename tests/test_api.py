@@ -9,9 +9,9 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.runtime.settings import Settings, load_settings
 from tests.conftest import ADMIN_KEY, TEST_KEYS, eventually, save_definition
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings, load_settings
 
 WAITING = {
     "id": "waiting",
@@ -234,8 +234,8 @@ async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
 
 
 async def test_without_temporal_the_api_answers_503_not_500(tmp_path: Any) -> None:
-    from api.dev import free_port
-    from api.main import create_app
+    from api.cli.devstack import free_port
+    from api.server.main import create_app
 
     settings = load_settings(
         temporal_address=f"127.0.0.1:{free_port()}",

@@ -21,9 +21,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ADMIN_KEY, save_definition, serve_api
-from workflows.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "screenshots" / "api-docs.png"

@@ -13,9 +13,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.triggers import SIGNATURE_HEADER, schedule_id, signed_headers
+from activities.runtime.settings import Settings
+from api.server.triggers import SIGNATURE_HEADER, schedule_id, signed_headers
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.runtime.settings import Settings
 from workflows.shared import SA_DEFINITION_VERSION, SA_STARTED_BY
 
 KEYS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from api.auth import Action, load_key_ring, new_admin_key_file
+from activities.runtime.settings import load_settings
+from api.server.auth import Action, load_key_ring, new_admin_key_file
 from workflows.errors import ConfigurationError
-from workflows.runtime.settings import load_settings
 
 KEY = "k" * 20
 

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WFE = Path(sys.executable).parent / "wfe"

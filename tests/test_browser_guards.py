@@ -23,10 +23,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import HttpSink, Reply
 from tests.test_console import Console, _console, browser  # noqa: F401 (fixture)
-from workflows.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Frame

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, save_definition, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 
 def slow_then_more(sink: HttpSink) -> dict[str, Any]:

@@ -19,10 +19,10 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, start_definition
 from tests.crash_support import WorkerProcess, nondeterminism_lines, worker_env
 from workflows.interpreter import PATCH_CEL_CONFORMANT
-from workflows.runtime.settings import Settings
 from workflows.shared import STATUS_QUERY, ExecutionState
 
 pytestmark = pytest.mark.timeout(180)

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from activities.runtime.settings import Settings, load_settings
 from activities.ssrf import AddressPolicy, SSRFBlocked
 from api.cli import app, dev_environment
-from api.dev import free_port
+from api.cli.devstack import free_port
 from tests.conftest import ADMIN_KEY, eventually, save_definition
-from workflows.runtime.settings import Settings, load_settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()

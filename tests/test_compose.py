@@ -36,8 +36,8 @@ import jsonschema
 import pytest
 import yaml
 
-from api.dev import poll_limits
-from workflows.runtime.settings import Settings, load_settings
+from activities.runtime.settings import Settings, load_settings
+from api.cli.devstack import poll_limits
 from workflows.shared import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,7 +355,7 @@ def test_worker_and_api_run_the_project_image(services: dict[str, dict[str, Any]
     assert services["api"]["command"] == [
         "uvicorn",
         "--factory",
-        "api.main:create_app",
+        "api.server.main:create_app",
         "--host",
         "0.0.0.0",
         "--port",
@@ -367,7 +367,7 @@ def test_worker_and_api_run_the_project_image(services: dict[str, dict[str, Any]
         assert service["build"] == services["worker"]["build"], name
         assert service["image"] == services["worker"]["image"], name
 
-    from api.main import create_app
+    from api.server.main import create_app
 
     assert callable(create_app)
 
@@ -957,7 +957,7 @@ def test_the_dashboard_queries_the_engines_own_metric_names() -> None:
     """Every wfe_* name a panel queries is one the API or the worker exports (the Temporal
     SDK's temporal_* names are checked against a real scrape in tests/test_metrics.py)."""
     from activities.metrics import AI_COST_USD_TOTAL, AI_TOKENS_TOTAL
-    from api.metrics import ApiMetrics
+    from api.server.metrics import ApiMetrics
     from workflows.metrics import STEP_DURATION_SECONDS, STEPS_TOTAL
 
     exported = {STEPS_TOTAL, AI_TOKENS_TOTAL, AI_COST_USD_TOTAL}
@@ -1014,7 +1014,7 @@ def test_minio_and_its_job_share_credentials(raw: dict[str, Any]) -> None:
 def test_the_documented_s3_configuration_loads_and_names_the_bucket_the_job_makes(
     services: dict[str, dict[str, Any]], documented: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows.runtime.storage.location import S3Location, parse_storage_url
+    from activities.runtime.storage.location import S3Location, parse_storage_url
 
     urls = set(re.findall(r"STORAGE_URL=(s3://\S+)", documented))
     assert urls, "docs/docker-compose.md shows no STORAGE_URL=s3://... for the s3 profile"

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from activities.runtime.settings import Settings
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import ADMIN_KEY, save_definition
-from workflows.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page

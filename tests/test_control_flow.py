@@ -10,9 +10,9 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, save_definition, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 NO_RETRY = {"max_attempts": 1}
 

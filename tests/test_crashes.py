@@ -37,7 +37,9 @@ import pytest
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from api.dev import DevServer
+from activities.runtime.settings import Settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer
 from tests.conftest import eventually, start_definition
 from tests.crash_support import (
     CheckReport,
@@ -57,8 +59,6 @@ from tests.crash_support import (
     worker_env,
 )
 from tests.fakes import Recorded, Reply
-from workflows.runtime.settings import Settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.steps import idempotency_key
 
 pytestmark = pytest.mark.timeout(150)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from api.cli.schema_export import SCHEMA_PATH, render
 from workflows.definition import effective_retry, effective_timeout
 from workflows.errors import DefinitionError
-from workflows.runtime.schema_export import SCHEMA_PATH, render
 from workflows.validation import check_definition, load_definition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -286,7 +286,7 @@ def test_retry_and_timeout_layering() -> None:
 
 def test_exported_schema_is_in_sync_with_the_models() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), (
-        "docs/workflow-definition.schema.json is stale: run `python -m workflows.runtime.schema_export`"
+        "docs/workflow-definition.schema.json is stale: run `python -m api.cli.schema_export`"
     )
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth import new_admin_key_file
-from api.dev import DevServer, free_port, poll_limits, port_in_use
+from api.cli.devstack import DevServer, free_port, poll_limits, port_in_use
+from api.server.auth import new_admin_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_FLAGS = {"api": "--api-port", "temporal": "--temporal-port", "ui": "--ui-port",
@@ -281,13 +281,13 @@ def test_a_killed_wfe_dev_takes_everything_it_started_along(tmp_path: Path) -> N
 
 @pytest.mark.timeout(60)
 def test_where_the_kernel_cannot_the_python_children_watch_their_parent(tmp_path: Path) -> None:
-    """The fallback for systems without Linux's parent-death signal: api.dev_child runs a
+    """The fallback for systems without Linux's parent-death signal: api.cli.dev_child runs a
     module (here a web server holding a port) that ends once its parent is gone."""
     port = free_port()
     # A parent that starts the child plainly (no parent-death signal), reports its pid, waits.
     parent_code = (
         "import os, subprocess, sys, time; "
-        "child = subprocess.Popen([sys.executable, '-m', 'api.dev_child', str(os.getpid()), "
+        "child = subprocess.Popen([sys.executable, '-m', 'api.cli.dev_child', str(os.getpid()), "
         f"'http.server', '{port}', '--bind', '127.0.0.1'], stdout=subprocess.DEVNULL, "
         "stderr=subprocess.DEVNULL); print(child.pid, flush=True); time.sleep(600)"
     )

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually
 from tests.fakes import FakeOpenRouter, Reply, completion
-from workflows.runtime.settings import Settings
 from workflows.validation import check_definition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

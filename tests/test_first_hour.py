@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.dev import DevServer, temporal_binary
+from activities.runtime.settings import Settings
+from api.cli.devstack import DevServer, temporal_binary
 from tests.conftest import ADMIN_KEY, eventually, read_log
-from workflows.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WFE = Path(sys.executable).parent / "wfe"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.dev import DevServer, free_port
+from api.cli.devstack import DevServer, free_port
 from tests.conftest import ADMIN_KEY, TEST_KEYS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -48,7 +48,7 @@ def test_fuzzing_the_openapi_schema_finds_no_server_errors(
     }
     log = (tmp_path / "api.log").open("wb")
     api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+        [sys.executable, "-m", "uvicorn", "--factory", "api.server.main:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -10,10 +10,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion, tool_call_completion
 from workflows.kinds.tool_url import dot_segment, encode_arguments
-from workflows.runtime.settings import Settings
 from workflows.templating import VariableSubstitutor
 
 STRING_ARG = {"type": "object", "required": ["q"], "properties": {"q": {"type": "string"}}}

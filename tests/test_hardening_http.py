@@ -16,11 +16,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
-from workflows.runtime.settings import Settings
 from workflows.shared import (
     SA_DEFINITION_ID,
     SA_STATUS,

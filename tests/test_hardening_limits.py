@@ -17,10 +17,10 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.limits import FailedAuthThrottle, RateLimiter, address_key
-from api.triggers import signed_headers
+from activities.runtime.settings import Settings
+from api.server.limits import FailedAuthThrottle, RateLimiter, address_key
+from api.server.triggers import signed_headers
 from tests.conftest import ADMIN_KEY, serve_api
-from workflows.runtime.settings import Settings
 
 VIEWER_KEY = "viewer-key-hardening-0123456789"
 KEYS = [

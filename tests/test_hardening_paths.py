@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.triggers import signed_headers
+from activities.runtime.settings import Settings
+from api.server.triggers import signed_headers
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import FakeOpenRouter, Reply, completion, tool_call_completion
-from workflows.runtime.settings import Settings
 
 KEYS = {
     "admin": ADMIN_KEY,

@@ -21,7 +21,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.dev import DevServer, poll_limits
+from activities.runtime.settings import Settings
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer, poll_limits
 from bench.history import step_timings
 from tests.conftest import (
     ADMIN_KEY,
@@ -33,8 +35,6 @@ from tests.conftest import (
 )
 from tests.fakes import HttpSink
 from worker import engine_worker
-from workflows.runtime.settings import Settings
-from workflows.runtime.temporal_client import connect_when_ready
 from workflows.values import MAX_VALUE_DEPTH
 
 FAST_RETRY = {"max_attempts": 2, "initial_interval_seconds": 0.1}

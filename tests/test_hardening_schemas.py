@@ -23,6 +23,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion
 from workflows.definition import WorkflowDefinition
@@ -40,7 +41,6 @@ from workflows.input_schema import (
     value_problems_async,
     with_defaults,
 )
-from workflows.runtime.settings import Settings
 from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
 from workflows.validation import check_definition
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from activities.secret_scopes import SecretRule
 from activities.secrets import SecretStore
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion, tool_call_completion
 from worker import engine_worker
 from workflows.errors import ConfigurationError, FailureType
-from workflows.runtime.settings import Settings
 
 TOKEN = "tok-b0und-c4n4ry-9f3e1d"
 OPEN = "open-c4n4ry-77aa01"

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from activities.secrets import (
     REDACTED,
     RedactingFilter,
@@ -32,7 +33,6 @@ from tests.crash_support import WorkerProcess, worker_env
 from tests.fakes import HttpSink, Reply
 from worker import engine_worker
 from workflows.errors import FailureType
-from workflows.runtime.settings import Settings
 
 # A core no encoding changes (for "not even a fragment" checks), then characters that each
 # encoding writes differently: space, '/', '+', '&', '=', '"', '\\', non-ASCII, beyond the BMP.

@@ -24,7 +24,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.triggers import (
+from activities.runtime.settings import Settings
+from api.server.triggers import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -32,7 +33,6 @@ from api.triggers import (
     signed_headers,
 )
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.runtime.settings import Settings
 
 SECRET = b"hardening-hook-secret"
 

@@ -16,11 +16,11 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, read_log, save_definition, serve_api
 from tests.crash_support import WorkerProcess, worker_env
 from tests.fakes import HttpSink, Reply
 from worker import MEMORY_TRIM_SECONDS, engine_worker
-from workflows.runtime.settings import Settings
 
 # About 2.5 MB of JSON, the size of the probe's answers.
 BIG = {"rows": [{"id": i, "text": "x" * 200} for i in range(11_000)]}

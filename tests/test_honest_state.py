@@ -22,10 +22,10 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
-from api.dev import DevServer, temporal_binary
+from activities.runtime.settings import Settings
+from api.cli.devstack import DevServer, temporal_binary
 from tests.conftest import eventually, read_log, save_definition
 from tests.fakes import HttpSink
-from workflows.runtime.settings import Settings
 
 WAITS = {
     "id": "waits-approval",

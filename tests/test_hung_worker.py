@@ -11,9 +11,9 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 
 def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -19,14 +19,14 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.runtime.log_format import JsonFormatter, TemporalContextFilter, configure_logging
+from activities.runtime.settings import Settings, load_settings
 from activities.secrets import REDACTED, SecretStore, install_log_redaction
-from api.dev import free_port
+from api.cli.devstack import free_port
 from tests.conftest import ADMIN_KEY, TEST_KEYS, outcome
 from tests.crash_support import PROJECT_ROOT, WorkerProcess, worker_env
 from tests.fakes import HttpSink, Reply
 from workflows.errors import ConfigurationError
-from workflows.runtime.log_format import JsonFormatter, TemporalContextFilter, configure_logging
-from workflows.runtime.settings import Settings, load_settings
 
 CANARY = "canary-json-5e1f0b77"
 FIELDS = {"time", "level", "logger", "message"}
@@ -59,9 +59,9 @@ def failing_definition(sink: HttpSink) -> dict[str, Any]:
 
 
 def api_process(settings: Settings, port: int, output: Path, **env: str) -> subprocess.Popen[bytes]:
-    """`uvicorn --factory api.main:create_app`, as compose runs it (access log on)."""
+    """`uvicorn --factory api.server.main:create_app`, as compose runs it (access log on)."""
     environment = worker_env(settings, API_KEYS=json.dumps(TEST_KEYS), **env)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api.server.main:create_app",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     return subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=environment, stdout=output.open("wb"),

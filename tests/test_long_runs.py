@@ -8,9 +8,9 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 LOOP = {
     "id": "loop",

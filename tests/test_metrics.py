@@ -17,14 +17,14 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 
-from api.dev import free_port
-from api.main import create_app
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect
+from activities.runtime.temporal_runtime import worker_runtime
+from api.cli.devstack import free_port
+from api.server.main import create_app
 from tests.conftest import ADMIN_KEY, TEST_KEYS, outcome, serve_api, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from worker import engine_worker
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect
-from workflows.runtime.temporal_runtime import worker_runtime
 
 Samples = list[tuple[str, dict[str, str], float]]
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from api.pollers import WorkerPollers
+from activities.runtime.settings import Settings
+from api.server.pollers import WorkerPollers
 from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
 from tests.test_cli import QUICK, error_lines, execution_id_of, wfe
 from worker import engine_worker
-from workflows.runtime.settings import Settings
 
 # Short enough to keep the stop test bounded, long enough that a worker that has just started
 # (whose idle long polls are seconds old at most) counts as live throughout.

@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, serve_api
 from workflows.definition import STEP_TYPES
 from workflows.errors import InvalidReferenceError, Problem, TemplateError
-from workflows.runtime.settings import Settings
 from workflows.templating import (
     DEFERRED_ROOTS,
     MAX_TEMPLATE_DEPTH,

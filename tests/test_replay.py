@@ -19,9 +19,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.runtime.settings import load_settings
+from activities.runtime.temporal_client import data_converter
 from workflows.interpreter import ENGINE_WORKFLOWS
-from workflows.runtime.settings import load_settings
-from workflows.runtime.temporal_client import data_converter
 from workflows.shared import SA_DEFINITION_ID
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -13,9 +13,9 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import eventually, read_log, save_definition, serve_api
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
-from workflows.runtime.settings import Settings
 
 NO_RETRY = {"max_attempts": 1}
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.runtime.settings import Settings
 
 STEPS = [{"id": "a", "type": "set", "values": {"x": 1}}]
 

@@ -13,10 +13,10 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion
 from worker import engine_worker
-from workflows.runtime.settings import Settings
 
 SECRET_CANARY = "canary-secret-7f3a9c41d2"
 OPENROUTER_CANARY = "canary-openrouter-5be8e2"

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.http import HTTPStepActivities
+from activities.runtime.settings import Settings
 from activities.secrets import SecretStore
 from activities.ssrf import (
     SSRF_BLOCKED,
@@ -42,7 +43,6 @@ from activities.ssrf import (
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from workflows.errors import ConfigurationError
-from workflows.runtime.settings import Settings
 from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest
 
 # -- seams: a table resolver and a recording backend (nothing leaves the process) --------------

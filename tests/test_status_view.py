@@ -1,6 +1,6 @@
 """The pure parts of the ops findings, without a server: the status answer's summaries
-(workflows/status_view.py), the browser guards (api/web_security.py) and a cron's tightest
-gap (api/schedule_checks.py). The real stack exercises each in test_bounded_status.py,
+(workflows/status_view.py), the browser guards (api/server/web_security.py) and a cron's tightest
+gap (api/server/schedule_checks.py). The real stack exercises each in test_bounded_status.py,
 test_browser_guards.py and test_schedule_limits.py."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from api.schedule_checks import tightest_gap
-from api.web_security import CrossSiteGuard, origin_of
+from api.server.schedule_checks import tightest_gap
+from api.server.web_security import CrossSiteGuard, origin_of
 from workflows.messages import ExecutionState, StatusRequest, StepRecord
 from workflows.status_view import SUMMARY, Sizes, json_bytes, size_upto, status_view
 

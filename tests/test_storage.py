@@ -1,4 +1,4 @@
-"""The storage interface (workflows/runtime/storage): both backends keep the same promises,
+"""The storage interface (activities/runtime/storage): both backends keep the same promises,
 the execution logs and the large values keep theirs on S3, and bad storage configuration stops
 start-up naming the variable. S3 is moto's server on loopback (tests/moto_s3.py)."""
 
@@ -21,23 +21,23 @@ from typing import Any
 import pytest
 
 from activities.logs import RotationPolicy, WorkflowLogger
-from tests.moto_s3 import bucket_keys, new_bucket, s3_endpoint_fixture  # noqa: F401 (a fixture)
-from workflows.errors import ConfigurationError
-from workflows.runtime.payload_store import (
+from activities.runtime.payload_store import (
     REFRESH_SECONDS,
     PayloadStore,
     PayloadStoreError,
     retention_seconds,
 )
-from workflows.runtime.settings import load_settings
-from workflows.runtime.storage import (
+from activities.runtime.settings import load_settings
+from activities.runtime.storage import (
     FileStorage,
     PreconditionFailed,
     Storage,
     check_storage,
     open_stores,
 )
-from workflows.runtime.storage.s3 import S3Storage, make_client
+from activities.runtime.storage.s3 import S3Storage, make_client
+from tests.moto_s3 import bucket_keys, new_bucket, s3_endpoint_fixture  # noqa: F401 (a fixture)
+from workflows.errors import ConfigurationError
 from workflows.shared import LogWrite, StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,13 +355,13 @@ def test_a_missing_bucket_or_an_unreachable_endpoint_stops_start_up(s3_endpoint:
     missing = load_settings(storage_url="s3://no-such-bucket/x", s3_endpoint_url=s3_endpoint)
     with pytest.raises(ConfigurationError, match="STORAGE_URL: bucket 'no-such-bucket' does not"):
         check_storage(missing)
-    from api.dev import free_port
+    from api.cli.devstack import free_port
 
     nowhere = f"http://127.0.0.1:{free_port()}"
     unreachable = load_settings(storage_url="s3://some-bucket/x", s3_endpoint_url=nowhere)
     with pytest.raises(ConfigurationError, match=f"S3_ENDPOINT_URL: cannot reach {nowhere}"):
         check_storage(unreachable)
-    from api.main import create_app
+    from api.server.main import create_app
 
     with pytest.raises(ConfigurationError, match="STORAGE_URL: bucket 'no-such-bucket'"):
         create_app(missing)

@@ -25,14 +25,14 @@ import pytest
 from temporalio.client import Client
 
 from activities.logs import RotationPolicy, WorkflowLogger
+from activities.runtime.payload_store import PayloadStore, retention_seconds
+from activities.runtime.settings import Settings
+from activities.runtime.storage import FileStorage, open_stores
+from activities.runtime.temporal_client import connect_when_ready
 from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
 from tests.fakes import HttpSink, Reply
 from tests.moto_s3 import bucket_keys, new_bucket, s3_endpoint_fixture  # noqa: F401 (a fixture)
 from worker import engine_worker, rotate_logs_forever
-from workflows.runtime.payload_store import PayloadStore, retention_seconds
-from workflows.runtime.settings import Settings
-from workflows.runtime.storage import FileStorage, open_stores
-from workflows.runtime.temporal_client import connect_when_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 3 * 1024 * 1024

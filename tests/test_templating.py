@@ -10,9 +10,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.runtime.settings import Settings
 from tests.conftest import outcome, start_definition
 from workflows.errors import InvalidReferenceError, TemplateError
-from workflows.runtime.settings import Settings
 from workflows.templating import (
     MAX_TEMPLATE_DEPTH,
     Reference,

@@ -23,13 +23,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from temporalio.client import Client
 
-from tests.conftest import ADMIN_KEY, OPENROUTER_TEST_KEY, eventually, serve_api
-from tests.fakes import HttpSink
-from worker import engine_worker
-from workflows.errors import ConfigurationError
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.temporal_client import connect
-from workflows.runtime.tracing import (
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.temporal_client import connect
+from activities.runtime.tracing import (
     API_SERVICE,
     WORKER_SERVICE,
     flush_tracing,
@@ -37,6 +33,10 @@ from workflows.runtime.tracing import (
     tracer_provider,
     tracing_interceptors,
 )
+from tests.conftest import ADMIN_KEY, OPENROUTER_TEST_KEY, eventually, serve_api
+from tests.fakes import HttpSink
+from worker import engine_worker
+from workflows.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,9 +141,9 @@ async def traced(settings: Settings, receiver: OtlpReceiver) -> AsyncIterator[Se
 # itself imports the bare OpenTelemetry API, a no-op without an SDK).
 UNTRACED_PROCESS = """
 import sys
-from api.main import create_app
+from api.server.main import create_app
 from worker import engine_worker
-from workflows.runtime.settings import load_settings
+from activities.runtime.settings import load_settings
 app = create_app(load_settings())
 assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
 loaded = [m for m in sys.modules if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter",

@@ -1,7 +1,7 @@
 """Messages between the workflow, the activities and the API: names, records, requests, results.
 
 Everything here is a pydantic model carried by ``pydantic_data_converter``, so the client and
-the worker must both use that converter (see :func:`workflows.runtime.temporal_client.connect`).
+the worker must both use that converter (see :func:`activities.runtime.temporal_client.connect`).
 Nothing here knows the definition format, so the step kinds can use these models;
 :mod:`workflows.shared` adds the execution's input (which carries the definition).
 """

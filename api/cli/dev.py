@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import typer
 
-from api.auth import new_admin_key_file
+from activities.runtime.settings import Settings, load_settings
+from activities.runtime.storage import open_stores
 from api.cli.app import app, console, fail
 from api.cli.client import API_KEY_ENV, API_URL_ENV
-from api.dev import DevServer, check_ports_free, parent_death_signal_available, spawn
+from api.cli.devstack import DevServer, check_ports_free, parent_death_signal_available, spawn
+from api.server.auth import new_admin_key_file
 from workflows.errors import ConfigurationError
-from workflows.runtime.settings import Settings, load_settings
-from workflows.runtime.storage import open_stores
 
 
 @app.command()
@@ -98,11 +98,11 @@ class _StopRequested(Exception):
 class DevStack:
     """The Temporal dev server, the worker and the API of one `wfe dev`.
 
-    Each runs in its own session (api.dev.spawn): Ctrl-C and a closing terminal reach only
+    Each runs in its own session (api.cli.devstack.spawn): Ctrl-C and a closing terminal reach only
     `wfe dev`, which stops them in order - the API, the worker (it hands in-flight work back
     to Temporal), then the server. Should `wfe dev` die without that stop (SIGKILL, a crash),
-    the kernel kills them too on Linux (api.dev.die_with_parent); elsewhere the worker and the
-    API watch for it themselves (api.dev_child).
+    the kernel kills them too on Linux (devstack.die_with_parent); elsewhere the worker and the
+    API watch for it themselves (api.cli.dev_child).
     """
 
     def __init__(self, server: DevServer, api_port: int, server_log: Path, grace: float) -> None:
@@ -152,7 +152,7 @@ class DevStack:
         self.children["worker"] = spawn(_python_module("worker"))
         self.children["API"] = spawn(
             _python_module(
-                "uvicorn", "--factory", "api.main:create_app", "--host", "127.0.0.1",
+                "uvicorn", "--factory", "api.server.main:create_app", "--host", "127.0.0.1",
                 "--port", str(self.api_port), "--log-level", "warning",
             )
         )  # fmt: skip
@@ -188,10 +188,10 @@ class DevStack:
 
 def _python_module(module: str, *args: str) -> list[str]:
     """``python -m module args``; where the kernel cannot end it with us (not Linux), under
-    api.dev_child, which watches for our end instead."""
+    api.cli.dev_child, which watches for our end instead."""
     if parent_death_signal_available():
         return [sys.executable, "-m", module, *args]
-    return [sys.executable, "-m", "api.dev_child", str(os.getpid()), module, *args]
+    return [sys.executable, "-m", "api.cli.dev_child", str(os.getpid()), module, *args]
 
 
 def say(message: str) -> None:

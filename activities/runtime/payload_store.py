@@ -1,0 +1,150 @@
+"""Large values by reference: a payload codec that keeps big payloads out of history.
+
+Any payload larger than LARGE_VALUE_BYTES (default 256 KiB) is written once, content-addressed
+(``<first two hex digits>/<sha256>``), to the payloads area of the storage (STORAGE_URL:
+a directory, PAYLOAD_STORE_DIR, or ``<prefix>/payloads/`` in an S3 bucket) and replaced in
+Temporal by a small reference payload (``encoding: binary/claim-check``, ``sha256``,
+``size``). Decoding reads it back, so workflow code, activities and API answers see the full
+value, while the event history (and so the PayloadsTooLarge limit of 2 MiB) only ever sees
+references. Client and worker must share the storage (a volume, or the same bucket). The
+Temporal Web UI shows the reference, not the value; read large values through the API.
+
+Retention (``PayloadStore.sweep``, run by the worker with log rotation): a value is deleted
+once it has not been written or re-referenced for ``retention_seconds(settings)`` =
+EXECUTION_TIMEOUT_SECONDS + LOG_MAX_AGE_DAYS + ``REFRESH_SECONDS``. Why this never deletes a
+value a live run needs: every reference in a run's history was made by this codec's ``encode``
+at some time t after the run started (its input, a step result, a signal, a child's result, a
+continue-as-new input), and ``encode`` leaves the object's modification time no earlier than
+t - REFRESH_SECONDS (it rewrites the value when it is older than that). The run ends at most
+EXECUTION_TIMEOUT_SECONDS after it started, so before the object's age passes the limit the
+run has been over for LOG_MAX_AGE_DAYS: as long as its log is kept. docs/storage.md has the
+caveats (a Temporal reset long after the start, a namespace retention longer than the logs').
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
+
+from activities.runtime.settings import Settings
+from activities.runtime.storage import Storage, is_temporary, off_loop
+
+CLAIM_CHECK_ENCODING = b"binary/claim-check"
+# A value encoded again finds its object; when the object is older than this it is written
+# again, so its age tells when it was last referenced (to within this long). A day: a value
+# referenced every second costs one rewrite a day, not one a reference.
+REFRESH_SECONDS = 86400.0
+# A temporary file of a write that crashed is removed after this long (file backend).
+STALE_TEMPORARY_SECONDS = 3600.0
+_HEX = frozenset("0123456789abcdef")
+
+
+class PayloadStoreError(RuntimeError):
+    """A referenced payload is missing or damaged in the payload store."""
+
+
+def retention_seconds(settings: Settings) -> float:
+    """How long a large value is kept after it was last written or re-referenced."""
+    return settings.execution_timeout_seconds + settings.log_max_age_days * 86400 + REFRESH_SECONDS
+
+
+@dataclass
+class SweepReport:
+    deleted: int = 0
+    kept: int = 0
+
+
+class PayloadStore:
+    """Large values by their SHA-256 in one storage area (blocking calls: use from threads)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @staticmethod
+    def key_for(digest: str) -> str:
+        if len(digest) != 64 or not set(digest) <= _HEX:
+            raise PayloadStoreError(f"not a payload reference: {digest!r}")
+        return f"{digest[:2]}/{digest}"
+
+    def save(self, digest: str, data: bytes, now: float | None = None) -> None:
+        """Store ``data`` under its digest, or refresh the copy already there (see above)."""
+        key = self.key_for(digest)
+        now = time.time() if now is None else now
+        existing = self.storage.head(key)
+        if existing is not None and now - existing.modified < REFRESH_SECONDS:
+            return  # content-addressed: the same bytes, referenced recently enough
+        self.storage.put(key, data)  # the same bytes again: harmless to a concurrent reader
+
+    def load(self, digest: str) -> bytes:
+        blob = self.storage.get(self.key_for(digest))
+        if blob is None:
+            raise PayloadStoreError(
+                f"large value {digest[:12]}… is missing from the payload store at "
+                f"{self.storage.location} (API and workers must share STORAGE_URL; values are "
+                "deleted once past retention, docs/storage.md)"
+            )
+        if hashlib.sha256(blob.data).hexdigest() != digest:
+            raise PayloadStoreError(
+                f"large value {digest[:12]}… is damaged in {self.storage.location}"
+            )
+        return blob.data
+
+    def sweep(self, keep_seconds: float, now: float | None = None) -> SweepReport:
+        """Delete the values not written or re-referenced for ``keep_seconds``."""
+        now = time.time() if now is None else now
+        report = SweepReport()
+        expired = []
+        for info in self.storage.list():
+            limit = STALE_TEMPORARY_SECONDS if is_temporary(info.key) else keep_seconds
+            if now - info.modified > limit:
+                expired.append(info.key)
+            else:
+                report.kept += 1
+        if expired:
+            self.storage.delete(*expired)
+        report.deleted = len(expired)
+        return report
+
+
+class ClaimCheckCodec(PayloadCodec):
+    """Stores payloads over ``threshold`` bytes in ``store`` and passes references."""
+
+    def __init__(self, store: PayloadStore, threshold: int) -> None:
+        self.store = store
+        self.threshold = threshold
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for payload in payloads:
+            if payload.ByteSize() <= self.threshold:
+                out.append(payload)
+                continue
+            data = payload.SerializeToString()
+            digest = hashlib.sha256(data).hexdigest()
+            await off_loop(self.store.storage, self.store.save, digest, data)
+            out.append(
+                Payload(
+                    metadata={
+                        "encoding": CLAIM_CHECK_ENCODING,
+                        "sha256": digest.encode(),
+                        "size": str(len(data)).encode(),
+                    }
+                )
+            )
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != CLAIM_CHECK_ENCODING:
+                out.append(payload)
+                continue
+            digest = payload.metadata["sha256"].decode()
+            data = await off_loop(self.store.storage, self.store.load, digest)
+            out.append(Payload.FromString(data))
+        return out

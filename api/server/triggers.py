@@ -1,0 +1,210 @@
+"""Triggers: schedules become Temporal Schedules; webhooks are verified with HMAC-SHA256.
+
+A webhook delivery carries three headers (docs/webhooks.md):
+
+- ``X-Webhook-Timestamp``: the unix time in whole seconds when it was signed;
+- ``X-Webhook-Delivery``: an id unique to the delivery (letters, digits, ``_``, ``:``, ``-``);
+- ``X-Signature-256: sha256=<hex HMAC-SHA256 of "<timestamp>.<delivery>.<raw body>">``.
+
+The signature covers the timestamp and the delivery id as well as the body, so neither can be
+changed to make a captured request look new: a stale timestamp is refused by the tolerance
+window, and a fresh one with a used delivery id by Temporal's workflow-id policy.
+
+Schedules are kept in step with the definition whenever it is saved or deleted through the
+API: each ``schedule`` trigger is one Temporal Schedule ``wfe:<workflow_id>:<trigger id>``
+whose action starts the definition *as saved* (a run started by a schedule is pinned to the
+version current when the schedule was last synced, like any other run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.runtime.settings import Settings
+from api.server.executions import execution_limits, start_options
+from api.server.store import StoredDefinition
+from workflows.definition import ScheduleTrigger
+from workflows.errors import ConfigurationError
+from workflows.run_inputs import checked_inputs
+from workflows.shared import WORKFLOW_TYPE, LibraryEntry
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+DELIVERY_HEADER = "X-Webhook-Delivery"
+# No '.': it separates the signed fields, so a delivery id must not be able to contain one
+# (otherwise "<t>.<a.b>.<body>" could be re-read as another timestamp, id and body).
+DELIVERY_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+def schedule_id(workflow_id: str, trigger_id: str) -> str:
+    # ':' cannot appear in workflow or trigger ids, so ids of different workflows never clash.
+    return f"wfe:{workflow_id}:{trigger_id}"
+
+
+def schedule_spec(trigger: ScheduleTrigger) -> ScheduleSpec:
+    """When a schedule trigger fires, as Temporal takes it (schedule_checks.py checks it)."""
+    if trigger.cron is not None:
+        return ScheduleSpec(cron_expressions=[trigger.cron], time_zone_name=trigger.time_zone)
+    every = timedelta(seconds=trigger.interval_seconds or 60)
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+
+
+def _schedule(
+    stored: StoredDefinition,
+    trigger_id: str,
+    trigger: ScheduleTrigger,
+    settings: Settings,
+    library: dict[str, LibraryEntry],
+) -> Schedule:
+    # Checked when the definition was saved; filled with its defaults like any start.
+    inputs, _ = checked_inputs(stored.definition.inputs, trigger.input_vars)
+    options = start_options(
+        stored,
+        inputs,
+        f"schedule:{trigger_id}",
+        settings.execution_max_steps_per_run,
+        execution_limits(stored.definition, settings),
+        library,
+        settings.api_url_for_runs,
+    )
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            WORKFLOW_TYPE,
+            options.input,
+            id=f"{stored.workflow_id}-{trigger_id}",  # Temporal appends the fire time
+            task_queue=settings.temporal_task_queue,
+            typed_search_attributes=options.search_attributes,
+            static_summary=options.static_summary,
+            static_details=options.static_details,
+        ),
+        spec=schedule_spec(trigger),
+        state=ScheduleState(
+            paused=trigger.paused,
+            note=f"{stored.definition.title} v{stored.version} ({trigger_id})",
+        ),
+    )
+
+
+async def _existing(client: Client, workflow_id: str) -> set[str]:
+    prefix = schedule_id(workflow_id, "")
+    found = set()
+    async for entry in await client.list_schedules():
+        if entry.id.startswith(prefix):
+            found.add(entry.id)
+    return found
+
+
+async def sync_schedules(
+    client: Client,
+    settings: Settings,
+    stored: StoredDefinition,
+    library: dict[str, LibraryEntry] | None = None,
+) -> list[str]:
+    """Create, update or delete Temporal Schedules so they match the definition's triggers.
+
+    A schedule's runs call the sub-workflows in ``library`` (the versions current at this
+    save); save the definition again to move them to newer ones.
+    """
+    wanted: dict[str, Schedule] = {
+        schedule_id(stored.workflow_id, trigger_id): _schedule(
+            stored, trigger_id, trigger, settings, library or {}
+        )
+        for trigger_id, trigger in stored.definition.schedules()
+    }
+    for sid, schedule in wanted.items():
+        try:
+            await client.create_schedule(sid, schedule)
+            logger.info("created schedule %s", sid)
+        except ScheduleAlreadyRunningError:
+
+            def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(sid).update(replace)
+            logger.info("updated schedule %s", sid)
+    for sid in await _existing(client, stored.workflow_id) - set(wanted):
+        await _delete(client, sid)
+    return sorted(wanted)
+
+
+async def delete_schedules(client: Client, workflow_id: str) -> None:
+    for sid in await _existing(client, workflow_id):
+        await _delete(client, sid)
+
+
+async def _delete(client: Client, sid: str) -> None:
+    try:
+        await client.get_schedule_handle(sid).delete()
+        logger.info("deleted schedule %s", sid)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+def webhook_secret(settings: Settings, name: str) -> bytes | None:
+    """The named secret from WEBHOOK_SECRETS (a JSON object), or None if not configured."""
+    if settings.webhook_secrets is None:
+        return None
+    try:
+        secrets: Any = json.loads(settings.webhook_secrets.get_secret_value())
+    except ValueError:
+        raise ConfigurationError("WEBHOOK_SECRETS: not valid JSON") from None
+    if not isinstance(secrets, dict):
+        raise ConfigurationError("WEBHOOK_SECRETS: must be a JSON object of name -> secret")
+    value = secrets.get(name)
+    return value.encode() if isinstance(value, str) and value else None
+
+
+def signed_content(timestamp: str, delivery: str, body: bytes) -> bytes:
+    """What the HMAC covers: ``<timestamp>.<delivery>.<raw body>``, byte for byte."""
+    return f"{timestamp}.{delivery}.".encode() + body
+
+
+def sign(secret: bytes, timestamp: str | int, delivery: str, body: bytes) -> str:
+    """The X-Signature-256 value: ``sha256=<hex HMAC-SHA256 of the signed content>``."""
+    content = signed_content(str(timestamp), delivery, body)
+    return "sha256=" + hmac.new(secret, content, hashlib.sha256).hexdigest()
+
+
+def signature_ok(
+    secret: bytes, timestamp: str, delivery: str, body: bytes, presented: str | None
+) -> bool:
+    if not presented:
+        return False
+    expected = sign(secret, timestamp, delivery, body).encode()
+    return hmac.compare_digest(expected, presented.strip().lower().encode())
+
+
+def signed_headers(
+    secret: bytes, body: bytes, delivery: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The three headers a sender attaches (for tests and Python senders)."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        TIMESTAMP_HEADER: stamp,
+        DELIVERY_HEADER: delivery,
+        SIGNATURE_HEADER: sign(secret, stamp, delivery, body),
+    }
