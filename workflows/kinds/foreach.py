@@ -25,6 +25,7 @@ from temporalio.workflow import ChildWorkflowCancellationType
 
 from workflows.errors import FailureType, StepFailure
 from workflows.kinds.base import (
+    REGISTRY,
     Scope,
     StepKind,
     StepOutcome,
@@ -184,6 +185,15 @@ class ForeachKind(StepKind[ForeachStep]):
             fail_fast=True,  # a share fails only under on_item_error "fail"
         )
         return [element for result in shares for element in result.results]
+
+
+async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:
+    """A share's iterations, in the ForeachBatch child workflow that runs them (its results
+    in item order)."""
+    step = ForeachStep.model_validate(batch.step)
+    kind = REGISTRY[ForeachKind.type]
+    assert isinstance(kind, ForeachKind)
+    return await kind.iterate(step, batch.items, batch.offset, run)
 
 
 def _element(result: Any) -> Any:

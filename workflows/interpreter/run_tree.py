@@ -24,7 +24,9 @@ Pure bookkeeping, deterministic (the same splits on every replay).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from workflows.errors import FailureType, StepFailure
 
@@ -76,3 +78,34 @@ class Allowance:
         """A child that ended hands back what its tree did not use."""
         if self.left is not None and unused is not None and unused > 0:
             self.left += unused
+
+
+class ScopeAllowances:
+    """Each scope's part of a run's allowance, by the scope's variables (a mapping the
+    interpreter makes per nested list); a step's scope is the one its variables are."""
+
+    def __init__(self, tree: Allowance, top: Mapping[str, Any], limit: int | None) -> None:
+        self.tree = tree
+        self._limit = limit
+        self._by_scope: dict[int, Allowance] = {id(top): tree}
+
+    def of(self, variables: Mapping[str, Any]) -> Allowance:
+        return self._by_scope.get(id(variables), self.tree)
+
+    def open(self, scope: Mapping[str, Any], within: Mapping[str, Any], ways: int) -> Allowance:
+        """A nested scope's part of the one it is in (``ways``: siblings not yet started)."""
+        allowance = self.of(within).share(ways)
+        self._by_scope[id(scope)] = allowance
+        return allowance
+
+    def close(self, scope: Mapping[str, Any]) -> None:
+        self._by_scope.pop(id(scope)).close()
+
+    def pay_for_child(
+        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
+    ) -> int | None:
+        """Pay for a child execution from the allowance of the scope that starts it."""
+        return self.of(variables).pay_for_child(starts_more, self._limit, ways)
+
+    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None:
+        self.of(variables).refund(unused)

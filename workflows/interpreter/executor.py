@@ -1,0 +1,544 @@
+"""WorkflowExecutor: the one generic Temporal workflow; it walks a definition's steps.
+
+The walk is here: a list of steps runs in a scope, step by step, each dispatched to its kind
+(``workflows/kinds/``) by :class:`workflows.steps.WorkflowStepProcessor`; kinds that hold lists
+(`parallel`, `foreach`) call back into :meth:`run_scope` and :meth:`run_concurrently`. Every
+other concern is a part of its own: the log's records (RunLog), the AI spend (Spending), the
+allowance of child executions (ScopeAllowances), concurrent jobs (Jobs), the step records
+(StepBook) and how the run ends (RunEnding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.errors import FailureType, ScopeFailed, StepFailure
+    from workflows.failures import describe_failure
+    from workflows.interpreter import patches
+    from workflows.interpreter.ending import ExecutionFailed, RunEnding
+    from workflows.interpreter.jobs import Job, Jobs
+    from workflows.interpreter.records import STATUS_STEP_WINDOW, StepBook
+    from workflows.interpreter.run_log import RunLog
+    from workflows.interpreter.run_tree import Allowance, ScopeAllowances
+    from workflows.interpreter.spending import Spending
+    from workflows.kinds import REGISTRY
+    from workflows.kinds.base import route_failure
+    from workflows.kinds.common import END, LAST_ERROR, StepBase
+    from workflows.messages import STATUS_VIEW_QUERY, ExecutionView, StatusRequest
+    from workflows.metrics import count_step
+    from workflows.shared import (
+        CANCEL_SIGNAL,
+        SA_DEFINITION_ID,
+        SA_STATUS,
+        STATUS_QUERY,
+        WORKFLOW_TYPE,
+        CancelRequest,
+        CarriedState,
+        ExecutionError,
+        ExecutionInput,
+        ExecutionState,
+        StepRecord,
+    )
+    from workflows.status_view import Sizes, record_outputs, status_view
+    from workflows.steps import WorkflowStepProcessor
+
+
+def initial_context(input: ExecutionInput, execution_id: str, run_id: str) -> dict[str, Any]:
+    """The variables a run starts with: its inputs and ``execution`` (or a continued run's)."""
+    if input.carried is not None:
+        return dict(input.carried.context)
+    context = dict(input.input_vars)
+    context["execution"] = {
+        "id": execution_id,
+        "run_id": run_id,
+        "workflow_id": input.definition.id,
+        "started_at": workflow.info().start_time.isoformat(),
+    }
+    if input.api_url is not None:  # absent, not null: older runs had no such key
+        context["execution"]["api_url"] = input.api_url
+    return context
+
+
+def kind_waits(step_type: str) -> bool:
+    """Whether steps of this type wait on the outside world (the log is written around them)."""
+    kind = REGISTRY.get(step_type)
+    return kind is not None and kind.waits
+
+
+def allowance_at_start(input: ExecutionInput) -> int | None:
+    """A top-level start takes the operator's cap; a child, a share or a continued run what it
+    was handed (None: started before the cap, nothing counted)."""
+    if input.carried is not None:
+        return input.carried.descendants_left
+    if input.depth == 0 and input.batch is None and input.limits is not None:
+        return input.limits.max_descendants
+    return input.descendants_left
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class WorkflowExecutor:
+    """Interprets one workflow definition (the plan's WorkflowExecutor)."""
+
+    @workflow.init
+    def __init__(self, input: ExecutionInput) -> None:
+        info = workflow.info()
+        carried = input.carried
+        self._input = input
+        self._definition = input.definition
+        self._execution_id = info.workflow_id
+        self._run_id = carried.first_run_id if carried else info.run_id
+        self._started_at = carried.started_at if carried else info.start_time
+        self._runs = carried.runs if carried else 1
+        self._next_index = carried.next_index if carried else 0
+        self._continue_at: int | None = None
+        self._limits = input.limits
+        self._context = initial_context(input, self._execution_id, self._run_id)
+        self._indexes: dict[int, dict[str, int]] = {}  # per list of steps: id -> position
+        self._processor = WorkflowStepProcessor(
+            self._definition.defaults, self._execution_id, self._limits, input
+        )
+        self._book = StepBook(carried)
+        self._ending = RunEnding(self._definition, self._limits, self._started_at)
+        self._log = RunLog(self._header, created=carried is not None, writes=input.batch is None)
+        self._spending = Spending(self._definition, carried, self._processor, input.batch is None)
+        limit = self._limits.max_descendants if self._limits is not None else None
+        tree = Allowance(allowance_at_start(input))
+        self._allowances = ScopeAllowances(tree, self._context, limit)
+        self._jobs = Jobs()
+        self._sizes = Sizes()  # the status_view query's, remembered between polls
+        for name, payloads in (carried.pending_signals if carried else {}).items():
+            for payload in payloads:
+                self._processor.deliver_signal(name, payload)
+
+    # -- Temporal handlers ------------------------------------------------------------------
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> ExecutionState:
+        """Everything, values in full (what clients before status_view ask)."""
+        return self._state()
+
+    @workflow.query(name=STATUS_VIEW_QUERY)
+    def status_view(self, request: StatusRequest | None = None) -> ExecutionView:
+        """The status with large values summarised: bounded, since every poll of it is
+        built and serialised here, on the worker running this execution."""
+        return status_view(self._state(), request, self._sizes)
+
+    @workflow.signal(name=CANCEL_SIGNAL)
+    def cancel(self, request: CancelRequest | None = None) -> None:
+        if self._ending.cancel is None:
+            self._ending.cancel = request or CancelRequest()
+
+    @workflow.signal(dynamic=True)
+    def deliver(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any other signal name feeds `wait_for_signal` steps (buffered until read).
+
+        A payload that cannot be decoded is dropped, never raised: an exception here would
+        fail every workflow task of the run from now on.
+        """
+        try:
+            payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        except Exception as err:
+            workflow.logger.warning("signal %r dropped: its payload cannot be read (%s)", name, err)
+            return
+        self._processor.deliver_signal(name, payload)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: ExecutionInput) -> ExecutionState:
+        self._log.decide()
+        carried = input.carried
+        self._processor.strict_indexes = patches.strict_indexes(
+            carried.strict_indexes if carried else None
+        )
+        self._processor.cel_conformant = patches.cel_conformant(
+            carried.cel_conformant if carried else None
+        )
+        task, timed_out, native_cancel = await self._steps_until_the_end(carried is None)
+        if self._ending.decide(task, timed_out, native_cancel, self._book.current):
+            if self._continue_at is not None:
+                self._continue_as_new(self._continue_at)
+            self._ending.status = "completed"
+        native_cancel = await self._finalise() or native_cancel
+        self._ending.closed = True
+        self._ending.log_line(self._execution_id, self._input.definition_version)
+        self._ending.result_or_raise(native_cancel)
+        return self._state()
+
+    async def _steps_until_the_end(
+        self, starts: bool
+    ) -> tuple[asyncio.Task[None] | None, bool, bool]:
+        """Run the steps in a task until they end, the deadline passes or a cancel arrives;
+        then stop what still runs. (The task, whether the deadline passed, whether Temporal's
+        own cancellation arrived.)"""
+        native_cancel = timed_out = False
+        task: asyncio.Task[None] | None = None
+        try:
+            if starts:
+                self._mark_searchable()
+                if not self._log.carrying:
+                    await self._log.write()
+            task = asyncio.create_task(self._run_steps())
+            await workflow.wait_condition(
+                lambda: task.done() or self._ending.cancel is not None,
+                timeout=self._ending.time_left(),
+                timeout_summary="execution deadline",
+            )
+        except TimeoutError:
+            timed_out = True
+        except asyncio.CancelledError:
+            native_cancel = True
+        if task is not None and not task.done():
+            self._ending.stopping = True
+            task.cancel()
+        while task is not None and not task.done():
+            try:
+                await workflow.wait_condition(task.done)
+            except asyncio.CancelledError:
+                native_cancel = True
+        return task, timed_out, native_cancel
+
+    async def _run_steps(self) -> None:
+        """The top-level list: continue-as-new happens only between its steps."""
+        steps = self._definition.steps
+        index = self._next_index
+        while index >= 0:
+            self._check_step_limit(steps[index])
+            if self._should_continue_as_new():
+                await self._log.flush()
+                self._continue_at = index
+                return
+            index = await self._next_step(steps, index, self._context, "")
+
+    async def _run_list(
+        self, steps: Sequence[StepBase], scope: MutableMapping[str, Any], prefix: str
+    ) -> None:
+        """A nested list of steps, from its first to its end (or "end")."""
+        index = 0
+        while index >= 0:
+            self._check_step_limit(steps[index])
+            index = await self._next_step(steps, index, scope, prefix)
+
+    def _check_step_limit(self, step: StepBase) -> None:
+        if self._limits is not None and self._book.done >= self._limits.max_steps:
+            raise ExecutionFailed(
+                ExecutionError(
+                    type=FailureType.STEP_LIMIT,
+                    message=f"the execution took {self._book.done:,} steps, its limit "
+                    "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
+                    "that never ends? Add an exit condition or raise the limit",
+                    step_id=step.id,
+                )
+            )
+
+    async def _next_step(
+        self, steps: Sequence[StepBase], index: int, scope: MutableMapping[str, Any], prefix: str
+    ) -> int:
+        step = steps[index]
+        if self._log.flush_first(step):
+            await self._log.flush()  # the log shows progress before a long wait
+        return await self._run_step(steps, index, step, scope, prefix)
+
+    async def _run_step(
+        self,
+        steps: Sequence[StepBase],
+        index: int,
+        step: StepBase,
+        scope: MutableMapping[str, Any],
+        prefix: str,
+    ) -> int:
+        """Run one step; return the index of the next step of its list, -1 for the end."""
+        path = f"{prefix}{step.id}"
+        record = self._book.start(step, path)
+        log, carried = self._log.carry(step)
+        try:
+            try:
+                outcome = await self._processor.execute(step, scope, record.seq, path, self, log)
+            finally:
+                if log is not None:  # written or not, the records are free to ride again
+                    self._log.release(carried)
+        except (ActivityError, ChildWorkflowError, StepFailure, ApplicationError) as err:
+            if is_cancelled_exception(err):
+                await self._cancelled(record, path)
+                raise
+            if self._ending.stopping:
+                raise
+            return await self._failed(err, steps, index, step, scope, record, path)
+        except asyncio.CancelledError:
+            await self._cancelled(record, path)
+            raise
+        if self._stop_was_asked() and workflow.patched(patches.LATE_RESULTS_STOP):
+            # The activity finished after its cancel was asked for: what it cost counts, and
+            # the step still ends cancelled, so its branch goes no further.
+            record.usage = outcome.usage
+            await self._cancelled(record, path)
+            raise asyncio.CancelledError(f"step '{path}' was asked to stop")
+        record.status = "success"
+        record.end_time = workflow.now()
+        record.output_vars = record_outputs(outcome.output_vars)
+        record.usage = outcome.usage
+        scope.update(outcome.output_vars)
+        if log is not None and outcome.logged:
+            self._log.carried_written(carried)  # written by the activity
+        if outcome.reused_from is not None:
+            # A rerun took the source's result: no call, no activity. The record is written
+            # at once by a log write labelled for the Temporal UI, so the reuse shows there.
+            record.reused_from = outcome.reused_from
+            record.reuse_key = outcome.reuse_key
+            await self._complete(record, path, deferred=True)
+            await self._log.flush(f"reused: {step.label} (from {outcome.reused_from})")
+            return self._target(outcome.next_target, index, steps)
+        # An activity step's record rides with the next activity step (or the next flush).
+        await self._complete(record, path, deferred=self._log.carries(step))
+        return self._target(outcome.next_target, index, steps)
+
+    async def _failed(
+        self,
+        err: Exception,
+        steps: Sequence[StepBase],
+        index: int,
+        step: StepBase,
+        scope: MutableMapping[str, Any],
+        record: StepRecord,
+        path: str,
+    ) -> int:
+        """A failed step: recorded, then routed by its `on_error` (or the run fails)."""
+        error = describe_failure(err, step.id)
+        record.status = "failed"
+        record.end_time = workflow.now()
+        record.error = error.message
+        record.error_type = error.type
+        if isinstance(err, StepFailure) and err.usage:
+            record.usage = err.usage  # what the step's AI calls cost before it failed
+        await self._complete(record, path)
+        route = route_failure(step, error.type)
+        if route is None or route == "fail":
+            raise ExecutionFailed(error) from None
+        scope[LAST_ERROR] = error.model_dump(include={"step_id", "type", "message"})
+        return self._target(None if route == "continue" else route, index, steps)
+
+    def _stop_was_asked(self) -> bool:
+        """Was this step's job (or the whole run) told to stop while the step ran?"""
+        return self._ending.stopping or self._jobs.told_to_stop()
+
+    async def _cancelled(self, record: StepRecord, path: str) -> None:
+        """A step stopped because its siblings failed (fail_fast): recorded as cancelled.
+        When the whole run stops, its in-flight steps are closed by _finalise instead."""
+        if self._ending.stopping or path not in self._book.in_flight:
+            return
+        record.status = "cancelled"
+        record.end_time = workflow.now()
+        await self._complete(record, path, deferred=True)
+
+    def _target(self, target: str | None, index: int, steps: Sequence[StepBase]) -> int:
+        if target == END:
+            return -1
+        if target is None:
+            return index + 1 if index + 1 < len(steps) else -1
+        positions = self._indexes.get(id(steps))
+        if positions is None:
+            positions = self._indexes[id(steps)] = {s.id: i for i, s in enumerate(steps)}
+        return positions[target]
+
+    async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
+        self._book.in_flight.pop(path, None)
+        self._spending.publish()
+        count_step(self._definition.id, record)  # replay-safe: not counted again on replay
+        self._book.finish(record, path)
+        if self._log.add(record, kind_waits(record.type), deferred):
+            await self._log.flush()
+
+    # -- what kinds call back (the Scopes the step processor gives them) --------------------
+
+    async def run_scope(
+        self,
+        steps: Sequence[StepBase],
+        variables: Mapping[str, Any],
+        adds: dict[str, Any],
+        path: str,
+        ways: int = 1,
+    ) -> dict[str, Any]:
+        """Run a nested list in a scope of its own: it reads ``variables`` (and ``adds``);
+        what its steps bind is returned. A failure that ends the list raises ScopeFailed.
+        ``ways``: how many sibling scopes not yet started share the enclosing scope's
+        allowance of executions with this one (foreach iterations, parallel branches)."""
+        local: dict[str, Any] = dict(adds)
+        # Reads fall through to the enclosing scopes; writes stay in this one.
+        scope: ChainMap[str, Any] = ChainMap(local, variables)  # type: ignore[arg-type]
+        self._allowances.open(scope, variables, ways)
+        try:
+            await self._run_list(steps, scope, f"{path}.")
+        except ExecutionFailed as failed:
+            error = failed.error
+            raise ScopeFailed(error.message, error.type, error.step_id) from None
+        finally:
+            self._allowances.close(scope)
+        return {k: v for k, v in local.items() if k not in adds and k != LAST_ERROR}
+
+    async def run_concurrently(self, jobs: Sequence[Job], limit: int, fail_fast: bool) -> list[Any]:
+        return await self._jobs.run(jobs, limit, fail_fast)
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        """Records a foreach share ran in its child workflow join this run's status and log."""
+        self._book.adopt(records, steps_done)
+        self._log.pending.extend(records)
+
+    def account(self, usage: dict[str, Any] | None, calls: int = 1, path: str = "") -> None:
+        self._spending.account(usage, calls, path)
+
+    async def budget_gate(self, path: str) -> None:
+        await self._spending.gate(path)
+
+    def release_budget(self, path: str) -> None:
+        self._spending.release(path)
+
+    def check_budget_after(self) -> None:
+        self._spending.check_after()
+
+    def pay_for_child(
+        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
+    ) -> int | None:
+        return self._allowances.pay_for_child(variables, starts_more, ways)
+
+    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None:
+        self._allowances.refund(variables, unused)
+
+    def started_child(self, path: str, execution_id: str) -> None:
+        self._book.started_child(path, execution_id)
+
+    # -- continuing, ending -----------------------------------------------------------------
+
+    def _should_continue_as_new(self) -> bool:
+        """At a step boundary: when Temporal suggests it, or after max_steps_per_run steps."""
+        if self._book.done_this_run == 0 or self._ending.cancel is not None:
+            return False
+        limit = self._input.max_steps_per_run
+        return workflow.info().is_continue_as_new_suggested() or (
+            limit is not None and self._book.done_this_run >= limit
+        )
+
+    def _continue_as_new(self, index: int) -> None:
+        """Hand the context to a fresh run: same execution id, same log, short history."""
+        carried = CarriedState(
+            context=self._context,
+            next_index=index,
+            seq=self._book.seq,
+            started_at=self._started_at,
+            first_run_id=self._run_id,
+            steps_done=self._book.done,
+            runs=self._runs + 1,
+            recent_steps=self._book.recent[-STATUS_STEP_WINDOW:],
+            pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
+            usage=self._spending.usage.for_run(),
+            budget=self._spending.budget.limits or None,
+            strict_indexes=self._processor.strict_indexes,
+            descendants_left=self._allowances.tree.left,
+            cel_conformant=self._processor.cel_conformant,
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+
+    async def _finalise(self) -> bool:
+        """Close the in-flight steps, write the final log, publish the status.
+
+        Returns True if Temporal's cancellation arrived while finalising (the log write is
+        repeated: it is idempotent, and the run must not close without it).
+        """
+        ending = self._ending
+        ending.ended_at = workflow.now()
+        for record in self._book.in_flight.values():
+            record.status = "cancelled" if ending.status == "cancelled" else "failed"
+            record.end_time = ending.ended_at
+            count_step(self._definition.id, record)
+            if ending.error is not None:
+                record.error = ending.error.message
+                record.error_type = ending.error.type
+            self._book.recent.append(record)
+            self._log.pending.append(record)
+        self._book.in_flight.clear()
+        workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
+        cancelled_meanwhile = False
+        while True:
+            try:
+                await self._log.write(list(self._log.pending))
+                self._log.pending.clear()
+                return cancelled_meanwhile
+            except asyncio.CancelledError:
+                cancelled_meanwhile = True
+            except ActivityError as err:
+                # Temporal's cancel can reach the final write before it starts: the write's
+                # own cancellation. Older runs let it end the run with the log still open.
+                if not is_cancelled_exception(err) or not workflow.patched(
+                    patches.FINAL_WRITE_OUTLIVES_CANCEL
+                ):
+                    raise
+                cancelled_meanwhile = True
+
+    # -- what the run shows -----------------------------------------------------------------
+
+    def _mark_searchable(self) -> None:
+        """Runs started outside the API (CLI, UI) still get the project's search attributes."""
+        attributes = workflow.info().typed_search_attributes
+        updates = []
+        if attributes.get(SA_DEFINITION_ID) is None:
+            updates.append(SA_DEFINITION_ID.value_set(self._definition.key))
+        if attributes.get(SA_STATUS) is None:
+            updates.append(SA_STATUS.value_set("running"))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    def _header(self) -> dict[str, Any]:
+        """The execution log's header as the run stands (RunLog writes it with its records)."""
+        ending = self._ending
+        usage = self._spending.usage
+        return {
+            "execution_id": self._execution_id,
+            "run_id": self._run_id,
+            "workflow_id": self._definition.id,
+            "workflow_name": self._definition.name,
+            "workflow_version": self._input.definition_version,
+            "status": ending.status,
+            "start_time": self._started_at,
+            "end_time": ending.ended_at,
+            "error": ending.error,
+            "usage": usage.for_run() if usage.ai_calls else None,
+        }
+
+    def _state(self) -> ExecutionState:
+        ending = self._ending
+        waiting = self._processor.waiting if not ending.closed else None
+        return ExecutionState(
+            execution_id=self._execution_id,
+            run_id=self._run_id,
+            workflow_id=self._definition.id,
+            workflow_name=self._definition.name,
+            definition_version=self._input.definition_version,
+            status=ending.status if ending.closed else "running",
+            current_step=next(iter(self._book.in_flight), None),
+            current_steps=list(self._book.in_flight),
+            started_at=self._started_at,
+            ended_at=ending.ended_at,
+            steps=list(self._book.recent) + list(self._book.in_flight.values()),
+            steps_total=self._book.done,
+            outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
+            error=ending.error,
+            buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
+            rerun_of=self._input.rerun_of,
+            usage=self._spending.usage.for_run(),  # zeros, not null, for a run with no AI call
+            waiting_for=waiting.signal if waiting else None,
+            waiting_until=waiting.until if waiting else None,
+            waiting_payload_schema=waiting.payload_schema if waiting else None,
+            descendants_left=self._allowances.tree.left,
+        )

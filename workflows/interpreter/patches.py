@@ -1,0 +1,59 @@
+"""Version markers (``workflow.patched``) of the behaviour changes runs in flight must not see.
+
+Each marker is asked for where the behaviour it guards begins; a run whose history lacks it
+(it started before the change) keeps the old behaviour, and every committed history in
+tests/histories must still replay. New markers go here, with why they exist.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+# Log writes are batched: records of steps that run inside the workflow (set, condition,
+# fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
+# a 5,000-iteration loop costs tens of log writes, not 10,000. Nothing is lost by waiting:
+# those steps are recomputed identically on replay.
+BATCHED_LOGS = "batched-log-writes"
+# Activity steps carry the log records not yet written (the batched ones and the previous
+# step's) and their activity writes them alongside its call: no log-writing local activity per
+# step, no extra workflow activation, and the write overlaps the step's own wait. The first
+# carrier (or the first flush) also creates the log. Runs with this marker batch as well (the
+# older patch is then not asked for, so not recorded). Which kinds carry: their `carries_log`.
+ACTIVITIES_CARRY_LOG = "activities-carry-log-records"
+# AI spend is published in search attributes as it grows (older runs did not upsert them).
+USAGE_ATTRIBUTES = "ai-usage-attributes"
+# The final log write is repeated when Temporal's cancel cancels it (older runs closed with the
+# log still saying running).
+FINAL_WRITE_OUTLIVES_CANCEL = "final-log-write-outlives-cancel"
+# An unexpected error in the interpreter fails the run (older runs failed the workflow task).
+ENGINE_ERRORS_FAIL_RUN = "engine-errors-fail-run"
+# AI calls in flight reserve what a call has cost, so concurrent calls cannot all start on a
+# budget that one of them uses up (budget.py); older runs checked only the spent.
+BUDGET_RESERVATIONS = "budget-reservations"
+# A step whose activity finished after its cancel was asked for ends cancelled (older runs
+# took the late result and let the branch run on past its cancellation).
+LATE_RESULTS_STOP = "late-results-stop"
+# Templates read a digits-only path segment with a leading zero ({items.01}) as plain text, as
+# RFC 6901 has it (older runs read it as index 1); workflows/templating.py. Decided once when
+# an execution starts; its continued runs and foreach shares are handed the decision.
+STRICT_LIST_INDEXES = "strict-list-indexes"
+# CEL by the conformant evaluator (workflows/conditions.py). Decided once, when an execution
+# starts, and carried across continue-as-new: a run never changes semantics on the way.
+CEL_CONFORMANT = "cel-conformant"
+
+
+def strict_indexes(handed: bool | None) -> bool:
+    """How this run's templates read ``{items.01}``: as the run it continues (or the foreach
+    step it runs a share of) did, or, when it starts an execution (or its parent predates the
+    field), as the marker says: a run whose history has no marker started before the rule and
+    keeps reading it as index 1."""
+    if handed is not None:
+        return handed
+    return workflow.patched(STRICT_LIST_INDEXES)
+
+
+def cel_conformant(handed: bool | None) -> bool:
+    """Which CEL evaluator this run uses: its predecessor's, or the marker's verdict."""
+    if handed is not None:
+        return handed
+    return workflow.patched(CEL_CONFORMANT)

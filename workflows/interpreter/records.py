@@ -1,0 +1,72 @@
+"""StepBook: the run's step records as the status shows them: the steps in flight, a window of
+the latest finished ones, and the numbering (``seq``) every record gets when its step starts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.kinds.common import StepBase
+    from workflows.shared import CarriedState, StepRecord
+
+# The status keeps this many recent steps; the log keeps them all.
+STATUS_STEP_WINDOW = 200
+
+
+class StepBook:
+    def __init__(self, carried: CarriedState | None) -> None:
+        self.seq = carried.seq if carried else 0  # the next step visit's number
+        self.done = carried.steps_done if carried else 0  # in the whole execution
+        self.done_this_run = 0  # since the last continue-as-new
+        self.recent: list[StepRecord] = list(carried.recent_steps) if carried else []
+        self.in_flight: dict[str, StepRecord] = {}  # step path -> its record, in start order
+
+    @property
+    def current(self) -> StepRecord | None:
+        """The first step in flight (the run's current step)."""
+        return next(iter(self.in_flight.values()), None)
+
+    def start(self, step: StepBase, path: str) -> StepRecord:
+        record = StepRecord(
+            seq=self.seq,
+            step_id=step.id,
+            name=step.label,
+            type=step.type,
+            start_time=workflow.now(),
+            run_id=workflow.info().run_id,
+            path=path,
+        )
+        self.seq += 1
+        self.in_flight[path] = record
+        return record
+
+    def finish(self, record: StepRecord, path: str) -> None:
+        self.in_flight.pop(path, None)
+        self.done += 1
+        self.done_this_run += 1
+        self._keep(record)
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        """Records a foreach share ran in its child workflow, numbered in this run's
+        sequence."""
+        run_id = workflow.info().run_id
+        for record in records:
+            record.seq = self.seq
+            record.run_id = run_id
+            self.seq += 1
+            self._keep(record)
+        self.done += steps_done
+        self.done_this_run += steps_done
+
+    def started_child(self, path: str, execution_id: str) -> None:
+        """A step's child execution is named on its record as soon as it starts."""
+        record = self.in_flight.get(path)
+        if record is not None:
+            record.child_execution_id = execution_id
+
+    def _keep(self, record: StepRecord) -> None:
+        self.recent.append(record)
+        if len(self.recent) > STATUS_STEP_WINDOW:
+            del self.recent[: len(self.recent) - STATUS_STEP_WINDOW]
