@@ -46,7 +46,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: SPEC §13's figures (engine vs hand-written workflow, API starts, worker memory)
+## bench: the speed figures (engine vs hand-written workflow, API starts, worker memory)
 bench: install
 	$(BIN)/python -m bench
 

@@ -37,7 +37,7 @@ from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
-from workflows.shared import WORKFLOW_TYPE
+from workflows.messages import WORKFLOW_TYPE
 
 logger = logging.getLogger("worker")
 # How often freed memory is handed back to the operating system (trim_memory_forever).

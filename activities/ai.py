@@ -33,7 +33,7 @@ from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType
 from workflows.input_schema import VIOLATION, value_problems
-from workflows.shared import CALL_LLM, AIRequest, AIResult, AIUsage
+from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage
 from workflows.values import DEFAULT_MAX_VALUE_BYTES, ValueLimitError, parse_json
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -273,7 +273,7 @@ class AIClient:
         )
 
 
-# Provider answers another model may not share (SPEC §11): the model is unknown or down, the
+# Provider answers another model may not share: the model is unknown or down, the
 # prompt is over its context length, its moderation refused. Keys are words of the message.
 _MODEL_GONE = ("not a valid model", "model not found", "no endpoints found", "is not available")
 _CONTEXT = ("context length", "context_length", "maximum context", "too many tokens")

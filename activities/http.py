@@ -44,7 +44,7 @@ from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS, SSRF_BLOCKED, AddressPolicy, SSRFBlocked
 from workflows.errors import FailureType
-from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
 from workflows.validation import header_problem
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

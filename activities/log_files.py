@@ -1,6 +1,6 @@
 """The pieces of an execution log: the JSON document, and the file backend's journal.
 
-``<id>.json`` is the document (SPEC §4): indented JSON with one step record per line, always
+``<id>.json`` is the document: indented JSON with one step record per line, always
 replaced whole (an atomic put of the storage), so a reader never sees half of it.
 
 ``.<id>.journal`` (file backend) holds the log writes that activity steps made since the
@@ -26,10 +26,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workflows.shared import LogWrite, StepRecord
+from workflows.messages import LogWrite, StepRecord
 from workflows.usage import Usage
 
-# The SPEC's keys first, in its order; extra keys after.
+# The documented keys first, in README "Execution logs" order; extra keys after.
 HEADER_KEYS = (
     "execution_id",
     "workflow_id",

@@ -38,7 +38,7 @@ from activities.log_files import (
     taken_journal,
 )
 from activities.runtime.storage import FileStorage, Storage
-from workflows.shared import LogWrite
+from workflows.messages import LogWrite
 
 PENDING = ".pending/"
 # Pending writes of other processes are read this many at a time (a reader of a busy log finds

@@ -1,4 +1,4 @@
-"""WorkflowLogger: the execution logs (SPEC §4), their writes and their rotation.
+"""WorkflowLogger: the execution logs, their writes and their rotation.
 
 One JSON document per execution, ``<execution_id>.json``, in the logs area of the storage
 (STORAGE_URL: a directory, or ``<prefix>/workflow_logs/`` in an S3 bucket; activities/runtime/
@@ -53,7 +53,7 @@ from activities.runtime.storage import (
     off_loop,
 )
 from workflows.errors import FailureType
-from workflows.shared import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
+from workflows.messages import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`make bench`: SPEC §13's figures from one run on one server.
+"""`make bench`: the speed figures from one run on one server (bench/README.md).
 
     python -m bench [--quick]
 
@@ -36,7 +36,7 @@ from bench.steps import BASELINE, BASELINE_UNSANDBOXED, ENGINE, measure_steps, p
 from bench.structured import measure_structured, print_structured
 
 RESULTS_DIR = Path(__file__).parent / "results"
-# SPEC §13 and the issue's goals, printed beside the figures.
+# The goals, printed beside the figures.
 GOAL_RATIO = 1.10
 GOAL_START_RATIO = 0.9
 GOAL_RSS_MB = 300
@@ -59,7 +59,7 @@ def environment() -> dict[str, Any]:
 
 def print_table(report: dict[str, Any]) -> None:
     steps, starts, memory = report["steps"], report["starts"], report["memory"]
-    print("\n== SPEC §13 (one run, one dev server) ==")
+    print("\n== speed (one run, one dev server) ==")
     print(f"{'':<44}{'engine':>10}{'baseline':>10}{'ratio':>8}{'goal':>8}")
     for size, result in steps.items():
         variants = result["variants"]

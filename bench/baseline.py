@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     import httpx
 
-    from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
+    from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
     from workflows.steps import idempotency_key
 
 BASELINE_WORKFLOW = "BenchBaseline"

@@ -43,14 +43,14 @@ from activities.runtime.temporal_client import connect_when_ready
 from api.cli.devstack import DevServer
 from bench.starts import Child, child_env, say, terminate_all
 from workflows.definition import WorkflowDefinition
-from workflows.shared import (
+from workflows.messages import (
     SA_DEFINITION_ID,
     SA_STATUS,
     STATUS_QUERY,
     WORKFLOW_TYPE,
-    ExecutionInput,
     ExecutionState,
 )
+from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
 READY_LINE = "worker polling task queue"  # worker.py logs it once it polls

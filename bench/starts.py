@@ -58,7 +58,7 @@ from api.cli.devstack import DevServer, free_port
 from api.server.executions import request_hash, start_options
 from api.server.store import FileDefinitionStore
 from bench.load_client import LeanHTTP
-from workflows.shared import WORKFLOW_TYPE
+from workflows.messages import WORKFLOW_TYPE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_ID = "bench-starts"

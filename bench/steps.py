@@ -62,7 +62,8 @@ from bench.baseline import (
 from bench.history import event_counts, server_duration_ms, step_timings
 from worker import HTTP_LIMITS, HTTP_TIMEOUT, engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
-from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput, LogWrite
+from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, LogWrite
+from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
 ENGINE = "engine"

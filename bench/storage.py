@@ -40,7 +40,7 @@ from activities.runtime.payload_store import PayloadStore
 from activities.runtime.storage import Blob, FileStorage, ObjectInfo, Storage
 from activities.runtime.storage.s3 import S3Storage, make_client
 from bench.s3 import moto_subprocess, new_bucket, use_dummy_credentials
-from workflows.shared import LogWrite, StepRecord
+from workflows.messages import LogWrite, StepRecord
 
 RESULTS_DIR = Path(__file__).parent / "results"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

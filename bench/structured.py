@@ -1,6 +1,6 @@
 """Parallel and foreach wall time: the engine against a hand-written Temporal workflow.
 
-SPEC §13: a `parallel` step of B branches (one HTTP call each) and a `foreach` over M items
+A `parallel` step of B branches (one HTTP call each) and a `foreach` over M items
 (one HTTP call each, `concurrency` C), against ``BenchFanOut`` (bench/baseline.py): the same
 calls as activities, at most C at once, written by hand. Wall time is read from each run's
 history (first to last event), so client and start-up costs are left out; runs alternate
@@ -29,7 +29,8 @@ from bench.baseline import FAN_OUT_WORKFLOW, FanOutInput
 from bench.history import server_duration_ms
 from bench.steps import baseline_worker, bench_settings, http_target
 from worker import engine_worker
-from workflows.shared import WORKFLOW_TYPE, ExecutionInput
+from workflows.messages import WORKFLOW_TYPE
+from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
 

@@ -22,7 +22,8 @@ from api.cli.devstack import DevServer
 from api.server.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
-from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
+from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE
+from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
 OPENROUTER_TEST_KEY = "test-openrouter-key"

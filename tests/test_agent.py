@@ -1,4 +1,4 @@
-"""The `agent` step (SPEC §11) on the real dev server: the fake OpenRouter answers with tool
+"""The `agent` step on the real dev server: the fake OpenRouter answers with tool
 calls, the sink plays the HTTP tool, a saved workflow plays the workflow tool."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from temporalio.client import Client, WorkflowHandle
 from activities.runtime.settings import Settings
 from tests.conftest import OPENROUTER_TEST_KEY, eventually, outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion, openrouter_error
-from workflows.shared import CALL_LLM
+from workflows.messages import CALL_LLM
 
 FAST_RETRY = {"max_attempts": 3, "initial_interval_seconds": 0.1, "backoff_coefficient": 1.0}
 

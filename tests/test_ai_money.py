@@ -1,4 +1,4 @@
-"""AI steps teams can trust with money (SPEC §11) on the real dev server, with the fake
+"""AI steps teams can trust with money on the real dev server, with the fake
 OpenRouter counting calls: fallback models, repairs, usage and cost totals, budgets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from temporalio.client import Client
 from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion, openrouter_error
-from workflows.shared import SA_COST_USD, SA_TOKENS
+from workflows.messages import SA_COST_USD, SA_TOKENS
 
 FAST = {"max_attempts": 2, "initial_interval_seconds": 0.1, "backoff_coefficient": 1.0}
 SCHEMA = {

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.runtime.settings import Settings
 from api.server.triggers import SIGNATURE_HEADER, schedule_id, signed_headers
 from tests.conftest import ADMIN_KEY, eventually, serve_api
-from workflows.shared import SA_DEFINITION_VERSION, SA_STARTED_BY
+from workflows.messages import SA_DEFINITION_VERSION, SA_STARTED_BY
 
 KEYS = {
     "admin": ADMIN_KEY,

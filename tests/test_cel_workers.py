@@ -23,7 +23,7 @@ from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, start_definition
 from tests.crash_support import WorkerProcess, nondeterminism_lines, worker_env
 from workflows.interpreter.patches import CEL_CONFORMANT as PATCH_CEL_CONFORMANT
-from workflows.shared import STATUS_QUERY, ExecutionState
+from workflows.messages import STATUS_QUERY, ExecutionState
 
 pytestmark = pytest.mark.timeout(180)
 

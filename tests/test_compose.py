@@ -38,7 +38,7 @@ import yaml
 
 from activities.runtime.settings import Settings, load_settings
 from api.cli.devstack import poll_limits
-from workflows.shared import SEARCH_ATTRIBUTES
+from workflows.messages import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -687,7 +687,7 @@ def test_setup_registers_exactly_the_engines_search_attributes(
 def test_temporal_runs_with_the_dev_servers_poll_limits(
     resolved: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
-    """The compose server gets the same lifted history poll limits as `wfe dev` (SPEC §13)."""
+    """The compose server gets the same lifted history poll limits as `wfe dev`."""
     temporal = services[TEMPORAL_SERVICE]
     (mount,) = temporal["configs"]
     target = PurePosixPath(mount["target"])

@@ -1,4 +1,4 @@
-"""Structured control flow (SPEC §9) on the real dev server: parallel, foreach (inline and in
+"""Structured control flow on the real dev server: parallel, foreach (inline and in
 shares of child workflows), sub_workflow, on_error routing by type, nested scopes and paths."""
 
 from __future__ import annotations

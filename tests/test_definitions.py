@@ -11,8 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from api.cli.schema_export import SCHEMA_PATH, render
-from workflows.definition import effective_retry, effective_timeout
 from workflows.errors import DefinitionError
+from workflows.kinds.common import effective_retry, effective_timeout
 from workflows.validation import check_definition, load_definition
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

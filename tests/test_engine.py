@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.runtime.settings import Settings
 from tests.conftest import eventually, outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply, completion, openrouter_error
-from workflows.shared import SA_DEFINITION_ID, SA_STATUS
+from workflows.messages import SA_DEFINITION_ID, SA_STATUS
 
 FAST_RETRY = {"max_attempts": 3, "initial_interval_seconds": 0.1, "backoff_coefficient": 1.0}
 
@@ -219,7 +219,7 @@ async def test_step_timeout_retries_then_fails_with_a_timeout_error(
     handle = await start_definition(client, settings, document)
     state = await outcome(handle)
     assert state["status"] == "completed"
-    # The routed failure is bound as last_error (SPEC §9) for the handler to read.
+    # The routed failure is bound as last_error for the handler to read.
     assert state["outputs"]["fell_back"] is True
     assert state["outputs"]["last_error"]["type"] == "StepTimeout"
     assert state["outputs"]["last_error"]["step_id"] == "slow"

@@ -21,13 +21,8 @@ from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
-from workflows.shared import (
-    SA_DEFINITION_ID,
-    SA_STATUS,
-    SEND_HTTP_REQUEST,
-    WORKFLOW_TYPE,
-    ExecutionInput,
-)
+from workflows.messages import SA_DEFINITION_ID, SA_STATUS, SEND_HTTP_REQUEST, WORKFLOW_TYPE
+from workflows.shared import ExecutionInput
 from workflows.validation import FORBIDDEN_REQUEST_HEADERS, check_definition
 
 

@@ -41,7 +41,8 @@ from workflows.input_schema import (
     value_problems_async,
     with_defaults,
 )
-from workflows.shared import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, ExecutionInput
+from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE
+from workflows.shared import ExecutionInput
 from workflows.validation import check_definition
 
 FILE_CANARY = "canary-file-content-91c2"

@@ -120,7 +120,8 @@ async def test_terminate_is_told_truly_everywhere(
 async def test_a_temporal_run_timeout_is_terminated_with_its_reason(
     http: httpx.AsyncClient, client: Client, settings: Settings, worker_process: Any
 ) -> None:
-    from workflows.shared import WORKFLOW_TYPE, ExecutionInput
+    from workflows.messages import WORKFLOW_TYPE
+    from workflows.shared import ExecutionInput
     from workflows.validation import load_definition
 
     handle = await client.start_workflow(

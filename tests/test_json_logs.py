@@ -1,4 +1,4 @@
-"""LOG_FORMAT=json (SPEC §12, docs/observability.md): the worker and the API, each run as its
+"""LOG_FORMAT=json (docs/observability.md): the worker and the API, each run as its
 production entry point in a subprocess, write one JSON object per line, name the execution and
 the step a line is about, and redact secrets exactly as the text lines do."""
 

@@ -20,7 +20,7 @@ from activities.logs import (
     RotationPolicy,
     WorkflowLogger,
 )
-from workflows.shared import LogWrite, StepRecord
+from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

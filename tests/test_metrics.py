@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §12, docs/observability.md): the API's GET /metrics and the
+"""Prometheus metrics (docs/observability.md): the API's GET /metrics and the
 worker's endpoint at WORKER_METRICS_ADDRESS, scraped over HTTP after a real run, agree with
 what ran; off unless set; /metrics takes an admin key when API_METRICS_PUBLIC=false."""
 

@@ -1,4 +1,4 @@
-"""A misconfigured or missing worker is loud (SPEC §12): /readyz answers 503 naming the task
+"""A misconfigured or missing worker is loud: /readyz answers 503 naming the task
 queue, a start answers 202 with a `no_worker` warning, and `wfe run` prints it on stderr.
 
 Real dev server, real API (uvicorn) and a real worker started and stopped by the test; no

@@ -29,8 +29,8 @@ from temporalio.client import Client
 
 from activities.runtime.settings import Settings
 from tests.conftest import ADMIN_KEY, serve_api
-from workflows.definition import STEP_TYPES
 from workflows.errors import InvalidReferenceError, Problem, TemplateError
+from workflows.kinds import STEP_TYPES
 from workflows.templating import (
     DEFERRED_ROOTS,
     MAX_TEMPLATE_DEPTH,

@@ -22,7 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.runtime.settings import load_settings
 from activities.runtime.temporal_client import data_converter
 from workflows.interpreter import ENGINE_WORKFLOWS
-from workflows.shared import SA_DEFINITION_ID
+from workflows.messages import SA_DEFINITION_ID
 
 HISTORIES = Path(__file__).parent / "histories"
 # Which execution id each committed history ran under (runs whose code derives ids from their

@@ -1,4 +1,4 @@
-"""Rerun from a step (SPEC §10) on the real dev server, with the fake OpenRouter and the sink
+"""Rerun from a step on the real dev server, with the fake OpenRouter and the sink
 counting calls: what was paid for is reused, everything else runs fresh."""
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from activities.ssrf import (
 from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from workflows.errors import ConfigurationError
-from workflows.shared import SEND_HTTP_REQUEST, HTTPRequest
+from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest
 
 # -- seams: a table resolver and a recording backend (nothing leaves the process) --------------
 

@@ -38,7 +38,7 @@ from activities.runtime.storage import (
 from activities.runtime.storage.s3 import S3Storage, make_client
 from tests.moto_s3 import bucket_keys, new_bucket, s3_endpoint_fixture  # noqa: F401 (a fixture)
 from workflows.errors import ConfigurationError
-from workflows.shared import LogWrite, StepRecord
+from workflows.messages import LogWrite, StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing (SPEC §12, docs/observability.md): with OTEL_EXPORTER_OTLP_ENDPOINT
+"""OpenTelemetry tracing (docs/observability.md): with OTEL_EXPORTER_OTLP_ENDPOINT
 set, one trace runs from `POST /api/workflows/run` through the workflow to every step's
 activity, exported over OTLP/HTTP (protobuf) to a real receiver on loopback; unset, nothing
 of OpenTelemetry is set up."""

@@ -1,9 +1,8 @@
-"""The workflow definition format (SPEC §2, §9) as pydantic v2 models.
+"""The workflow definition format as pydantic v2 models (README "Writing workflows").
 
 The document: metadata, input schema, defaults, limits, triggers and the steps. Each step type
 is a kind of its own (``workflows/kinds/<type>.py``: its model, checks and execution); the
-``Step`` union and the type list come from the registry in :mod:`workflows.kinds`. The step
-models are re-exported here, where callers have always found them. Shape errors come from
+``Step`` union comes from the registry in :mod:`workflows.kinds`. Shape errors come from
 pydantic; everything that needs the whole document (ids, jumps, reachability, CEL, variable
 references) is checked in :mod:`workflows.validation`.
 """
@@ -15,88 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from workflows.kinds import STEP_TYPES, Step
-from workflows.kinds.ai import AIStep, ChatMessage, JsonObjectFormat, JsonSchemaFormat
-from workflows.kinds.common import (
-    END,
-    ENGINE_DEFAULT_RETRY,
-    ENGINE_DEFAULT_TIMEOUT_SECONDS,
-    ENGINE_VARIABLES,
-    RESERVED_VARIABLES,
-    ActivityMixin,
-    Model,
-    OnError,
-    OnErrorNext,
-    OnErrorRoute,
-    RetryPolicySpec,
-    StepBase,
-    StepDefaults,
-    StepId,
-    StepTarget,
-    VariableName,
-    WorkflowId,
-    effective_retry,
-    effective_timeout,
-    effective_total_timeout,
-)
-from workflows.kinds.condition import Branch, ConditionStep
-from workflows.kinds.delay import DelayStep
-from workflows.kinds.fail import FailStep
-from workflows.kinds.http import HTTPStep
-from workflows.kinds.set_values import SetStep
-from workflows.kinds.wait_for_signal import WaitForSignalStep
-
-_Model = Model
-ActivityStep = AIStep | HTTPStep
-
-__all__ = [
-    "END",
-    "ENGINE_DEFAULT_RETRY",
-    "ENGINE_DEFAULT_TIMEOUT_SECONDS",
-    "ENGINE_VARIABLES",
-    "RESERVED_VARIABLES",
-    "STEP_TYPES",
-    "AIStep",
-    "ActivityMixin",
-    "ActivityStep",
-    "Branch",
-    "Budget",
-    "ChatMessage",
-    "ConditionStep",
-    "DelayStep",
-    "FailStep",
-    "HTTPStep",
-    "JsonObjectFormat",
-    "JsonSchemaFormat",
-    "OnError",
-    "OnErrorNext",
-    "OnErrorRoute",
-    "RetryPolicySpec",
-    "RunLimits",
-    "ScheduleTrigger",
-    "SetStep",
-    "Step",
-    "StepBase",
-    "StepDefaults",
-    "StepId",
-    "StepTarget",
-    "VariableName",
-    "WaitForSignalStep",
-    "WebhookTrigger",
-    "WorkflowDefinition",
-    "WorkflowId",
-    "effective_retry",
-    "effective_timeout",
-    "effective_total_timeout",
-]
-
+from workflows.kinds import Step
+from workflows.kinds.common import Model, StepDefaults, WorkflowId
 
 _CRON_FIELD = r"[0-9A-Za-z*/,?#LW-]+"
 _CRON_MACRO = r"@(yearly|annually|monthly|weekly|daily|hourly|every \S+)"
 _CRON = re.compile(rf"^({_CRON_MACRO}|{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,6}})$")
 
 
-class ScheduleTrigger(_Model):
+class ScheduleTrigger(Model):
     """Starts runs on a Temporal Schedule (visible, pausable and triggerable in the UI)."""
 
     type: Literal["schedule"]
@@ -120,7 +46,7 @@ class ScheduleTrigger(_Model):
         return self
 
 
-class WebhookTrigger(_Model):
+class WebhookTrigger(Model):
     """Exposes POST /api/hooks/{workflow_id}, verified by an HMAC-SHA256 signature."""
 
     type: Literal["webhook"]
@@ -138,7 +64,7 @@ class WebhookTrigger(_Model):
 Trigger = Annotated[ScheduleTrigger | WebhookTrigger, Field(discriminator="type")]
 
 
-class RunLimits(_Model):
+class RunLimits(Model):
     """Bounds a definition sets for its own runs; they can only lower the operator's."""
 
     max_steps: int | None = Field(
@@ -151,8 +77,8 @@ class RunLimits(_Model):
     )
 
 
-class Budget(_Model):
-    """What a run may spend on AI calls (SPEC §11): no call starts once it is spent."""
+class Budget(Model):
+    """What a run may spend on AI calls: no call starts once it is spent."""
 
     max_cost_usd: float | None = Field(None, gt=0, description="USD, as OpenRouter reports it.")
     max_tokens: int | None = Field(None, ge=1, description="Total tokens of every AI call.")
@@ -169,7 +95,7 @@ class Budget(_Model):
         return self
 
 
-class WorkflowDefinition(_Model):
+class WorkflowDefinition(Model):
     """A workflow document: metadata, input schema, defaults and the ordered steps."""
 
     id: WorkflowId

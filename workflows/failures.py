@@ -20,7 +20,7 @@ from temporalio.exceptions import (
 from workflows.errors import FailureType, StepFailure
 from workflows.messages import ExecutionError, StepRecord
 
-# What each Temporal timeout means for a step (SPEC §7: a step timeout fails the step).
+# What each Temporal timeout means for a step (a step timeout fails the step, as the README says).
 TIMEOUT_MEANINGS = {
     TimeoutType.START_TO_CLOSE: "an attempt ran past the step's timeout_seconds",
     TimeoutType.HEARTBEAT: "the worker running it stopped responding",

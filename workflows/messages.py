@@ -34,7 +34,7 @@ SA_DEFINITION_ID = SearchAttributeKey.for_keyword("WorkflowDefinitionId")
 SA_STATUS = SearchAttributeKey.for_keyword("WorkflowStatus")
 SA_DEFINITION_VERSION = SearchAttributeKey.for_int("WorkflowDefinitionVersion")
 SA_STARTED_BY = SearchAttributeKey.for_keyword("StartedBy")
-# The run's AI spend so far (SPEC §11): `WorkflowCostUsd > 1` in the Temporal UI.
+# The run's AI spend so far: `WorkflowCostUsd > 1` in the Temporal UI.
 SA_COST_USD = SearchAttributeKey.for_float("WorkflowCostUsd")
 SA_TOKENS = SearchAttributeKey.for_int("WorkflowTokens")
 SEARCH_ATTRIBUTES = (
@@ -298,7 +298,7 @@ class AIResult(_Model):
     cost: float | None = None
     finish_reason: str | None = None
     attempts: list[dict[str, Any]] | None = Field(
-        None, description="Every model tried: {model, status, error?, usage?} (SPEC §11)."
+        None, description="Every model tried: {model, status, error?, usage?}."
     )
     repairs: int | None = Field(None, description="Answers asked again for failing the format.")
     tool_calls: list[dict[str, Any]] | None = Field(
@@ -317,7 +317,7 @@ class AIResult(_Model):
         """The value an `ai` step binds to its `output`.
 
         The parsed JSON's fields are reachable directly (`classification.priority`) as well as
-        under `json` (SPEC §2's example); the result's own keys win on a clash.
+        under `json` (the README's example); the result's own keys win on a clash.
         """
         value = self.model_dump(by_alias=True, exclude={"log_written", "cancelled"})
         for optional in ("attempts", "repairs", "tool_calls"):
@@ -405,7 +405,7 @@ class ForeachBatchResult(_Model):
 
 
 class ReusedResult(_Model):
-    """A result a rerun takes instead of calling out (SPEC §10): what the source recorded."""
+    """A result a rerun takes instead of calling out: what the source recorded."""
 
     result: Any
     source: str = Field(description="The execution that paid for it.")

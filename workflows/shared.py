@@ -1,6 +1,6 @@
-"""Types shared by the API, the workflow and the activities: the execution's input, plus every
-message of :mod:`workflows.messages` (re-exported here, where callers have always found them).
-"""
+"""The execution's input (:class:`ExecutionInput`) and the definitions it carries for its
+sub-workflows (:class:`LibraryEntry`): the messages that hold a workflow definition, which the
+rest of :mod:`workflows.messages` does not know."""
 
 from __future__ import annotations
 
@@ -10,83 +10,12 @@ from pydantic import Field
 
 from workflows.definition import WorkflowDefinition
 from workflows.messages import (
-    BUDGET_PAYLOAD_SCHEMA,
-    BUDGET_SIGNAL,
-    CALL_LLM,
-    CANCEL_SIGNAL,
-    FOREACH_BATCH_TYPE,
-    SA_COST_USD,
-    SA_DEFINITION_ID,
-    SA_DEFINITION_VERSION,
-    SA_STARTED_BY,
-    SA_STATUS,
-    SA_TOKENS,
-    SEARCH_ATTRIBUTES,
-    SEND_HTTP_REQUEST,
-    STATUS_QUERY,
-    WORKFLOW_TYPE,
-    WRITE_EXECUTION_LOG,
-    AIRequest,
-    AIResult,
-    AIUsage,
-    CancelRequest,
     CarriedState,
-    DeferredSlotModel,
-    ExecutionError,
     ExecutionLimits,
-    ExecutionState,
-    ExecutionStatus,
     ForeachBatchInput,
-    ForeachBatchResult,
-    HTTPRequest,
-    HTTPResult,
-    LogWrite,
     ReusedResult,
-    StepRecord,
-    StepStatus,
     _Model,
-    request_key,
 )
-
-__all__ = [
-    "BUDGET_PAYLOAD_SCHEMA",
-    "BUDGET_SIGNAL",
-    "CALL_LLM",
-    "CANCEL_SIGNAL",
-    "FOREACH_BATCH_TYPE",
-    "SA_COST_USD",
-    "SA_DEFINITION_ID",
-    "SA_DEFINITION_VERSION",
-    "SA_STARTED_BY",
-    "SA_STATUS",
-    "SA_TOKENS",
-    "SEARCH_ATTRIBUTES",
-    "SEND_HTTP_REQUEST",
-    "STATUS_QUERY",
-    "WORKFLOW_TYPE",
-    "WRITE_EXECUTION_LOG",
-    "AIRequest",
-    "AIResult",
-    "AIUsage",
-    "CancelRequest",
-    "CarriedState",
-    "DeferredSlotModel",
-    "ExecutionError",
-    "ExecutionInput",
-    "ExecutionLimits",
-    "ExecutionState",
-    "ExecutionStatus",
-    "ForeachBatchInput",
-    "ForeachBatchResult",
-    "HTTPRequest",
-    "HTTPResult",
-    "LibraryEntry",
-    "LogWrite",
-    "ReusedResult",
-    "StepRecord",
-    "StepStatus",
-    "request_key",
-]
 
 
 class LibraryEntry(_Model):
@@ -118,7 +47,7 @@ class ExecutionInput(_Model):
     batch: ForeachBatchInput | None = Field(
         None, description="Set for a share of a large foreach (a ForeachBatch child workflow)."
     )
-    rerun_of: str | None = Field(None, description="The execution this one reruns (SPEC §10).")
+    rerun_of: str | None = Field(None, description="The execution this one reruns.")
     reuse: dict[str, ReusedResult] = Field(
         default_factory=dict,
         description="Results a rerun takes instead of calling out, by request key.",

@@ -1,4 +1,4 @@
-"""What AI calls cost: per step (summed over its attempts and repairs) and per run (SPEC §11).
+"""What AI calls cost: per step (summed over its attempts and repairs) and per run.
 
 Pure bookkeeping over OpenRouter's usage accounting (tokens, and ``cost`` in USD when it says);
 the run's totals are in the status answer, at the top of its log, and in the search attributes

@@ -1,4 +1,4 @@
-"""All configuration in one settings object, read from the environment (SPEC §6).
+"""All configuration in one settings object, read from the environment.
 
 Never imported by workflow code: the interpreter stays free of I/O and environment reads.
 Bad configuration fails at start-up with a message naming the variable.

@@ -32,7 +32,7 @@ from activities.runtime.settings import Settings
 from activities.runtime.storage import open_stores
 from activities.runtime.tracing import tracing_interceptors
 from workflows.errors import ConfigurationError, FailureType
-from workflows.shared import SEARCH_ATTRIBUTES, ExecutionError
+from workflows.messages import SEARCH_ATTRIBUTES, ExecutionError
 
 logger = logging.getLogger(__name__)
 

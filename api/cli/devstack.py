@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from workflows.errors import ConfigurationError
-from workflows.shared import SEARCH_ATTRIBUTES
+from workflows.messages import SEARCH_ATTRIBUTES
 
 _TYPE_NAMES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime"}
 

@@ -58,9 +58,7 @@ from workflows.definition import RunLimits, WorkflowDefinition
 from workflows.errors import DefinitionError, FailureType
 from workflows.input_schema import VIOLATION, value_problems_async
 from workflows.kinds import kind_of
-from workflows.messages import ExecutionView, StatusRequest
-from workflows.run_inputs import checked_inputs
-from workflows.shared import (
+from workflows.messages import (
     CANCEL_SIGNAL,
     SA_COST_USD,
     SA_DEFINITION_ID,
@@ -71,12 +69,14 @@ from workflows.shared import (
     WORKFLOW_TYPE,
     CancelRequest,
     ExecutionError,
-    ExecutionInput,
     ExecutionLimits,
     ExecutionState,
-    LibraryEntry,
+    ExecutionView,
+    StatusRequest,
     StepRecord,
 )
+from workflows.run_inputs import checked_inputs
+from workflows.shared import ExecutionInput, LibraryEntry
 from workflows.status_view import status_view
 from workflows.usage import Usage
 

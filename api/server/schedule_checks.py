@@ -35,7 +35,7 @@ from activities.runtime.settings import Settings
 from api.server.triggers import schedule_spec
 from workflows.definition import ScheduleTrigger, WorkflowDefinition
 from workflows.errors import Problem
-from workflows.shared import WORKFLOW_TYPE
+from workflows.messages import WORKFLOW_TYPE
 
 DAY = 86_400
 SCRATCH_PREFIX = "wfe-check-"

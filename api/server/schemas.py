@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.shared import ExecutionError, ExecutionStatus, StepRecord
+from workflows.messages import ExecutionError, ExecutionStatus, StepRecord
 
 
 class ErrorItem(BaseModel):

@@ -45,8 +45,9 @@ from api.server.executions import execution_limits, start_options
 from api.server.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError
+from workflows.messages import WORKFLOW_TYPE
 from workflows.run_inputs import checked_inputs
-from workflows.shared import WORKFLOW_TYPE, LibraryEntry
+from workflows.shared import LibraryEntry
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.errors import FailureType
     from workflows.failures import engine_error
     from workflows.interpreter import patches
-    from workflows.shared import (
+    from workflows.messages import (
         CancelRequest,
         ExecutionError,
         ExecutionLimits,

@@ -37,21 +37,23 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds import REGISTRY
     from workflows.kinds.base import route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
-    from workflows.messages import STATUS_VIEW_QUERY, ExecutionView, StatusRequest
-    from workflows.metrics import count_step
-    from workflows.shared import (
+    from workflows.messages import (
         CANCEL_SIGNAL,
         SA_DEFINITION_ID,
         SA_STATUS,
         STATUS_QUERY,
+        STATUS_VIEW_QUERY,
         WORKFLOW_TYPE,
         CancelRequest,
         CarriedState,
         ExecutionError,
-        ExecutionInput,
         ExecutionState,
+        ExecutionView,
+        StatusRequest,
         StepRecord,
     )
+    from workflows.metrics import count_step
+    from workflows.shared import ExecutionInput
     from workflows.status_view import Sizes, record_outputs, status_view
     from workflows.steps import WorkflowStepProcessor
 

@@ -14,7 +14,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
     from workflows.interpreter.executor import WorkflowExecutor
     from workflows.kinds.foreach import run_share
-    from workflows.shared import FOREACH_BATCH_TYPE, ExecutionInput, ForeachBatchResult
+    from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchResult
+    from workflows.shared import ExecutionInput
 
 
 @workflow.defn(name=FOREACH_BATCH_TYPE)

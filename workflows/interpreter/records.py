@@ -9,7 +9,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.kinds.common import StepBase
-    from workflows.shared import CarriedState, StepRecord
+    from workflows.messages import CarriedState, StepRecord
 
 # The status keeps this many recent steps; the log keeps them all.
 STATUS_STEP_WINDOW = 200

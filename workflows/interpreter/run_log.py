@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
     from workflows.kinds import kind_of
     from workflows.kinds.common import StepBase
-    from workflows.shared import WRITE_EXECUTION_LOG, LogWrite, StepRecord
+    from workflows.messages import WRITE_EXECUTION_LOG, LogWrite, StepRecord
 
 # Log writes are local activities (one marker event each). They retry for a long time on
 # purpose: an unwritable log directory stalls runs loudly instead of losing their logs.

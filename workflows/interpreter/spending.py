@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
     from workflows.interpreter.budget import RunBudget
     from workflows.kinds.base import Waiting
-    from workflows.shared import (
+    from workflows.messages import (
         BUDGET_PAYLOAD_SCHEMA,
         BUDGET_SIGNAL,
         SA_COST_USD,

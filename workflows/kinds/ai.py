@@ -69,7 +69,7 @@ class AIStep(StepBase, FlowMixin, ActivityMixin):
         return self
 
 
-# Failures another model may not share (SPEC §11; the table is docs/ai.md): the activity marks
+# Failures another model may not share (the table is docs/ai.md): the activity marks
 # a provider's answer with a `fallback` reason; a provider still failing after its retries (5xx,
 # timeouts) falls through too. Anything else (a bad key, no credits) fails the step at once.
 FALLBACK_REASONS = frozenset({"model_unavailable", "context_length", "moderation"})

@@ -61,7 +61,7 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Scope:
-    """A nested list of steps that a step holds (SPEC §9): it sees every variable around it;
+    """A nested list of steps that a step holds: it sees every variable around it;
     what its steps bind stays inside and comes out only through the holding step's output."""
 
     path: str  # JSON path of the list relative to the holding step, e.g. ".branches[1].steps"

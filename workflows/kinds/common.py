@@ -1,7 +1,7 @@
 """Building blocks of step models: field types, the fields every step shares, retry policies.
 
 A step kind's model (in its own module) is built from these. ``on_error`` lives here because
-every kind that can fail routes its failures the same way (SPEC §2, and by type: §9).
+every kind that can fail routes its failures the same way (README "Writing workflows": on_error).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`foreach`: the same steps for every item of a list, up to ``concurrency`` at once (SPEC §9).
+"""`foreach`: the same steps for every item of a list, up to ``concurrency`` at once.
 
 Each iteration is a scope of its own that sees the item as ``as`` (default ``item``) and its
 position as ``index_as`` (default ``index``); the step's result is a list in item order, each

@@ -1,4 +1,4 @@
-"""`parallel`: branches of steps that run at once, in the same workflow (SPEC §9).
+"""`parallel`: branches of steps that run at once, in the same workflow.
 
 Each branch is a scope of its own; the step's result is ``{"<branch id>": {name: value}}``,
 the variables each branch bound. With ``fail_fast`` (the default) the first failing branch

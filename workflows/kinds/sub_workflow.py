@@ -1,4 +1,4 @@
-"""`sub_workflow`: runs another saved workflow as a Temporal child workflow (SPEC §9).
+"""`sub_workflow`: runs another saved workflow as a Temporal child workflow.
 
 The child is an execution of its own (its own id, log and status; linked from the parent in
 the Temporal UI); the step binds the child's ``outputs``. Which definition runs is fixed when

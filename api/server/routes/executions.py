@@ -21,7 +21,7 @@ from api.server.schemas import (
     RunPublic,
 )
 from api.server.status import status_request
-from workflows.shared import CANCEL_SIGNAL
+from workflows.messages import CANCEL_SIGNAL
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
