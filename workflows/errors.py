@@ -6,8 +6,7 @@
     ├── TemplateError             a `{variable}` template that cannot be rendered
     │   └── InvalidReferenceError a reference to a value the context does not hold
     ├── ConditionError            a CEL expression that does not compile or evaluate to a bool
-    └── StepFailure               a step failed; carries the failure type shown to users
-        └── ScopeFailed           a nested list of steps failed (parallel branch, foreach item)
+    └── StepFailed                a step failed; carries the failure type shown to users
 
 Errors that cross the activity boundary travel as Temporal ``ApplicationError`` with one of the
 ``FailureType`` names below, so the workflow and the API can classify them without parsing text.
@@ -113,22 +112,21 @@ class ConditionError(EngineError):
     """A CEL condition failed to compile or to evaluate."""
 
 
-class StepFailure(EngineError):
-    """A step failed inside the workflow (not an activity error); ``type`` is a FailureType.
-    ``usage``: what AI calls of the failed step cost (its record shows it)."""
+class StepFailed(EngineError):
+    """A step failed: ``failure_type`` is a FailureType name (what users see and `on_error`
+    rules route on). Raised by a kind for its own step; raised again, when the step's route
+    says fail, out of the list it is in: a nested list's failure fails the step that holds it
+    (with ``step_id`` naming the inner step), and the top list's ends the run. ``usage``: what
+    AI calls of the failed step cost (its record shows it)."""
 
     def __init__(
-        self, message: str, failure_type: str, usage: dict[str, Any] | None = None
+        self,
+        message: str,
+        failure_type: str,
+        usage: dict[str, Any] | None = None,
+        step_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.failure_type = failure_type
         self.usage = usage
-
-
-class ScopeFailed(StepFailure):
-    """A nested list of steps ended in a failure; the holding step fails with its type and
-    message. ``step_id`` names the inner step that failed."""
-
-    def __init__(self, message: str, failure_type: str, step_id: str | None = None) -> None:
-        super().__init__(message, failure_type)
         self.step_id = step_id

@@ -17,7 +17,7 @@ from temporalio.exceptions import (
     TimeoutError as TemporalTimeoutError,
 )
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.messages import ExecutionError, StepRecord
 
 # What each Temporal timeout means for a step (a step timeout fails the step, as the README says).
@@ -42,7 +42,7 @@ def engine_error(err: BaseException, current: StepRecord | None) -> ExecutionErr
 
 def describe_failure(err: BaseException, step_id: str) -> ExecutionError:
     """Turn an activity or step error into the (type, message) users see."""
-    if isinstance(err, StepFailure):
+    if isinstance(err, StepFailed):
         return ExecutionError(type=err.failure_type, message=str(err), step_id=step_id)
     cause = err.cause if isinstance(err, ActivityError | ChildWorkflowError) else err
     if isinstance(cause, ApplicationError):

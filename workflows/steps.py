@@ -5,7 +5,7 @@ what a step needs from the run (:class:`~workflows.kinds.base.StepRun`): the var
 scope, the signal buffers `wait_for_signal` reads, checked values, the activity options built
 from the step's timeout and retry policy, and nested scopes run by the interpreter.
 Deterministic: time, ids and waits all come from the ``temporalio.workflow`` API. Errors
-surface as :class:`StepFailure` (workflow-side) or Temporal's ``ActivityError``; the
+surface as :class:`StepFailed` (workflow-side) or Temporal's ``ActivityError``; the
 interpreter decides what ``on_error`` does with them.
 """
 
@@ -22,7 +22,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.errors import ConditionError, FailureType, StepFailure, TemplateError
+    from workflows.errors import ConditionError, FailureType, StepFailed, TemplateError
     from workflows.kinds import kind_of
     from workflows.kinds.base import StepOutcome, Waiting
     from workflows.kinds.common import (
@@ -175,11 +175,11 @@ class WorkflowStepProcessor:
         try:
             return await kind_of(step).execute(step, run)
         except TemplateError as err:
-            raise StepFailure(str(err), FailureType.INVALID_REFERENCE) from None
+            raise StepFailed(str(err), FailureType.INVALID_REFERENCE) from None
         except ConditionError as err:
-            raise StepFailure(str(err), FailureType.INVALID_CONDITION) from None
+            raise StepFailed(str(err), FailureType.INVALID_CONDITION) from None
         except ValueLimitError as err:
-            raise StepFailure(f"step '{step.id}' {err}", FailureType.VALUE_TOO_LARGE) from None
+            raise StepFailed(f"step '{step.id}' {err}", FailureType.VALUE_TOO_LARGE) from None
 
     def view(
         self,

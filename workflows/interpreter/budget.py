@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.usage import Usage
 
 LIMIT_FIELDS = ("max_cost_usd", "max_tokens")
@@ -83,10 +83,10 @@ class RunBudget:
             if spent is None:  # (with nothing in flight, under every limit means room)
                 break
             if self.on_exceeded != "pause":
-                raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
+                raise StepFailed(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
             answer = await ask_for_more(path)
             if not isinstance(answer, dict) or answer.get("approve") is False:
-                raise StepFailure(
+                raise StepFailed(
                     f"the run {spent}; the budget signal refused more", FailureType.BUDGET_EXCEEDED
                 )
             for name in LIMIT_FIELDS:
@@ -115,4 +115,4 @@ class RunBudget:
         """After an AI call: a `fail` budget fails the step that spent past it."""
         spent = self.over()
         if spent is not None and self.on_exceeded != "pause":
-            raise StepFailure(f"the run {spent}", FailureType.BUDGET_EXCEEDED)
+            raise StepFailed(f"the run {spent}", FailureType.BUDGET_EXCEEDED)

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.definition import WorkflowDefinition
-    from workflows.errors import FailureType
+    from workflows.errors import FailureType, StepFailed
     from workflows.failures import engine_error
     from workflows.interpreter import patches
     from workflows.messages import (
@@ -29,12 +29,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-class ExecutionFailed(Exception):
-    """Raised inside the steps task when a step failure ends the execution."""
-
-    def __init__(self, error: ExecutionError) -> None:
-        super().__init__(error.message)
-        self.error = error
+def failed(error: ExecutionError) -> StepFailed:
+    """The failure that ends a list of steps (and, out of the top list, the run)."""
+    return StepFailed(error.message, error.type, step_id=error.step_id)
 
 
 class RunEnding:
@@ -91,13 +88,15 @@ class RunEnding:
             reason = (self.cancel.reason if self.cancel else None) or "cancelled by request"
             self.error = ExecutionError(type=FailureType.CANCELLED, message=reason, step_id=at)
         elif (err := task.exception()) is not None:
-            if not isinstance(err, ExecutionFailed):
+            if not isinstance(err, StepFailed):
                 if not workflow.patched(patches.ENGINE_ERRORS_FAIL_RUN):
                     raise err  # older runs: fail the workflow task
                 # A bug of ours must not leave the run retrying its workflow task forever.
-                err = ExecutionFailed(engine_error(err, current))
+                err = failed(engine_error(err, current))
             self.status = "failed"
-            self.error = err.error
+            self.error = ExecutionError(
+                type=err.failure_type, message=str(err), step_id=err.step_id
+            )
         else:
             return True
         return False

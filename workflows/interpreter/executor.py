@@ -25,10 +25,10 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.errors import FailureType, ScopeFailed, StepFailure
+    from workflows.errors import FailureType, StepFailed
     from workflows.failures import describe_failure
     from workflows.interpreter import patches
-    from workflows.interpreter.ending import ExecutionFailed, RunEnding
+    from workflows.interpreter.ending import RunEnding, failed
     from workflows.interpreter.jobs import Job, Jobs
     from workflows.interpreter.records import STATUS_STEP_WINDOW, StepBook
     from workflows.interpreter.run_log import RunLog
@@ -236,7 +236,7 @@ class WorkflowExecutor:
 
     def _check_step_limit(self, step: StepBase) -> None:
         if self._limits is not None and self._book.done >= self._limits.max_steps:
-            raise ExecutionFailed(
+            raise failed(
                 ExecutionError(
                     type=FailureType.STEP_LIMIT,
                     message=f"the execution took {self._book.done:,} steps, its limit "
@@ -272,7 +272,7 @@ class WorkflowExecutor:
             finally:
                 if log is not None:  # written or not, the records are free to ride again
                     self._log.release(carried)
-        except (ActivityError, ChildWorkflowError, StepFailure, ApplicationError) as err:
+        except (ActivityError, ChildWorkflowError, StepFailed, ApplicationError) as err:
             if is_cancelled_exception(err):
                 await self._cancelled(record, path)
                 raise
@@ -323,12 +323,12 @@ class WorkflowExecutor:
         record.end_time = workflow.now()
         record.error = error.message
         record.error_type = error.type
-        if isinstance(err, StepFailure) and err.usage:
+        if isinstance(err, StepFailed) and err.usage:
             record.usage = err.usage  # what the step's AI calls cost before it failed
         await self._complete(record, path)
         route = route_failure(step, error.type)
         if route is None or route == "fail":
-            raise ExecutionFailed(error) from None
+            raise failed(error) from None
         scope[LAST_ERROR] = error.model_dump(include={"step_id", "type", "message"})
         return self._target(None if route == "continue" else route, index, steps)
 
@@ -374,7 +374,8 @@ class WorkflowExecutor:
         ways: int = 1,
     ) -> dict[str, Any]:
         """Run a nested list in a scope of its own: it reads ``variables`` (and ``adds``);
-        what its steps bind is returned. A failure that ends the list raises ScopeFailed.
+        what its steps bind is returned. A failure that ends the list raises StepFailed (the
+        holding step fails with it).
         ``ways``: how many sibling scopes not yet started share the enclosing scope's
         allowance of executions with this one (foreach iterations, parallel branches)."""
         local: dict[str, Any] = dict(adds)
@@ -383,9 +384,6 @@ class WorkflowExecutor:
         self._allowances.open(scope, variables, ways)
         try:
             await self._run_list(steps, scope, f"{path}.")
-        except ExecutionFailed as failed:
-            error = failed.error
-            raise ScopeFailed(error.message, error.type, error.step_id) from None
         finally:
             self._allowances.close(scope)
         return {k: v for k, v in local.items() if k not in adds and k != LAST_ERROR}

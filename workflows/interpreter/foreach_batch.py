@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.errors import StepFailure
+    from workflows.errors import StepFailed
     from workflows.interpreter import patches
     from workflows.interpreter.executor import WorkflowExecutor
     from workflows.kinds.foreach import run_share
@@ -34,7 +34,7 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         view = self._processor.view(batch.path, self._book.seq, dict(batch.variables), self)
         try:
             results = await run_share(batch, view)
-        except StepFailure as failure:
+        except StepFailed as failure:
             raise ApplicationError(
                 str(failure), type=failure.failure_type, non_retryable=True
             ) from None

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 
 LIMIT_SETTING = "EXECUTION_MAX_DESCENDANTS"
 
@@ -64,7 +64,7 @@ class Allowance:
             return None
         part = 1 if not starts_more else self.left // max(ways, 1)
         if self.left < 1 or part < 1:
-            raise StepFailure(
+            raise StepFailed(
                 "this run may start no more executions: its tree of sub-workflows and foreach "
                 f"shares used its allowance ({LIMIT_SETTING}"
                 + (f"={limit:,}" if limit is not None else "")

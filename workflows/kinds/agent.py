@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
-from workflows.errors import FailureType, Problem, StepFailure, TemplateError
+from workflows.errors import FailureType, Problem, StepFailed, TemplateError
 from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, first_messages, model_fields
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
@@ -177,7 +177,7 @@ class AgentKind(StepKind[AgentStep]):
                 return agent.finish(answer.result, turns=turn + 1)
             agent.conversation.append(_assistant_turn(answer.result, calls))
             await agent.use_tools(turn, calls)
-        raise StepFailure(
+        raise StepFailed(
             f"the agent was still calling tools after {step.max_turns} turns (max_turns); "
             "raise max_turns or tell it to answer sooner",
             FailureType.AGENT_MAX_TURNS,
@@ -300,7 +300,7 @@ async def _use(
     if tool.workflow_id is not None:
         try:
             return await run_child(run, tool.workflow_id, None, call["arguments"], path, label)
-        except StepFailure as failed:
+        except StepFailed as failed:
             raise _ToolFailed(str(failed)) from None
     assert tool.http is not None
     return await _call_http(run, step, tool.http, call["arguments"], path, label, limited)

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.errors import FailureType, Problem, StepFailure
+from workflows.errors import FailureType, Problem, StepFailed
 from workflows.failures import describe_failure
 from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
@@ -230,7 +230,7 @@ async def ask(
                     continue
                 if failure.falls_through and position + 1 < len(chain):
                     break  # the next model
-                raise StepFailure(failure.error, failure.type, usage=spent.for_step()) from None
+                raise StepFailed(failure.error, failure.type, usage=spent.for_step()) from None
             log = None  # the carried records went with the first call
             usage = result.usage_record()
             spent.add(usage)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 from temporalio import workflow
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import FlowMixin, StepBase
 from workflows.templating import VariableSubstitutor
@@ -56,11 +56,11 @@ class DelayKind(StepKind[DelayStep]):
             try:
                 seconds = float(raw)
             except (TypeError, ValueError, OverflowError):
-                raise StepFailure(
+                raise StepFailed(
                     f"delay seconds must be a number, got {raw!r}", FailureType.INVALID_REQUEST
                 ) from None
             if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY_SECONDS:
-                raise StepFailure(
+                raise StepFailed(
                     f"delay seconds must be between 0 and {MAX_DELAY_SECONDS:g} (one year), "
                     f"got {raw!r}",
                     FailureType.INVALID_REQUEST,
@@ -70,18 +70,18 @@ class DelayKind(StepKind[DelayStep]):
         try:
             until = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise StepFailure(
+            raise StepFailed(
                 f"delay until must be an ISO 8601 timestamp, got {text!r}",
                 FailureType.INVALID_REQUEST,
             ) from None
         if until.tzinfo is None:
-            raise StepFailure(
+            raise StepFailed(
                 f"delay until {text!r} has no time zone; add Z or an offset",
                 FailureType.INVALID_REQUEST,
             )
         seconds = (until - workflow.now()).total_seconds()
         if seconds > MAX_DELAY_SECONDS:
-            raise StepFailure(
+            raise StepFailed(
                 f"delay until {text!r} is more than a year away", FailureType.INVALID_REQUEST
             )
         return seconds

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import Edge, StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import StepBase
 from workflows.templating import VariableSubstitutor
@@ -36,4 +36,4 @@ class FailKind(StepKind[FailStep]):
         message = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes).render_text(
             step.message
         )
-        raise StepFailure(message, FailureType.WORKFLOW_FAILED)
+        raise StepFailed(message, FailureType.WORKFLOW_FAILED)

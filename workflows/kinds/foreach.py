@@ -23,7 +23,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import (
     REGISTRY,
     Scope,
@@ -101,13 +101,13 @@ class ForeachKind(StepKind[ForeachStep]):
             step.items
         )
         if not isinstance(items, list):
-            raise StepFailure(
+            raise StepFailed(
                 f"foreach items must be a list, got {type(items).__name__}",
                 FailureType.INVALID_REQUEST,
             )
         limit = run.limits.foreach_max_items if run.limits is not None else None
         if limit is not None and len(items) > limit:
-            raise StepFailure(
+            raise StepFailed(
                 f"foreach over {len(items):,} items; the limit is {limit:,} "
                 "(FOREACH_MAX_ITEMS): split the list or raise the limit",
                 FailureType.INVALID_REQUEST,
@@ -171,7 +171,7 @@ class ForeachKind(StepKind[ForeachStep]):
                 except ChildWorkflowError as err:
                     cause = err.cause
                     if isinstance(cause, ApplicationError) and cause.type:
-                        raise StepFailure(cause.message, cause.type) from None
+                        raise StepFailed(cause.message, cause.type) from None
                     raise
                 run.adopt(result.records, result.steps_done)
                 run.refund(result.descendants_left)
@@ -197,7 +197,7 @@ async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:
 
 
 def _element(result: Any) -> Any:
-    if isinstance(result, StepFailure):
+    if isinstance(result, StepFailed):
         return {
             "error": {
                 "type": result.failure_type,

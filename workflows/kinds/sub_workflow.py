@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
-from workflows.errors import FailureType, StepFailure
+from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register, starts_executions
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
 from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
@@ -106,7 +106,7 @@ async def run_child(
     label: str,
 ) -> dict[str, Any]:
     """Run a saved workflow as a child of this run (a `sub_workflow` step, an agent's
-    workflow tool); its outputs. Failures raise StepFailure (ChildWorkflowFailed)."""
+    workflow tool); its outputs. Failures raise StepFailed (ChildWorkflowFailed)."""
     outputs, _, _ = await _child(run, workflow_id, version, input_vars, path, label)
     return outputs
 
@@ -123,13 +123,13 @@ async def _child(
     entry = run.input.library.get(library_key(workflow_id, version))
     if entry is None:
         pinned = f" version {version}" if version else ""
-        raise StepFailure(
+        raise StepFailed(
             f"workflow '{workflow_id}'{pinned} was not saved when this run started; "
             "save it, then start the run again",
             FailureType.INVALID_REQUEST,
         )
     if run.input.depth >= MAX_DEPTH:
-        raise StepFailure(
+        raise StepFailed(
             f"sub-workflows nest {MAX_DEPTH} deep here; does '{workflow_id}' call "
             "itself without an end?",
             FailureType.INVALID_REQUEST,
@@ -183,7 +183,7 @@ async def _child(
     except ChildWorkflowError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
-        raise StepFailure(
+        raise StepFailed(
             f"sub-workflow '{workflow_id}' ({child_id}) failed: {message}",
             FailureType.CHILD_WORKFLOW_FAILED,
         ) from None
@@ -192,12 +192,12 @@ async def _child(
 
 
 def _checked(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> dict[str, Any]:
-    """The child's inputs as a start of it would take them, or StepFailure naming every
+    """The child's inputs as a start of it would take them, or StepFailed naming every
     problem (an agent's workflow tool hands that back to the model)."""
     filled, problems = checked_inputs(schema, values, "$.input_vars", CHILD_INPUT_CHECKS)
     if problems:
         listed = "; ".join(f"{p.path}: {p.message}" for p in problems[:10])
-        raise StepFailure(
+        raise StepFailed(
             f"workflow '{workflow_id}' refuses these inputs ({listed})",
             FailureType.INVALID_REQUEST,
         )
@@ -217,13 +217,13 @@ def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) 
     """The child's declared inputs: required ones present, no undeclared ones (the API's own
     rule); the rest of the schema is the child's to check where its steps read them."""
     if not isinstance(values, dict):
-        raise StepFailure("sub_workflow input_vars must be an object", FailureType.INVALID_REQUEST)
+        raise StepFailed("sub_workflow input_vars must be an object", FailureType.INVALID_REQUEST)
     if not isinstance(schema, dict):
         return
     properties = schema.get("properties")
     required = [name for name in schema.get("required") or [] if name not in values]
     if required:
-        raise StepFailure(
+        raise StepFailed(
             f"workflow '{workflow_id}' requires input {', '.join(map(str, required))}; "
             "add it to the step's input_vars",
             FailureType.INVALID_REQUEST,
@@ -231,7 +231,7 @@ def _check_inputs(schema: dict[str, Any] | None, values: Any, workflow_id: Any) 
     if isinstance(properties, dict):
         undeclared = sorted(name for name in values if name not in properties)
         if undeclared:
-            raise StepFailure(
+            raise StepFailed(
                 f"workflow '{workflow_id}' declares no input {', '.join(undeclared)}",
                 FailureType.INVALID_REQUEST,
             )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 from temporalio import workflow
 
-from workflows.errors import FailureType, Problem, StepFailure
+from workflows.errors import FailureType, Problem, StepFailed
 from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, Waiting, register
 from workflows.kinds.common import FlowMixin, StepBase, VariableName
@@ -56,7 +56,7 @@ class WaitForSignalKind(StepKind[WaitForSignalStep]):
             )
         except TimeoutError:
             run.set_waiting(None)
-            raise StepFailure(
+            raise StepFailed(
                 f"no '{step.signal}' signal arrived within {step.timeout_seconds:g}s",
                 FailureType.SIGNAL_TIMEOUT,
             ) from None
