@@ -31,10 +31,10 @@ from activities.logs import WorkflowLogger, carried_log
 from activities.metrics import ModelLabels, record_ai_usage
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS
-from workflows.errors import FailureType
+from workflows.errors import FailureType, ValueLimitError
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage
-from workflows.values import DEFAULT_MAX_VALUE_BYTES, ValueLimitError, parse_json
+from workflows.values import DEFAULT_MAX_VALUE_BYTES, parse_json
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 # A tool call's arguments as JSON text, at most: the engine's default limit for a value.

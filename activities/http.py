@@ -31,6 +31,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import FailureError
 
+from activities.errors import ResponseTooLarge, SecretBodyRedirect, SSRFBlocked, TooManyRedirects
 from activities.failures import (
     Mapped,
     classify,
@@ -42,7 +43,7 @@ from activities.failures import (
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.secrets import SecretStore, fill_secrets
-from activities.ssrf import DEFAULT_PORTS, SSRF_BLOCKED, AddressPolicy, SSRFBlocked
+from activities.ssrf import DEFAULT_PORTS, SSRF_BLOCKED, AddressPolicy
 from workflows.errors import FailureType
 from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
 from workflows.validation import header_problem
@@ -52,18 +53,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
 # Dropped with the body when a redirect turns the request into a GET.
 BODY_HEADERS = ("content-type", "content-length", "content-encoding", "transfer-encoding")
-
-
-class ResponseTooLarge(Exception):
-    pass
-
-
-class TooManyRedirects(Exception):
-    pass
-
-
-class SecretBodyRedirect(Exception):
-    """A redirect to another origin would re-send a body that carries a secret."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import InvalidExecutionId
 from activities.log_files import LogText, merge_journal
 from activities.log_journals import journal_for
 from activities.runtime.settings import Settings
@@ -102,10 +103,6 @@ class CarriedWrite:
 
     async def written(self) -> bool:
         return await self.task if self.task is not None else False
-
-
-class InvalidExecutionId(ValueError):
-    """An execution id that cannot name a log."""
 
 
 class WorkflowLogger:

@@ -34,6 +34,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from activities.errors import SSRFBlocked
 from workflows.errors import ConfigurationError, FailureType
 
 SSRF_BLOCKED = FailureType.SSRF_BLOCKED
@@ -46,15 +47,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-
-
-class SSRFBlocked(Exception):
-    """A request the policy refuses; raised before any connection is attempted."""
-
-    def __init__(self, message: str, host: str = "", address: str | None = None) -> None:
-        super().__init__(message)
-        self.host = host
-        self.address = address
 
 
 # -- what is not a public address ---------------------------------------------------------------

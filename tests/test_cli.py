@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from activities.errors import SSRFBlocked
 from activities.runtime.settings import Settings, load_settings
-from activities.ssrf import AddressPolicy, SSRFBlocked
+from activities.ssrf import AddressPolicy
 from api.cli import app, dev_environment
 from api.cli.devstack import free_port
 from tests.conftest import ADMIN_KEY, eventually, save_definition

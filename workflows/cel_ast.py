@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from workflows.cel_syntax import message_class
+from workflows.errors import EngineError
 
 # Type names an identifier resolves to when no variable has that name.
 TYPE_NAMES = frozenset(
@@ -80,7 +81,7 @@ def _children(node: Any) -> Iterator[Any]:
         yield from (c.iter_range, c.accu_init, c.loop_condition, c.loop_step, c.result)
 
 
-class NotSupported(ValueError):
+class NotSupported(EngineError, ValueError):
     """An expression the rewrite refuses (the message says why, for the person who wrote it)."""
 
 

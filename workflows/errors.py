@@ -1,4 +1,4 @@
-"""The engine's one exception hierarchy.
+"""The engine's one exception tree: everything it raises on purpose is an EngineError.
 
     EngineError
     ├── ConfigurationError        bad or missing settings; raised at start-up
@@ -6,7 +6,15 @@
     ├── TemplateError             a `{variable}` template that cannot be rendered
     │   └── InvalidReferenceError a reference to a value the context does not hold
     ├── ConditionError            a CEL expression that does not compile or evaluate to a bool
-    └── StepFailed                a step failed; carries the failure type shown to users
+    ├── ValueLimitError           a value too deep, too large, not finite (workflows/values.py)
+    ├── StepFailed                a step failed; carries the failure type shown to users
+    ├── IOSideError               activities/errors.py: the SSRF guard, HTTP limits, storage
+    ├── ApiError                  api/server/errors.py: an error answer of the HTTP API
+    └── ClientError               api/cli/client.py: what `wfe` reports, one line per problem
+
+Each layer's errors live in its errors module (these three); a few modules keep a private
+exception for their own flow control (a schema check out of budget, a CEL construct the
+rewriter does not support), under EngineError too.
 
 Errors that cross the activity boundary travel as Temporal ``ApplicationError`` with one of the
 ``FailureType`` names below, so the workflow and the API can classify them without parsing text.
@@ -110,6 +118,16 @@ class InvalidReferenceError(TemplateError):
 
 class ConditionError(EngineError):
     """A CEL condition failed to compile or to evaluate."""
+
+
+class ValueLimitError(EngineError):
+    """A value breaks a value limit (depth, size, non-finite numbers, lone surrogates; see
+    workflows/values.py); ``path`` locates it (``$.input_vars.a[2]``)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason = message
 
 
 class StepFailed(EngineError):

@@ -55,7 +55,7 @@ from referencing import Registry
 from referencing._core import Resolver
 from referencing.jsonschema import DRAFT202012
 
-from workflows.errors import Problem, json_path
+from workflows.errors import EngineError, Problem, json_path
 from workflows.formats import ASSERTED_FORMATS, conforms
 
 MAX_PATTERN_LENGTH = 1000
@@ -114,7 +114,7 @@ def _re2_options() -> Any:
 _OPTIONS = _re2_options()
 
 
-class PatternError(ValueError):
+class PatternError(EngineError, ValueError):
     """A pattern RE2 cannot run (or that is too long)."""
 
 
@@ -565,7 +565,7 @@ def _default_problems(validator: Any, where: str) -> list[Problem]:
 # -- run time -----------------------------------------------------------------------------------
 
 
-class _TooCostly(Exception):
+class _TooCostly(EngineError):
     pass
 
 
@@ -775,7 +775,7 @@ def _value_formats() -> FormatChecker:
 _VALUE_FORMATS = _value_formats()
 
 
-class UnusableSchema(Exception):
+class UnusableSchema(EngineError):
     """The schema breaks the engine's rules (a document saved before they existed)."""
 
 

@@ -22,7 +22,13 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.errors import ConditionError, FailureType, StepFailed, TemplateError
+    from workflows.errors import (
+        ConditionError,
+        FailureType,
+        StepFailed,
+        TemplateError,
+        ValueLimitError,
+    )
     from workflows.kinds import kind_of
     from workflows.kinds.base import StepOutcome, Waiting
     from workflows.kinds.common import (
@@ -35,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.kinds.http import idempotency_key
     from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord
-    from workflows.values import ValueLimitError, check_value
+    from workflows.values import check_value
 
 if TYPE_CHECKING:
     from workflows.shared import ExecutionInput

@@ -21,19 +21,10 @@ import json
 import math
 from typing import Any
 
-from workflows.errors import EngineError
+from workflows.errors import ValueLimitError
 
 MAX_VALUE_DEPTH = 64
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
-
-
-class ValueLimitError(EngineError):
-    """A value breaks one of the limits above; ``path`` locates it (``$.input_vars.a[2]``)."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.reason = message
 
 
 def check_value(value: Any, path: str = "$", max_bytes: int | None = None) -> None:

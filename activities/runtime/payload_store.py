@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from activities.errors import PayloadStoreError
 from activities.runtime.settings import Settings
 from activities.runtime.storage import Storage, is_temporary, off_loop
 
@@ -42,10 +43,6 @@ REFRESH_SECONDS = 86400.0
 # A temporary file of a write that crashed is removed after this long (file backend).
 STALE_TEMPORARY_SECONDS = 3600.0
 _HEX = frozenset("0123456789abcdef")
-
-
-class PayloadStoreError(RuntimeError):
-    """A referenced payload is missing or damaged in the payload store."""
 
 
 def retention_seconds(settings: Settings) -> float:

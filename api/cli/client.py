@@ -12,13 +12,15 @@ from typing import Any
 
 import httpx
 
+from workflows.errors import EngineError
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 API_URL_ENV = "WFE_API_URL"
 API_KEY_ENV = "WFE_API_KEY"
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
-class ClientError(Exception):
+class ClientError(EngineError):
     """A failure the CLI reports as one line per problem (no traceback)."""
 
     def lines(self) -> list[str]:

@@ -23,7 +23,7 @@ from api.cli.app import app, console, fail
 from api.cli.client import API_KEY_ENV, API_URL_ENV
 from api.cli.devstack import DevServer, check_ports_free, parent_death_signal_available, spawn
 from api.server.auth import new_admin_key_file
-from workflows.errors import ConfigurationError
+from workflows.errors import ConfigurationError, EngineError
 
 
 @app.command()
@@ -91,7 +91,7 @@ def _check_dev_ports(temporal_port: int, ui_port: int, api_port: int, metrics_po
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class _StopRequested(Exception):
+class _StopRequested(EngineError):
     """One of STOP_SIGNALS arrived: unwind whatever `wfe dev` is doing to the orderly stop."""
 
 

@@ -25,6 +25,7 @@ from api.cli.client import (
     ApiClient,
     ClientError,
 )
+from workflows.errors import EngineError
 
 STEP_STYLES = {
     "success": ("✓", "green"),
@@ -37,7 +38,7 @@ EXIT_TIMEOUT = 2
 PIPE_WIDTH = 200
 
 
-class WaitTimeout(Exception):
+class WaitTimeout(EngineError):
     """``run --wait --timeout`` ran out before the execution finished."""
 
 

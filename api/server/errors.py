@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workflows.errors import DefinitionError, Problem
-from workflows.values import ValueLimitError, parse_json
+from workflows.errors import DefinitionError, Problem, ValueLimitError
+from workflows.values import parse_json
 
 logger = logging.getLogger(__name__)
 

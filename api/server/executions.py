@@ -35,7 +35,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.logs import InvalidExecutionId, WorkflowLogger
+from activities.errors import InvalidExecutionId
+from activities.logs import WorkflowLogger
 from activities.runtime.settings import Settings
 from activities.runtime.temporal_client import closed_by_temporal
 from api.server.auth import Action, Principal

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
-from workflows.errors import FailureType, Problem, StepFailed, TemplateError
+from workflows.errors import EngineError, FailureType, Problem, StepFailed, TemplateError
 from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, first_messages, model_fields
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
@@ -289,7 +289,7 @@ def _assistant_turn(result: AIResult, calls: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-class _ToolFailed(Exception):
+class _ToolFailed(EngineError):
     """A tool call that failed: its message goes back to the model."""
 
 

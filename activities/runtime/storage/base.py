@@ -14,6 +14,8 @@ in the backend's own threads (``executor``), never on the event loop.
 
 from __future__ import annotations
 
+from activities.errors import StorageError, PreconditionFailed
+
 import asyncio
 import contextvars
 import functools
@@ -31,12 +33,8 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.:=-]{1,255}$")
 MAX_KEY_LENGTH = 900  # S3 allows 1024 bytes, with room for a prefix
 
 
-class StorageError(OSError):
-    """A storage operation failed (an OSError, so callers' disk-error paths cover S3 too)."""
 
 
-class PreconditionFailed(StorageError):
-    """A conditional put found the object changed (or present, or gone) since it was read."""
 
 
 @dataclass(frozen=True)
