@@ -22,7 +22,7 @@ from api.server.store import (
 from api.server.triggers import delete_schedules, sync_schedules, webhook_secret
 from workflows.definition import ScheduleTrigger, WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
-from workflows.kinds.sub_workflow import called_workflows
+from workflows.kinds.base import called_workflows
 from workflows.run_inputs import checked_inputs
 from workflows.validation import check_definition
 

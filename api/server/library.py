@@ -14,8 +14,8 @@ from api.server.errors import ApiError
 from api.server.store import DefinitionNotFound, DefinitionStore
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError
-from workflows.kinds.sub_workflow import called_workflows, library_key
-from workflows.shared import LibraryEntry
+from workflows.kinds.base import called_workflows
+from workflows.shared import LibraryEntry, library_key
 
 MAX_LIBRARY = 100  # distinct workflows (and versions) one run may call
 

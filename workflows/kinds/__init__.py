@@ -1,28 +1,34 @@
 """The step kinds (one module each) and what the registry derives from them.
 
-Importing this package imports every module of it (but the building blocks in
-:data:`NOT_KINDS`), and each registers its kind: a new kind is a new module here, nothing
-else. :data:`Step` is the discriminated union of their models on ``type``,
-:data:`STEP_TYPES` their names (alphabetical, as the modules are found).
+Every kind is listed once, below: importing its module registers it (``@register``). A new
+kind is a new module here plus its line in that list. :data:`Step` is the discriminated union
+of their models on ``type``, :data:`STEP_TYPES` their names (alphabetical).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field
 
+# The kinds, in the order they register (the union's and the exported schema's order).
+from workflows.kinds import (  # noqa: F401 - each import registers its kind
+    agent,
+    ai,
+    condition,
+    delay,
+    fail,
+    foreach,
+    http,
+    parallel,
+    set_values,
+    sub_workflow,
+    wait_for_signal,
+)
 from workflows.kinds.base import REGISTRY, StepKind, kind_of
 
-NOT_KINDS = frozenset({"base", "common", "slots"})
-for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _module.name not in NOT_KINDS:
-        importlib.import_module(f"{__name__}.{_module.name}")
-
 STEP_TYPES: tuple[str, ...] = tuple(sorted(REGISTRY))
-"""Every step type's name, in registration order."""
+"""Every step type's name, alphabetical."""
 
 if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step

@@ -135,6 +135,9 @@ class AgentKind(StepKind[AgentStep]):
     def starts_executions(self, step: AgentStep) -> bool:
         return any(tool.workflow_id is not None for tool in step.tools)
 
+    def calls(self, step: AgentStep) -> list[tuple[str, int | None]]:
+        return [(str(t.workflow_id), None) for t in step.tools if t.workflow_id is not None]
+
     def templated(self, step: AgentStep) -> dict[str, Any]:
         return model_fields(step)
 

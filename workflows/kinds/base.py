@@ -272,6 +272,11 @@ class StepKind(Generic[S]):
         """Whether it may start executions of its own (child workflows, foreach shares)."""
         return False
 
+    def calls(self, step: S) -> list[tuple[str, int | None]]:
+        """The saved workflows it may run as children: (workflow id, pinned version or None),
+        so the API loads them into the run's library when it starts."""
+        return []
+
     # -- its own checks and its execution ---------------------------------------------------
 
     def problems(self, step: S, where: str) -> list[Problem]:
@@ -295,6 +300,20 @@ def register(kind: builtins.type[StepKind[Any]]) -> builtins.type[StepKind[Any]]
 
 def kind_of(step: StepBase) -> StepKind[Any]:
     return REGISTRY[step.type]
+
+
+def called_workflows(steps: Sequence[Any]) -> list[tuple[str, int | None]]:
+    """(workflow id, pinned version or None) of every workflow a list of steps may run as a
+    child, nested lists included."""
+    found: list[tuple[str, int | None]] = []
+    work = list(steps)
+    while work:
+        step = work.pop()
+        kind = kind_of(step)
+        found += kind.calls(step)
+        for scope in kind.scopes(step):
+            work.extend(scope.steps)
+    return found
 
 
 def starts_executions(steps: Sequence[Any]) -> bool:

@@ -22,6 +22,7 @@ from workflows.kinds.base import StepKind, StepOutcome, StepRun, register, start
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
 from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
 from workflows.run_inputs import checked_inputs
+from workflows.shared import library_key
 from workflows.templating import VariableSubstitutor
 
 MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
@@ -49,30 +50,6 @@ class SubWorkflowStep(StepBase, FlowMixin, OutputMixin):
     )
 
 
-def library_key(workflow_id: str | int, version: int | None) -> str:
-    """The key of a definition in a run's library: ``id`` (current) or ``id@version``."""
-    return str(workflow_id) if version is None else f"{workflow_id}@{version}"
-
-
-def called_workflows(steps: Any) -> list[tuple[str, int | None]]:
-    """(workflow id, pinned version or None) of every sub_workflow step in a list, nested
-    lists included (the API loads these into the run's library)."""
-    from workflows.kinds.base import kind_of
-
-    found: list[tuple[str, int | None]] = []
-    work = list(steps)
-    while work:
-        step = work.pop()
-        if isinstance(step, SubWorkflowStep):
-            found.append((str(step.workflow_id), step.version))
-        for tool in getattr(step, "tools", None) or []:  # an agent's workflow tools
-            if getattr(tool, "workflow_id", None) is not None:
-                found.append((str(tool.workflow_id), None))
-        for scope in kind_of(step).scopes(step):
-            work.extend(scope.steps)
-    return found
-
-
 @register
 class SubWorkflowKind(StepKind[SubWorkflowStep]):
     type = "sub_workflow"
@@ -81,6 +58,9 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
 
     def starts_executions(self, step: SubWorkflowStep) -> bool:
         return True
+
+    def calls(self, step: SubWorkflowStep) -> list[tuple[str, int | None]]:
+        return [(str(step.workflow_id), step.version)]
 
     def templated(self, step: SubWorkflowStep) -> dict[str, Any]:
         return {"input_vars": step.input_vars}
