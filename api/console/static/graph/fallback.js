@@ -30,7 +30,7 @@ const TABLE = {
     workflow_id: { "x-role": "workflow-id" },
   },
   AIStep: { "": { "x-label": ["{model}", "then {models}"] } },
-  AgentStep: { "": { "x-label": ["{model}", "then {models}", "{tools} tools"] } },
+  AgentStep: { "": { "x-label": ["{model}", "then {models}", "tools: {tools}"] } },
   HTTPStep: { "": { "x-label": "{method|GET} {url}" } },
   SetStep: { "": { "x-label": ["sets {values}", "computes {compute}"] } },
   DelayStep: { "": { "x-label": ["{seconds} s", "until {until}"] } },
