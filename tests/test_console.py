@@ -1194,3 +1194,130 @@ async def test_console_modules_on_awkward_input(console: Console) -> None:
         "3f2a9c1e-review-7",
         "plain",
     ]
+
+
+def test_the_console_serves_the_exported_definition_schema() -> None:
+    # The graph reads the step kinds from this copy (graph/schema.js): it must be the export.
+    copy = ROOT / "api" / "console" / "static" / "workflow-definition.schema.json"
+    exported = ROOT / "docs" / "workflow-definition.schema.json"
+    assert copy.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8"), (
+        f"{copy.relative_to(ROOT)} is stale: copy {exported.relative_to(ROOT)} over it"
+    )
+
+
+# A kind the console has never heard of, as the kinds' registry would export it: its model in
+# $defs (a `next`, an error route, a nested list of steps, its words), its type in every
+# steps union. The graph draws it from the schema alone, with the console unchanged.
+NEW_KIND_CHECKS = r"""
+async () => {
+  const root = document.querySelector('meta[name="wfe-root"]').content + "/console/static/";
+  const { kindsFromSchema } = await import(root + "graph/kinds.js");
+  const model = await import(root + "graph/model.js");
+  const render = await import(root + "graph/render.js");
+  const today = await (await fetch(root + "workflow-definition.schema.json")).json();
+  const schema = structuredClone(today);
+  schema.$defs.McpStep = {
+    type: "object",
+    "x-label": ["calls {tool} on {server}"],
+    required: ["id", "type", "server", "tool"],
+    properties: {
+      id: { type: "string" },
+      type: { const: "mcp", type: "string" },
+      name: { type: "string" },
+      server: { type: "string" },
+      tool: { type: "string" },
+      next: { anyOf: [{ type: "string", "x-role": "step-id" }, { type: "null" }], "x-flow": "next" },
+      on_refusal: { type: "string", "x-role": "step-id", "x-flow": "error", "x-label": "if {server} refuses" },
+      cleanup: { type: "array", items: { type: "object" }, "x-role": "steps", "x-label": "after {tool}" },
+    },
+  };
+  const unions = [];
+  (function find(node) {
+    if (!node || typeof node !== "object") return;
+    if (node.discriminator?.mapping?.set) unions.push(node);
+    Object.values(node).forEach(find);
+  })(schema);
+  for (const union of unions) {
+    union.discriminator.mapping.mcp = "#/$defs/McpStep";
+    union.oneOf.push({ $ref: "#/$defs/McpStep" });
+  }
+  const steps = [
+    { id: "ask", type: "mcp", server: "files", tool: "read", next: "after", on_refusal: "oops",
+      cleanup: [{ id: "close", type: "mcp", server: "files", tool: "close" },
+        { id: "log", type: "set", values: { closed: true }, next: "end" }] },
+    { id: "skipped", type: "set", values: { n: 1 } },
+    { id: "after", type: "mcp", server: "mail", tool: "send", next: "nowhere" },
+    { id: "oops", type: "fail", message: "refused" },
+  ];
+  const kinds = kindsFromSchema(schema);
+  const shape = (item) => ({ key: item.key, detail: item.detail, rows: item.rows, exits: item.exits,
+    scopes: item.scopes.map((c) => [c.label, c.scope.items.map(shape)]) });
+  const svg = render.renderGraph(steps, { kinds });
+  const unknown = model.scopeOf(steps, { kinds: kindsFromSchema(today) }).items[0];
+  const edges = {};
+  for (const path of svg.querySelectorAll("path.edge")) {
+    const kind = [...path.classList].find((c) => c !== "edge");
+    edges[kind] = (edges[kind] || 0) + 1;
+  }
+  return {
+    known: [kinds.types.includes("mcp"), kindsFromSchema(today).types.includes("mcp")],
+    items: model.scopeOf(steps, { kinds }).items.map(shape),
+    unknown: [unknown.detail, unknown.scopes.length, unknown.exits],
+    nested: [...svg.querySelectorAll('g.gbox[data-step="ask"] g.gnode')].map((g) => g.dataset.step),
+    label: svg.querySelector('g.gbox[data-step="ask"] .scope-label')?.textContent,
+    edges,
+  };
+}
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_kind_the_console_never_heard_of_is_drawn_from_the_schema(
+    console: Console,
+) -> None:
+    from playwright.async_api import expect
+
+    await console.open()
+    await expect(console.page.get_by_role("heading", name="Definitions")).to_be_visible()
+    result = await console.page.evaluate(NEW_KIND_CHECKS)
+    assert result["known"] == [True, False]
+    ask, skipped, after, oops = result["items"]
+    # Its words, its `next` (a jump), its error route as a row, its list of steps as a column
+    # whose steps go on to the following one and to "end".
+    assert ask["detail"] == "calls read on files"
+    assert ask["rows"] == [{"kind": "error", "text": "if files refuses", "target": "oops"}]
+    assert ask["exits"] == [
+        {"from": "main", "kind": "jump", "target": "after"},
+        {"from": 0, "kind": "error", "target": "oops"},
+    ]
+    assert ask["scopes"] == [
+        [
+            "after read",
+            [
+                {
+                    "key": "ask.close",
+                    "detail": "calls close on files",
+                    "rows": [],
+                    "exits": [{"from": "main", "kind": "next", "target": "log"}],
+                    "scopes": [],
+                },
+                {
+                    "key": "ask.log",
+                    "detail": "sets closed",
+                    "rows": [],
+                    "exits": [{"from": "main", "kind": "jump", "target": "end"}],
+                    "scopes": [],
+                },
+            ],
+        ]
+    ]
+    assert skipped["exits"] == [{"from": "main", "kind": "next", "target": "after"}]
+    # A `next` to no step is flagged on its node, as for any kind.
+    assert after["rows"] == [{"kind": "error", "text": 'next: no step "nowhere"', "unknown": True}]
+    assert after["exits"] == [] and oops["exits"] == []
+    # Drawn: a box holding its steps, with its column's title and every arrow.
+    assert result["nested"] == ["ask.close", "ask.log"]
+    assert result["label"] == "after read"
+    assert result["edges"] == {"edge-next": 3, "edge-jump": 2, "edge-error": 1}
+    # With today's schema, which has no such kind, the same step is a plain node going on.
+    assert result["unknown"] == ["", 0, [{"from": "main", "kind": "next", "target": "skipped"}]]

@@ -154,7 +154,7 @@ function drawBox(box, ctx) {
   }
   if (item.href) {
     // The child workflow's own graph is one click away.
-    group.append(s("a", { href: item.href, class: "child-link", "aria-label": `Open workflow ${item.detail}` },
+    group.append(s("a", { href: item.href, class: "child-link", "aria-label": `Open workflow ${item.linkTo}` },
       s("text", { class: "node-link", x: box.w - 22, y: box.text.subTop + 12, "text-anchor": "end" }, "open ↗")));
   }
   return group;
@@ -178,12 +178,13 @@ function drawScope(layout, ctx, x = 0, y = 0) {
 }
 
 /**
- * renderGraph(steps, {statusOf(key) -> status|null, onSelect(item)}) -> <svg>
+ * renderGraph(steps, {kinds, statusOf(key) -> status|null, onSelect(item)}) -> <svg>
+ * kinds: from kindsFromSchema() (schema.js loads it); without, every step is a plain node.
  */
-export function renderGraph(steps, { statusOf, onSelect } = {}) {
+export function renderGraph(steps, { kinds, statusOf, onSelect } = {}) {
   instances += 1;
   const prefix = `wfe-graph-${instances}`;
-  const scope = scopeOf(steps);
+  const scope = scopeOf(steps, { kinds });
   const layout = layoutScope(scope, { start: true });
   const margin = 16;
   const width = Math.ceil(layout.width + 2 * margin);

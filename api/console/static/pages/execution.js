@@ -7,6 +7,7 @@ import { h, mount } from "../dom.js";
 import { cost, costOf, count, dateTime, duration, elapsed, shortId } from "../format.js";
 import { keyOfPath } from "../graph/model.js";
 import { renderGraph } from "../graph/render.js";
+import { loadKinds } from "../graph/schema.js";
 import { createGraphViewer } from "../graph/viewer.js";
 import { link } from "../router.js";
 import { mergeRecords, renderTimeline } from "../timeline.js";
@@ -74,6 +75,7 @@ export function executionView(root, params, life) {
   let status = null;
   let logDoc = null;
   let definition = null;
+  let kinds; // the step kinds (graph/schema.js), read with the definition
   let definitionAsked = false;
   let ticks = 0;
   let settling = 0; // polls after the end, until the log agrees (bounded)
@@ -174,14 +176,18 @@ export function executionView(root, params, life) {
     if (drawn.graph === signature) return;
     drawn.graph = signature;
     if (!graphHost.contains(viewer.element)) mount(graphHost, viewer.element);
-    viewer.show(renderGraph(definition.steps, { statusOf: (key) => byKey.get(key) || null }));
+    viewer.show(renderGraph(definition.steps, { kinds, statusOf: (key) => byKey.get(key) || null }));
   }
 
   function loadDefinition() {
     if (definitionAsked || !status?.workflow_id) return;
     definitionAsked = true;
-    api.getWorkflow(String(status.workflow_id), status.definition_version || undefined, { signal: life.signal })
-      .then((answer) => {
+    Promise.all([
+      api.getWorkflow(String(status.workflow_id), status.definition_version || undefined, { signal: life.signal }),
+      loadKinds(),
+    ])
+      .then(([answer, known]) => {
+        kinds = known;
         definition = answer.definition;
         drawn.graph = "";
         drawGraph(records());

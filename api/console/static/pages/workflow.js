@@ -6,9 +6,10 @@ import { api } from "../api.js";
 import { createDefinitionEditor } from "../defeditor.js";
 import { h, mount } from "../dom.js";
 import { dateTime } from "../format.js";
-import { renderGraph } from "../graph/render.js";
-import { createGraphViewer } from "../graph/viewer.js";
 import { scopeOf } from "../graph/model.js";
+import { renderGraph } from "../graph/render.js";
+import { loadKinds } from "../graph/schema.js";
+import { createGraphViewer } from "../graph/viewer.js";
 import { link, navigate, reload } from "../router.js";
 import { errorBox, errorsFrom, pageTitle, spinner, toast } from "../ui.js";
 import { runForm } from "./runform.js";
@@ -53,6 +54,7 @@ export function workflowView(root, params, life) {
   let graphHost = null;
   let graphNote = null;
   let graphParts = null; // the viewer (its zoom kept across redraws) and the outline below it
+  let kinds; // the step kinds (graph/schema.js), read with the definition
   let runPanelMade = false;
 
   function showTab(tab) {
@@ -88,6 +90,7 @@ export function workflowView(root, params, life) {
       return;
     }
     const svg = renderGraph(steps, {
+      kinds,
       onSelect: (item) => {
         navigate(`${base}/edit`, { version });
         showTab("edit"); // now, not on the hashchange: the editor must be visible to focus
@@ -105,7 +108,7 @@ export function workflowView(root, params, life) {
         graphParts.outline);
     }
     graphParts.viewer.show(svg);
-    mount(graphParts.outline, h("summary", {}, "Steps as a list"), outline(scopeOf(steps)));
+    mount(graphParts.outline, h("summary", {}, "Steps as a list"), outline(scopeOf(steps, { kinds })));
   }
 
   function makeRunPanel() {
@@ -138,7 +141,8 @@ export function workflowView(root, params, life) {
     return h("label", { class: "inline-field" }, "Version ", select);
   }
 
-  api.getWorkflow(id, version, { signal: life.signal }).then((answer) => {
+  Promise.all([api.getWorkflow(id, version, { signal: life.signal }), loadKinds()]).then(([answer, known]) => {
+    kinds = known;
     loaded = answer;
     const doc = answer.definition || {};
     const latest = answer.versions[answer.versions.length - 1];
