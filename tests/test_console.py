@@ -1196,12 +1196,16 @@ async def test_console_modules_on_awkward_input(console: Console) -> None:
     ]
 
 
-def test_the_console_serves_the_exported_definition_schema() -> None:
-    # The graph reads the step kinds from this copy (graph/schema.js): it must be the export.
-    copy = ROOT / "api" / "console" / "static" / "workflow-definition.schema.json"
-    exported = ROOT / "docs" / "workflow-definition.schema.json"
-    assert copy.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8"), (
-        f"{copy.relative_to(ROOT)} is stale: copy {exported.relative_to(ROOT)} over it"
+async def test_the_console_serves_the_exported_definition_schema(api_url: str) -> None:
+    # The graph reads the step kinds from this (graph/schema.js): it must be the export, with
+    # the kinds' roles in it.
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        served = await http.get("/console/static/workflow-definition.schema.json")
+    assert served.status_code == 200
+    exported = json.loads((ROOT / "docs" / "workflow-definition.schema.json").read_text())
+    assert served.json() == exported
+    assert served.json()["$defs"]["SubWorkflowStep"]["properties"]["workflow_id"]["x-role"] == (
+        "workflow-id"
     )
 
 

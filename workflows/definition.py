@@ -135,3 +135,12 @@ class WorkflowDefinition(Model):
 
     def webhook(self) -> WebhookTrigger | None:
         return next((t for t in self.triggers if isinstance(t, WebhookTrigger)), None)
+
+
+def definition_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a definition document (docs/workflow-definition.schema.json; the
+    console's graph reads the kinds' roles from it: their ``x-role``/``x-flow``/``x-label``)."""
+    schema = WorkflowDefinition.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "workflow-definition.schema.json"
+    return schema

@@ -65,6 +65,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def library_key(workflow_id: str | int, version: int | None) -> str:
+    """The key of a definition in a run's library: ``id`` (current) or ``id@version``."""
+    return str(workflow_id) if version is None else f"{workflow_id}@{version}"
+
+
 class ExecutionLimits(_Model):
     """The bounds a run holds to (README "Limits"): the operator's settings, lowered by the
     definition's own ``timeout_seconds`` and ``limits``. Runs started before limits existed

@@ -18,11 +18,6 @@ from workflows.messages import (
 )
 
 
-def library_key(workflow_id: str | int, version: int | None) -> str:
-    """The key of a definition in a run's library: ``id`` (current) or ``id@version``."""
-    return str(workflow_id) if version is None else f"{workflow_id}@{version}"
-
-
 class LibraryEntry(_Model):
     """A definition a run may call as a sub-workflow, with its version."""
 

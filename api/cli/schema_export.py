@@ -9,22 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from workflows.definition import WorkflowDefinition
+from workflows.definition import definition_json_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "workflow-definition.schema.json"
 
 
-def definition_schema() -> dict[str, Any]:
-    schema = WorkflowDefinition.model_json_schema(by_alias=True, mode="validation")
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "workflow-definition.schema.json"
-    return schema
-
-
 def render() -> str:
-    return json.dumps(definition_schema(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(definition_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 def main() -> None:

@@ -11,11 +11,15 @@ part of the API.
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from workflows.definition import definition_json_schema
 
 __all__ = ["CONSOLE_URL", "STATIC_DIR", "router"]
 
@@ -72,6 +76,22 @@ async def console_page(request: Request) -> HTMLResponse:
 async def console_slash(request: Request) -> RedirectResponse:
     """`/console/` would make the page's relative links resolve under the wrong folder."""
     return RedirectResponse(_root(request) + CONSOLE_URL, status_code=308)
+
+
+@router.get(STATIC_URL + "/workflow-definition.schema.json", include_in_schema=False)
+async def definition_schema() -> Response:
+    """The definition format's JSON Schema, as the models export it: the graph reads the
+    step kinds' roles from it (graph/kinds.js), so a new kind needs no console change."""
+    return Response(
+        _schema_text(),
+        media_type="application/schema+json",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return json.dumps(definition_json_schema(), indent=2, sort_keys=True)
 
 
 @router.get(STATIC_URL + "/{path:path}", include_in_schema=False)

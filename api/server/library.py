@@ -15,7 +15,8 @@ from api.server.store import DefinitionNotFound, DefinitionStore
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError
 from workflows.kinds.base import called_workflows
-from workflows.shared import LibraryEntry, library_key
+from workflows.messages import library_key
+from workflows.shared import LibraryEntry
 
 MAX_LIBRARY = 100  # distinct workflows (and versions) one run may call
 

@@ -27,7 +27,6 @@ from temporalio.service import RPCError
 from activities.logs import WorkflowLogger
 from activities.runtime.settings import Settings, get_settings
 from activities.runtime.storage import check_storage, open_stores
-from api.cli.schema_export import definition_schema
 from api.console import router as console_router
 from api.server.auth import load_key_ring
 from api.server.deps import AppState
@@ -39,6 +38,7 @@ from api.server.routes import executions, health, hooks, runs, workflows
 from api.server.schemas import ErrorResponse
 from api.server.store import FileDefinitionStore
 from api.server.web_security import install_web_security
+from workflows.definition import definition_json_schema
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    schema = definition_schema()
+    schema = definition_json_schema()
     schema.pop("$schema", None)
     schema.pop("$id", None)
     definitions = schema.pop("$defs", {})

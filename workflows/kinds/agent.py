@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
@@ -88,6 +88,11 @@ class AgentTool(Model):
 
 class AgentStep(StepBase, FlowMixin, ActivityMixin):
     """A model that calls tools until it answers (or ``max_turns``)."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(
+        json_schema_extra={"x-label": ["{model}", "then {models}", "tools: {tools}"]}
+    )
 
     type: Literal["agent"]
     model: str = Field(min_length=1, max_length=200)

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
@@ -42,6 +42,9 @@ ResponseFormat = Annotated[JsonObjectFormat | JsonSchemaFormat, Field(discrimina
 
 class AIStep(StepBase, FlowMixin, ActivityMixin):
     """A chat completion through OpenRouter (or any OpenAI-compatible server)."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(json_schema_extra={"x-label": ["{model}", "then {models}"]})
 
     type: Literal["ai"]
     model: str = Field(min_length=1, max_length=200)

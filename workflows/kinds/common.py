@@ -29,7 +29,11 @@ StepId = Annotated[
 StepTarget = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$"),
-    Field(description='A step id to jump to, or "end" to finish successfully.'),
+    Field(
+        description='A step id to jump to, or "end" to finish successfully.',
+        # Roles the console's graph reads from the exported schema (docs/console.md).
+        json_schema_extra={"x-role": "step-id"},
+    ),
 ]
 VariableName = Annotated[
     str,
@@ -78,12 +82,17 @@ class OnErrorRoute(Model):
     """One rule of an ``on_error`` list: the first rule whose ``errors`` name the failure's
     type (or that has no ``errors``) decides what happens."""
 
+    model_config = ConfigDict(json_schema_extra={"x-label": "on {errors|any error}"})
+
     errors: list[str] | None = Field(
         None,
         min_length=1,
         description="Failure types this rule matches (docs/errors.md); absent: any failure.",
     )
-    then: StepTarget = Field(description='A step id of the same list, "continue" or "fail".')
+    then: StepTarget = Field(
+        description='A step id of the same list, "continue" or "fail".',
+        json_schema_extra={"x-keywords": ["continue", "fail"]},
+    )
 
 
 OnError = Literal["fail", "continue"] | OnErrorNext | list[OnErrorRoute]
@@ -113,13 +122,16 @@ class FlowMixin(Model):
     """``next`` and ``on_error``: where the flow goes after the step, and after its failure."""
 
     next: StepTarget | None = Field(
-        None, description='Step to run next (default: the following step); "end" finishes.'
+        None,
+        description='Step to run next (default: the following step); "end" finishes.',
+        json_schema_extra={"x-flow": "next"},
     )
     on_error: OnError = Field(
         "fail",
         description='"fail" (default) ends the execution, "continue" goes on to the next step, '
         '{"next": id} jumps to a handler step; a list of {"errors", "then"} rules routes by '
         "failure type (first match wins).",
+        json_schema_extra={"x-flow": "error"},
     )
 
     @field_validator("on_error", mode="before")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from workflows.conditions import evaluate_condition
 from workflows.errors import Problem
@@ -14,8 +14,10 @@ from workflows.kinds.set_values import cel_problems
 
 
 class Branch(Model):
+    model_config = ConfigDict(json_schema_extra={"x-label": "if {when}"})
+
     when: str = Field(min_length=1, max_length=4096, description="CEL expression (bool).")
-    next: StepTarget
+    next: StepTarget = Field(json_schema_extra={"x-flow": "branch"})
 
 
 class ConditionStep(StepBase):
@@ -24,7 +26,9 @@ class ConditionStep(StepBase):
     type: Literal["condition"]
     branches: list[Branch] = Field(min_length=1)
     default: StepTarget | None = Field(
-        None, description="Target when no branch matches (default: the following step)."
+        None,
+        description="Target when no branch matches (default: the following step).",
+        json_schema_extra={"x-flow": "default", "x-label": "otherwise"},
     )
 
 

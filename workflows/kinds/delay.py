@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 from temporalio import workflow
 
 from workflows.errors import FailureType, StepFailed
@@ -19,6 +19,9 @@ MAX_DELAY_SECONDS = 366 * 86400  # as the definition's own `seconds` allows
 
 class DelayStep(StepBase, FlowMixin):
     """A durable Temporal timer: ``seconds`` (number or template) or ``until`` (ISO 8601)."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(json_schema_extra={"x-label": ["{seconds} s", "until {until}"]})
 
     type: Literal["delay"]
     seconds: float | str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import Edge, StepKind, StepOutcome, StepRun, register
@@ -15,6 +15,9 @@ from workflows.templating import VariableSubstitutor
 
 class FailStep(StepBase):
     """Ends the execution as failed with a (templated) message."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(json_schema_extra={"x-label": "{message}"})
 
     type: Literal["fail"]
     message: str = Field(min_length=1, max_length=10_000)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
@@ -49,6 +49,11 @@ MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
 class ForeachStep(StepBase, FlowMixin, OutputMixin):
     """Runs its steps for every item of a list; binds the iterations' variables, in order."""
 
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(
+        json_schema_extra={"x-label": ["each {as|item} in {items}", "{concurrency} at once"]}
+    )
+
     type: Literal["foreach"]
     items: str | list[Any] = Field(
         description='A template that resolves to a list ("{orders}"), or a literal list.'
@@ -61,7 +66,9 @@ class ForeachStep(StepBase, FlowMixin, OutputMixin):
         description='"fail": the first failure cancels the rest and fails the step; '
         '"continue": a failed item\'s element is {"error": {...}}.',
     )
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(
+        min_length=1, json_schema_extra={"x-role": "steps", "x-label": "for each {as|item}"}
+    )
 
 
 def body_size(steps: Sequence[StepBase]) -> int:

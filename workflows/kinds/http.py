@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from temporalio import workflow
 
 from workflows.errors import Problem
@@ -43,6 +43,9 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 class HTTPStep(StepBase, FlowMixin, ActivityMixin):
     """An HTTP request; 2xx (or ``expect_status``) succeeds, 5xx/429 are retried."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(json_schema_extra={"x-label": "{method|GET} {url}"})
 
     type: Literal["http"]
     method: HttpMethod = "GET"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from workflows.errors import Problem
 from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, register
@@ -24,11 +24,16 @@ MAX_BRANCHES = 50
 
 class ParallelBranch(Model):
     id: StepId = Field(description="The branch's key in the result, and in step paths.")
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(
+        min_length=1, json_schema_extra={"x-role": "steps", "x-label": "branch {id}"}
+    )
 
 
 class ParallelStep(StepBase, FlowMixin, OutputMixin):
     """Runs its branches concurrently; binds what each bound, by branch id."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(json_schema_extra={"x-label": "{branches} branches"})
 
     type: Literal["parallel"]
     branches: list[ParallelBranch] = Field(min_length=2, max_length=MAX_BRANCHES)

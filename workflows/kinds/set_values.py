@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from workflows.conditions import compile_condition, evaluate_expression
 from workflows.errors import ConditionError, Problem
@@ -17,6 +17,11 @@ from workflows.templating import Reference, VariableSubstitutor, tokenize
 class SetStep(StepBase, FlowMixin):
     """Binds variables; runs in the workflow (pure). ``values`` are templates, ``compute``
     CEL expressions (``{"i": "i + 1"}``); all are evaluated before any is bound."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(
+        json_schema_extra={"x-label": ["sets {values}", "computes {compute}"]}
+    )
 
     type: Literal["set"]
     values: dict[VariableName, Any] = Field(default_factory=dict)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
@@ -20,9 +20,8 @@ from temporalio.workflow import ChildWorkflowCancellationType
 from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register, starts_executions
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
-from workflows.messages import WORKFLOW_TYPE, ExecutionState, request_key
+from workflows.messages import WORKFLOW_TYPE, ExecutionState, library_key, request_key
 from workflows.run_inputs import checked_inputs
-from workflows.shared import library_key
 from workflows.templating import VariableSubstitutor
 
 MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
@@ -40,8 +39,15 @@ PATCH_SHORT_CHILD_IDS = "short-child-ids"
 class SubWorkflowStep(StepBase, FlowMixin, OutputMixin):
     """Runs a saved workflow as a child; binds the child's outputs."""
 
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(
+        json_schema_extra={"x-label": ["runs workflow {workflow_id}", "v{version}"]}
+    )
+
     type: Literal["sub_workflow"]
-    workflow_id: WorkflowId = Field(description="The saved workflow to run.")
+    workflow_id: WorkflowId = Field(
+        description="The saved workflow to run.", json_schema_extra={"x-role": "workflow-id"}
+    )
     input_vars: dict[str, Any] = Field(
         default_factory=dict, description="The child's inputs (templates over this scope)."
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from temporalio import workflow
 
 from workflows.errors import FailureType, Problem, StepFailed
@@ -22,6 +22,11 @@ from workflows.kinds.common import FlowMixin, StepBase, VariableName
 
 class WaitForSignalStep(StepBase, FlowMixin):
     """Waits for a named signal; its payload binds to ``output``."""
+
+    # How the console's graph words the step (docs/console.md).
+    model_config = ConfigDict(
+        json_schema_extra={"x-label": ['signal "{signal}"', "times out after {timeout_seconds} s"]}
+    )
 
     type: Literal["wait_for_signal"]
     signal: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")

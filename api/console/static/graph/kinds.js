@@ -18,9 +18,7 @@
 //
 // An array whose items are the step union is a list of steps even without "x-role". A field's
 // `enum` words next to step-id shapes (on_error's "continue") are shown, unless they are the
-// field's default. Today's schema has no annotations yet: fallback.js supplies them.
-
-import { fallbackNotes } from "./fallback.js";
+// field's default. The annotations come from the kinds' models (json_schema_extra).
 
 const NOTE_KEYS = ["x-role", "x-flow", "x-label", "x-keywords"];
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -62,7 +60,6 @@ export function kindsFromSchema(schema) {
   const defs = isObject(schema?.$defs) ? schema.$defs : {};
   const union = schema?.properties?.steps?.items;
   const members = unionMembers(union, defs);
-  const stepModels = new Set(members.values());
   const unionRefs = JSON.stringify([...members.values()].sort());
 
   const isStepList = (node) => {
@@ -71,8 +68,6 @@ export function kindsFromSchema(schema) {
     const refs = unionMembers(items, defs);
     return refs.size > 0 && JSON.stringify([...refs.values()].sort()) === unionRefs;
   };
-
-  const modelNotes = (name) => fallbackNotes(name, defs[name], stepModels.has(name));
 
   /** A field's schema (its notes merged in) to a plan; `flow`: the nearest "x-flow" above. */
   function compile(node, flow, stack) {
@@ -87,7 +82,7 @@ export function kindsFromSchema(schema) {
     if (typeof node.$ref === "string") {
       const name = node.$ref.startsWith("#/$defs/") ? node.$ref.slice("#/$defs/".length) : null;
       if (!name || !isObject(defs[name]) || stack.includes(name)) return null;
-      const own = { ...modelNotes(name)[""], ...notesOf(defs[name]) };
+      const own = notesOf(defs[name]);
       return compileModel(defs[name], name, own, notes, notes["x-flow"] || own["x-flow"] || flow,
         [...stack, name]);
     }
@@ -117,12 +112,11 @@ export function kindsFromSchema(schema) {
   }
 
   function compileModel(model, name, own, fieldNotes, flow, stack) {
-    const fallback = name ? modelNotes(name) : {};
     const required = new Set(Array.isArray(model.required) ? model.required : []);
     const props = {};
     for (const [field, node] of Object.entries(isObject(model.properties) ? model.properties : {})) {
       if (!isObject(node)) continue;
-      const notes = { ...fallback[field], ...notesOf(node) };
+      const notes = notesOf(node);
       const plan = compile({ ...node, ...notes }, flow, stack);
       if (!plan) continue;
       props[field] = {
@@ -140,7 +134,7 @@ export function kindsFromSchema(schema) {
   const kinds = new Map();
   for (const [type, name] of members) {
     const model = defs[name];
-    const own = { ...modelNotes(name)[""], ...notesOf(model) };
+    const own = notesOf(model);
     const plan = compileModel(model, name, own, {}, undefined, [name]) || { props: {} };
     kinds.set(type, {
       type,
