@@ -256,8 +256,9 @@ class DeferredSlotModel(_Model):
     parts: list[dict[str, str]]
 
 
-class AIRequest(_Model):
-    """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
+class StepRequest(_Model):
+    """What every step activity's input says of the step sending it (and the log records it
+    carries); the rendered fields are the subclass's."""
 
     execution_id: str
     step_id: str
@@ -268,6 +269,17 @@ class AIRequest(_Model):
     )
     path: str | None = Field(None, description="The step's path (reruns match requests by it).")
     seq: int | None = Field(None, description="The step visit's number in its execution.")
+    deferred: list[DeferredSlotModel] = Field(default_factory=list)
+    log: LogWrite | None = Field(
+        None,
+        description="Log records the activity writes alongside its call (the interpreter's "
+        "batched records and the previous step's), so no step needs a log activity of its own.",
+    )
+
+
+class AIRequest(StepRequest):
+    """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
+
     model: str
     messages: list[dict[str, Any]]
     temperature: float | None = None
@@ -275,12 +287,6 @@ class AIRequest(_Model):
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = Field(
         None, description="An agent turn's tools (OpenAI function format) for the model."
-    )
-    deferred: list[DeferredSlotModel] = Field(default_factory=list)
-    log: LogWrite | None = Field(
-        None,
-        description="Log records the activity writes alongside its call (the interpreter's "
-        "batched records and the previous step's), so no step needs a log activity of its own.",
     )
     report_when_cancelled: bool = Field(
         False,
@@ -343,18 +349,9 @@ class AIResult(_Model):
         return usage
 
 
-class HTTPRequest(_Model):
+class HTTPRequest(StepRequest):
     """Input of ``send_http_request``: the rendered request and its idempotency key."""
 
-    execution_id: str
-    step_id: str
-    workflow_id: str | None = Field(
-        None,
-        description="The definition whose step sends this, from the run's input (secrets bound "
-        "to workflows are checked against it; no template can set it).",
-    )
-    path: str | None = Field(None, description="The step's path (reruns match requests by it).")
-    seq: int | None = Field(None, description="The step visit's number in its execution.")
     method: str
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
@@ -364,12 +361,6 @@ class HTTPRequest(_Model):
     body: str | None = None
     expect_status: list[int] | None = None
     idempotency_key: str
-    deferred: list[DeferredSlotModel] = Field(default_factory=list)
-    log: LogWrite | None = Field(
-        None,
-        description="Log records the activity writes alongside its call (the interpreter's "
-        "batched records and the previous step's), so no step needs a log activity of its own.",
-    )
 
 
 class HTTPResult(_Model):

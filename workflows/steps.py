@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -40,7 +40,13 @@ with workflow.unsafe.imports_passed_through():
         effective_total_timeout,
     )
     from workflows.kinds.http import idempotency_key
-    from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord
+    from workflows.messages import (
+        ExecutionLimits,
+        LogWrite,
+        ReusedResult,
+        StepRecord,
+        StepRequest,
+    )
     from workflows.values import check_value
 
 if TYPE_CHECKING:
@@ -102,6 +108,9 @@ class Scopes(Protocol):
     ) -> list[Any]: ...
 
 
+R = TypeVar("R")
+
+
 class WorkflowStepProcessor:
     """Dispatches a step to its kind; holds the signal buffers that wait_for_signal reads."""
 
@@ -113,11 +122,11 @@ class WorkflowStepProcessor:
         input: ExecutionInput | None = None,
     ) -> None:
         self._defaults = defaults
-        self._execution_id = execution_id
-        self._limits = limits
-        self._input = input
+        self.execution_id = execution_id
+        self.limits = limits
+        self.input = input
         # How templates read a leading-zero index ({items.01}): the workflow sets it once per
-        # run from a patch marker (workflows/interpreter.py, PATCH_STRICT_LIST_INDEXES).
+        # run from a version marker (workflows/interpreter/patches.py).
         self.strict_indexes = True
         self.signals: dict[str, deque[Any]] = {}
         self.dropped_signals: dict[str, int] = {}
@@ -137,15 +146,15 @@ class WorkflowStepProcessor:
         backstop for signals sent straight to Temporal.
         """
         queue = self.signals.setdefault(name, deque())
-        if self._limits is not None and len(queue) >= self._limits.max_buffered_signals:
+        if self.limits is not None and len(queue) >= self.limits.max_buffered_signals:
             self.dropped_signals[name] = self.dropped_signals.get(name, 0) + 1
             return
         queue.append(payload)
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         """A value computed in the run: finite, not too deep, and (if built here) not too big."""
-        if self._limits is not None:
-            limit = self._limits.max_value_bytes if amplified else None
+        if self.limits is not None:
+            limit = self.limits.max_value_bytes if amplified else None
             check_value(value, where, limit)
         return value
 
@@ -176,10 +185,12 @@ class WorkflowStepProcessor:
         scopes: Scopes,
         log: LogWrite | None = None,
     ) -> StepOutcome:
-        """Run ``step``; an activity step given ``log`` has its activity write those records."""
+        """Run ``step``; given ``log``, the step's first activity writes those records."""
         run = self.view(path, seq, variables, scopes, log)
         try:
-            return await kind_of(step).execute(step, run)
+            outcome = await kind_of(step).execute(step, run)
+            outcome.logged = run.logged
+            return outcome
         except TemplateError as err:
             raise StepFailed(str(err), FailureType.INVALID_REFERENCE) from None
         except ConditionError as err:
@@ -228,20 +239,21 @@ class _Run:
     path: str
     seq: int
     variables: Mapping[str, Any]
-    log: LogWrite | None
+    log: LogWrite | None  # the records the step's first activity carries (then None)
+    logged: bool = False  # an activity of the step wrote the records it carried
 
     @property
     def execution_id(self) -> str:
-        return self.processor._execution_id
+        return self.processor.execution_id
 
     @property
     def input(self) -> ExecutionInput:
-        assert self.processor._input is not None
-        return self.processor._input
+        assert self.processor.input is not None
+        return self.processor.input
 
     @property
     def limits(self) -> ExecutionLimits | None:
-        return self.processor._limits
+        return self.processor.limits
 
     @property
     def strict_indexes(self) -> bool:
@@ -250,6 +262,22 @@ class _Run:
     @property
     def cel_conformant(self) -> bool:
         return self.processor.cel_conformant
+
+    async def call_activity(
+        self, activity: str, request: StepRequest, result_type: type[R], options: dict[str, Any]
+    ) -> R:
+        carried, self.log = self.log, None
+        if carried is not None:
+            request.log = carried
+        try:
+            result: R = await workflow.execute_activity(
+                activity, request, result_type=result_type, **options
+            )
+        except BaseException:
+            self.log = carried  # the step's next call carries them (or a flush writes them)
+            raise
+        self.logged = self.logged or bool(getattr(result, "log_written", False))
+        return result
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         return self.processor.checked(value, where, amplified)
@@ -277,7 +305,7 @@ class _Run:
         self.scopes.check_budget_after()
 
     def reused(self, key: str) -> ReusedResult | None:
-        input = self.processor._input
+        input = self.processor.input
         return input.reuse.get(key) if input is not None else None
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:

@@ -343,9 +343,7 @@ async def _call_http(
     options = run.activity_options(step)
     options["summary"] = label
     try:
-        result: HTTPResult = await workflow.execute_activity(
-            SEND_HTTP_REQUEST, request, result_type=HTTPResult, **options
-        )
+        result = await run.call_activity(SEND_HTTP_REQUEST, request, HTTPResult, options)
     except (ActivityError, ChildWorkflowError) as err:
         if is_cancelled_exception(err):
             raise

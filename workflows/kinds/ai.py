@@ -112,7 +112,6 @@ class AIKind(StepKind[AIStep]):
             output_vars=outputs,
             next_target=step.next,
             usage=answer.usage.for_step() if answer.usage.ai_calls else None,
-            logged=answer.logged,
             reused_from=answer.reused_from,
             reuse_key=answer.reuse_key,
         )
@@ -141,7 +140,6 @@ class Answer:
 
     result: AIResult
     usage: Usage = field(default_factory=Usage)
-    logged: bool = False
     reused_from: str | None = None
     reuse_key: str | None = None
 
@@ -177,7 +175,6 @@ async def ask(
     spent = Usage()
     attempts: list[dict[str, Any]] = []
     repairs = 0
-    log = run.log
     for position, model in enumerate(chain):
         conversation: list[dict[str, Any]] = list(rendered["messages"])
         repairs_left = step.repair_attempts
@@ -192,7 +189,6 @@ async def ask(
                 max_tokens=step.max_tokens,
                 response_format=response_format,
                 deferred=slot_models(slots),
-                log=log,
                 path=path or run.path,
                 seq=run.seq,
                 tools=tools,
@@ -201,13 +197,11 @@ async def ask(
             reused = run.reused(key)
             if reused is not None:  # a rerun: the source paid for this answer already
                 result = AIResult.model_validate(reused.result)
-                return Answer(result, Usage(), False, reused.source, key)
+                return Answer(result, Usage(), reused.source, key)
             await run.budget_gate()
             request.report_when_cancelled = workflow.patched(PATCH_COUNT_CANCELLED_CALLS)
             try:
-                result = await workflow.execute_activity(
-                    CALL_LLM, request, result_type=AIResult, **options
-                )
+                result = await run.call_activity(CALL_LLM, request, AIResult, options)
             except ActivityError as err:
                 if request.report_when_cancelled and is_cancelled_exception(err):
                     run.release_budget()  # stopped before the provider answered
@@ -234,7 +228,6 @@ async def ask(
                 if failure.falls_through and position + 1 < len(chain):
                     break  # the next model
                 raise StepFailed(failure.error, failure.type, usage=spent.for_step()) from None
-            log = None  # the carried records went with the first call
             usage = result.usage_record()
             spent.add(usage)
             run.account(usage)
@@ -251,7 +244,7 @@ async def ask(
             if len(chain) > 1 or repairs or len(attempts) > 1:
                 result.attempts = attempts
                 result.repairs = repairs
-            return Answer(result, spent, result.log_written, None, None)
+            return Answer(result, spent, None, None)
     raise AssertionError("unreachable: the last model either answers or raises")
 
 

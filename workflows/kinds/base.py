@@ -33,9 +33,10 @@ from workflows.kinds.common import (
     OnErrorRoute,
     StepBase,
 )
-from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord
+from workflows.messages import ExecutionLimits, ReusedResult, StepRecord, StepRequest
 
 S = TypeVar("S", bound=StepBase)
+R = TypeVar("R")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class StepOutcome:
     output_vars: dict[str, Any] = field(default_factory=dict)
     next_target: str | None = None
     usage: dict[str, Any] | None = None
-    logged: bool = False  # the step's activity wrote the log records it carried
+    logged: bool = False  # the step's activity wrote the log records it carried (set by the run)
     reused_from: str | None = None  # a rerun took the result from this execution
     reuse_key: str | None = None  # the rendered request's key (workflows.messages.request_key)
 
@@ -123,9 +124,12 @@ class StepRun(Protocol):
     @property
     def execution_id(self) -> str: ...
 
-    @property
-    def log(self) -> LogWrite | None:
-        """Records an activity step's activity writes alongside its call."""
+    async def call_activity(
+        self, activity: str, request: StepRequest, result_type: type[R], options: dict[str, Any]
+    ) -> R:
+        """Run one of the step's activities. The run's log records not yet written ride with
+        the step's first call (its activity writes them alongside), so no kind handles the log;
+        a call that fails hands them on to the next one."""
 
     @property
     def input(self) -> RunInput: ...

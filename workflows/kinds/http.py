@@ -7,7 +7,6 @@ import re
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from temporalio import workflow
 
 from workflows.errors import Problem
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
@@ -104,7 +103,6 @@ def build_request(
     step_id: str,
     key_name: str,
     path: str,
-    log: Any = None,
 ) -> HTTPRequest:
     """The rendered request of an `http` step or an agent's http tool (``spec`` has the
     fields ``method``, ``url``, ``headers``, ``query``, ``json_body``, ``body``,
@@ -132,7 +130,6 @@ def build_request(
         expect_status=[expect] if isinstance(expect, int) else expect,
         idempotency_key=idempotency_key(run.execution_id, key_name, run.seq),
         deferred=slot_models(slots),
-        log=log,
         path=path,
         seq=run.seq,
     )
@@ -171,15 +168,15 @@ class HTTPKind(StepKind[HTTPStep]):
 
     async def execute(self, step: HTTPStep, run: StepRun) -> StepOutcome:
         substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
-        request = build_request(step, substitutor, run, step.id, step.id, run.path, run.log)
+        request = build_request(step, substitutor, run, step.id, step.id, run.path)
         key = request_key(SEND_HTTP_REQUEST, request)
         reused = run.reused(key)
         if reused is not None:  # a rerun: the source made this very request already
             answer = HTTPResult.model_validate(reused.result)
             outputs = {step.output: answer.as_output()} if step.output else {}
             return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
-        result: HTTPResult = await workflow.execute_activity(
-            SEND_HTTP_REQUEST, request, result_type=HTTPResult, **run.activity_options(step)
+        result = await run.call_activity(
+            SEND_HTTP_REQUEST, request, HTTPResult, run.activity_options(step)
         )
         outputs = {step.output: result.as_output()} if step.output else {}
-        return StepOutcome(output_vars=outputs, next_target=step.next, logged=result.log_written)
+        return StepOutcome(output_vars=outputs, next_target=step.next)
