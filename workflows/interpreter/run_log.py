@@ -16,12 +16,14 @@ carrying keep their own way of writing (the markers in patches.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
@@ -127,6 +129,26 @@ class RunLog:
             WRITE_EXECUTION_LOG, self.entry(records or []), summary=summary, **LOG_WRITE_OPTIONS
         )
         self.created = True
+
+    async def write_final(self) -> bool:
+        """The run's last write, which it must not close without: repeated if Temporal's
+        cancellation reaches it (the write is idempotent). True if that happened."""
+        cancelled_meanwhile = False
+        while True:
+            try:
+                await self.write(list(self.pending))
+                self.pending.clear()
+                return cancelled_meanwhile
+            except asyncio.CancelledError:
+                cancelled_meanwhile = True
+            except ActivityError as err:
+                # Temporal's cancel can reach the final write before it starts: the write's
+                # own cancellation. Older runs let it end the run with the log still open.
+                if not is_cancelled_exception(err) or not workflow.patched(
+                    patches.FINAL_WRITE_OUTLIVES_CANCEL
+                ):
+                    raise
+                cancelled_meanwhile = True
 
     def entry(self, records: list[StepRecord]) -> LogWrite:
         """The log header as it stands, with ``records`` to merge."""

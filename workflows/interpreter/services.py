@@ -1,0 +1,89 @@
+"""RunServices: what a step's kind may ask of the run it is in (the Scopes the step processor
+hands to every StepRun): nested lists and concurrent jobs for the kinds that hold lists, the AI
+spend for those that call models, the allowance of child executions for those that start them.
+The interpreter walks; this is the narrow door back into it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.interpreter.jobs import Job, Jobs
+    from workflows.interpreter.records import StepBook
+    from workflows.interpreter.run_log import RunLog
+    from workflows.interpreter.run_tree import ScopeAllowances
+    from workflows.interpreter.spending import Spending
+    from workflows.kinds.common import StepBase
+    from workflows.messages import StepRecord
+
+# Runs a nested list in a scope of its own (the interpreter's walk): what its steps bind.
+RunScope = Callable[
+    [Sequence[StepBase], Mapping[str, Any], dict[str, Any], str, int], Awaitable[dict[str, Any]]
+]
+
+
+class RunServices:
+    def __init__(
+        self,
+        walk: RunScope,
+        book: StepBook,
+        log: RunLog,
+        spending: Spending,
+        allowances: ScopeAllowances,
+    ) -> None:
+        self._walk = walk
+        self._book = book
+        self._log = log
+        self._spending = spending
+        self._allowances = allowances
+        self.jobs = Jobs()
+
+    # -- lists and jobs (parallel, foreach) --------------------------------------------------
+
+    async def run_scope(
+        self,
+        steps: Sequence[StepBase],
+        variables: Mapping[str, Any],
+        adds: dict[str, Any],
+        path: str,
+        ways: int = 1,
+    ) -> dict[str, Any]:
+        return await self._walk(steps, variables, adds, path, ways)
+
+    async def run_concurrently(self, jobs: Sequence[Job], limit: int, fail_fast: bool) -> list[Any]:
+        return await self.jobs.run(jobs, limit, fail_fast)
+
+    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
+        """Records a foreach share ran in its child workflow join this run's status and log."""
+        self._book.adopt(records, steps_done)
+        self._log.pending.extend(records)
+
+    # -- AI spend (ai, agent) -----------------------------------------------------------------
+
+    def account(self, usage: dict[str, Any] | None, calls: int = 1, path: str = "") -> None:
+        self._spending.account(usage, calls, path)
+
+    async def budget_gate(self, path: str) -> None:
+        await self._spending.gate(path)
+
+    def release_budget(self, path: str) -> None:
+        self._spending.release(path)
+
+    def check_budget_after(self) -> None:
+        self._spending.check_after()
+
+    # -- child executions (sub_workflow, agent workflow tools, foreach shares) ----------------
+
+    def pay_for_child(
+        self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1
+    ) -> int | None:
+        return self._allowances.pay_for_child(variables, starts_more, ways)
+
+    def refund(self, variables: Mapping[str, Any], unused: int | None) -> None:
+        self._allowances.refund(variables, unused)
+
+    def started_child(self, path: str, execution_id: str) -> None:
+        self._book.started_child(path, execution_id)
