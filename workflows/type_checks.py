@@ -62,6 +62,9 @@ from workflows.value_types import (
 MAX_VISITS = 40
 """Visits per step of the data-flow pass before it gives up on a list (and checks nothing
 there): joins settle long before in any real definition."""
+TYPE_WORK = 1_000_000
+"""Typed names the pass carries through one list before it gives up on it (a list of
+thousands of steps each reading the one before): a definition stays fast to save."""
 
 _EXECUTION = object_of(
     {
@@ -154,15 +157,18 @@ class _TypeChecks:
         envs: list[Env | None] = [None] * count
         envs[0] = dict(outer)
         work = [0]
-        left = MAX_VISITS * count
-        while work and left > 0:
-            left -= 1
+        visits = MAX_VISITS * count
+        carried = TYPE_WORK
+        while work and visits > 0 and carried > 0:
+            visits -= 1
             node = work.pop()
             succeeded, failed = self._after(steps, node, envs[node] or {})
             for target, on_failure in steps.graph[node]:
                 if target < 0:
                     continue
-                merged = _merged(envs[target], failed if on_failure else succeeded)
+                outgoing = failed if on_failure else succeeded
+                carried -= len(outgoing)
+                merged = _merged(envs[target], outgoing)
                 if merged is not None:
                     envs[target] = merged
                     work.append(target)
