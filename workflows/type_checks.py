@@ -101,7 +101,7 @@ def type_problems(
 
 
 def _top_level(definition: WorkflowDefinition, inputs_valid: bool) -> Env:
-    env: Env = {"execution": Var(_EXECUTION, "the run's facts (execution)")}
+    env: Env = {"execution": Var(_EXECUTION, "what the engine says of the run")}
     schema = definition.inputs
     if not isinstance(schema, dict):
         return env
