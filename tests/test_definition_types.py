@@ -691,3 +691,39 @@ async def test_validate_lists_every_problem_at_once(http: httpx.AsyncClient) -> 
         ("$.steps[1].items", "type_error"),
         ("$.steps[2].seconds", "type_error"),
     ]
+
+
+def test_after_a_step_whose_output_cannot_be_read_any_name_may_have_any_type() -> None:
+    given = document(
+        {"id": "start", "type": "set", "values": {"k": 1}},
+        {"id": "broken", "type": "set", "values": {"bad name": 2}},
+        {"id": "calc", "type": "set", "compute": {"v": "k + 's'", "w": "unbound + 1"}},
+    )
+    assert [(p, c) for p, c, _ in problems_of(given)] == [
+        ("$.steps[1].values.bad name.[key]", "invalid_definition")
+    ]
+
+
+def test_nested_loops_stay_fast() -> None:
+    """Each level a loop around a foreach: the pass gives up before it takes long."""
+    body: list[dict[str, Any]] = [{"id": "leaf", "type": "set", "compute": {"v": "k"}}]
+    for level in range(12):
+        body = [
+            {"id": f"set{level}", "type": "set", "compute": {"k": "[k]"}},
+            {
+                "id": f"each{level}",
+                "type": "foreach",
+                "items": "{nums}",
+                "output": "k",
+                "steps": body,
+            },
+            {
+                "id": f"loop{level}",
+                "type": "condition",
+                "branches": [{"when": "size(nums) > 3", "next": f"set{level}"}],
+            },
+        ]
+    given = document({"id": "init", "type": "set", "values": {"k": 1}}, *body)
+    started = time.perf_counter()
+    problems_of(given)
+    assert time.perf_counter() - started < 2.0

@@ -62,6 +62,9 @@ from workflows.value_types import (
 MAX_VISITS = 40
 """Visits per step of the data-flow pass before it gives up on a list (and checks nothing
 there): joins settle long before in any real definition."""
+VISITS_PER_STEP = 20
+"""Visits over the whole definition, per step it holds (a real definition needs one or two:
+each list is passed once or a few times, and again when the types around it change)."""
 TYPE_WORK = 1_000_000
 """Typed names the pass carries through one list before it gives up on it (a list of
 thousands of steps each reading the one before): a definition stays fast to save."""
@@ -125,9 +128,14 @@ class _TypeChecks:
         self._lists = {steps.where: steps for steps in lists}
         self._tracked = _names_read(lists)
         self._flows: dict[str, tuple[Env, list[Env | None] | None]] = {}
+        # Visits over every list together: nested lists in loops are passed again each time
+        # their holder's types change, and the pass must stay fast whatever the nesting.
+        self._visits = VISITS_PER_STEP * sum(len(steps.steps) for steps in lists) + 1000
 
     def tracked_only(self, env: Env) -> Env:
-        return {name: var for name, var in env.items() if name in self._tracked}
+        """The names some expression or template reads (and the wildcard of an invalid step,
+        which may have bound any of them)."""
+        return {n: var for n, var in env.items() if n in self._tracked or n == ANY_NAME}
 
     def check_list(self, where: str, outer: Env, found: list[Problem]) -> None:
         steps = self._lists.get(where)
@@ -159,8 +167,9 @@ class _TypeChecks:
         work = [0]
         visits = MAX_VISITS * count
         carried = TYPE_WORK
-        while work and visits > 0 and carried > 0:
+        while work and visits > 0 and carried > 0 and self._visits > 0:
             visits -= 1
+            self._visits -= 1
             node = work.pop()
             succeeded, failed = self._after(steps, node, envs[node] or {})
             for target, on_failure in steps.graph[node]:
