@@ -727,3 +727,16 @@ def test_nested_loops_stay_fast() -> None:
     started = time.perf_counter()
     problems_of(given)
     assert time.perf_counter() - started < 2.0
+
+
+def test_top_level_shape_errors_hide_nothing_in_the_steps() -> None:
+    given = {
+        "id": "top",
+        "timeout_seconds": -1,
+        "triggers": [{"type": "schedule"}],
+        "surprise": True,
+        "steps": [{"id": "a", "type": "set", "values": {"v": "{missing}"}}],
+    }
+    found = [(path, code) for path, code, _ in problems_of(given)]
+    assert found[-1] == ("$.steps[0].values.v", "unknown_reference")
+    assert {path for path, _ in found[:-1]} == {"$.timeout_seconds", "$.triggers[0]", "$.surprise"}
