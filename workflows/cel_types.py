@@ -20,6 +20,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from cel_expr_python import cel
+from google.protobuf import any_pb2
 
 from workflows import cel_calls, cel_hints
 from workflows.cel_ast import TWO_VARIABLE_MACROS, TYPE_NAMES, free_names
@@ -78,10 +79,8 @@ def parsed(expression: str) -> Any | None:
     elsewhere)."""
     try:
         serialized = _parser().compile(expression, disable_check=True).serialize()
-    except Exception:
+    except Exception:  # the parser's RuntimeError, text it cannot take: the CEL checks say it
         return None
-    from google.protobuf import any_pb2
-
     wrapped = any_pb2.Any.FromString(serialized)
     return message_class("ParsedExpr").FromString(wrapped.value)
 

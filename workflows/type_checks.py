@@ -110,7 +110,7 @@ def _top_level(definition: WorkflowDefinition, inputs_valid: bool) -> Env:
         return env
     try:
         names = declarations(schema).names
-    except Exception:
+    except Exception:  # a schema the schema checks refuse (and report): nothing is known
         return env
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
