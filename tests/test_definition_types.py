@@ -497,9 +497,10 @@ def test_a_large_definition_validates_well_under_a_second() -> None:
         ]
     given = document(*steps)
     problems_of(given)  # compiled expressions are cached, as in a running API
-    started = time.perf_counter()
+    # CPU time, not wall time: the figure must not depend on what else the machine runs.
+    started = time.process_time()
     assert problems_of(given) == []
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_every_problem_comes_back_in_one_answer() -> None:
@@ -724,9 +725,9 @@ def test_nested_loops_stay_fast() -> None:
             },
         ]
     given = document({"id": "init", "type": "set", "values": {"k": 1}}, *body)
-    started = time.perf_counter()
+    started = time.process_time()
     problems_of(given)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_top_level_shape_errors_hide_nothing_in_the_steps() -> None:
