@@ -65,7 +65,7 @@ there): joins settle long before in any real definition."""
 VISITS_PER_STEP = 20
 """Visits over the whole definition, per step it holds (a real definition needs one or two:
 each list is passed once or a few times, and again when the types around it change)."""
-TYPE_WORK = 1_000_000
+TYPE_WORK = 800_000
 """Typed names the pass carries through one list before it gives up on it (a list of
 thousands of steps each reading the one before): a definition stays fast to save."""
 
@@ -156,11 +156,23 @@ class _TypeChecks:
                 self.check_list(f"{here}{scope.path}", inner, found)
 
     def flow(self, steps: StepList, outer: Env) -> list[Env | None] | None:
-        """The types each node of the list may see (None: unreached); None when the pass
-        does not settle in :data:`MAX_VISITS` visits a node."""
+        """The types each node of the list may see (None: unreached); None when they cannot
+        be settled within the bounds. A list whose jumps cannot all be followed, or whose
+        pass carries more than :data:`TYPE_WORK` typed names, gets one set of types for all
+        its steps (:meth:`_everywhere`)."""
         cached = self._flows.get(steps.where)
         if cached is not None and cached[0] == outer:
             return cached[1]
+        result = self._everywhere(steps, outer) if steps.hub is not None else None
+        if steps.hub is None:
+            result = self._along(steps, outer)
+            if result is None and self._visits > 0:
+                result = self._everywhere(steps, outer)
+        self._flows[steps.where] = (outer, result)
+        return result
+
+    def _along(self, steps: StepList, outer: Env) -> list[Env | None] | None:
+        """The types along the control flow: at each step, the join over the paths to it."""
         count = len(steps.graph)
         envs: list[Env | None] = [None] * count
         envs[0] = dict(outer)
@@ -181,9 +193,27 @@ class _TypeChecks:
                 if merged is not None:
                     envs[target] = merged
                     work.append(target)
-        result = None if work else envs
-        self._flows[steps.where] = (outer, result)
-        return result
+        return None if work else envs
+
+    def _everywhere(self, steps: StepList, outer: Env) -> list[Env | None] | None:
+        """One set of types for every step of the list, whatever the order they run in: the
+        join of the outer types and of everything the list binds (less precise, never
+        wrong, and linear in the list's length)."""
+        env = dict(outer)
+        fails = any(on_failure for edges in steps.graph for _, on_failure in edges)
+        if fails and LAST_ERROR in self._tracked:
+            _join_into(env, {LAST_ERROR: Var(_LAST_ERROR, "the failure on_error routed")})
+        for _ in range(MAX_VISITS):
+            changed = False
+            for node in range(len(steps.steps)):
+                self._visits -= 1
+                bound = self.tracked_only(self.bound(steps, node, env))
+                changed = _join_into(env, bound) or changed
+            if not changed:
+                return [env] * len(steps.graph)
+            if self._visits <= 0:
+                break
+        return None
 
     def _after(self, steps: StepList, node: int, env: Env) -> tuple[Env, Env]:
         """What the successors see after the node succeeds, and after it fails."""
@@ -252,6 +282,23 @@ def _merged(old: Env | None, new: Env) -> Env | None:
             merged = dict(old)
         merged[name] = joined
     return merged
+
+
+def _join_into(env: Env, new: Env) -> bool:
+    """Join ``new`` into ``env`` in place; whether that changed it."""
+    changed = False
+    for name, var in new.items():
+        have = env.get(name)
+        if have == var:
+            continue
+        if have is not None:
+            origin = have.origin if have.origin == var.origin else None
+            var = Var(join(have.type, var.type), origin)
+            if var == have:
+                continue
+        env[name] = var
+        changed = True
+    return changed
 
 
 def _names_read(lists: list[StepList]) -> frozenset[str]:

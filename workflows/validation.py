@@ -21,7 +21,7 @@ nesting recurses, bounded by the document depth limit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 MAX_DOCUMENT_DEPTH = 64
-NAME_WORK = 4_000_000
+NAME_WORK = 1_500_000
 """Names the reference pass carries through one list before it settles for the simpler rule
 (``_available_names``): about a third of a second."""
 _STEP_TYPES = ", ".join(STEP_TYPES)
@@ -441,14 +441,29 @@ def _reference_problems(definition: WorkflowDefinition, lists: list[StepList]) -
                         code="reserved_variable",
                     )
                 )
-            known = outer[steps.where] | available[index]
+            known = _Names(outer[steps.where], available[index])
             problems += _step_reference_problems(step, here, known)
             for scope in kind.scopes(step):
-                outer[f"{here}{scope.path}"] = known | set(scope.adds)
+                outer[f"{here}{scope.path}"] = known.both() | set(scope.adds)
     return problems
 
 
-def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Problem]:
+class _Names:
+    """The names a step may read: those around its list and those bound before it (two sets
+    looked up in turn, not joined: in a list of thousands of steps both are large)."""
+
+    def __init__(self, around: set[str], before: set[str]) -> None:
+        self._around = around
+        self._before = before
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._before or name in self._around
+
+    def both(self) -> set[str]:
+        return self._around | self._before
+
+
+def _step_reference_problems(step: Step, where: str, known: Container[str]) -> list[Problem]:
     problems: list[Problem] = []
     try:
         uses, expression_of = _uses(step, where)
