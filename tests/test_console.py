@@ -261,7 +261,9 @@ WIDE_DOC: dict[str, Any] = {
         {
             "id": "classify",
             "type": "set",
-            "values": {"classification": {"priority": "high", "score": 3, "team": "ops"}},
+            "values": {
+                "classification": {"priority": "high", "score": 3, "team": "ops", "tags": ["vip"]}
+            },
         },
         {
             "id": "route",

@@ -1,14 +1,19 @@
 """Whole-document checks of a workflow definition, each problem located by its JSON path.
 
-Order: shape (pydantic) first; when the shape is valid, the checks that need the whole
-document: duplicate and reserved ids, jump targets, each kind's own checks (JSON Schemas, CEL
-syntax, headers), reachability, loops with no way out, and variable references (a data-flow
-pass: a name is available at a step when some path from the first step of its list to it
-passes an input, a name of an enclosing scope, or a step that sets it).
+Every check runs, and the answer lists every problem at once. Shape (pydantic) first; when a
+step's shape is invalid, the rest of the document is still checked, with that step opaque
+(workflows/salvage.py). Then the checks that need the whole document: duplicate and reserved
+ids, triggers, jump targets, failure types, each kind's own checks (JSON Schemas, CEL syntax,
+headers), reachability, loops with no way out, variable references (a data-flow pass: a name
+is available at a step when some path from the first step of its list to it passes an input,
+a name of an enclosing scope, or a step that sets it), and types (workflows/type_checks.py).
+A check that needs what another found wrong works around it: a jump to an unknown step may
+lead anywhere in its list (workflows/step_graph.py), an expression that does not compile is
+not read for names or types.
 
-Every nested list of steps (a `parallel` branch, a `foreach` body) is a scope of its own
-(SPEC §9): its jumps stay inside it and its names come out only through the holding step's
-``output``. What a kind reads, binds and jumps to comes from its module (workflows/kinds/).
+Every nested list of steps (a `parallel` branch, a `foreach` body) is a scope of its own: its
+jumps stay inside it and its names come out only through the holding step's ``output``. What a
+kind reads, binds and jumps to comes from its module (workflows/kinds/).
 
 Graph work within a list is iterative, so a 5,000-step list cannot cause a RecursionError;
 nesting recurses, bounded by the document depth limit.
@@ -16,8 +21,7 @@ nesting recurses, bounded by the document depth limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,13 +29,23 @@ from pydantic import ValidationError
 from workflows.cel_errors import unknown_names
 from workflows.conditions import condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
-from workflows.errors import FAILURE_TYPES, DefinitionError, Problem, TemplateError, json_path
+from workflows.errors import (
+    FAILURE_TYPES,
+    ConditionError,
+    DefinitionError,
+    Problem,
+    TemplateError,
+    json_path,
+)
 from workflows.input_schema import declarations, schema_problems
 from workflows.kinds import STEP_TYPES, Step, kind_of
-from workflows.kinds.base import Edge
 from workflows.kinds.common import END, ENGINE_VARIABLES, LAST_ERROR, RESERVED_VARIABLES
 from workflows.kinds.http import FORBIDDEN_REQUEST_HEADERS, header_problem
+from workflows.salvage import salvage
+from workflows.step_graph import Opaque, StepList, step_lists, successors
 from workflows.templating import DEFERRED_ROOTS, references_in
+from workflows.type_checks import type_problems
+from workflows.value_types import ANY_NAME
 
 __all__ = [
     "FORBIDDEN_REQUEST_HEADERS",
@@ -41,9 +55,13 @@ __all__ = [
     "json_path",
     "load_definition",
     "semantic_problems",
+    "successors",
 ]
 
 MAX_DOCUMENT_DEPTH = 64
+NAME_WORK = 1_500_000
+"""Names the reference pass carries through one list before it settles for the simpler rule
+(``_available_names``): about a third of a second."""
 _STEP_TYPES = ", ".join(STEP_TYPES)
 _TRIGGER_TYPES = "schedule, webhook"
 
@@ -64,8 +82,14 @@ def load_definition(document: Any) -> WorkflowDefinition:
     return definition
 
 
-def check_definition(document: Any) -> tuple[WorkflowDefinition | None, list[Problem]]:
-    """Return the parsed definition (if the shape is valid) and the list of problems."""
+def check_definition(
+    document: Any, *, types: bool = True
+) -> tuple[WorkflowDefinition | None, list[Problem]]:
+    """Return the parsed definition (if the shape is valid) and every problem.
+
+    ``types``: include the type checks (workflows/type_checks.py). A definition saved before
+    them may fail them; a caller re-reading stored definitions can leave them out.
+    """
     if not isinstance(document, dict):
         return None, [Problem("$", "a workflow definition must be a JSON object")]
     too_deep = _depth_problem(document)
@@ -74,8 +98,15 @@ def check_definition(document: Any) -> tuple[WorkflowDefinition | None, list[Pro
     try:
         definition = WorkflowDefinition.model_validate(document)
     except ValidationError as err:
-        return None, _shape_problems(err, document)
-    return definition, semantic_problems(definition)
+        problems = _shape_problems(err, document)
+        locations = [_clean_location(e["loc"], document) for e in err.errors(include_url=False)]
+        salvaged = salvage(document, locations)
+        if salvaged is not None:
+            seen = {(p.path, p.message) for p in problems}
+            found = semantic_problems(salvaged[0], salvaged[1], types=types)
+            problems += [p for p in found if (p.path, p.message) not in seen]
+        return None, problems
+    return definition, semantic_problems(definition, types=types)
 
 
 def _depth_problem(document: Any) -> Problem | None:
@@ -163,37 +194,39 @@ def _with_step(message: str, location: list[str | int], document: dict[str, Any]
     return f"step '{step_id}': {message}" if step_id else message
 
 
-@dataclass(frozen=True)
-class _List:
-    """One list of steps: the top level or a scope a step holds (JSON path ``where``)."""
+def semantic_problems(
+    definition: WorkflowDefinition,
+    opaque: Mapping[str, Opaque] | None = None,
+    types: bool = True,
+) -> list[Problem]:
+    """Checks that need the whole document; its shape is valid, but for the ``opaque`` steps
+    (by JSON path: their shape is not, workflows/salvage.py). Every check runs."""
+    lists = step_lists(definition.steps, opaque or {})
+    problems = _id_problems(lists)
+    problems += _trigger_problems(definition)
+    for steps in lists:
+        problems += _target_problems(steps)
+    inputs = [] if definition.inputs is None else schema_problems(definition.inputs, "$.inputs")
+    problems += inputs
+    for steps in lists:
+        for index, step in enumerate(steps.steps):
+            if index not in steps.opaque:
+                problems += _route_problems(step, steps.at(index))
+                problems += kind_of(step).problems(step, steps.at(index))
+    for steps in lists:
+        problems += _reachability_problems(steps)
+    for steps in lists:
+        problems += _loop_problems(steps)
+    problems += _reference_problems(definition, lists)
+    if types:
+        problems += type_problems(definition, lists, inputs_valid=not inputs)
+    return problems
 
-    where: str  # e.g. "$.steps" or "$.steps[2].branches[1].steps"
-    steps: Sequence[Step]
-    ids: dict[str, int]
 
-    def at(self, index: int) -> str:
-        return f"{self.where}[{index}]"
-
-
-def _lists(definition: WorkflowDefinition) -> list[tuple[_List, set[str]]]:
-    """Every list of steps in the document, outermost first, with the names each scope adds."""
-    found: list[tuple[_List, set[str]]] = []
-    work: list[tuple[str, Sequence[Step], set[str]]] = [("$.steps", definition.steps, set())]
-    while work:
-        where, steps, adds = work.pop(0)
-        found.append((_List(where, steps, {s.id: i for i, s in enumerate(steps)}), adds))
-        for index, step in enumerate(steps):
-            for scope in kind_of(step).scopes(step):
-                work.append((f"{where}[{index}]{scope.path}", scope.steps, set(scope.adds)))
-    return found
-
-
-def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
-    """Checks that need the whole document; the definition's shape is already valid."""
+def _id_problems(lists: list[StepList]) -> list[Problem]:
     problems: list[Problem] = []
-    lists = _lists(definition)
     seen: dict[str, str] = {}
-    for steps, _ in lists:
+    for steps in lists:
         for index, step in enumerate(steps.steps):
             where = f"{steps.at(index)}.id"
             if step.id == END:
@@ -210,23 +243,6 @@ def semantic_problems(definition: WorkflowDefinition) -> list[Problem]:
                 )
             else:
                 seen[step.id] = steps.at(index)
-    problems += _trigger_problems(definition)
-    for steps, _ in lists:
-        problems += _target_problems(steps)
-    if definition.inputs is not None:
-        problems += schema_problems(definition.inputs, "$.inputs")
-    for steps, _ in lists:
-        for index, step in enumerate(steps.steps):
-            problems += _route_problems(step, steps.at(index))
-            problems += kind_of(step).problems(step, steps.at(index))
-    if problems:
-        return problems
-    graphs = {steps.where: successors(steps.steps) for steps, _ in lists}
-    for steps, _ in lists:
-        problems += _reachability_problems(steps, graphs[steps.where])
-    for steps, _ in lists:
-        problems += _loop_problems(steps, graphs[steps.where])
-    problems += _reference_problems(definition, graphs)
     return problems
 
 
@@ -274,10 +290,12 @@ def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
     return problems
 
 
-def _target_problems(steps: _List) -> list[Problem]:
+def _target_problems(steps: StepList) -> list[Problem]:
     problems = []
     nested = steps.where != "$.steps"
     for index, step in enumerate(steps.steps):
+        if index in steps.opaque:
+            continue
         for field, target in kind_of(step).jumps(step):
             if target != END and target not in steps.ids:
                 scope = " in this list (a nested list jumps only within itself)" if nested else ""
@@ -292,30 +310,8 @@ def _target_problems(steps: _List) -> list[Problem]:
     return problems
 
 
-Graph = list[list[tuple[int, bool]]]  # per step: (successor index or -1 for the end, on failure)
-
-
-def successors(steps: Sequence[Step]) -> Graph:
-    """Control-flow edges of one list by step index; -1 stands for the end of the list."""
-    ids = {step.id: index for index, step in enumerate(steps)}
-    count = len(steps)
-    graph: Graph = []
-    for index, step in enumerate(steps):
-        following = index + 1 if index + 1 < count else -1
-        edges: set[tuple[int, bool]] = set()
-        for edge in kind_of(step).successors(step):
-            edges.add((_index(edge, ids, following), edge.on_failure))
-        graph.append(sorted(edges))
-    return graph
-
-
-def _index(edge: Edge, ids: dict[str, int], following: int) -> int:
-    if edge.target is None:
-        return following
-    return -1 if edge.target == END else ids[edge.target]
-
-
-def _reachability_problems(steps: _List, graph: Graph) -> list[Problem]:
+def _reachability_problems(steps: StepList) -> list[Problem]:
+    graph = steps.graph
     reached = {0}
     stack = [0]
     while stack:
@@ -335,10 +331,11 @@ def _reachability_problems(steps: _List, graph: Graph) -> list[Problem]:
     ]
 
 
-def _loop_problems(steps: _List, graph: Graph) -> list[Problem]:
+def _loop_problems(steps: StepList) -> list[Problem]:
     """A set of steps that can only lead back into itself runs forever: reject it."""
     problems = []
-    plain = [[target for target, _ in edges] for edges in graph]
+    plain = [[target for target, _ in edges] for edges in steps.graph]
+    count = len(steps.steps)
     for component in _strongly_connected(plain):
         members = set(component)
         looping = len(component) > 1 or component[0] in plain[component[0]]
@@ -346,10 +343,10 @@ def _loop_problems(steps: _List, graph: Graph) -> list[Problem]:
             continue
         has_exit = any(
             target < 0 or target not in members for node in component for target in plain[node]
-        ) or any(not kind_of(steps.steps[n]).successors(steps.steps[n]) for n in component)
+        ) or any(_ends(steps, node) for node in component if node < count)
         if not has_exit:
             first = min(component)
-            names = _some([steps.steps[i].id for i in sorted(component)])
+            names = _some([steps.steps[i].id for i in sorted(component) if i < count])
             problems.append(
                 Problem(
                     steps.at(first),
@@ -359,6 +356,14 @@ def _loop_problems(steps: _List, graph: Graph) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _ends(steps: StepList, index: int) -> bool:
+    """The step has no way on (a `fail` step): a loop through it ends there."""
+    if index in steps.opaque:
+        return True
+    step = steps.steps[index]
+    return not kind_of(step).successors(step)
 
 
 def _strongly_connected(graph: list[list[int]]) -> list[list[int]]:
@@ -417,18 +422,17 @@ def declared_inputs(definition: WorkflowDefinition) -> set[str]:
     return set(declarations(definition.inputs).names)
 
 
-def _reference_problems(definition: WorkflowDefinition, graphs: dict[str, Graph]) -> list[Problem]:
-    """Every name a step reads must be bound on some path to it (SPEC §3), per scope."""
+def _reference_problems(definition: WorkflowDefinition, lists: list[StepList]) -> list[Problem]:
+    """Every name a step reads must be bound on some path to it, per scope."""
     problems: list[Problem] = []
-    inputs = declared_inputs(definition) | ENGINE_VARIABLES
-    work: list[tuple[str, Sequence[Step], set[str]]] = [("$.steps", definition.steps, inputs)]
-    while work:
-        where, steps, outer = work.pop(0)
-        listed = _List(where, steps, {s.id: i for i, s in enumerate(steps)})
-        available = _available_names(steps, graphs[where])
-        for index, step in enumerate(steps):
+    outer: dict[str, set[str]] = {"$.steps": declared_inputs(definition) | ENGINE_VARIABLES}
+    for steps in lists:
+        available = _available_names(steps)
+        for index, step in enumerate(steps.steps):
+            if index in steps.opaque:
+                continue
             kind = kind_of(step)
-            here = listed.at(index)
+            here = steps.at(index)
             for name in sorted(kind.binds(step) & RESERVED_VARIABLES):
                 problems.append(
                     Problem(
@@ -437,52 +441,43 @@ def _reference_problems(definition: WorkflowDefinition, graphs: dict[str, Graph]
                         code="reserved_variable",
                     )
                 )
-            known = outer | available[index]
+            known = _Names(outer[steps.where], available[index])
             problems += _step_reference_problems(step, here, known)
             for scope in kind.scopes(step):
-                work.append((f"{here}{scope.path}", scope.steps, known | set(scope.adds)))
+                outer[f"{here}{scope.path}"] = known.both() | set(scope.adds)
     return problems
 
 
-def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Problem]:
-    kind = kind_of(step)
+class _Names:
+    """The names a step may read: those around its list and those bound before it (two sets
+    looked up in turn, not joined: in a list of thousands of steps both are large)."""
+
+    def __init__(self, around: set[str], before: set[str]) -> None:
+        self._around = around
+        self._before = before
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._before or name in self._around
+
+    def both(self) -> set[str]:
+        return self._around | self._before
+
+
+def _step_reference_problems(step: Step, where: str, known: Container[str]) -> list[Problem]:
     problems: list[Problem] = []
-    uses: list[tuple[str, str, bool]] = []  # (path, reference, secret allowed)
-    expression_of: dict[str, str] = {}  # path -> the CEL expression there (not a template)
     try:
-        for field, value in kind.templated(step).items():
-            for path, ref in references_in(value, f"{where}.{field}"):
-                uses.append((path, ref.path, kind.secrets))
+        uses, expression_of = _uses(step, where)
     except TemplateError as err:
         return [Problem(where, f"step '{step.id}': {err}")]
-    for relative, expression in kind.expressions(step):
-        expression_of[f"{where}{relative}"] = expression
-        for name in sorted(condition_variables(expression)):
-            uses.append((f"{where}{relative}", name, False))
     for path, ref_path, secret_allowed in uses:
         root = ref_path.split(".")[0]
         if root in DEFERRED_ROOTS:
-            if not secret_allowed:
-                problems.append(
-                    Problem(
-                        path,
-                        f"step '{step.id}': {{{ref_path}}} can only be used in ai and "
-                        "http steps (secrets are resolved inside activities only)",
-                        code="invalid_reference",
-                    )
-                )
-            elif ref_path.count(".") != 1:
-                problems.append(
-                    Problem(
-                        path,
-                        f"step '{step.id}': write a secret as {{secrets.NAME}}, not {{{ref_path}}}",
-                        code="invalid_reference",
-                    )
-                )
-            continue
-        if root not in known and path in expression_of:
+            problems += _secret_problems(step, path, ref_path, secret_allowed)
+        elif ANY_NAME in known or root in known:
+            continue  # (after a step whose shape is invalid, any name may be bound)
+        elif path in expression_of:
             problems.append(_unknown_in_expression(step, path, expression_of[path], root))
-        elif root not in known:
+        else:
             hint = (
                 " (last_error is bound only after a failure that on_error routes)"
                 if root == LAST_ERROR
@@ -500,6 +495,40 @@ def _step_reference_problems(step: Step, where: str, known: set[str]) -> list[Pr
     return problems
 
 
+def _uses(step: Step, where: str) -> tuple[list[tuple[str, str, bool]], dict[str, str]]:
+    """What a step reads: (path, reference, secrets allowed), and the CEL expression at each
+    path that holds one (not a template). Raises TemplateError for a template that does not
+    parse."""
+    kind = kind_of(step)
+    uses: list[tuple[str, str, bool]] = []
+    expression_of: dict[str, str] = {}
+    for field, value in kind.templated(step).items():
+        for path, ref in references_in(value, f"{where}.{field}"):
+            uses.append((path, ref.path, kind.secrets))
+    for relative, expression in kind.expressions(step):
+        try:
+            names = condition_variables(expression)
+        except ConditionError:
+            continue  # the kind's own checks report it; what it reads cannot be known
+        expression_of[f"{where}{relative}"] = expression
+        for name in sorted(names):
+            uses.append((f"{where}{relative}", name, False))
+    return uses, expression_of
+
+
+def _secret_problems(step: Step, path: str, ref_path: str, allowed: bool) -> list[Problem]:
+    if not allowed:
+        message = (
+            f"step '{step.id}': {{{ref_path}}} can only be used in ai and http steps (secrets "
+            "are resolved inside activities only)"
+        )
+    elif ref_path.count(".") != 1:
+        message = f"step '{step.id}': write a secret as {{secrets.NAME}}, not {{{ref_path}}}"
+    else:
+        return []
+    return [Problem(path, message, code="invalid_reference")]
+
+
 def _unknown_in_expression(step: Step, path: str, expression: str, name: str) -> Problem:
     """A CEL expression reading a name no input declares and no earlier step sets (CEL has
     no braces: the templates' advice does not apply)."""
@@ -511,16 +540,22 @@ def _unknown_in_expression(step: Step, path: str, expression: str, name: str) ->
     return Problem(path, f"step '{step.id}': {message}", code="unknown_reference")
 
 
-def _available_names(steps: Sequence[Step], graph: Graph) -> list[set[str]]:
+def _available_names(steps: StepList) -> list[set[str]]:
     """For each step, the names some path from the list's first step may have bound before
-    it; a failure routed by on_error brings ``last_error`` (and not the step's own names)."""
-    count = len(steps)
-    defines = [kind_of(step).binds(step) for step in steps]
+    it; a failure routed by on_error brings ``last_error`` (and not the step's own names).
+
+    Past :data:`NAME_WORK` names carried (a list of thousands of steps each binding a name,
+    or a jump that leads anywhere in a long list), every name the list binds counts as
+    available at every step: fewer unknown names found there, never a false one."""
+    graph = steps.graph
+    count = len(graph)
+    defines = [steps.binds(node) for node in range(count)]
     available: list[set[str]] = [set() for _ in range(count)]
     # A step is (re)visited the first time it is reached and whenever more names reach it,
     # so steps after one that binds nothing (a delay, an http step without output) count too.
     visited = {0}
     work = [0]
+    left = NAME_WORK
     while work:
         node = work.pop()
         succeeded = available[node] | defines[node]
@@ -530,6 +565,9 @@ def _available_names(steps: Sequence[Step], graph: Graph) -> list[set[str]]:
                 continue
             outgoing = failed if on_failure else succeeded
             if target not in visited or not outgoing <= available[target]:
+                left -= len(outgoing)
+                if left < 0:
+                    return [set().union(*defines, {LAST_ERROR})] * count
                 visited.add(target)
                 available[target] |= outgoing
                 work.append(target)

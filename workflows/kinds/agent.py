@@ -26,7 +26,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.errors import EngineError, FailureType, Problem, StepFailed, TemplateError
-from workflows.kinds.ai import ChatMessage, ResponseFormat, ask, first_messages, model_fields
+from workflows.kinds.ai import (
+    ChatMessage,
+    ResponseFormat,
+    answer_json_type,
+    ask,
+    first_messages,
+    model_fields,
+)
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
 from workflows.kinds.http import HttpMethod, build_request, header_problem
@@ -34,7 +41,17 @@ from workflows.kinds.sub_workflow import run_child
 from workflows.kinds.tool_url import ARGS, dot_segment, encode_arguments
 from workflows.messages import SEND_HTTP_REQUEST, AIResult, HTTPResult, request_key
 from workflows.templating import DeferredSlot, VariableSubstitutor, references_in
-from workflows.usage import Usage
+from workflows.usage import TOKEN_FIELDS, Usage
+from workflows.value_types import (
+    DYN,
+    INT_T,
+    NUMBER,
+    STRING_T,
+    Type,
+    Typer,
+    list_of,
+    object_of,
+)
 
 MAX_TOOL_ANSWER = 20_000  # characters of a tool's answer the model sees
 # One answer may ask for any number of calls, each an activity (~6 history events): the caps
@@ -145,6 +162,22 @@ class AgentKind(StepKind[AgentStep]):
 
     def templated(self, step: AgentStep) -> dict[str, Any]:
         return model_fields(step)
+
+    def result_types(self, step: AgentStep, typer: Typer) -> dict[str, Type]:
+        """What ``_Agent.finish`` binds: ``json`` only when the answer had some."""
+        if not step.output:
+            return {}
+        usage = object_of({name: INT_T for name in TOKEN_FIELDS} | {"cost_usd": NUMBER})
+        call = object_of({"name": STRING_T, "arguments": DYN, "result": DYN, "error": DYN})
+        value = {
+            "text": STRING_T,
+            "json": answer_json_type(step.response_format),
+            "turns": INT_T,
+            "tool_calls": list_of(call),
+            "usage": usage,
+            "cost": NUMBER,
+        }
+        return {step.output: object_of(value)}
 
     def problems(self, step: AgentStep, where: str) -> list[Problem]:
         from workflows.input_schema import schema_problems

@@ -19,6 +19,21 @@ from workflows.kinds.slots import slot_models
 from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage, request_key
 from workflows.templating import VariableSubstitutor
 from workflows.usage import Usage
+from workflows.value_types import (
+    DYN,
+    INT_T,
+    MAP,
+    NEVER,
+    NUMBER,
+    STRING_T,
+    Type,
+    Typer,
+    join,
+    list_of,
+    nullable,
+    object_of,
+    of_schema,
+)
 
 
 class ChatMessage(Model):
@@ -87,6 +102,38 @@ REPAIR_PROMPT = (
 )
 
 
+_USAGE_TYPE = object_of({name: nullable(INT_T) for name in AIUsage.model_fields})
+_OPTIONAL = {"attempts": list_of(DYN), "repairs": INT_T, "tool_calls": list_of(DYN)}
+
+
+def answer_json_type(response_format: Any) -> Type:
+    """The type of an answer's parsed JSON: what the ``json_schema`` admits (the activity
+    checks the answer against it), else unknown."""
+    schema = getattr(response_format, "schema_", None)
+    return of_schema(schema) if schema else DYN
+
+
+def result_type(step: AIStep) -> Type:
+    """What an ai step binds (AIResult.as_output): the result's keys, then the parsed JSON's
+    own keys where the result has none of that name."""
+    parsed = answer_json_type(step.response_format)
+    fields: dict[str, Type] = {
+        "text": STRING_T,
+        "json": parsed,
+        "model": nullable(STRING_T),
+        "usage": nullable(_USAGE_TYPE),
+        "cost": nullable(NUMBER),
+        "finish_reason": nullable(STRING_T),
+    }
+    if MAP not in parsed.kinds:  # no object: nothing spreads
+        return object_of({**fields, **_OPTIONAL})
+    spread = [(name, value) for name, value in parsed.fields if name not in fields]
+    for name, value in _OPTIONAL.items():  # absent when unused: the JSON's key may fill it
+        fields[name] = join(value, parsed.field(name) or NEVER)
+    fields.update((name, value) for name, value in spread if name not in _OPTIONAL)
+    return object_of(fields, closed=parsed.closed, rest=parsed.rest)
+
+
 @register
 class AIKind(StepKind[AIStep]):
     type = "ai"
@@ -98,6 +145,9 @@ class AIKind(StepKind[AIStep]):
 
     def templated(self, step: AIStep) -> dict[str, Any]:
         return model_fields(step)
+
+    def result_types(self, step: AIStep, typer: Typer) -> dict[str, Type]:
+        return {step.output: result_type(step)} if step.output else {}
 
     def problems(self, step: AIStep, where: str) -> list[Problem]:
         schema = getattr(step.response_format, "schema_", None)

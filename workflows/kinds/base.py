@@ -34,6 +34,7 @@ from workflows.kinds.common import (
     StepBase,
 )
 from workflows.messages import ExecutionLimits, ReusedResult, StepRecord, StepRequest
+from workflows.value_types import DYN, Type, Typer
 
 S = TypeVar("S", bound=StepBase)
 R = TypeVar("R")
@@ -225,6 +226,14 @@ class StepKind(Generic[S]):
         """Names it binds in its scope when it succeeds."""
         output = getattr(step, "output", None)
         return {output} if output else set()
+
+    def result_types(self, step: S, typer: Typer) -> dict[str, Type]:
+        """The type of each name it binds (save-time type checks; default: unknown)."""
+        return {name: DYN for name in self.binds(step)}
+
+    def scope_types(self, step: S, typer: Typer) -> list[dict[str, Type]]:
+        """The types of the names each of its scopes adds (default: unknown)."""
+        return [{name: DYN for name in scope.adds} for scope in self.scopes(step)]
 
     # -- where it leads -----------------------------------------------------------------------
 

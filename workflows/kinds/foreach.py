@@ -37,6 +37,20 @@ from workflows.kinds.base import (
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
 from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
 from workflows.templating import VariableSubstitutor
+from workflows.value_types import (
+    DYN,
+    INT_T,
+    LIST,
+    NEVER,
+    STRING_T,
+    Type,
+    Typer,
+    bound_object,
+    join,
+    list_of,
+    nullable,
+    object_of,
+)
 
 if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
@@ -88,6 +102,9 @@ def share_size(step: ForeachStep) -> int:
     return max(1, SHARE_EVENTS // (EVENTS_PER_STEP * body_size(step.steps)))
 
 
+_ERROR_TYPE = object_of({"type": STRING_T, "message": STRING_T, "step_id": nullable(STRING_T)})
+
+
 @register
 class ForeachKind(StepKind[ForeachStep]):
     type = "foreach"
@@ -99,6 +116,24 @@ class ForeachKind(StepKind[ForeachStep]):
 
     def scopes(self, step: ForeachStep) -> list[Scope]:
         return [Scope(".steps", step.steps, frozenset({step.as_, step.index_as}))]
+
+    def scope_types(self, step: ForeachStep, typer: Typer) -> list[dict[str, Type]]:
+        items = typer.value(step.items)
+        item = items.element() if LIST in items.kinds else DYN
+        return [{step.as_: item, step.index_as: INT_T}]
+
+    def result_types(self, step: ForeachStep, typer: Typer) -> dict[str, Type]:
+        """A list of what each iteration bound (``_element``), or its error."""
+        if not step.output:
+            return {}
+        fields = {
+            name: value
+            for name, value in typer.scope_binds(step, 0).items()
+            if name not in (step.as_, step.index_as)
+        }
+        if step.on_item_error == "continue":
+            fields["error"] = join(fields.get("error", NEVER), _ERROR_TYPE)
+        return {step.output: list_of(bound_object(fields))}
 
     def starts_executions(self, step: ForeachStep) -> bool:
         return True  # its shares, when the list is long

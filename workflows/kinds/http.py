@@ -14,6 +14,7 @@ from workflows.kinds.common import ActivityMixin, FlowMixin, StepBase
 from workflows.kinds.slots import slot_models
 from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult, request_key
 from workflows.templating import VariableSubstitutor, to_text
+from workflows.value_types import DYN, INT_T, STRING_T, Type, Typer, map_of, object_of
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -35,6 +36,10 @@ FORBIDDEN_REQUEST_HEADERS = frozenset(
         "expect",
         "http2-settings",
     }
+)
+# What an http step binds (HTTPResult.as_output): `json` when the answer was JSON, else `text`.
+RESULT_TYPE = object_of(
+    {"status": INT_T, "headers": map_of(STRING_T, STRING_T), "json": DYN, "text": STRING_T}
 )
 # RFC 9110 field-name: a token.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -151,6 +156,9 @@ class HTTPKind(StepKind[HTTPStep]):
             "json": step.json_body,
             "body": step.body,
         }
+
+    def result_types(self, step: HTTPStep, typer: Typer) -> dict[str, Type]:
+        return {step.output: RESULT_TYPE} if step.output else {}
 
     def problems(self, step: HTTPStep, where: str) -> list[Problem]:
         problems = []

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 from workflows.errors import Problem
 from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId, repeated
+from workflows.value_types import Type, Typer, bound_object, object_of
 
 if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
@@ -60,6 +61,14 @@ class ParallelKind(StepKind[ParallelStep]):
         return [
             Scope(f".branches[{i}].steps", branch.steps) for i, branch in enumerate(step.branches)
         ]
+
+    def result_types(self, step: ParallelStep, typer: Typer) -> dict[str, Type]:
+        if not step.output:
+            return {}
+        bound = {
+            b.id: bound_object(typer.scope_binds(step, i)) for i, b in enumerate(step.branches)
+        }
+        return {step.output: object_of(bound)}
 
     def problems(self, step: ParallelStep, where: str) -> list[Problem]:
         return []

@@ -12,6 +12,7 @@ from workflows.errors import ConditionError, Problem
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import FlowMixin, StepBase, VariableName
 from workflows.templating import Reference, VariableSubstitutor, tokenize
+from workflows.value_types import Type, Typer
 
 
 class SetStep(StepBase, FlowMixin):
@@ -73,6 +74,10 @@ class SetKind(StepKind[SetStep]):
 
     def binds(self, step: SetStep) -> set[str]:
         return set(step.values) | set(step.compute)
+
+    def result_types(self, step: SetStep, typer: Typer) -> dict[str, Type]:
+        found = {name: typer.value(value) for name, value in step.values.items()}
+        return found | {name: typer.expression(e) for name, e in step.compute.items()}
 
     def problems(self, step: SetStep, where: str) -> list[Problem]:
         return cel_problems(step, self.expressions(step), where)

@@ -18,6 +18,7 @@ from workflows.errors import FailureType, Problem, StepFailed
 from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, Waiting, register
 from workflows.kinds.common import FlowMixin, StepBase, VariableName
+from workflows.value_types import DYN, Type, Typer, of_schema
 
 
 class WaitForSignalStep(StepBase, FlowMixin):
@@ -44,6 +45,13 @@ class WaitForSignalKind(StepKind[WaitForSignalStep]):
     type = "wait_for_signal"
     model = WaitForSignalStep
     waits = True
+
+    def result_types(self, step: WaitForSignalStep, typer: Typer) -> dict[str, Type]:
+        """The payload, as the API checks it against ``payload_schema``."""
+        if not step.output:
+            return {}
+        schema = step.payload_schema
+        return {step.output: of_schema(schema) if schema is not None else DYN}
 
     def problems(self, step: WaitForSignalStep, where: str) -> list[Problem]:
         if step.payload_schema is None:
