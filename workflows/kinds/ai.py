@@ -207,95 +207,137 @@ async def ask(
     reason another may not share; an answer failing ``response_format`` is asked again with
     the error (``repair_attempts``). Budgets apply before and after every call; a rerun takes
     a result its source recorded for the same rendered request."""
-    substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
-    if slots is None:  # a step's own messages: templates
-        rendered, slots = substitutor.render_deferred(
-            {"model": step.model, "models": list(step.models), "messages": messages}
-        )
-    else:  # an agent's conversation: rendered once; what models and tools said is data
-        rendered = substitutor.render({"model": step.model, "models": list(step.models)})
-        rendered["messages"] = messages
-    chain = [str(rendered["model"]), *(str(m) for m in rendered["models"])]
-    options = run.activity_options(step)
-    if label is not None:
-        options["summary"] = label
-    response_format = (
-        step.response_format.model_dump(by_alias=True) if step.response_format else None
-    )
-    spent = Usage()
-    attempts: list[dict[str, Any]] = []
-    repairs = 0
-    for position, model in enumerate(chain):
-        conversation: list[dict[str, Any]] = list(rendered["messages"])
+    asking = _Asking(run, step, messages, tools, path, slots, label)
+    for position, model in enumerate(asking.chain):
+        conversation: list[dict[str, Any]] = list(asking.messages)
         repairs_left = step.repair_attempts
         while True:
-            request = AIRequest(
-                execution_id=run.execution_id,
-                step_id=step.id,
-                workflow_id=run.input.definition.key,
-                model=model,
-                messages=conversation,
-                temperature=step.temperature,
-                max_tokens=step.max_tokens,
-                response_format=response_format,
-                deferred=slot_models(slots),
-                path=path or run.path,
-                seq=run.seq,
-                tools=tools,
-            )
+            request = asking.request(model, conversation)
             key = request_key(CALL_LLM, request)
             reused = run.reused(key)
             if reused is not None:  # a rerun: the source paid for this answer already
-                result = AIResult.model_validate(reused.result)
-                return Answer(result, Usage(), reused.source, key)
-            await run.budget_gate()
-            request.report_when_cancelled = workflow.patched(PATCH_COUNT_CANCELLED_CALLS)
-            try:
-                result = await run.call_activity(CALL_LLM, request, AIResult, options)
-            except ActivityError as err:
-                if request.report_when_cancelled and is_cancelled_exception(err):
-                    run.release_budget()  # stopped before the provider answered
-                    raise
-                failure = _failure(err, step.id)
-                usage = failure.details.get("usage")
-                spent.add(usage)
-                run.account(usage)
-                attempts.append(_attempt(model, "failed", failure.error, usage))
-                if (
-                    failure.type == FailureType.INVALID_MODEL_OUTPUT
-                    and repairs_left > 0
-                    and workflow.patched(PATCH_REPAIRS)
-                ):
-                    run.check_budget_after()
-                    repairs_left -= 1
-                    repairs += 1
-                    conversation = [
-                        *conversation,
-                        {"role": "assistant", "content": str(failure.details.get("text", ""))},
-                        {"role": "user", "content": REPAIR_PROMPT.format(error=failure.error)},
-                    ]
-                    continue
-                if failure.falls_through and position + 1 < len(chain):
-                    break  # the next model
-                raise StepFailed(failure.error, failure.type, usage=spent.for_step()) from None
-            usage = result.usage_record()
-            spent.add(usage)
-            run.account(usage)
-            if result.cancelled:  # the step was cancelled, but the answer is paid for
-                raise asyncio.CancelledError(f"cancelled after {model} answered")
-            attempts.append(_attempt(result.model or model, "success", None, usage))
-            run.check_budget_after()
-            result.usage = AIUsage(
-                prompt_tokens=spent.prompt_tokens,
-                completion_tokens=spent.completion_tokens,
-                total_tokens=spent.total_tokens,
-            )
-            result.cost = spent.cost_usd if spent.cost_usd else result.cost
-            if len(chain) > 1 or repairs or len(attempts) > 1:
-                result.attempts = attempts
-                result.repairs = repairs
-            return Answer(result, spent, None, None)
+                return Answer(AIResult.model_validate(reused.result), Usage(), reused.source, key)
+            outcome = await asking.call(request)
+            if isinstance(outcome, AIResult):
+                return asking.answered(outcome, model)
+            if asking.repairs_it(outcome, repairs_left):
+                repairs_left -= 1
+                conversation = repaired(conversation, outcome)
+                continue
+            if outcome.falls_through and position + 1 < len(asking.chain):
+                break  # the next model
+            raise StepFailed(outcome.error, outcome.type, usage=asking.spent.for_step())
     raise AssertionError("unreachable: the last model either answers or raises")
+
+
+def repaired(conversation: list[dict[str, Any]], failure: _Failure) -> list[dict[str, Any]]:
+    """The conversation again, with the invalid answer and what was wrong with it."""
+    return [
+        *conversation,
+        {"role": "assistant", "content": str(failure.details.get("text", ""))},
+        {"role": "user", "content": REPAIR_PROMPT.format(error=failure.error)},
+    ]
+
+
+class _Asking:
+    """One step's tries at an answer: what every try sends, and what the tries cost."""
+
+    def __init__(
+        self,
+        run: StepRun,
+        step: Any,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        path: str | None,
+        slots: list[Any] | None,
+        label: str | None,
+    ) -> None:
+        substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
+        fields = {"model": step.model, "models": list(step.models)}
+        if slots is None:  # a step's own messages: templates
+            rendered, slots = substitutor.render_deferred({**fields, "messages": messages})
+        else:  # an agent's conversation: rendered once; what models and tools said is data
+            rendered = {**substitutor.render(fields), "messages": messages}
+        self.chain = [str(rendered["model"]), *(str(m) for m in rendered["models"])]
+        self.messages: list[dict[str, Any]] = rendered["messages"]
+        self.options = run.activity_options(step)
+        if label is not None:
+            self.options["summary"] = label
+        self.response_format = (
+            step.response_format.model_dump(by_alias=True) if step.response_format else None
+        )
+        self._run, self._step, self._tools, self._path, self._slots = run, step, tools, path, slots
+        self.spent = Usage()
+        self.attempts: list[dict[str, Any]] = []
+        self.repairs = 0
+
+    def request(self, model: str, conversation: list[dict[str, Any]]) -> AIRequest:
+        run, step = self._run, self._step
+        return AIRequest(
+            execution_id=run.execution_id,
+            step_id=step.id,
+            workflow_id=run.input.definition.key,
+            model=model,
+            messages=conversation,
+            temperature=step.temperature,
+            max_tokens=step.max_tokens,
+            response_format=self.response_format,
+            deferred=slot_models(self._slots or []),
+            path=self._path or run.path,
+            seq=run.seq,
+            tools=self._tools,
+        )
+
+    async def call(self, request: AIRequest) -> AIResult | _Failure:
+        """One call, within the budget: the answer, or why the call failed (counted)."""
+        run = self._run
+        await run.budget_gate()
+        request.report_when_cancelled = workflow.patched(PATCH_COUNT_CANCELLED_CALLS)
+        try:
+            return await run.call_activity(CALL_LLM, request, AIResult, self.options)
+        except ActivityError as err:
+            if request.report_when_cancelled and is_cancelled_exception(err):
+                run.release_budget()  # stopped before the provider answered
+                raise
+            failure = _failure(err, self._step.id)
+        usage = failure.details.get("usage")
+        self.spent.add(usage)
+        run.account(usage)
+        self.attempts.append(_attempt(request.model, "failed", failure.error, usage))
+        return failure
+
+    def repairs_it(self, failure: _Failure, repairs_left: int) -> bool:
+        """An answer that failed its format is asked again, while repairs are left."""
+        if (
+            failure.type == FailureType.INVALID_MODEL_OUTPUT
+            and repairs_left > 0
+            and workflow.patched(PATCH_REPAIRS)
+        ):
+            self._run.check_budget_after()
+            self.repairs += 1
+            return True
+        return False
+
+    def answered(self, result: AIResult, model: str) -> Answer:
+        """The answer, with what every try of the step cost (and the tries, if several)."""
+        usage = result.usage_record()
+        self.spent.add(usage)
+        self._run.account(usage)
+        if result.cancelled:  # the step was cancelled, but the answer is paid for
+            raise asyncio.CancelledError(f"cancelled after {model} answered")
+        self.attempts.append(_attempt(result.model or model, "success", None, usage))
+        self._run.check_budget_after()
+        spent = self.spent
+        result.usage = AIUsage(
+            prompt_tokens=spent.prompt_tokens,
+            completion_tokens=spent.completion_tokens,
+            total_tokens=spent.total_tokens,
+        )
+        result.cost = spent.cost_usd if spent.cost_usd else result.cost
+        if len(self.chain) > 1 or self.repairs or len(self.attempts) > 1:
+            result.attempts = self.attempts
+            result.repairs = self.repairs
+        return Answer(result, spent, None, None)
 
 
 @dataclass

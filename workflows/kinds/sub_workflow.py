@@ -10,7 +10,7 @@ child fails the step with type ``ChildWorkflowFailed`` and the child's own messa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field
 from temporalio import workflow
@@ -23,6 +23,9 @@ from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
 from workflows.messages import WORKFLOW_TYPE, ExecutionState, library_key, request_key
 from workflows.run_inputs import checked_inputs
 from workflows.templating import VariableSubstitutor
+
+if TYPE_CHECKING:  # the shared input model holds the definition, which holds the kinds
+    from workflows.shared import LibraryEntry
 
 MAX_DEPTH = 10  # a workflow calling itself (or a cycle) stops here with a clear failure
 # A child's inputs pass the check an API start of it passes (defaults filled, the whole
@@ -106,56 +109,18 @@ async def _child(
     label: str,
 ) -> tuple[dict[str, Any], str | None, str]:
     """(outputs, the source a rerun reused them from, the request key)."""
-    entry = run.input.library.get(library_key(workflow_id, version))
-    if entry is None:
-        pinned = f" version {version}" if version else ""
-        raise StepFailed(
-            f"workflow '{workflow_id}'{pinned} was not saved when this run started; "
-            "save it, then start the run again",
-            FailureType.INVALID_REQUEST,
-        )
-    if run.input.depth >= MAX_DEPTH:
-        raise StepFailed(
-            f"sub-workflows nest {MAX_DEPTH} deep here; does '{workflow_id}' call "
-            "itself without an end?",
-            FailureType.INVALID_REQUEST,
-        )
+    entry = _callable(run, workflow_id, version)
     if workflow.patched(PATCH_CHILD_INPUTS_CHECKED):
         input_vars = _checked(entry.definition.inputs, input_vars, workflow_id)
     else:  # runs started before: only required and undeclared names were checked
         _check_inputs(entry.definition.inputs, input_vars, workflow_id)
-    key = request_key(
-        "sub_workflow",
-        {
-            "path": path,
-            "workflow_id": str(workflow_id),
-            "version": entry.version,
-            "input_vars": input_vars,
-        },
-    )
+    fields = {"path": path, "workflow_id": str(workflow_id), "version": entry.version}
+    key = request_key("sub_workflow", {**fields, "input_vars": input_vars})
     reused = run.reused(key)
     if reused is not None:  # a rerun: the source ran this very child already
         return dict(reused.result or {}), reused.source, key
     child_id = _child_id(run, entry.definition.key, path)
-    grant = run.pay_for_child(starts_executions(entry.definition.steps))
-    child = run.input.model_copy(
-        update={
-            "definition": entry.definition,
-            "definition_version": entry.version,
-            "definition_hash": None,
-            "input_vars": input_vars,
-            "carried": None,
-            "batch": None,
-            "depth": run.input.depth + 1,
-            "started_by": run.execution_id,
-            "parent_path": path,
-            "parent_seq": run.seq,
-            # A child's steps are its own: none matches a parent's recorded request.
-            "reuse": {},
-            "rerun_of": None,
-            "descendants_left": grant,
-        }
-    )
+    child = _child_input(run, entry, input_vars, path)
     run.started_child(child_id)
     try:
         result: ExecutionState = await workflow.execute_child_workflow(
@@ -175,6 +140,49 @@ async def _child(
         ) from None
     run.refund(result.descendants_left)
     return dict(result.outputs), None, key
+
+
+def _callable(run: StepRun, workflow_id: str | int, version: int | None) -> LibraryEntry:
+    """The definition the run may call (loaded when it started), within the depth cap."""
+    entry = run.input.library.get(library_key(workflow_id, version))
+    if entry is None:
+        pinned = f" version {version}" if version else ""
+        raise StepFailed(
+            f"workflow '{workflow_id}'{pinned} was not saved when this run started; "
+            "save it, then start the run again",
+            FailureType.INVALID_REQUEST,
+        )
+    if run.input.depth >= MAX_DEPTH:
+        raise StepFailed(
+            f"sub-workflows nest {MAX_DEPTH} deep here; does '{workflow_id}' call "
+            "itself without an end?",
+            FailureType.INVALID_REQUEST,
+        )
+    return entry
+
+
+def _child_input(run: StepRun, entry: LibraryEntry, input_vars: Any, path: str) -> Any:
+    """The child's input: this run's, for another definition, one level deeper, with its
+    share of the run's allowance of executions (paid for here)."""
+    grant = run.pay_for_child(starts_executions(entry.definition.steps))
+    return run.input.model_copy(
+        update={
+            "definition": entry.definition,
+            "definition_version": entry.version,
+            "definition_hash": None,
+            "input_vars": input_vars,
+            "carried": None,
+            "batch": None,
+            "depth": run.input.depth + 1,
+            "started_by": run.execution_id,
+            "parent_path": path,
+            "parent_seq": run.seq,
+            # A child's steps are its own: none matches a parent's recorded request.
+            "reuse": {},
+            "rerun_of": None,
+            "descendants_left": grant,
+        }
+    )
 
 
 def _checked(schema: dict[str, Any] | None, values: Any, workflow_id: Any) -> dict[str, Any]:
