@@ -122,10 +122,7 @@ class DefinitionService:
             client, self._settings, stored, self._schedule_library(stored)
         )
         return WorkflowSaved(
-            workflow_id=stored.workflow_id,
-            version=stored.version,
-            hash=stored.hash,
-            saved_at=stored.saved_at,
+            **saved_version(stored),
             created=saved.created,
             changed=saved.changed,
             schedules=schedules,
@@ -148,10 +145,7 @@ class DefinitionService:
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
         return WorkflowPublic(
-            workflow_id=stored.workflow_id,
-            version=stored.version,
-            hash=stored.hash,
-            saved_at=stored.saved_at,
+            **saved_version(stored),
             versions=self._store.versions(workflow_id),
             definition=stored.document,
         )
@@ -198,15 +192,22 @@ class DefinitionService:
             raise ApiError(404, "workflow_not_found", f"no workflow named '{workflow_id}'")
 
 
+def saved_version(stored: StoredDefinition) -> dict[str, Any]:
+    """The fields of :class:`~api.server.schemas.SavedVersion`: which version this is."""
+    return {
+        "workflow_id": stored.workflow_id,
+        "version": stored.version,
+        "hash": stored.hash,
+        "saved_at": stored.saved_at,
+    }
+
+
 def summary(stored: StoredDefinition) -> WorkflowSummary:
     definition = stored.definition
     return WorkflowSummary(
-        workflow_id=stored.workflow_id,
+        **saved_version(stored),
         name=definition.name,
         description=definition.description,
-        version=stored.version,
-        hash=stored.hash,
-        saved_at=stored.saved_at,
         steps=len(definition.steps),
         triggers=[t.type for t in definition.triggers],
     )
