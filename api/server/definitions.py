@@ -1,5 +1,5 @@
 """DefinitionService: what the definition routes do (save, read, list, delete, validate),
-beside :class:`api.server.executions.ExecutionService`; the routes stay thin over it."""
+beside the execution services of api/server/executions/; the routes stay thin over it."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class DefinitionService:
 
     async def save(self, workflow_id: str, document: Any, key: Principal) -> WorkflowSaved:
         self._visible(key, workflow_id)
-        self._require(key, Action.MANAGE, "save definitions")
+        key.require(Action.MANAGE, "save definitions")
         client = self._temporal()  # schedules follow the save: nothing is saved without it
         if not valid_workflow_id(workflow_id) or workflow_id in RESERVED_IDS:
             raise ApiError(
@@ -152,7 +152,7 @@ class DefinitionService:
 
     async def delete(self, workflow_id: str, key: Principal) -> None:
         self._visible(key, workflow_id)
-        self._require(key, Action.MANAGE, "delete definitions")
+        key.require(Action.MANAGE, "delete definitions")
         client = self._temporal()
         try:
             self._store.delete(workflow_id)
@@ -180,11 +180,6 @@ class DefinitionService:
                 headers={"Retry-After": "2"},
             )
         return self._client
-
-    @staticmethod
-    def _require(key: Principal, action: Action, what: str) -> None:
-        if not key.can(action):
-            raise ApiError(403, "forbidden", f"role '{key.role}' cannot {what}")
 
     @staticmethod
     def _visible(key: Principal, workflow_id: str) -> None:

@@ -1,4 +1,4 @@
-"""The definitions a run may call as sub-workflows, loaded when it starts (SPEC §9).
+"""The definitions a run may call as sub-workflows, loaded when it starts.
 
 Workflow code reads no store: every workflow a run's `sub_workflow` steps name (and theirs, in
 turn) goes into its input at the version current now, or at the version a step pins. A parent
