@@ -2,11 +2,12 @@
 
 Every case of the vendored files (tests/conformance/json-schema-test-suite/: the required
 files and optional/format's files for the formats the engine asserts) is answered as a run's
-start answers it (api/server/executions.py: the schema checked at save, defaults filled, the value
-checked, the undeclared-input rule) when the value is an object, and as a ``payload_schema`` or
-``response_format`` check answers it (value_problems) otherwise. Each answer is compared with
-the suite's and with plain jsonschema's (Draft202012Validator with a FormatChecker): every
-difference must be one of the restrictions docs/inputs.md lists, with the counts it gives.
+start answers it (api/server/executions/inputs.py: the schema checked at save, defaults filled,
+the value checked, the undeclared-input rule) when the value is an object, and as a
+``payload_schema`` or ``response_format`` check answers it (value_problems) otherwise. Each
+answer is compared with the suite's and with plain jsonschema's (Draft202012Validator with a
+FormatChecker): every difference must be one of the restrictions docs/inputs.md lists, with the
+counts it gives.
 Nothing is fetched: the suite's remote documents are not vendored, and both validators get a
 registry that refuses every retrieval.
 """

@@ -9,7 +9,10 @@
     ├── ValueLimitError           a value too deep, too large, not finite (workflows/values.py)
     ├── StepFailed                a step failed; carries the failure type shown to users
     ├── IOSideError               activities/errors.py: the SSRF guard, HTTP limits, storage
-    ├── ApiError                  api/server/errors.py: an error answer of the HTTP API
+    ├── ServerError               api/server/errors.py: the HTTP API's
+    │   ├── ApiError              an error answer (status, code, message, path)
+    │   ├── DefinitionNotFound    no saved definition (or version) by that id
+    │   └── DuplicateStart        an idempotency key's execution exists already
     └── ClientError               api/cli/client.py: what `wfe` reports, one line per problem
 
 Each layer's errors live in its errors module (these three); a few modules keep a private

@@ -1,4 +1,4 @@
-"""API keys, roles and workflow scopes (SPEC §5, OWASP API1/API2/API5).
+"""API keys, roles and workflow scopes (README "Keys and roles"; OWASP API1/API2/API5).
 
 A key is ``{"key", "name", "role", "workflows"}``; roles:
 
@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from activities.runtime.settings import Settings
+from api.server.errors import ApiError
 from workflows.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,11 @@ class Principal:
 
     def can(self, action: Action) -> bool:
         return action in ROLE_ACTIONS[self.role]
+
+    def require(self, action: Action, what: str) -> None:
+        """403 unless the role may ``action``; ``what`` says it in the answer."""
+        if not self.can(action):
+            raise ApiError(403, "forbidden", f"role '{self.role}' cannot {what}")
 
     def sees(self, workflow_id: str | int | None) -> bool:
         return self.workflows is None or (

@@ -1,5 +1,5 @@
 """DefinitionService: what the definition routes do (save, read, list, delete, validate),
-beside :class:`api.server.executions.ExecutionService`; the routes stay thin over it."""
+beside the execution services of api/server/executions/; the routes stay thin over it."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class DefinitionService:
 
     async def save(self, workflow_id: str, document: Any, key: Principal) -> WorkflowSaved:
         self._visible(key, workflow_id)
-        self._require(key, Action.MANAGE, "save definitions")
+        key.require(Action.MANAGE, "save definitions")
         client = self._temporal()  # schedules follow the save: nothing is saved without it
         if not valid_workflow_id(workflow_id) or workflow_id in RESERVED_IDS:
             raise ApiError(
@@ -122,10 +122,7 @@ class DefinitionService:
             client, self._settings, stored, self._schedule_library(stored)
         )
         return WorkflowSaved(
-            workflow_id=stored.workflow_id,
-            version=stored.version,
-            hash=stored.hash,
-            saved_at=stored.saved_at,
+            **saved_version(stored),
             created=saved.created,
             changed=saved.changed,
             schedules=schedules,
@@ -148,17 +145,14 @@ class DefinitionService:
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
         return WorkflowPublic(
-            workflow_id=stored.workflow_id,
-            version=stored.version,
-            hash=stored.hash,
-            saved_at=stored.saved_at,
+            **saved_version(stored),
             versions=self._store.versions(workflow_id),
             definition=stored.document,
         )
 
     async def delete(self, workflow_id: str, key: Principal) -> None:
         self._visible(key, workflow_id)
-        self._require(key, Action.MANAGE, "delete definitions")
+        key.require(Action.MANAGE, "delete definitions")
         client = self._temporal()
         try:
             self._store.delete(workflow_id)
@@ -188,25 +182,27 @@ class DefinitionService:
         return self._client
 
     @staticmethod
-    def _require(key: Principal, action: Action, what: str) -> None:
-        if not key.can(action):
-            raise ApiError(403, "forbidden", f"role '{key.role}' cannot {what}")
-
-    @staticmethod
     def _visible(key: Principal, workflow_id: str) -> None:
         if not key.sees(workflow_id):
             raise ApiError(404, "workflow_not_found", f"no workflow named '{workflow_id}'")
 
 
+def saved_version(stored: StoredDefinition) -> dict[str, Any]:
+    """The fields of :class:`~api.server.schemas.SavedVersion`: which version this is."""
+    return {
+        "workflow_id": stored.workflow_id,
+        "version": stored.version,
+        "hash": stored.hash,
+        "saved_at": stored.saved_at,
+    }
+
+
 def summary(stored: StoredDefinition) -> WorkflowSummary:
     definition = stored.definition
     return WorkflowSummary(
-        workflow_id=stored.workflow_id,
+        **saved_version(stored),
         name=definition.name,
         description=definition.description,
-        version=stored.version,
-        hash=stored.hash,
-        saved_at=stored.saved_at,
         steps=len(definition.steps),
         triggers=[t.type for t in definition.triggers],
     )

@@ -23,7 +23,14 @@ from activities.runtime.tracing import API_SERVICE
 from api.server.auth import KeyRing, Principal
 from api.server.definitions import DefinitionService
 from api.server.errors import ApiError
-from api.server.executions import ExecutionService, PageTokens
+from api.server.executions import (
+    Controller,
+    Lister,
+    PageTokens,
+    Reader,
+    Rerunner,
+    Starter,
+)
 from api.server.limits import FailedAuthThrottle, RateLimiter, retry_after_header
 from api.server.pollers import WorkerPollers
 from api.server.status import ClosedAnswers
@@ -141,22 +148,37 @@ async def get_client(state: StateDep) -> Client:
 ClientDep = Annotated[Client, Depends(get_client)]
 
 
-async def get_service(state: StateDep, client: ClientDep) -> ExecutionService:
-    return ExecutionService(
-        client,
-        state.settings,
-        state.store,
-        state.logs,
-        state.signal_limiter,
-        state.page_tokens,
-        pollers=state.pollers,
-        closed=state.closed_answers,
-    )
+async def get_starter(state: StateDep, client: ClientDep) -> Starter:
+    return Starter(client, state.settings, state.store, state.pollers)
+
+
+async def get_reader(state: StateDep, client: ClientDep) -> Reader:
+    return Reader(client, state.settings, state.logs, state.closed_answers)
+
+
+StarterDep = Annotated[Starter, Depends(get_starter)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
+
+
+async def get_lister(state: StateDep, client: ClientDep) -> Lister:
+    return Lister(client, state.settings, state.page_tokens)
+
+
+async def get_controller(state: StateDep, reader: ReaderDep) -> Controller:
+    return Controller(reader, state.settings, state.signal_limiter)
+
+
+async def get_rerunner(
+    state: StateDep, client: ClientDep, reader: ReaderDep, starter: StarterDep
+) -> Rerunner:
+    return Rerunner(client, state.logs, reader, starter)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CurrentKey = Annotated[Principal, Depends(current_key)]
-ServiceDep = Annotated[ExecutionService, Depends(get_service)]
+ListerDep = Annotated[Lister, Depends(get_lister)]
+ControllerDep = Annotated[Controller, Depends(get_controller)]
+RerunnerDep = Annotated[Rerunner, Depends(get_rerunner)]
 
 
 async def get_definitions(state: StateDep) -> DefinitionService:

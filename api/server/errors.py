@@ -1,12 +1,14 @@
 """The API's error shape, ``{"errors": [{"code", "message", "path"?}]}``, for every failure.
 
-Routes raise :class:`ApiError`; FastAPI's own validation errors and HTTP errors are rendered
-in the same shape, so a client parses one format. Bad input is never a 500.
+Routes raise :class:`ApiError`; validation errors (FastAPI's, and the request models' in
+api/server/bodies.py) and HTTP errors are rendered in the same shape by the handlers here, so
+a client parses one format. Bad input is never a 500.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,13 +16,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workflows.errors import DefinitionError, Problem, ValueLimitError
-from workflows.values import parse_json
+from workflows.errors import EngineError, Problem, json_path
 
 logger = logging.getLogger(__name__)
 
+# The part of the request FastAPI names first in an error's location (not part of the path).
+_REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
-class ApiError(Exception):
+
+class ServerError(EngineError):
+    """The HTTP API's errors (the tree is drawn in workflows/errors.py)."""
+
+
+class DefinitionNotFound(ServerError, LookupError):
+    """No saved definition (or version) by that id."""
+
+
+class DuplicateStart(ServerError):
+    """The execution an idempotency key names exists already (``start(refuse_duplicate=True)``)."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(execution_id)
+        self.execution_id = execution_id
+
+
+class ApiError(ServerError):
     """An error answer: status code plus one or more (code, message, path) entries."""
 
     def __init__(
@@ -47,36 +67,23 @@ class ApiError(Exception):
             status_code, first.code, first.message, first.path, more=[p.as_dict() for p in rest]
         )
 
-    @classmethod
-    def from_definition_error(cls, err: DefinitionError) -> ApiError:
-        return cls.from_problems(422, err.problems)
-
-
-def parse_json_body(raw: bytes | str, path: str = "$") -> Any:
-    """Parse a request body: not JSON, or a value no run could hold, is a 422.
-
-    The limits are workflows/values.py's, the same the worker applies: what the API accepts,
-    the worker can decode (too deep, NaN/Infinity/1e999, lone surrogates are refused here).
-    """
-    try:
-        return parse_json(raw, path)
-    except ValueLimitError as err:
-        raise ApiError(422, "invalid_value", err.reason, err.path) from None
-    except ValueError as err:
-        raise ApiError(422, "invalid_json", f"not valid JSON: {err}", path) from None
-
 
 def error_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
     return {"errors": errors}
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    path = "$"
-    for part in loc:
-        if part in ("body", "query", "path", "header"):
-            continue
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+def invalid_request(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The one translation of validation errors (pydantic's, as FastAPI reports them) into the
+    API's entries: code ``invalid_request``, pydantic's message, the JSON path of the value
+    within its part of the request (``$.workflow_id`` in the body, ``$.status`` in the query)."""
+    entries = []
+    for error in errors:
+        location = tuple(error.get("loc", ()))
+        if location and location[0] in _REQUEST_PARTS:
+            location = location[1:]
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        entries.append({"code": "invalid_request", "message": message, "path": json_path(location)})
+    return entries
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -86,15 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "code": "invalid_request",
-                "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
-                "path": _location(tuple(e.get("loc", ()))),
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse(error_body(errors), 422)
+        return JSONResponse(error_body(invalid_request(exc.errors())), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The definitions a run may call as sub-workflows, loaded when it starts (SPEC §9).
+"""The definitions a run may call as sub-workflows, loaded when it starts.
 
 Workflow code reads no store: every workflow a run's `sub_workflow` steps name (and theirs, in
 turn) goes into its input at the version current now, or at the version a step pins. A parent
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from api.server.auth import Principal
-from api.server.errors import ApiError
-from api.server.store import DefinitionNotFound, DefinitionStore
+from api.server.errors import ApiError, DefinitionNotFound
+from api.server.store import DefinitionStore
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError
 from workflows.kinds.base import called_workflows

@@ -10,7 +10,6 @@ one whose overflow lands on unauthenticated callers alone.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from api.server.asgi import HttpMiddleware, send_error
 from api.server.errors import ApiError
 
 
@@ -169,7 +169,7 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     """ASGI middleware: bodies over ``max_bytes`` get 413 in the API's error shape.
 
     A declared Content-Length over the limit is refused before reading; a body without one
@@ -177,16 +177,15 @@ class BodySizeLimit:
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            # Sent before the body is read: the connection closes.
+            headers = [(b"connection", b"close")]
+            await send_error(send, 413, "body_too_large", self._message(), headers)
             return
         seen = 0
 
@@ -203,14 +202,3 @@ class BodySizeLimit:
 
     def _message(self) -> str:
         return f"request body is larger than {self.max_bytes} bytes (API_MAX_BODY_BYTES)"
-
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"errors": [{"code": "body_too_large", "message": self._message()}]})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})

@@ -31,7 +31,7 @@ from api.console import router as console_router
 from api.server.auth import load_key_ring
 from api.server.deps import AppState
 from api.server.errors import error_body, install_error_handlers
-from api.server.executions import PageTokens, page_token_secret
+from api.server.executions.page_tokens import PageTokens, page_token_secret
 from api.server.limits import BodySizeLimit, RateLimiter
 from api.server.observability import install_observability
 from api.server.routes import executions, health, hooks, runs, workflows
@@ -79,19 +79,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     # Logs and large values live in STORAGE_URL, shared with the workers: an unreachable S3
     # endpoint or a missing bucket stops the API here, naming the variable.
     check_storage(settings)
-    state = AppState(
-        settings=settings,
-        store=FileDefinitionStore(settings.workflow_definitions_dir),
-        logs=WorkflowLogger(open_stores(settings).logs),
-        keys=load_key_ring(settings),
-        limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
-        client=client,
-        signal_limiter=RateLimiter(
-            settings.api_signal_rate_per_minute,
-            max(1, int(settings.api_signal_rate_per_minute // 4)),
-        ),
-        page_tokens=PageTokens(page_token_secret(settings)),
-    )
+    state = _app_state(settings, client)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -118,29 +106,40 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     install_observability(app, settings)  # /metrics, JSON logs, tracing: wraps the above
     app.state.engine = state
     install_error_handlers(app)
-
-    @app.exception_handler(RPCError)
-    async def _temporal_error(_: object, exc: RPCError) -> JSONResponse:
-        logger.warning("Temporal call failed: %s", exc)
-        return JSONResponse(
-            error_body(
-                [
-                    {
-                        "code": "temporal_unavailable",
-                        "message": f"Temporal call failed: {exc.message}",
-                    }
-                ]
-            ),
-            503,
-            headers={"Retry-After": "2"},
-        )
-
+    app.exception_handler(RPCError)(_temporal_error)
     for module in (health, runs, workflows, executions, hooks):
         app.include_router(module.router)
     app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _install_docs(app)
     return app
+
+
+def _app_state(settings: Settings, client: Client | None) -> AppState:
+    return AppState(
+        settings=settings,
+        store=FileDefinitionStore(settings.workflow_definitions_dir),
+        logs=WorkflowLogger(open_stores(settings).logs),
+        keys=load_key_ring(settings),
+        limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
+        client=client,
+        signal_limiter=RateLimiter(
+            settings.api_signal_rate_per_minute,
+            max(1, int(settings.api_signal_rate_per_minute // 4)),
+        ),
+        page_tokens=PageTokens(page_token_secret(settings)),
+    )
+
+
+async def _temporal_error(_: object, exc: RPCError) -> JSONResponse:
+    logger.warning("Temporal call failed: %s", exc)
+    return JSONResponse(
+        error_body(
+            [{"code": "temporal_unavailable", "message": f"Temporal call failed: {exc.message}"}]
+        ),
+        503,
+        headers={"Retry-After": "2"},
+    )
 
 
 def _install_docs(app: FastAPI) -> None:

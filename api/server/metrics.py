@@ -26,6 +26,7 @@ import prometheus_client
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from api.server.asgi import HttpMiddleware
 from api.server.auth import Principal
 from api.server.deps import StateDep, bearer, current_key
 from api.server.errors import ApiError
@@ -90,7 +91,7 @@ def route_template(scope: dict[str, Any]) -> str:
     return path if isinstance(path, str) and path else UNMATCHED
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """ASGI middleware: counts and times every HTTP request by route template and status.
 
     Outermost of the app's own middleware, so 413s and 429s count too. An exception that
@@ -98,13 +99,10 @@ class RequestMetrics:
     """
 
     def __init__(self, app: Any, metrics: ApiMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status = 500
 

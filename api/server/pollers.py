@@ -1,4 +1,4 @@
-"""Does a worker poll this deployment's task queue? (SPEC §12: a misconfigured queue is loud.)
+"""Does a worker poll this deployment's task queue? A misconfigured queue is loud.
 
 Temporal accepts a start on any task queue, polled or not: with no worker on
 ``TEMPORAL_TASK_QUEUE`` (none running, or a typo in one of the two configurations) the run just

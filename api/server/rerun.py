@@ -1,4 +1,4 @@
-"""What a rerun may reuse (SPEC §10): the results its source already paid for.
+"""What a rerun may reuse (README "Rerun from a step"): the results its source already paid for.
 
 Every completed activity step (`ai`, `http`) and sub-workflow of the source is in its Temporal
 history: the request as the workflow rendered it (the activity's input, which carries the
@@ -62,17 +62,18 @@ async def recorded_results(
     client: Client, execution_id: str, first_run_id: str, cutoff_seq: int | None
 ) -> Recorded:
     """Results of ``execution_id`` (from its first run on) recorded before ``cutoff_seq``."""
-    recorded = Recorded()
+    reader = _HistoryReader(client, Recorded())
     run_id: str | None = first_run_id
     for _ in range(MAX_RUNS):
         if run_id is None:
             break
         events = await _history(client, execution_id, run_id)
-        run_id = await _read_run(client, execution_id, events, cutoff_seq, recorded)
+        run_id = await reader.run(events, cutoff_seq)
     # Whichever run or share made the call, the rerun took it from this execution.
-    for key, reused in recorded.results.items():
-        recorded.results[key] = reused.model_copy(update={"source": execution_id})
-    return recorded
+    results = reader.recorded.results
+    for key, reused in results.items():
+        results[key] = reused.model_copy(update={"source": execution_id})
+    return reader.recorded
 
 
 async def _history(client: Client, workflow_id: str, run_id: str | None) -> list[HistoryEvent]:
@@ -80,103 +81,102 @@ async def _history(client: Client, workflow_id: str, run_id: str | None) -> list
     return [event async for event in handle.fetch_history_events()]
 
 
-async def _decode(client: Client, payloads: Payloads, kind: type[Any]) -> Any:
-    values = await client.data_converter.decode(list(payloads.payloads), [kind])
-    return values[0] if values else None
+@dataclass
+class _HistoryReader:
+    """Adds what histories recorded to ``recorded``."""
+
+    client: Client
+    recorded: Recorded
+
+    async def _decode(self, payloads: Payloads, kind: type[Any]) -> Any:
+        values = await self.client.data_converter.decode(list(payloads.payloads), [kind])
+        return values[0] if values else None
+
+    async def run(self, events: list[HistoryEvent], cutoff_seq: int | None) -> str | None:
+        """Add one run's results; returns the run it continued as, if any."""
+        started: dict[int, HistoryEvent] = {}  # scheduled activities, initiated children: by id
+        next_run: str | None = None
+        for event in events:
+            kind = event.event_type
+            if (
+                kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
+                and self.recorded.input is None
+            ):
+                attributes = event.workflow_execution_started_event_attributes
+                self.recorded.input = await self._decode(attributes.input, ExecutionInput)
+            elif kind in (_SCHEDULED, _INITIATED):
+                started[event.event_id] = event
+            elif (completed := _completed(event)) is not None:
+                start = started.get(completed[0])
+                if start is not None and start.event_type == _SCHEDULED:
+                    await self._activity(start, completed[1], cutoff_seq)
+                elif start is not None:
+                    await self._child(start, completed[1], cutoff_seq)
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                next_run = (
+                    event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                )
+        return next_run
+
+    async def _activity(self, start: HistoryEvent, result: Payloads, cutoff: int | None) -> None:
+        attributes = start.activity_task_scheduled_event_attributes
+        models = REUSABLE.get(attributes.activity_type.name)
+        if models is None:
+            return
+        request = await self._decode(attributes.input, models[0])
+        if not _before(request.seq, cutoff):
+            return
+        answer = await self._decode(result, models[1])
+        if getattr(answer, "cancelled", False):
+            return  # an answer paid for after its step was cancelled: no result to reuse
+        key = request_key(attributes.activity_type.name, request)
+        self.recorded.results[key] = ReusedResult(
+            result=answer.model_dump(
+                mode="json", by_alias=True, exclude={"log_written", "cancelled"}
+            ),
+            source=request.execution_id,
+        )
+
+    async def _child(self, start: HistoryEvent, result: Payloads, cutoff: int | None) -> None:
+        attributes = start.start_child_workflow_execution_initiated_event_attributes
+        child_id = attributes.workflow_id
+        if attributes.workflow_type.name == FOREACH_BATCH_TYPE:
+            # A share of a large foreach: its steps' results are in its own history. Its visit
+            # numbers are its own, so the cutoff (a number of the parent's) cannot apply inside.
+            await self.run(await _history(self.client, child_id, None), None)
+            return
+        if attributes.workflow_type.name != WORKFLOW_TYPE:
+            return
+        child: ExecutionInput = await self._decode(attributes.input, ExecutionInput)
+        seq = child.parent_seq if child.parent_seq is not None else _child_seq(child_id)
+        if child.parent_path is None or not _before(seq, cutoff):
+            return
+        state: ExecutionState = await self._decode(result, ExecutionState)
+        key = request_key(
+            "sub_workflow",
+            {
+                "path": child.parent_path,
+                "workflow_id": child.definition.key,
+                "version": child.definition_version,
+                "input_vars": child.input_vars,
+            },
+        )
+        self.recorded.results[key] = ReusedResult(result=state.outputs, source=child_id)
 
 
-async def _read_run(
-    client: Client,
-    execution_id: str,
-    events: list[HistoryEvent],
-    cutoff_seq: int | None,
-    recorded: Recorded,
-) -> str | None:
-    """Add one run's results to ``recorded``; returns the run it continued as, if any."""
-    scheduled: dict[int, HistoryEvent] = {}
-    children: dict[int, HistoryEvent] = {}
-    next_run: str | None = None
-    for event in events:
-        kind = event.event_type
-        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and recorded.input is None:
-            started = event.workflow_execution_started_event_attributes
-            recorded.input = await _decode(client, started.input, ExecutionInput)
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            scheduled[event.event_id] = event
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            completed = event.activity_task_completed_event_attributes
-            start = scheduled.get(completed.scheduled_event_id)
-            if start is not None:
-                await _activity(client, start, completed.result, cutoff_seq, recorded)
-        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            children[event.event_id] = event
-        elif kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
-            finished = event.child_workflow_execution_completed_event_attributes
-            start = children.get(finished.initiated_event_id)
-            if start is not None:
-                await _child(client, start, finished.result, cutoff_seq, recorded)
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            next_run = (
-                event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-            )
-    return next_run
+_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+_INITIATED = EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
 
 
-async def _activity(
-    client: Client,
-    start: HistoryEvent,
-    result: Payloads,
-    cutoff_seq: int | None,
-    recorded: Recorded,
-) -> None:
-    attributes = start.activity_task_scheduled_event_attributes
-    models = REUSABLE.get(attributes.activity_type.name)
-    if models is None:
-        return
-    request = await _decode(client, attributes.input, models[0])
-    if not _before(request.seq, cutoff_seq):
-        return
-    answer = await _decode(client, result, models[1])
-    if getattr(answer, "cancelled", False):
-        return  # an answer paid for after its step was cancelled: no result to reuse
-    key = request_key(attributes.activity_type.name, request)
-    recorded.results[key] = ReusedResult(
-        result=answer.model_dump(mode="json", by_alias=True, exclude={"log_written", "cancelled"}),
-        source=request.execution_id,
-    )
-
-
-async def _child(
-    client: Client,
-    start: HistoryEvent,
-    result: Payloads,
-    cutoff_seq: int | None,
-    recorded: Recorded,
-) -> None:
-    attributes = start.start_child_workflow_execution_initiated_event_attributes
-    child_id = attributes.workflow_id
-    if attributes.workflow_type.name == FOREACH_BATCH_TYPE:
-        # A share of a large foreach: its steps' results are in its own history. Its visit
-        # numbers are its own, so the cutoff (a number of the parent's) cannot apply inside.
-        await _read_run(client, child_id, await _history(client, child_id, None), None, recorded)
-        return
-    if attributes.workflow_type.name != WORKFLOW_TYPE:
-        return
-    child: ExecutionInput = await _decode(client, attributes.input, ExecutionInput)
-    seq = child.parent_seq if child.parent_seq is not None else _child_seq(child_id)
-    if child.parent_path is None or not _before(seq, cutoff_seq):
-        return
-    state: ExecutionState = await _decode(client, result, ExecutionState)
-    key = request_key(
-        "sub_workflow",
-        {
-            "path": child.parent_path,
-            "workflow_id": child.definition.key,
-            "version": child.definition_version,
-            "input_vars": child.input_vars,
-        },
-    )
-    recorded.results[key] = ReusedResult(result=state.outputs, source=child_id)
+def _completed(event: HistoryEvent) -> tuple[int, Payloads] | None:
+    """For a completed activity or child: the id of the event that started it, the result."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        activity = event.activity_task_completed_event_attributes
+        return activity.scheduled_event_id, activity.result
+    if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+        child = event.child_workflow_execution_completed_event_attributes
+        return child.initiated_event_id, child.result
+    return None
 
 
 def _child_seq(child_id: str) -> int | None:

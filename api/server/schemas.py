@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from workflows.messages import ExecutionError, ExecutionStatus, StepRecord
+from workflows.messages import ExecutionError, ExecutionStatus, ExecutionView
 
 
 class ErrorItem(BaseModel):
@@ -66,57 +67,44 @@ class RunPublic(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
 
 
-class ExecutionPublic(BaseModel):
-    execution_id: str
-    run_id: str
-    workflow_id: str | int | None = None
-    workflow_name: str | None = None
-    definition_version: int | None = None
+# The status answer documents more than the worker's model says of these fields.
+_STATUS_DESCRIPTIONS = {
+    "current_step": "The first step in flight (its path).",
+    "usage": "The run's AI totals: prompt_tokens, completion_tokens, total_tokens, cost_usd, "
+    "ai_calls (null before any AI call).",
+    "steps": "The most recent steps (up to 200); a large `output_vars` value is a summary, as "
+    "in `outputs` (the log has them in full).",
+    "outputs": 'The variables. A value over 4 KiB is a summary, `{"$summary": {"type", "bytes", '
+    '"length", "keys" (the first ten), "preview" (a string\'s first 100 characters)}}`, unless '
+    "asked for with `?include=variables`; an object's small fields are kept around its large "
+    "ones.",
+    "summarised": "The variables of `outputs` holding a summary (empty: every value in full).",
+    "waiting_for": "The signal the run waits for now (e.g. `approval`), else null.",
+}
+
+
+def _describe(schema: dict[str, Any]) -> None:
+    """The API's descriptions over the worker's, in the OpenAPI document."""
+    for name, description in _STATUS_DESCRIPTIONS.items():
+        schema["properties"][name]["description"] = description
+
+
+class ExecutionPublic(ExecutionView):
+    """An execution's status: what its worker reports (values summarised) or, when no worker
+    answers (`live` false), what Temporal knows."""
+
+    # The worker's status view (workflows/messages.py), then the API's own fields.
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_describe)
+
+    # A worker always knows these; Temporal alone (no worker answered) may not.
+    workflow_id: str | int | None = None  # type: ignore[assignment]
+    started_at: datetime | None = None  # type: ignore[assignment]
+    # The worker's: for its parent, and for the query's own refusal (api/server/status.py).
+    descendants_left: SkipJsonSchema[int | None] = Field(None, exclude=True)
+    variables_bytes: SkipJsonSchema[int | None] = Field(None, exclude=True)
+
     started_by: str | None = Field(None, description="Name of the API key (or trigger).")
-    status: ExecutionStatus
     temporal_status: str = Field(description="Temporal's own status (RUNNING, COMPLETED, ...).")
-    current_step: str | None = Field(None, description="The first step in flight (its path).")
-    current_steps: list[str] = Field(
-        default_factory=list, description="Paths of every step in flight (parallel branches)."
-    )
-    rerun_of: str | None = Field(None, description="The execution this one reruns.")
-    usage: dict[str, Any] | None = Field(
-        None,
-        description="The run's AI totals: prompt_tokens, completion_tokens, total_tokens, "
-        "cost_usd, ai_calls (null before any AI call).",
-    )
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    steps: list[StepRecord] = Field(
-        default_factory=list,
-        description="The most recent steps (up to 200); a large `output_vars` value is a "
-        "summary, as in `outputs` (the log has them in full).",
-    )
-    steps_total: int = 0
-    outputs: dict[str, Any] = Field(
-        default_factory=dict,
-        description='The variables. A value over 4 KiB is a summary, `{"$summary": {"type", '
-        '"bytes", "length", "keys" (the first ten), "preview" (a string\'s first 100 '
-        "characters)}}`, unless asked for with `?include=variables`; an object's small "
-        "fields are kept around its large ones.",
-    )
-    summarised: list[str] = Field(
-        default_factory=list,
-        description="The variables of `outputs` holding a summary (empty: every value in full).",
-    )
-    error: ExecutionError | None = None
-    buffered_signals: dict[str, int] = Field(
-        default_factory=dict, description="Signals received and not yet read, by name."
-    )
-    waiting_for: str | None = Field(
-        None, description="The signal the run waits for now (e.g. `approval`), else null."
-    )
-    waiting_until: datetime | None = Field(None, description="When that wait times out.")
-    waiting_payload_schema: dict[str, Any] | None = Field(
-        None,
-        description="The JSON Schema the awaited signal's payload must satisfy (the step's "
-        "`payload_schema`), else null.",
-    )
     live: bool = Field(
         True, description="False when no worker answered and the answer is from Temporal alone."
     )
@@ -196,16 +184,21 @@ class WorkflowListPublic(BaseModel):
     workflows: list[WorkflowSummary]
 
 
-class WorkflowPublic(BaseModel):
+class SavedVersion(BaseModel):
+    """One saved version of a definition (api/server/store.py)."""
+
     workflow_id: str
     version: int
     hash: str
     saved_at: datetime
+
+
+class WorkflowPublic(SavedVersion):
     versions: list[int] = Field(description="Every version number still readable.")
     definition: dict[str, Any]
 
 
-class WorkflowSaved(BaseModel):
+class WorkflowSaved(SavedVersion):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -221,10 +214,6 @@ class WorkflowSaved(BaseModel):
         }
     )
 
-    workflow_id: str
-    version: int
-    hash: str
-    saved_at: datetime
     created: bool = Field(description="The workflow did not exist before.")
     changed: bool = Field(description="A new version was written (false: same document).")
     schedules: list[str] = Field(default_factory=list, description="Temporal Schedule ids.")
@@ -237,7 +226,7 @@ class ValidationPublic(BaseModel):
 
 
 class RerunCreate(BaseModel):
-    """`POST /api/executions/{id}/rerun` (SPEC §10); every field is optional."""
+    """`POST /api/executions/{id}/rerun`; every field is optional."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from activities.runtime.files import write_json
+from api.server.errors import DefinitionNotFound
 from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
 from workflows.validation import check_definition
@@ -50,10 +51,6 @@ class SaveResult:
     stored: StoredDefinition
     created: bool  # the workflow did not exist before
     changed: bool  # a new version was written
-
-
-class DefinitionNotFound(LookupError):
-    pass
 
 
 class DefinitionStore(Protocol):

@@ -41,7 +41,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.runtime.settings import Settings
-from api.server.executions import execution_limits, start_options
+from api.server.executions.options import execution_limits, start_options
 from api.server.store import StoredDefinition
 from workflows.definition import ScheduleTrigger
 from workflows.errors import ConfigurationError

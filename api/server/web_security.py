@@ -18,13 +18,13 @@ browser change anything here (README "HTTP API", "Browsers").
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
 from activities.runtime.settings import Settings
+from api.server.asgi import HttpMiddleware, send_error
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FOREIGN_SITES = frozenset({"cross-site", "same-site"})
@@ -51,17 +51,10 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{host.lower()}{shown}"
 
 
-class FrameGuard:
+class FrameGuard(HttpMiddleware):
     """ASGI middleware: no answer of this app may be shown inside another page's frame."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         async def guarded(message: Any) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
@@ -80,28 +73,20 @@ class FrameGuard:
         await self.app(scope, receive, guarded)
 
 
-class CrossSiteGuard:
+class CrossSiteGuard(HttpMiddleware):
     """ASGI middleware: state-changing requests from other sites are refused (module doc)."""
 
     def __init__(self, app: Any, public_url: str | None = None) -> None:
-        self.app = app
+        super().__init__(app)
         self.public_origin = origin_of(public_url) if public_url else None
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        refusal = self._refusal(scope) if scope["type"] == "http" else None
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
+        refusal = self._refusal(scope)
         if refusal is None:
             await self.app(scope, receive, send)
             return
         code, message = refusal
-        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 403, code, message, [(b"vary", b"Origin")])
 
     def _refusal(self, scope: Any) -> tuple[str, str] | None:
         path, root = str(scope["path"]), str(scope.get("root_path") or "")

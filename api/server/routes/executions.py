@@ -1,20 +1,27 @@
-"""Inspect and control executions: status, cancel, signals, the log."""
+"""Inspect and control executions: status, cancel, signals, rerun, the log."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Query, Request, status
 
-from api.server.deps import CurrentKey, ServiceDep, SettingsDep
-from api.server.errors import ApiError, parse_json_body
+from api.server.bodies import OptionalBody, parse_json_body, request_body
+from api.server.deps import (
+    ControllerDep,
+    CurrentKey,
+    ListerDep,
+    ReaderDep,
+    RerunnerDep,
+    SettingsDep,
+)
+from api.server.errors import ApiError
 from api.server.executions import STATUSES
+from api.server.routes.responses import FORBIDDEN, NOT_FOUND, NOT_RUNNING, Responses, errors
 from api.server.schemas import (
     AcceptedPublic,
     CancelCreate,
-    ErrorResponse,
     ExecutionListPublic,
     ExecutionPublic,
     RerunCreate,
@@ -26,27 +33,20 @@ from workflows.messages import CANCEL_SIGNAL
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 
 _SIGNAL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "No or unknown API key"},
-    404: {"model": ErrorResponse, "description": "No such execution (in the key's scope)"},
-}
-_FORBIDDEN: dict[int | str, dict[str, Any]] = {
-    403: {"model": ErrorResponse, "description": "The key's role cannot do this"}
-}
-_NOT_RUNNING: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorResponse, "description": "The execution has already finished"}
-}
+_CANCEL_BODY = OptionalBody(CancelCreate)
+_RERUN_BODY = OptionalBody(RerunCreate)
+_LOG: Responses = {200: {"description": "The log", "content": {"application/json": {}}}}
 
 
 @router.get(
     "",
     response_model=ExecutionListPublic,
     summary="List executions (newest first), filtered by workflow and status",
-    responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses=errors({401: None, 422: None}),
 )
 async def list_executions(
     key: CurrentKey,
-    service: ServiceDep,
+    executions: ListerDep,
     workflow_id: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
     status: str | None = Query(None, description="running, completed, failed or cancelled"),
     page_size: int = Query(50, ge=1, le=500),
@@ -56,7 +56,7 @@ async def list_executions(
         raise ApiError(
             422, "invalid_request", f"status must be one of {', '.join(STATUSES)}", "$.status"
         )
-    return await service.list(key, workflow_id, status, page_size, page_token)
+    return await executions.list(key, workflow_id, status, page_size, page_token)
 
 
 @router.get(
@@ -66,15 +66,12 @@ async def list_executions(
     description="Values over 4 KiB are summarised (`summarised` names those variables), so "
     "polling a run costs its worker little; `?include=variables` answers them in full (with "
     "`variable=NAME`, repeated: only those), up to API_STATUS_MAX_BYTES in all, else 413.",
-    responses={
-        **_NOT_FOUND,
-        413: {"model": ErrorResponse, "description": "The variables asked for are too large"},
-    },
+    responses=NOT_FOUND | errors({413: "The variables asked for are too large"}),
 )
 async def get_execution(
     execution_id: str,
     key: CurrentKey,
-    service: ServiceDep,
+    reader: ReaderDep,
     settings: SettingsDep,
     include: str | None = Query(None, description="`variables`: the values in full."),
     variable: list[str] | None = Query(
@@ -82,7 +79,7 @@ async def get_execution(
     ),
 ) -> ExecutionPublic:
     request = status_request(settings, include, variable)
-    return await service.get(execution_id, key, request)
+    return await reader.get(execution_id, key, request)
 
 
 @router.post(
@@ -90,26 +87,16 @@ async def get_execution(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=AcceptedPublic,
     summary="Cancel: the in-flight step stops and the log is finalised as cancelled",
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": CancelCreate.model_json_schema()}},
-        }
-    },
-    responses={**_NOT_FOUND, **_FORBIDDEN, **_NOT_RUNNING},
+    openapi_extra=_CANCEL_BODY.openapi(),
+    responses=NOT_FOUND | FORBIDDEN | NOT_RUNNING,
 )
 async def cancel_execution(
-    execution_id: str, request: Request, key: CurrentKey, service: ServiceDep
+    execution_id: str,
+    key: CurrentKey,
+    control: ControllerDep,
+    body: Annotated[CancelCreate, Depends(_CANCEL_BODY)],
 ) -> AcceptedPublic:
-    raw = await request.body()
-    body = parse_json_body(raw) if raw.strip() else {}
-    try:
-        reason = CancelCreate.model_validate(body if body is not None else {}).reason
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        where = "$" + "".join(f".{p}" for p in first["loc"])
-        raise ApiError(422, "invalid_request", first["msg"], where) from None
-    return await service.cancel(execution_id, reason, key)
+    return await control.cancel(execution_id, body.reason, key)
 
 
 @router.post(
@@ -119,16 +106,11 @@ async def cancel_execution(
     summary="Deliver a signal (e.g. an approval for a wait_for_signal step)",
     description="The JSON body (optional) is the signal's payload; a `wait_for_signal` step "
     "binds it to its `output`. Signals sent before the step waits are kept until it does.",
-    responses={**_NOT_FOUND, **_FORBIDDEN, **_NOT_RUNNING, 422: {"model": ErrorResponse}},
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": {}, "example": {"approved": True}}},
-        }
-    },
+    responses=NOT_FOUND | FORBIDDEN | NOT_RUNNING | errors({422: None}),
+    openapi_extra=request_body({}, required=False, example={"approved": True}),
 )
 async def signal_execution(
-    execution_id: str, name: str, request: Request, key: CurrentKey, service: ServiceDep
+    execution_id: str, name: str, request: Request, key: CurrentKey, control: ControllerDep
 ) -> AcceptedPublic:
     if not _SIGNAL_NAME.match(name):
         raise ApiError(
@@ -138,9 +120,8 @@ async def signal_execution(
         raise ApiError(
             422, "invalid_signal", "use POST /api/executions/{id}/cancel to cancel", "$.name"
         )
-    raw = await request.body()
-    payload = parse_json_body(raw) if raw.strip() else None
-    return await service.signal(execution_id, name, payload, key)
+    payload = parse_json_body(await request.body(), blank=None)
+    return await control.signal(execution_id, name, payload, key)
 
 
 @router.post(
@@ -153,42 +134,24 @@ async def signal_execution(
     "`sub_workflow` step before `from_step` (default: the step that failed or was cancelled) "
     "whose rendered request equals one the source completed takes the recorded result with "
     "no call; everything else runs fresh. 409 while the source runs; 422 for an unknown step.",
-    responses={
-        **_NOT_FOUND,
-        **_FORBIDDEN,
-        409: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": RerunCreate.model_json_schema()}},
-        }
-    },
+    responses=NOT_FOUND | FORBIDDEN | errors({409: None, 422: None}),
+    openapi_extra=_RERUN_BODY.openapi(),
 )
 async def rerun_execution(
-    execution_id: str, request: Request, key: CurrentKey, service: ServiceDep
+    execution_id: str,
+    key: CurrentKey,
+    reruns: RerunnerDep,
+    body: Annotated[RerunCreate, Depends(_RERUN_BODY)],
 ) -> RunPublic:
-    raw = await request.body()
-    body = parse_json_body(raw) if raw.strip() else {}
-    try:
-        rerun = RerunCreate.model_validate(body if body is not None else {})
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        where = "$" + "".join(f".{p}" for p in first["loc"])
-        raise ApiError(422, "invalid_request", first["msg"], where) from None
-    return await service.rerun(execution_id, rerun, key)
+    return await reruns.rerun(execution_id, body, key)
 
 
 @router.get(
     "/{execution_id}/log",
-    summary="The execution log document (SPEC §4)",
-    responses={
-        200: {"description": "The log", "content": {"application/json": {}}},
-        **_NOT_FOUND,
-    },
+    summary="The execution log document: the run and every finished step's record",
+    responses=_LOG | NOT_FOUND,
 )
 async def get_execution_log(
-    execution_id: str, key: CurrentKey, service: ServiceDep
+    execution_id: str, key: CurrentKey, reader: ReaderDep
 ) -> dict[str, Any]:
-    return await service.read_log(execution_id, key)
+    return await reader.read_log(execution_id, key)

@@ -23,14 +23,14 @@ from typing import Any
 from fastapi import APIRouter, Header, Request, status
 
 from api.server.auth import Principal
-from api.server.deps import AppState, ServiceDep, StateDep
-from api.server.errors import ApiError, parse_json_body
-from api.server.executions import DuplicateStart
+from api.server.bodies import parse_json_body, request_body
+from api.server.deps import AppState, StarterDep, StateDep
+from api.server.errors import ApiError, DefinitionNotFound, DuplicateStart
 from api.server.library import called_ids
 from api.server.limits import retry_after_header
 from api.server.metrics import api_metrics
-from api.server.schemas import ErrorResponse, RunPublic
-from api.server.store import DefinitionNotFound
+from api.server.routes.responses import errors
+from api.server.schemas import RunPublic
 from api.server.triggers import (
     DELIVERY_HEADER,
     DELIVERY_ID,
@@ -73,24 +73,21 @@ def _unsigned(problem: str) -> ApiError:
     "`X-Signature-256: sha256=<hex HMAC-SHA256 of '<timestamp>.<delivery>.<raw body>'>`. "
     "The timestamp must be within `WEBHOOK_TOLERANCE_SECONDS` (300) of the server's clock; a "
     "delivery id already received is 409 and starts nothing.",
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing or bad signature, stale timestamp"},
-        409: {"model": ErrorResponse, "description": "This delivery id was already received"},
-        422: {"model": ErrorResponse, "description": "Body is not JSON or inputs do not match"},
-        429: {"model": ErrorResponse, "description": "Rate limit or too many failed attempts"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+    responses=errors(
+        {
+            401: "Missing or bad signature, stale timestamp",
+            409: "This delivery id was already received",
+            422: "Body is not JSON or inputs do not match",
+            429: "Rate limit or too many failed attempts",
         }
-    },
+    ),
+    openapi_extra=request_body({"type": "object"}, required=True),
 )
 async def receive_webhook(
     workflow_id: str,
     request: Request,
     state: StateDep,
-    service: ServiceDep,
+    starter: StarterDep,
     # Optional and unconstrained here, so that a missing or malformed value is a 401 naming
     # the header (from _authenticate, charged to the failed-attempt throttle), never a 422.
     signature: str | None = Header(None, alias=SIGNATURE_HEADER),
@@ -104,38 +101,13 @@ async def receive_webhook(
         raise state.auth_throttle.refuse(request, refused) from None
     assert delivery is not None  # _authenticate checked it
     bucket = f"hook:{workflow_id}"
-    wait = state.limiter.check(bucket)
-    if wait > 0:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many webhook calls for '{workflow_id}'; retry after {retry_after_header(wait)} s "
-            "(API_RATE_LIMIT_PER_MINUTE, API_RATE_LIMIT_BURST)",
-            headers={"Retry-After": retry_after_header(wait)},
-        )
-    payload: Any = parse_json_body(body) if body.strip() else {}
-    if trigger.input_vars is None:
-        if not isinstance(payload, dict):
-            raise ApiError(422, "invalid_input", "the body must be a JSON object", "$")
-        input_vars = payload
-    else:
-        try:
-            input_vars = VariableSubstitutor({"body": payload}).render(trigger.input_vars)
-        except TemplateError as err:
-            raise ApiError(422, "invalid_input", str(err), "$") from None
-    # '/' cannot appear in an API key's name, so delivery ids and API Idempotency-Keys name
-    # different executions even if a key were called "webhook:<id>".
-    # The trigger acts with the authority of the definition's author, who could call the
-    # definition's sub-workflows when saving it: its scope is the workflow and those.
-    called = called_ids(state.store.get(workflow_id).definition, state.store)
-    principal = Principal(
-        name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id}) | called
-    )
+    _rate_limit(state, bucket, workflow_id)
+    input_vars = _input_vars(trigger, parse_json_body(body, blank={}))
     try:
-        started = await service.start(
+        started = await starter.start(
             workflow_id,
             input_vars,
-            principal,
+            _principal(state, workflow_id),
             idempotency_key=delivery,
             started_by=f"webhook:{workflow_id}",
             refuse_duplicate=True,
@@ -153,6 +125,41 @@ async def receive_webhook(
         ) from None
     api_metrics(request).started(workflow_id, "webhook")  # a new delivery: a new execution
     return started
+
+
+def _rate_limit(state: AppState, bucket: str, workflow_id: str) -> None:
+    wait = state.limiter.check(bucket)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many webhook calls for '{workflow_id}'; retry after {retry_after_header(wait)} s "
+            "(API_RATE_LIMIT_PER_MINUTE, API_RATE_LIMIT_BURST)",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+
+
+def _input_vars(trigger: WebhookTrigger, payload: Any) -> Any:
+    """The run's input: the body itself (a JSON object), or the trigger's templates over it."""
+    if trigger.input_vars is None:
+        if not isinstance(payload, dict):
+            raise ApiError(422, "invalid_input", "the body must be a JSON object", "$")
+        return payload
+    try:
+        return VariableSubstitutor({"body": payload}).render(trigger.input_vars)
+    except TemplateError as err:
+        raise ApiError(422, "invalid_input", str(err), "$") from None
+
+
+def _principal(state: AppState, workflow_id: str) -> Principal:
+    """Who the delivery acts as. '/' cannot appear in an API key's name, so delivery ids and
+    API Idempotency-Keys name different executions even if a key were called "webhook:<id>".
+    The trigger acts with the authority of the definition's author, who could call the
+    definition's sub-workflows when saving it: its scope is the workflow and those."""
+    called = called_ids(state.store.get(workflow_id).definition, state.store)
+    return Principal(
+        name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id}) | called
+    )
 
 
 def _authenticate(

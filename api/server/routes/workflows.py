@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from api.server.auth import Action
+from api.server.bodies import parse_json_body
 from api.server.deps import CurrentKey, DefinitionServiceDep
-from api.server.errors import ApiError, parse_json_body
+from api.server.errors import ApiError
 from api.server.schemas import (
     ErrorResponse,
     ValidationPublic,
