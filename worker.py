@@ -24,7 +24,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ai import AIClient
 from activities.http import HTTPStepActivities
-from activities.logs import RotationPolicy, WorkflowLogger
+from activities.log_rotation import RotationPolicy
+from activities.logs import WorkflowLogger
 from activities.metrics import ModelLabels
 from activities.runtime.log_format import StepContextInterceptor, configure_logging
 from activities.runtime.payload_store import PayloadStore, retention_seconds

@@ -12,13 +12,7 @@ the records not yet written and add them to the log's journal while they make th
 (activities/log_journals.py): the document is rebuilt from the journal at least once a second,
 and readers merge it in.
 
-Rotation (the worker, every LOG_ROTATION_INTERVAL_SECONDS, on either backend): finished logs
-older than ``log_compress_after_seconds`` are gzipped (``<id>.json.gz``); logs older than
-``log_max_age_days`` are deleted; then the oldest are deleted until the count and total size
-are within ``log_max_files`` and ``log_max_total_mb``. Running logs are never touched. Ages
-are the stored objects' modification times; a compressed log's counts from its compression
-(an object store cannot back-date an object), so it goes at most LOG_COMPRESS_AFTER_SECONDS
-plus one rotation interval later than its last write alone would say.
+Rotation (compression, deletion by age, count and size) is activities/log_rotation.py.
 """
 
 from __future__ import annotations
@@ -43,14 +37,18 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import InvalidExecutionId
 from activities.log_files import LogText, merge_journal
 from activities.log_journals import journal_for
-from activities.runtime.settings import Settings
+from activities.log_rotation import (
+    COMPRESSED,
+    DOCUMENT,
+    LogRotation,
+    RotationPolicy,
+    RotationReport,
+)
 from activities.runtime.storage import (
     FileStorage,
-    ObjectInfo,
     PreconditionFailed,
     Storage,
     StorageError,
-    is_temporary,
     off_loop,
 )
 from workflows.errors import FailureType
@@ -60,39 +58,11 @@ logger = logging.getLogger(__name__)
 
 # While steps flow, the document is rewritten from its journal at least this often.
 JOURNAL_FOLD_SECONDS = 1.0
-# Rotation folds a journal, and removes a crashed write's temporary file, left this long.
-STALE_SECONDS = 3600.0
 # A write whose conditional put loses this many races in a row gives up (and is retried as
 # any failed write is): other writers of one log are a handful of workers, not a crowd.
 MAX_CONFLICTS = 20
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # ":" appears in scheduled run ids
-DOCUMENT = ".json"
-COMPRESSED = ".json.gz"
-
-
-@dataclass(frozen=True)
-class RotationPolicy:
-    compress_after_seconds: float
-    max_age_seconds: float
-    max_files: int
-    max_total_bytes: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RotationPolicy:
-        return cls(
-            compress_after_seconds=settings.log_compress_after_seconds,
-            max_age_seconds=settings.log_max_age_days * 86400,
-            max_files=settings.log_max_files,
-            max_total_bytes=int(settings.log_max_total_mb * 1024 * 1024),
-        )
-
-
-@dataclass
-class RotationReport:
-    compressed: int = 0
-    deleted: int = 0
-    kept: int = 0
 
 
 @dataclass
@@ -133,8 +103,6 @@ class WorkflowLogger:
         if not _SAFE_ID.match(execution_id) or execution_id.startswith("."):
             raise InvalidExecutionId(f"not a valid execution id: {execution_id!r}")
         return f"{execution_id}{DOCUMENT}"
-
-    path_for = key_for  # the earlier name (a path inside the logs directory)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -321,114 +289,18 @@ class WorkflowLogger:
     # -- rotation ---------------------------------------------------------------------------
 
     def rotate(self, now: float | None = None) -> RotationReport:
-        """Apply the rotation policy once; safe to run while logs are being written."""
-        report = RotationReport()
+        """Apply the rotation policy once (none: nothing happens); safe while logs are written."""
         if self.policy is None:
-            return report
-        now = time.time() if now is None else now
-        policy = self.policy
-        entries: list[tuple[float, int, str]] = []
-        stale_journals: set[str] = set()
-        for info in list(self.storage.list()):
-            key = info.key
-            if is_temporary(key):
-                if now - info.modified >= STALE_SECONDS:
-                    self.storage.delete(key)  # a crashed write's temporary file
-                continue
-            owner = self.journal.owner(key)
-            if owner is not None:
-                if now - info.modified >= STALE_SECONDS:
-                    stale_journals.add(owner)
-                continue
-            if "/" in key or not key.endswith((DOCUMENT, COMPRESSED)):
-                continue
-            size = info.size
-            if (
-                key.endswith(DOCUMENT)
-                and now - info.modified >= policy.compress_after_seconds
-                and self._is_finished(key)
-            ):
-                compressed = self._compress(key)
-                if compressed is not None:
-                    report.compressed += 1
-                    key, size = compressed.key, compressed.size
-            # The age it had before compression, in this pass (see the module docstring).
-            entries.append((info.modified, size, key))
-        for execution_id in sorted(stale_journals):
-            try:
-                self._tidy(execution_id)
-            except OSError as err:  # one bad log must not stop the rotation of the others
-                logger.error("cannot fold the journal left for %s: %s", execution_id, err)
+            return RotationReport()
+        return LogRotation(self, self.policy).run(time.time() if now is None else now)
 
-        entries.sort()  # oldest first
-        keep: list[tuple[float, int, str]] = []
-        for modified, size, key in entries:
-            if now - modified > policy.max_age_seconds and self._deletable(key):
-                self.storage.delete(key)
-                report.deleted += 1
-            else:
-                keep.append((modified, size, key))
-        total = sum(size for _, size, _ in keep)
-        index = 0
-        while (len(keep) > policy.max_files or total > policy.max_total_bytes) and index < len(
-            keep
-        ):
-            _, size, key = keep[index]
-            if self._deletable(key):
-                self.storage.delete(key)
-                report.deleted += 1
-                total -= size
-                keep.pop(index)
-            else:
-                index += 1
-        report.kept = len(keep)
-        return report
+    def lock_for(self, execution_id: str) -> threading.Lock:
+        """The lock every write of this execution's log in this process holds."""
+        return self._lock(execution_id)
 
-    def _tidy(self, execution_id: str) -> None:
-        """A journal left unfolded an hour (its writer died) is folded into the document;
-        one whose log is gone (deleted, or already compressed) is dropped."""
-        key = self.key_for(execution_id)
-        with self._lock(execution_id), self.journal.taken(execution_id, True) as journaled:
-            blob = self.storage.get(key)
-            if blob is None:
-                return  # leaving the block drops the journal
-            try:
-                current = json.loads(blob.data)
-            except ValueError:
-                # A damaged document: the next write keeps it aside (_load_for_update); the
-                # journal waits for that write.
-                raise StorageError(
-                    f"execution log {key} in {self.location} is unreadable"
-                ) from None
-            merged = merge_journal(current, journaled)
-            self.storage.put(
-                key,
-                LogText.parse(merged).render(merged).encode("utf-8"),
-                if_match=blob.info.token,
-            )
-            self._cache.pop(execution_id, None)
-
-    def _is_finished(self, key: str) -> bool:
-        try:
-            blob = self.storage.get(key)
-            return blob is not None and json.loads(blob.data).get("status") != "running"
-        except (OSError, ValueError):
-            return False
-
-    def _deletable(self, key: str) -> bool:
-        return key.endswith(COMPRESSED) or self._is_finished(key)
-
-    def _compress(self, key: str) -> ObjectInfo | None:
-        """``<id>.json`` -> ``<id>.json.gz`` (written before the original is deleted)."""
-        execution_id = key.removesuffix(DOCUMENT)
-        with self._lock(execution_id):
-            blob = self.storage.get(key)
-            if blob is None:
-                return None
-            target = f"{execution_id}{COMPRESSED}"
-            written = self.storage.put(target, gzip.compress(blob.data, mtime=blob.info.modified))
-            self.storage.delete(key)
-        return written
+    def forget(self, execution_id: str) -> None:
+        """Drop the cached copy of a log changed by other means (rotation folded its journal)."""
+        self._cache.pop(execution_id, None)
 
 
 @contextlib.asynccontextmanager

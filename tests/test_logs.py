@@ -13,13 +13,10 @@ from typing import Any
 
 import pytest
 
+from activities.errors import InvalidExecutionId
 from activities.log_files import append_to_journal
-from activities.logs import (
-    JOURNAL_FOLD_SECONDS,
-    InvalidExecutionId,
-    RotationPolicy,
-    WorkflowLogger,
-)
+from activities.log_rotation import RotationPolicy
+from activities.logs import JOURNAL_FOLD_SECONDS, WorkflowLogger
 from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -98,7 +95,7 @@ def test_an_overtaken_running_write_never_reopens_a_closed_log(tmp_path: Path) -
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", "", "x" * 300, "a b"])
 def test_ids_that_are_not_file_names_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidExecutionId):
-        WorkflowLogger(tmp_path).path_for(bad)
+        WorkflowLogger(tmp_path).key_for(bad)
 
 
 def _age(path: Path, seconds: float) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from activities.logs import RotationPolicy, WorkflowLogger
+from activities.log_rotation import RotationPolicy
+from activities.logs import WorkflowLogger
 from activities.runtime.payload_store import (
     REFRESH_SECONDS,
     PayloadStore,

@@ -24,7 +24,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.logs import RotationPolicy, WorkflowLogger
+from activities.log_rotation import RotationPolicy
+from activities.logs import WorkflowLogger
 from activities.runtime.payload_store import PayloadStore, retention_seconds
 from activities.runtime.settings import Settings
 from activities.runtime.storage import FileStorage, open_stores
