@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from workflows.cel_text import INFIX
+
 _POSITIONED = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
 _STRING = re.compile(
     r"""[rR]?('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")"""
@@ -122,23 +124,8 @@ def evaluation_message(expression: str, raw: str) -> str:
     return f"expression {expression!r} failed: {text}"
 
 
-_OPERATORS = {
-    "_+_": "+",
-    "_-_": "-",
-    "_*_": "*",
-    "_/_": "/",
-    "_%_": "%",
-    "_<_": "<",
-    "_<=_": "<=",
-    "_>_": ">",
-    "_>=_": ">=",
-    "_==_": "==",
-    "_!=_": "!=",
-    "-_": "unary -",
-    "!_": "!",
-    "_[_]": "[]",
-    "@in": "in",
-}
+# How an error names a function: the operator a user wrote, not its internal name.
+_OPERATORS = {**INFIX, "-_": "unary -", "!_": "!", "_[_]": "[]"}
 
 
 def _no_overload(function: str, arguments: str) -> str:

@@ -151,6 +151,19 @@ class _Inference:
         offset = int(self._positions.get(node.id, 0))
         self.findings.append(Finding(offset, message, hint, names, code or "type_error"))
 
+    def _not_iterable(self, node: Any, macro: str, over_node: Any, over: Type) -> bool:
+        """Report a macro over something neither a list nor a map; True if it did."""
+        if over.never or over.has(LIST, MAP):
+            return False
+        self.find(
+            node,
+            f"{macro}() iterates over {text_of(over_node)}, {a(over)}: macros iterate "
+            "over a list or a map, so this fails whenever it runs",
+            cel_hints.not_iterable(text_of(over_node), over),
+            over_node,
+        )
+        return True
+
     def _ident(self, name: str, local: Scope) -> Type:
         if name in local:
             return local[name]
@@ -211,15 +224,7 @@ class _Inference:
     def _comprehension(self, node: Any, local: Scope) -> Type:
         c = node.comprehension_expr
         over = self.type_of(c.iter_range, local)
-        if not over.never and not over.has(LIST, MAP):
-            name = macro_name(c)
-            self.find(
-                node,
-                f"{name}() iterates over {text_of(c.iter_range)}, {a(over)}: macros iterate "
-                "over a list or a map, so this fails whenever it runs",
-                cel_hints.not_iterable(text_of(c.iter_range), over),
-                c.iter_range,
-            )
+        if self._not_iterable(node, macro_name(c), c.iter_range, over):
             return NEVER
         inner = dict(local)
         inner[c.iter_var] = _iteration(over, first=True)
@@ -316,14 +321,7 @@ class _Inference:
         call = node.call_expr
         over = self.type_of(call.target, local)
         function = call.function
-        if not over.never and not over.has(LIST, MAP):
-            self.find(
-                node,
-                f"{function}() iterates over {text_of(call.target)}, {a(over)}: macros iterate "
-                "over a list or a map, so this fails whenever it runs",
-                cel_hints.not_iterable(text_of(call.target), over),
-                call.target,
-            )
+        if self._not_iterable(node, function, call.target, over):
             return NEVER
         first, second = (arg.ident_expr.name for arg in call.args[:2])
         inner = {**local, first: _iteration(over, True, True), second: _iteration(over, False)}

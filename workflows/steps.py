@@ -12,7 +12,7 @@ interpreter decides what ``on_error`` does with them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -72,6 +72,12 @@ def heartbeat_timeout(step_timeout: timedelta) -> timedelta:
     return min(third, MAX_HEARTBEAT_TIMEOUT, step_timeout)
 
 
+# Runs a nested list in a scope of its own (the interpreter's walk): what its steps bind.
+RunScope = Callable[
+    [Sequence[Any], Mapping[str, Any], dict[str, Any], str, int], Awaitable[dict[str, Any]]
+]
+
+
 class Scopes(Protocol):
     """What the interpreter runs for a step: nested lists of steps, concurrent jobs, and the
     run's AI spend."""
@@ -86,14 +92,10 @@ class Scopes(Protocol):
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None: ...
 
-    async def run_scope(
-        self,
-        steps: Sequence[Any],
-        variables: Mapping[str, Any],
-        adds: dict[str, Any],
-        path: str,
-        ways: int = 1,
-    ) -> dict[str, Any]: ...
+    @property
+    def run_scope(self) -> RunScope:
+        """Runs a nested list (steps, variables, adds, path, ways) in a scope of its own."""
+        ...
 
     def pay_for_child(
         self, variables: Mapping[str, Any], starts_more: bool, ways: int = 1

@@ -18,7 +18,7 @@ whenever that part runs; anything that might work is left alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -492,47 +492,40 @@ class _StepChecks:
         return [self._wrong(path, "items", items, found, "a list: foreach fails", reference)]
 
     def _seconds(self, seconds: str) -> list[Problem]:
-        path = f"{self._where}.seconds"
-        reference = whole_reference(seconds)
-        tokens = tokenize(seconds)
-        if reference is None and all(isinstance(t, Literal) for t in tokens):
-            text = "".join(t.text for t in tokens if isinstance(t, Literal))
-            if not _number_text(text):
-                return [self._problem(path, f"seconds {seconds!r} is not a number")]
-            return []
-        if reference is None:
-            return []
-        found = value_type(seconds, self._env)
-        if found.only(NULL, LIST, MAP):
-            return [
-                self._wrong(path, "seconds", seconds, found, "a number: the delay fails", reference)
-            ]
-        return []
+        wrong = (NULL, LIST, MAP)
+        return self._delay_field(
+            "seconds", seconds, _number_text, "is not a number", wrong, "a number"
+        )
 
     def _until(self, until: str) -> list[Problem]:
-        path = f"{self._where}.until"
-        reference = whole_reference(until)
-        tokens = tokenize(until)
-        if reference is None and all(isinstance(t, Literal) for t in tokens):
-            text = "".join(t.text for t in tokens if isinstance(t, Literal))
-            if not _timestamp_text(text):
-                return [
-                    self._problem(
-                        path,
-                        f"until {until!r} is not an ISO 8601 time with a zone "
-                        "(e.g. 2030-01-01T09:00:00Z)",
-                    )
-                ]
-            return []
+        wrong = (*NUMBER.kinds, "uint", BOOL, NULL, LIST, MAP)
+        not_parsed = "is not an ISO 8601 time with a zone (e.g. 2030-01-01T09:00:00Z)"
+        wanted = "ISO 8601 text"
+        return self._delay_field("until", until, _timestamp_text, not_parsed, wrong, wanted)
+
+    def _delay_field(
+        self,
+        field: str,
+        template: str,
+        parses: Callable[[str], bool],
+        not_parsed: str,
+        wrong: tuple[str, ...],
+        wanted: str,
+    ) -> list[Problem]:
+        """A delay's time: literal text that must parse, or one reference of the right type."""
+        path = f"{self._where}.{field}"
+        reference = whole_reference(template)
         if reference is None:
+            tokens = tokenize(template)
+            if all(isinstance(t, Literal) for t in tokens):
+                text = "".join(t.text for t in tokens if isinstance(t, Literal))
+                if not parses(text):
+                    return [self._problem(path, f"{field} {template!r} {not_parsed}")]
             return []
-        found = value_type(until, self._env)
-        if found.only(*NUMBER.kinds, "uint", BOOL, NULL, LIST, MAP):
-            return [
-                self._wrong(
-                    path, "until", until, found, "ISO 8601 text: the delay fails", reference
-                )
-            ]
+        found = value_type(template, self._env)
+        if found.only(*wrong):
+            wanted += ": the delay fails"
+            return [self._wrong(path, field, template, found, wanted, reference)]
         return []
 
     def _wrong(

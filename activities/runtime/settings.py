@@ -206,7 +206,7 @@ class Settings(BaseSettings):
     @field_validator("s3_endpoint_url", "aws_region", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return None if _blank(value) else value
 
     @field_validator("s3_endpoint_url")
     @classmethod
@@ -230,7 +230,7 @@ class Settings(BaseSettings):
     @field_validator("worker_metrics_address", mode="before")
     @classmethod
     def _bind_address(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if _blank(value):
             return None  # empty: metrics off, as when unset
         host, sep, port = str(value).strip().rpartition(":")
         try:
@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     @classmethod
     def _metrics_key(cls, value: Any) -> Any:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if text is None or (isinstance(text, str) and not text.strip()):
+        if _blank(text):
             return None  # empty: no metrics key, as when unset
         if not isinstance(text, str) or len(text.strip()) < 16:
             raise ValueError("must be at least 16 characters, e.g. `openssl rand -hex 24`")
@@ -274,7 +274,7 @@ class Settings(BaseSettings):
     @field_validator("otel_exporter_otlp_endpoint", mode="before")
     @classmethod
     def _otlp_endpoint(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if _blank(value):
             return None  # empty: tracing off, as when unset
         text = str(value).strip()
         if not text.startswith(("http://", "https://")):
@@ -291,6 +291,11 @@ class Settings(BaseSettings):
     def api_url_for_runs(self) -> str:
         """``{execution.api_url}``: where a run's http steps reach this API."""
         return (self.api_internal_url or self.api_url).rstrip("/")
+
+
+def _blank(value: Any) -> bool:
+    """Unset, or set to nothing but spaces (``FOO=`` in a .env file): both mean unset."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -5,7 +5,7 @@ The interpreter walks; this is the narrow door back into it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio import workflow
@@ -16,13 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter.run_log import RunLog
     from workflows.interpreter.run_tree import ScopeAllowances
     from workflows.interpreter.spending import Spending
-    from workflows.kinds.common import StepBase
     from workflows.messages import StepRecord
-
-# Runs a nested list in a scope of its own (the interpreter's walk): what its steps bind.
-RunScope = Callable[
-    [Sequence[StepBase], Mapping[str, Any], dict[str, Any], str, int], Awaitable[dict[str, Any]]
-]
+    from workflows.steps import RunScope
 
 
 class RunServices:
@@ -34,7 +29,7 @@ class RunServices:
         spending: Spending,
         allowances: ScopeAllowances,
     ) -> None:
-        self._walk = walk
+        self.run_scope = walk
         self._book = book
         self._log = log
         self._spending = spending
@@ -42,16 +37,6 @@ class RunServices:
         self.jobs = Jobs()
 
     # -- lists and jobs (parallel, foreach) --------------------------------------------------
-
-    async def run_scope(
-        self,
-        steps: Sequence[StepBase],
-        variables: Mapping[str, Any],
-        adds: dict[str, Any],
-        path: str,
-        ways: int = 1,
-    ) -> dict[str, Any]:
-        return await self._walk(steps, variables, adds, path, ways)
 
     async def run_concurrently(self, jobs: Sequence[Job], limit: int, fail_fast: bool) -> list[Any]:
         return await self.jobs.run(jobs, limit, fail_fast)

@@ -35,7 +35,14 @@ from workflows.kinds.ai import (
     model_fields,
 )
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
-from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase, WorkflowId, repeated
+from workflows.kinds.common import (
+    ActivityMixin,
+    FlowMixin,
+    Model,
+    StepBase,
+    WorkflowId,
+    require_unique,
+)
 from workflows.kinds.http import HttpMethod, build_request, header_problem
 from workflows.kinds.sub_workflow import run_child
 from workflows.kinds.tool_url import ARGS, dot_segment, encode_arguments
@@ -139,10 +146,7 @@ class AgentStep(StepBase, FlowMixin, ActivityMixin):
     def _shape(self) -> AgentStep:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of 'messages' or 'prompt'")
-        names = [tool.name for tool in self.tools]
-        twice = repeated(names)
-        if twice:
-            raise ValueError(f"tool names must be unique; repeated: {', '.join(twice)}")
+        require_unique([tool.name for tool in self.tools], "tool names")
         return self
 
 
@@ -340,7 +344,8 @@ async def _use(
     label = f"{step.label} · {tool.name}"
     if tool.workflow_id is not None:
         try:
-            return await run_child(run, tool.workflow_id, None, call["arguments"], path, label)
+            child = await run_child(run, tool.workflow_id, None, call["arguments"], path, label)
+            return child.outputs
         except StepFailed as failed:
             raise _ToolFailed(str(failed)) from None
     assert tool.http is not None

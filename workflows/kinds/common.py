@@ -192,6 +192,8 @@ def effective_retry(step: ActivityMixin, defaults: StepDefaults) -> RetryPolicyS
     return RetryPolicySpec(**merged)
 
 
-def repeated(names: list[str]) -> list[str]:
-    """Names that appear more than once (for "must be unique" checks), sorted."""
-    return sorted({name for name in names if names.count(name) > 1})
+def require_unique(names: list[str], what: str) -> None:
+    """ValueError naming the ``what`` (e.g. "tool names") that appear more than once."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{what} must be unique; repeated: {', '.join(twice)}")

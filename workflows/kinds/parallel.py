@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from workflows.errors import Problem
 from workflows.kinds.base import Scope, StepKind, StepOutcome, StepRun, register
-from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId, repeated
+from workflows.kinds.common import FlowMixin, Model, OutputMixin, StepBase, StepId, require_unique
 from workflows.value_types import Type, Typer, bound_object, object_of
 
 if TYPE_CHECKING:
@@ -44,10 +44,7 @@ class ParallelStep(StepBase, FlowMixin, OutputMixin):
 
     @model_validator(mode="after")
     def _unique_branch_ids(self) -> ParallelStep:
-        ids = [branch.id for branch in self.branches]
-        twice = repeated(ids)
-        if twice:
-            raise ValueError(f"branch ids must be unique; repeated: {', '.join(twice)}")
+        require_unique([branch.id for branch in self.branches], "branch ids")
         return self
 
 

@@ -10,7 +10,7 @@ child fails the step with type ``ChildWorkflowFailed`` and the child's own messa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field
 from temporalio import workflow
@@ -79,11 +79,17 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
             step.input_vars
         )
         run.checked(input_vars, "input_vars")
-        outputs, reused_from, key = await _child(
+        child = await run_child(
             run, step.workflow_id, step.version, input_vars, run.path, step.label
         )
-        bound = {step.output: outputs} if step.output else {}
-        return StepOutcome(bound, step.next, reused_from=reused_from, reuse_key=key)
+        bound = {step.output: child.outputs} if step.output else {}
+        return StepOutcome(bound, step.next, reused_from=child.reused_from, reuse_key=child.key)
+
+
+class ChildRun(NamedTuple):
+    outputs: dict[str, Any]
+    reused_from: str | None  # the run a rerun took the outputs from, if it did
+    key: str  # the request key a rerun matches
 
 
 async def run_child(
@@ -93,22 +99,9 @@ async def run_child(
     input_vars: Any,
     path: str,
     label: str,
-) -> dict[str, Any]:
+) -> ChildRun:
     """Run a saved workflow as a child of this run (a `sub_workflow` step, an agent's
-    workflow tool); its outputs. Failures raise StepFailed (ChildWorkflowFailed)."""
-    outputs, _, _ = await _child(run, workflow_id, version, input_vars, path, label)
-    return outputs
-
-
-async def _child(
-    run: StepRun,
-    workflow_id: str | int,
-    version: int | None,
-    input_vars: Any,
-    path: str,
-    label: str,
-) -> tuple[dict[str, Any], str | None, str]:
-    """(outputs, the source a rerun reused them from, the request key)."""
+    workflow tool). Failures raise StepFailed (ChildWorkflowFailed)."""
     entry = _callable(run, workflow_id, version)
     if workflow.patched(PATCH_CHILD_INPUTS_CHECKED):
         input_vars = _checked(entry.definition.inputs, input_vars, workflow_id)
@@ -118,7 +111,7 @@ async def _child(
     key = request_key("sub_workflow", {**fields, "input_vars": input_vars})
     reused = run.reused(key)
     if reused is not None:  # a rerun: the source ran this very child already
-        return dict(reused.result or {}), reused.source, key
+        return ChildRun(dict(reused.result or {}), reused.source, key)
     child_id = _child_id(run, entry.definition.key, path)
     child = _child_input(run, entry, input_vars, path)
     run.started_child(child_id)
@@ -139,7 +132,7 @@ async def _child(
             FailureType.CHILD_WORKFLOW_FAILED,
         ) from None
     run.refund(result.descendants_left)
-    return dict(result.outputs), None, key
+    return ChildRun(dict(result.outputs), None, key)
 
 
 def _callable(run: StepRun, workflow_id: str | int, version: int | None) -> LibraryEntry:
