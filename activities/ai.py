@@ -65,7 +65,7 @@ CANCELLED_CALL_GRACE_SECONDS = 3.0
 
 
 class AIClient:
-    """OpenRouter chat completions as a Temporal activity (the plan's AIClient)."""
+    """OpenRouter chat completions as a Temporal activity."""
 
     def __init__(
         self,

@@ -76,7 +76,7 @@ class CarriedWrite:
 
 
 class WorkflowLogger:
-    """Writes, reads and rotates execution logs in one storage area (the plan's WorkflowLogger).
+    """Writes and reads execution logs in one storage area, and runs their rotation.
 
     ``storage``: a Storage, or a directory (the file backend there).
     """

@@ -91,7 +91,7 @@ def allowance_at_start(input: ExecutionInput) -> int | None:
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class WorkflowExecutor:
-    """Interprets one workflow definition (the plan's WorkflowExecutor)."""
+    """Interprets one workflow definition."""
 
     @workflow.init
     def __init__(self, input: ExecutionInput) -> None:
