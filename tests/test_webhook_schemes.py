@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +38,7 @@ from api.server.webhooks.standard_scheme import StandardWebhooksVerifier
 from api.server.webhooks.stripe_scheme import StripeVerifier
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from workflows.definition import WEBHOOK_SCHEMES
+from workflows.validation import check_definition
 
 # GitHub's documented example ("Validating webhook deliveries").
 GITHUB_SECRET = "It's a Secret to Everybody"
@@ -369,3 +371,19 @@ async def test_handshakes_forms_headers_and_bad_input(
             accepted = receiver("standard-webhooks", secret="std")
             assert (await admin.put("/api/workflows/receiver", json=accepted)).status_code == 201
     assert sorted(await runs_on(client, task_queue)) == sorted([gh_run, sl_run])
+
+
+def test_the_documented_filters_and_trigger_are_valid() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "webhooks.md").read_text()
+    section = doc.split("## Filters, bodies and headers", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 4
+    for row in rows:
+        trigger = {"type": "webhook", "filter": row[1].strip("`"), "input_vars": {}}
+        document = {
+            "id": "doc",
+            "triggers": [trigger],
+            "steps": [{"id": "a", "type": "set", "values": {"x": 1}}],
+        }
+        _, problems = check_definition(document)
+        assert problems == [], (row, problems)
