@@ -179,6 +179,13 @@ async def test_each_scheme_valid_wrong_stale_redelivered_rotated_filtered(
             assert error["code"] == "invalid_signature"
             assert error["message"].startswith(f"{SIGNATURE_HEADERS[scheme]} does not match")
 
+            # A workflow without a webhook answers like a wrong signature: nothing is revealed.
+            body = event(f"{run}-evt-9", 9, "wanted")
+            good = sender_headers(scheme, old, f"{run}-evt-9", body, int(time.time()))
+            nowhere = await sender.post("/api/hooks/nowhere", content=body, headers=good)
+            assert nowhere.status_code == 401
+            assert nowhere.json()["errors"][0]["message"] == error["message"]
+
             ignored = await deliver(old, "evt-4", 4, kind="unwanted")
             assert ignored.status_code == 200, ignored.text
             assert ignored.json() == {"ignored": True}
@@ -387,3 +394,31 @@ def test_the_documented_filters_and_trigger_are_valid() -> None:
         }
         _, problems = check_definition(document)
         assert problems == [], (row, problems)
+
+
+@pytest.mark.parametrize(
+    ("verifier", "headers", "named"),
+    [
+        (StripeVerifier(), {"stripe-signature": "v1=abc"}, "Stripe-Signature must be t="),
+        (StripeVerifier(), {"stripe-signature": "t=soon,v1=abc"}, "Stripe-Signature t must be"),
+        (
+            StandardWebhooksVerifier(),
+            {"webhook-id": "m", "webhook-timestamp": "1", "webhook-signature": "abc"},
+            "webhook-signature must be space-separated",
+        ),
+        (
+            StandardWebhooksVerifier(),
+            {"webhook-id": "m", "webhook-signature": "v1,abc"},
+            "webhook-timestamp is missing",
+        ),
+        (SlackVerifier(), {"x-slack-signature": "v0=" + "0" * 64}, "X-Slack-Request-Timestamp"),
+        (GitHubVerifier(), {"x-hub-signature-256": GITHUB_SIGNATURE}, "X-GitHub-Delivery is"),
+    ],
+)
+def test_a_malformed_signature_header_is_401_naming_the_header(
+    verifier: Any, headers: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        verifier.verify(headers, b"{}", ["whsec_x"], 300, time.time())
+    assert refused.value.status_code == 401
+    assert refused.value.errors[0]["message"].startswith(named), refused.value.errors
