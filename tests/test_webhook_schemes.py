@@ -255,7 +255,12 @@ def test_the_senders_libraries_accept_what_the_verifiers_accept() -> None:
 async def test_handshakes_forms_headers_and_bad_input(
     client: Client, settings: Settings, worker: Any, task_queue: str
 ) -> None:
-    secrets = {"gh": "github-secret", "slack": SLACK_SECRET, "std": whsec("s"), "bad": "plain"}
+    secrets = {
+        "gh": ["github-secret", GITHUB_SECRET],
+        "slack": SLACK_SECRET,
+        "std": whsec("s"),
+        "bad": "plain",
+    }
     configured = with_secrets(settings, secrets)
     run = uuid.uuid4().hex
     github = receiver(
@@ -290,13 +295,19 @@ async def test_handshakes_forms_headers_and_bad_input(
             answer = await sender.post("/api/hooks/gh", content=ping, headers=headers)
             assert (answer.status_code, answer.json()) == (200, {"ignored": True})
 
-            # Signed, but neither JSON nor a form: 415 (only after the signature is checked).
-            headers = sender_headers("github", "github-secret", f"{run}-3", GITHUB_BODY, 0)
-            headers["Content-Type"] = "text/plain"
+            # GitHub's documented delivery, under its documented secret (listed second, as in
+            # a rotation): signed, but neither JSON nor a form, so 415 after the signature.
+            headers = {
+                "X-Hub-Signature-256": GITHUB_SIGNATURE,
+                "X-GitHub-Delivery": f"{run}-3",
+                "X-GitHub-Event": "push",
+                "Content-Type": "text/plain",
+            }
             answer = await sender.post("/api/hooks/gh", content=GITHUB_BODY, headers=headers)
             assert answer.status_code == 415, answer.text
-            headers["X-Hub-Signature-256"] = GITHUB_SIGNATURE  # GitHub's example, our secret
-            answer = await sender.post("/api/hooks/gh", content=GITHUB_BODY, headers=headers)
+            assert answer.json()["errors"][0]["code"] == "unsupported_media_type"
+            # Badly signed, the same body is a 401: the signature is judged first.
+            answer = await sender.post("/api/hooks/gh", content=GITHUB_BODY + b"!", headers=headers)
             assert answer.status_code == 401
             headers["X-Hub-Signature-256"] = "sha1=abc"
             answer = await sender.post("/api/hooks/gh", content=GITHUB_BODY, headers=headers)
