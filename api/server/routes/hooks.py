@@ -109,6 +109,9 @@ async def receive_webhook(
         state.limiter.refund(bucket)
         return JSONResponse({"execution_id": duplicate.execution_id, "duplicate": True})
     api_metrics(request).started(workflow_id, "webhook")  # a new delivery: a new execution
+    if verifier.started_status != status.HTTP_202_ACCEPTED:
+        answer = verifier.started(started.model_dump(mode="json"))
+        return JSONResponse(answer, status_code=verifier.started_status)
     return started
 
 

@@ -5,7 +5,8 @@
 is the event's ``event_id`` (kept by Slack's retries), else a command's or an action's
 ``trigger_id``, else the signature itself (a replay inside the window carries the same one).
 The Events API's ``url_verification`` request is answered with its challenge and starts
-nothing.
+nothing. A started run is answered 200 (Slack's acknowledgement) with a ``text`` line, which a
+slash command shows to the user who typed it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class SlackVerifier(Verifier):
     scheme = "slack"
     signature_header = SIGNATURE_HEADER
     json_form_field = "payload"
+    # Slack wants a 200 within 3 seconds, and shows a command's answer to the user who typed it.
+    started_status = 200
     how_to_sign = (
         f"Slack sends {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}: v0=<hex HMAC-SHA256 of "
         "'v0:<timestamp>:<raw body>'> made with the app's Signing Secret, which the trigger's "
@@ -76,3 +79,6 @@ class SlackVerifier(Verifier):
         if isinstance(body, dict) and body.get("type") == "url_verification":
             return Reply({"challenge": body.get("challenge")})
         return None
+
+    def started(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return {"text": f"started {answer['execution_id']}", **answer}

@@ -47,6 +47,8 @@ class Verifier:
     how_to_sign: ClassVar[str]
     # A form-encoded body made of this one field holds the event as JSON (GitHub, Slack).
     json_form_field: ClassVar[str | None] = None
+    # The status of the answer that started a run (a sender may want exactly 200).
+    started_status: ClassVar[int] = 202
 
     def secret_problem(self, secret: str) -> str | None:
         """Why ``secret`` cannot be one of this scheme's secrets (None: it can)."""
@@ -72,6 +74,10 @@ class Verifier:
     def reply(self, headers: Mapping[str, str], body: Any) -> Reply | None:
         """A handshake answered without a run (Slack's url_verification, GitHub's ping)."""
         return None
+
+    def started(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer to a delivery that started a run (the API's run answer by default)."""
+        return answer
 
     # -- helpers for the schemes -------------------------------------------------------------
 
