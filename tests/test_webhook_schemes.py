@@ -242,6 +242,9 @@ def test_the_senders_libraries_accept_what_the_verifiers_accept() -> None:
     # Several signatures in one header (the sender's own rotation): any one that matches.
     lowered["webhook-signature"] = "v1,bm90LWl0 v1a,ignored " + lowered["webhook-signature"]
     StandardWebhooksVerifier().verify(lowered, body, [secret], 300, now)
+    # Svix sends the same headers under its own names.
+    svix = {name.replace("webhook-", "svix-"): value for name, value in lowered.items()}
+    assert StandardWebhooksVerifier().verify(svix, body, [secret], 300, now).delivery == "msg_1"
 
     stripe_headers = sender_headers("stripe", "whsec_x", "evt_1", body, now)
     stripe.Webhook.construct_event(body.decode(), stripe_headers["Stripe-Signature"], "whsec_x")

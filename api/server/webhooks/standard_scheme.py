@@ -7,6 +7,10 @@ Svix and the senders built on them).
   ``"<id>.<timestamp>.<raw body>"``, keyed with the base64-decoded part of a ``whsec_``
   secret. Several entries are the sender's rotation; entries of other versions (``v1a``, an
   asymmetric signature) are skipped.
+
+Svix, whose libraries the specification grew from, sends the same three headers named
+``svix-id``, ``svix-timestamp`` and ``svix-signature``: they are read when the ``webhook-``
+ones are absent.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ def signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
+def _with_svix_names(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The headers, with Svix's names read as the specification's when those are absent."""
+    names = (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
+    if any(name in headers for name in names):
+        return headers
+    svix = {name: headers.get(name.replace("webhook-", "svix-"), "") for name in names}
+    return {**headers, **svix}
+
+
 @register
 class StandardWebhooksVerifier(Verifier):
     scheme = "standard-webhooks"
@@ -66,6 +79,7 @@ class StandardWebhooksVerifier(Verifier):
         tolerance: int,
         now: float,
     ) -> Verified:
+        headers = _with_svix_names(headers)
         presented = self.required(headers, SIGNATURE_HEADER)
         message_id = self.required(headers, ID_HEADER)
         stamp = self.required(headers, TIMESTAMP_HEADER)

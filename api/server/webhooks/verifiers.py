@@ -143,4 +143,6 @@ def guessed(headers: Mapping[str, str]) -> Verifier:
     for verifier in SCHEMES.values():
         if verifier.signature_header.lower() in headers:
             return verifier
+    if "svix-signature" in headers:
+        return SCHEMES["standard-webhooks"]
     return SCHEMES["hmac"]
