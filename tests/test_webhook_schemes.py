@@ -279,7 +279,12 @@ async def test_handshakes_forms_headers_and_bad_input(
     slack["inputs"] = {"type": "object", "properties": {"command": {}, "text": {}}}
     slack["steps"][0]["values"] = {"seen": "{command} {text}"}
     async with serve_api(configured, client) as url:
-        for document in (github, slack):
+        pings = receiver("github", filter='headers["x-github-event"] == "ping"', input_vars={})
+        pings.update(
+            id="gh-ping", inputs=None, steps=[{"id": "a", "type": "set", "values": {"x": 1}}]
+        )
+        pings["triggers"][0]["secret"] = "gh"
+        for document in (github, slack, pings):
             saved = await save(url, document)
             assert saved.status_code == 201, saved.text
         async with httpx.AsyncClient(base_url=url, timeout=30) as sender:
@@ -297,6 +302,10 @@ async def test_handshakes_forms_headers_and_bad_input(
             headers["X-GitHub-Event"] = "ping"
             answer = await sender.post("/api/hooks/gh", content=ping, headers=headers)
             assert (answer.status_code, answer.json()) == (200, {"ignored": True})
+            # ... unless the trigger's filter wants it.
+            answer = await sender.post("/api/hooks/gh-ping", content=ping, headers=headers)
+            assert answer.status_code == 202, answer.text
+            ping_run = answer.json()["execution_id"]
 
             # GitHub's documented delivery, under its documented secret (listed second, as in
             # a rotation): signed, but neither JSON nor a form, so 415 after the signature.
@@ -392,7 +401,7 @@ async def test_handshakes_forms_headers_and_bad_input(
                     assert error["code"] == code, (trigger, error)
             accepted = receiver("standard-webhooks", secret="std")
             assert (await admin.put("/api/workflows/receiver", json=accepted)).status_code == 201
-    assert sorted(await runs_on(client, task_queue)) == sorted([gh_run, sl_run])
+    assert sorted(await runs_on(client, task_queue)) == sorted([gh_run, sl_run, ping_run])
 
 
 def test_the_documented_filters_and_trigger_are_valid() -> None:
