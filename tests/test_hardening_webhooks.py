@@ -1,4 +1,4 @@
-"""Webhooks cannot be blocked by unsigned floods nor replayed (RELIABILITY.md, second wave).
+"""Webhooks cannot be blocked by unsigned floods nor replayed (docs/webhooks.md).
 
 Signature first (a bad one is 401 and costs the real sender nothing), then a signed timestamp
 within WEBHOOK_TOLERANCE_SECONDS, then replay refusal by delivery id, which Temporal enforces
@@ -209,7 +209,7 @@ async def test_timestamps_outside_the_tolerance_are_refused_naming_the_age_and_t
     assert len(await runs_on(client, task_queue)) == 1
 
 
-async def test_a_replayed_delivery_is_409_in_every_api_process_and_after_a_restart(
+async def test_a_replayed_delivery_is_200_duplicate_in_every_api_process_and_after_a_restart(
     client: Client, settings: Settings, worker: Any, task_queue: str
 ) -> None:
     configured = hook_settings(settings)
@@ -222,11 +222,9 @@ async def test_a_replayed_delivery_is_409_in_every_api_process_and_after_a_resta
             assert started.status_code == 202, started.text
             execution_id = started.json()["execution_id"]
             replay = await sender.post("/api/hooks/alpha", content=body, headers=captured)
-        assert replay.status_code == 409
-        error = replay.json()["errors"][0]
-        assert error["code"] == "duplicate_delivery"
-        assert "X-Webhook-Delivery 'evt_0001' was already received" in error["message"]
-        assert execution_id in error["message"]
+        # Senders retry anything but a 2xx: a redelivery succeeds, naming the first run.
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == {"execution_id": execution_id, "duplicate": True}
 
         # A second API process shares nothing with the first but Temporal.
         async with (
@@ -234,7 +232,7 @@ async def test_a_replayed_delivery_is_409_in_every_api_process_and_after_a_resta
             httpx.AsyncClient(base_url=second, timeout=30) as other,
         ):
             replay = await other.post("/api/hooks/alpha", content=body, headers=captured)
-            assert replay.status_code == 409, replay.text
+            assert replay.json() == {"execution_id": execution_id, "duplicate": True}
             # Changing the delivery id of a captured request breaks its signature.
             renamed = {**captured, DELIVERY_HEADER: "evt_0002"}
             forged = await other.post("/api/hooks/alpha", content=body, headers=renamed)
@@ -246,7 +244,7 @@ async def test_a_replayed_delivery_is_409_in_every_api_process_and_after_a_resta
         httpx.AsyncClient(base_url=restarted, timeout=30) as sender,
     ):
         replay = await sender.post("/api/hooks/alpha", content=body, headers=captured)
-        assert replay.status_code == 409, replay.text
+        assert replay.json() == {"execution_id": execution_id, "duplicate": True}
         # ... and after it has finished (REJECT_DUPLICATE on the closed execution).
         admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(
@@ -264,7 +262,8 @@ async def test_a_replayed_delivery_is_409_in_every_api_process_and_after_a_resta
             assert state["started_by"] == "webhook:alpha"
         resigned = signed_headers(SECRET, body, delivery="evt_0001")  # a retry, signed anew
         replay = await sender.post("/api/hooks/alpha", content=body, headers=resigned)
-        assert replay.status_code == 409, replay.text
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == {"execution_id": execution_id, "duplicate": True}
     assert await runs_on(client, task_queue) == [execution_id]
 
 
@@ -286,10 +285,11 @@ async def test_concurrent_copies_of_one_delivery_across_two_processes_start_one_
                 )
             )
         codes = sorted(a.status_code for a in answers)
-        assert codes == [202] + [409] * 19, [
-            a.text for a in answers if a.status_code not in (202, 409)
+        assert codes == [200] * 19 + [202], [
+            a.text for a in answers if a.status_code not in (200, 202)
         ]
         (winner,) = [a.json()["execution_id"] for a in answers if a.status_code == 202]
+        assert {a.json()["execution_id"] for a in answers} == {winner}
         assert await runs_on(client, task_queue) == [winner]
         admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(base_url=one, headers=admin_headers, timeout=30) as admin:
@@ -312,7 +312,7 @@ async def test_replays_do_not_use_up_the_senders_rate_limit(
         ).status_code == 202
         for _ in range(10):
             replay = await sender.post("/api/hooks/alpha", content=body, headers=captured)
-            assert replay.status_code == 409, replay.text
+            assert replay.json()["duplicate"] is True, replay.text
         # Two tokens are left of the three: the ten replays took none.
         for n in (1, 2):
             body = body_for(n)

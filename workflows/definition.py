@@ -10,7 +10,7 @@ references) is checked in :mod:`workflows.validation`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -46,18 +46,35 @@ class ScheduleTrigger(Model):
         return self
 
 
+WebhookScheme = Literal["hmac", "standard-webhooks", "github", "stripe", "slack"]
+WEBHOOK_SCHEMES: tuple[str, ...] = get_args(WebhookScheme)
+
+
 class WebhookTrigger(Model):
-    """Exposes POST /api/hooks/{workflow_id}, verified by an HMAC-SHA256 signature."""
+    """Exposes POST /api/hooks/{workflow_id}, verified as its sender signs (docs/webhooks.md)."""
 
     type: Literal["webhook"]
+    scheme: WebhookScheme = Field(
+        "hmac",
+        description='How deliveries are signed: "hmac" (X-Webhook-* headers), '
+        '"standard-webhooks", "github", "stripe" or "slack" (docs/webhooks.md).',
+    )
     secret: str = Field(
         "default",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Name of the secret in WEBHOOK_SECRETS that signs the requests.",
     )
+    filter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="CEL over `headers` (lower-case names) and `body`: false answers 200 "
+        '{"ignored": true} and starts nothing.',
+    )
     input_vars: dict[str, Any] | None = Field(
         None,
-        description="Templates over {body} (the JSON payload); default: the body itself.",
+        description="Templates over {body} (the JSON or form payload) and {headers} (lower-case "
+        "names); default: the body itself.",
     )
 
 

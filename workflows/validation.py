@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from workflows.cel_errors import unknown_names
-from workflows.conditions import condition_variables
+from workflows.conditions import compile_condition, condition_variables
 from workflows.definition import WebhookTrigger, WorkflowDefinition
 from workflows.errors import (
     FAILURE_TYPES,
@@ -277,6 +277,7 @@ def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
                 problems.append(
                     Problem(f"$.triggers[{index}]", "a workflow has at most one webhook trigger")
                 )
+            problems += _filter_problems(trigger, f"$.triggers[{index}].filter")
             continue
         trigger_id = trigger.id or f"schedule-{index}"
         if trigger_id in seen:
@@ -288,6 +289,26 @@ def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
             )
         seen[trigger_id] = index
     return problems
+
+
+# What a webhook trigger's filter reads: the delivery's headers and its parsed body.
+FILTER_NAMES = frozenset({"headers", "body"})
+
+
+def _filter_problems(trigger: WebhookTrigger, where: str) -> list[Problem]:
+    """A filter is CEL like every condition: it must compile and read only the delivery."""
+    if trigger.filter is None:
+        return []
+    try:
+        compile_condition(trigger.filter)
+    except ConditionError as err:
+        return [Problem(where, f"webhook filter: {err}", code="invalid_condition")]
+    unknown = sorted(condition_variables(trigger.filter) - FILTER_NAMES)
+    if unknown:
+        message = unknown_names(trigger.filter, unknown)
+        hint = "\nhint: a filter reads `headers` (lower-case names) and `body` only"
+        return [Problem(where, f"webhook filter: {message}{hint}", code="unknown_reference")]
+    return []
 
 
 def _target_problems(steps: StepList) -> list[Problem]:

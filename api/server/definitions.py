@@ -19,8 +19,10 @@ from api.server.store import (
     StoredDefinition,
     valid_workflow_id,
 )
-from api.server.triggers import delete_schedules, sync_schedules, webhook_secret
-from workflows.definition import ScheduleTrigger, WorkflowDefinition
+from api.server.triggers import delete_schedules, sync_schedules
+from api.server.webhooks import verifier_for
+from api.server.webhooks.secrets import secrets_named
+from workflows.definition import ScheduleTrigger, WebhookTrigger, WorkflowDefinition
 from workflows.errors import DefinitionError, Problem
 from workflows.kinds.base import called_workflows
 from workflows.run_inputs import checked_inputs
@@ -76,15 +78,35 @@ class DefinitionService:
                     problems.append(often)
                 inputs = trigger.input_vars
                 problems += checked_inputs(definition.inputs, inputs, f"{where}.input_vars")[1]
-            elif webhook_secret(self._settings, trigger.secret) is None:
+            else:
+                problems += self._secret_problems(f"{where}.secret", trigger)
+        return problems
+
+    def _secret_problems(self, where: str, trigger: WebhookTrigger) -> list[Problem]:
+        """The named secret is held, and every value listed under it is of the scheme's form."""
+        secrets = secrets_named(self._settings, trigger.secret)
+        if secrets is None:
+            return [
+                Problem(
+                    where,
+                    f"the webhook trigger names secret '{trigger.secret}', which this API "
+                    "does not hold: add it to WEBHOOK_SECRETS (a JSON object of name -> "
+                    "secret, or -> a list of secrets while rotating) where the API runs, or "
+                    "name a secret it holds; until then every delivery would be refused",
+                    code="unknown_webhook_secret",
+                )
+            ]
+        verifier = verifier_for(trigger.scheme)
+        problems = []
+        for position, secret in enumerate(secrets):
+            wrong = verifier.secret_problem(secret)
+            if wrong is not None:
+                which = f"'{trigger.secret}'" + (f"[{position}]" if len(secrets) > 1 else "")
                 problems.append(
                     Problem(
-                        f"{where}.secret",
-                        f"the webhook trigger names secret '{trigger.secret}', which this API "
-                        "does not hold: add it to WEBHOOK_SECRETS (a JSON object of name -> "
-                        "secret) where the API runs, or name a secret it holds; until then "
-                        "every delivery would be refused",
-                        code="unknown_webhook_secret",
+                        where,
+                        f"WEBHOOK_SECRETS {which} cannot sign scheme '{trigger.scheme}': {wrong}",
+                        code="invalid_webhook_secret",
                     )
                 )
         return problems

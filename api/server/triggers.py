@@ -1,14 +1,6 @@
-"""Triggers: schedules become Temporal Schedules; webhooks are verified with HMAC-SHA256.
-
-A webhook delivery carries three headers (docs/webhooks.md):
-
-- ``X-Webhook-Timestamp``: the unix time in whole seconds when it was signed;
-- ``X-Webhook-Delivery``: an id unique to the delivery (letters, digits, ``_``, ``:``, ``-``);
-- ``X-Signature-256: sha256=<hex HMAC-SHA256 of "<timestamp>.<delivery>.<raw body>">``.
-
-The signature covers the timestamp and the delivery id as well as the body, so neither can be
-changed to make a captured request look new: a stale timestamp is refused by the tolerance
-window, and a fresh one with a used delivery id by Temporal's workflow-id policy.
+"""Triggers: schedules become Temporal Schedules; webhooks are verified by their scheme's
+verifier (api/server/webhooks/, docs/webhooks.md). The engine's own ``hmac`` scheme's signing
+helpers are re-exported here for senders written in Python.
 
 Schedules are kept in step with the definition whenever it is saved or deleted through the
 API: each ``schedule`` trigger is one Temporal Schedule ``wfe:<workflow_id>:<trigger id>``
@@ -18,14 +10,8 @@ version current when the schedule was last synced, like any other run).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import re
-import time
 from datetime import timedelta
-from typing import Any
 
 from temporalio.client import (
     Client,
@@ -43,21 +29,31 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.runtime.settings import Settings
 from api.server.executions.options import execution_limits, start_options
 from api.server.store import StoredDefinition
+from api.server.webhooks.hmac_scheme import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    signed_headers,
+)
 from workflows.definition import ScheduleTrigger
-from workflows.errors import ConfigurationError
 from workflows.messages import WORKFLOW_TYPE
 from workflows.run_inputs import checked_inputs
 from workflows.shared import LibraryEntry
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Signature-256"
-TIMESTAMP_HEADER = "X-Webhook-Timestamp"
-DELIVERY_HEADER = "X-Webhook-Delivery"
-# No '.': it separates the signed fields, so a delivery id must not be able to contain one
-# (otherwise "<t>.<a.b>.<body>" could be re-read as another timestamp, id and body).
-DELIVERY_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")
-TIMESTAMP = re.compile(r"[0-9]{1,12}")
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "delete_schedules",
+    "schedule_id",
+    "schedule_spec",
+    "sign",
+    "signed_headers",
+    "sync_schedules",
+]
 
 
 def schedule_id(workflow_id: str, trigger_id: str) -> str:
@@ -163,49 +159,3 @@ async def _delete(client: Client, sid: str) -> None:
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-
-
-def webhook_secret(settings: Settings, name: str) -> bytes | None:
-    """The named secret from WEBHOOK_SECRETS (a JSON object), or None if not configured."""
-    if settings.webhook_secrets is None:
-        return None
-    try:
-        secrets: Any = json.loads(settings.webhook_secrets.get_secret_value())
-    except ValueError:
-        raise ConfigurationError("WEBHOOK_SECRETS: not valid JSON") from None
-    if not isinstance(secrets, dict):
-        raise ConfigurationError("WEBHOOK_SECRETS: must be a JSON object of name -> secret")
-    value = secrets.get(name)
-    return value.encode() if isinstance(value, str) and value else None
-
-
-def signed_content(timestamp: str, delivery: str, body: bytes) -> bytes:
-    """What the HMAC covers: ``<timestamp>.<delivery>.<raw body>``, byte for byte."""
-    return f"{timestamp}.{delivery}.".encode() + body
-
-
-def sign(secret: bytes, timestamp: str | int, delivery: str, body: bytes) -> str:
-    """The X-Signature-256 value: ``sha256=<hex HMAC-SHA256 of the signed content>``."""
-    content = signed_content(str(timestamp), delivery, body)
-    return "sha256=" + hmac.new(secret, content, hashlib.sha256).hexdigest()
-
-
-def signature_ok(
-    secret: bytes, timestamp: str, delivery: str, body: bytes, presented: str | None
-) -> bool:
-    if not presented:
-        return False
-    expected = sign(secret, timestamp, delivery, body).encode()
-    return hmac.compare_digest(expected, presented.strip().lower().encode())
-
-
-def signed_headers(
-    secret: bytes, body: bytes, delivery: str, timestamp: int | None = None
-) -> dict[str, str]:
-    """The three headers a sender attaches (for tests and Python senders)."""
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
-    return {
-        TIMESTAMP_HEADER: stamp,
-        DELIVERY_HEADER: delivery,
-        SIGNATURE_HEADER: sign(secret, stamp, delivery, body),
-    }

@@ -1,29 +1,36 @@
 """POST /api/hooks/{workflow_id}: start a run from a signed webhook (docs/webhooks.md).
 
 No API key: the sender proves itself with the secret the workflow's webhook trigger names in
-WEBHOOK_SECRETS. The checks run in this order, each before anything that costs the sender:
+WEBHOOK_SECRETS, signed as its ``scheme`` says (api/server/webhooks/). The checks run in this
+order, each before anything that costs the sender:
 
-1. the signature (``X-Signature-256`` over ``<X-Webhook-Timestamp>.<X-Webhook-Delivery>.<raw
-   body>``): missing, malformed or wrong is 401, and so is a workflow without a webhook
-   trigger (the answer does not reveal which). Failures are charged to the client address's
-   failed-authentication throttle, never to the workflow's rate limit;
-2. the timestamp, within WEBHOOK_TOLERANCE_SECONDS of the API's clock (401 otherwise);
-3. the workflow's rate limit (429);
-4. the delivery id: it names the execution (the API's Idempotency-Key path with Temporal's
+1. the signature, by the scheme's verifier, with every secret listed under the name: missing,
+   malformed or wrong is 401, and so is a workflow without a webhook trigger (answered as a
+   wrong signature of the scheme the caller used). Failures are charged to the client
+   address's failed-authentication throttle, never to the workflow's rate limit;
+2. the signed timestamp, within WEBHOOK_TOLERANCE_SECONDS of the API's clock (401 otherwise);
+3. the body: JSON or a form (415 for anything else), then the sender's handshake (Slack's
+   ``url_verification`` challenge; GitHub's ``ping``) answered 200 with no run;
+4. the trigger's ``filter``: false is 200 ``{"ignored": true}``, no run;
+5. the workflow's rate limit (429);
+6. the delivery id: it names the execution (the API's Idempotency-Key path with Temporal's
    FAIL / REJECT_DUPLICATE policies), so Temporal refuses a second start of the same delivery
-   whichever API process receives it, before or after a restart (409).
+   whichever API process receives it, before or after a restart. A redelivery answers 200
+   ``{"execution_id": <the first run>, "duplicate": true}``: senders retry anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
 
 from api.server.auth import Principal
-from api.server.bodies import parse_json_body, request_body
+from api.server.bodies import request_body
 from api.server.deps import AppState, StarterDep, StateDep
 from api.server.errors import ApiError, DefinitionNotFound, DuplicateStart
 from api.server.library import called_ids
@@ -31,15 +38,11 @@ from api.server.limits import retry_after_header
 from api.server.metrics import api_metrics
 from api.server.routes.responses import errors
 from api.server.schemas import RunPublic
-from api.server.triggers import (
-    DELIVERY_HEADER,
-    DELIVERY_ID,
-    SIGNATURE_HEADER,
-    TIMESTAMP,
-    TIMESTAMP_HEADER,
-    signature_ok,
-    webhook_secret,
-)
+from api.server.webhooks import Verifier, guessed, verifier_for
+from api.server.webhooks.filters import filtered_out
+from api.server.webhooks.payloads import delivery_body, delivery_headers
+from api.server.webhooks.secrets import secrets_named
+from api.server.webhooks.verifiers import Verified
 from workflows.definition import WebhookTrigger
 from workflows.errors import DefinitionError, TemplateError
 from workflows.templating import VariableSubstitutor
@@ -48,82 +51,67 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/hooks", tags=["triggers"])
 
-HOW_TO_SIGN = (
-    f"send {TIMESTAMP_HEADER} (unix seconds), {DELIVERY_HEADER} (a unique id) and "
-    f"{SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of '<timestamp>.<delivery>.<raw body>'> "
-    "made with the secret the webhook trigger names (see docs/webhooks.md)"
-)
-# The same answer for a wrong signature, an unknown workflow and a workflow without a webhook
-# trigger: a caller without the secret learns nothing about which workflows exist.
-_UNSIGNED = ApiError(401, "invalid_signature", f"{SIGNATURE_HEADER} does not match: {HOW_TO_SIGN}")
-
-
-def _unsigned(problem: str) -> ApiError:
-    return ApiError(401, "invalid_signature", f"{problem}: {HOW_TO_SIGN}")
-
 
 @router.post(
     "/{workflow_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunPublic,
-    summary="Start a run from a webhook (HMAC-SHA256 signed, timestamped, one run per delivery)",
-    description="The JSON body becomes `input_vars` (or is mapped by the trigger's "
-    "`input_vars` templates over `{body}`). Send `X-Webhook-Timestamp` (unix seconds), "
-    "`X-Webhook-Delivery` (a unique id: letters, digits, `_`, `:`, `-`, at most 128) and "
-    "`X-Signature-256: sha256=<hex HMAC-SHA256 of '<timestamp>.<delivery>.<raw body>'>`. "
-    "The timestamp must be within `WEBHOOK_TOLERANCE_SECONDS` (300) of the server's clock; a "
-    "delivery id already received is 409 and starts nothing.",
+    summary="Start a run from a webhook (signed as its sender signs, one run per delivery)",
+    description="Verified by the trigger's `scheme`: `hmac` (`X-Webhook-Timestamp`, "
+    "`X-Webhook-Delivery`, `X-Signature-256: sha256=<hex HMAC-SHA256 of "
+    "'<timestamp>.<delivery>.<raw body>'>`), `standard-webhooks`, `github`, `stripe` or "
+    "`slack` (docs/webhooks.md). The JSON or form body becomes `input_vars` (or is mapped by "
+    "the trigger's `input_vars` templates over `{body}` and `{headers}`). A delivery already "
+    'received answers 200 `{"execution_id", "duplicate": true}` and starts nothing; one the '
+    'trigger\'s `filter` refuses answers 200 `{"ignored": true}`.',
     responses=errors(
         {
-            401: "Missing or bad signature, stale timestamp",
-            409: "This delivery id was already received",
-            422: "Body is not JSON or inputs do not match",
+            401: "Missing, malformed or bad signature, stale timestamp",
+            415: "The body is neither JSON nor form-encoded",
+            422: "Body is not valid JSON or inputs do not match",
             429: "Rate limit or too many failed attempts",
         }
-    ),
+    )
+    | {200: {"description": "A redelivery, a filtered-out delivery or a sender's handshake"}},
     openapi_extra=request_body({"type": "object"}, required=True),
 )
 async def receive_webhook(
-    workflow_id: str,
-    request: Request,
-    state: StateDep,
-    starter: StarterDep,
-    # Optional and unconstrained here, so that a missing or malformed value is a 401 naming
-    # the header (from _authenticate, charged to the failed-attempt throttle), never a 422.
-    signature: str | None = Header(None, alias=SIGNATURE_HEADER),
-    timestamp: str | None = Header(None, alias=TIMESTAMP_HEADER),
-    delivery: str | None = Header(None, alias=DELIVERY_HEADER),
-) -> RunPublic:
-    body = await request.body()
+    workflow_id: str, request: Request, state: StateDep, starter: StarterDep
+) -> Any:
+    raw = await request.body()
+    headers = delivery_headers(request.headers)
     try:
-        trigger = _authenticate(state, workflow_id, body, signature, timestamp, delivery)
+        trigger, verifier, verified = _authenticate(state, workflow_id, headers, raw)
     except ApiError as refused:
         raise state.auth_throttle.refuse(request, refused) from None
-    assert delivery is not None  # _authenticate checked it
+    body = delivery_body(headers.get("content-type"), raw, verifier.json_form_field)
+    reply = verifier.reply(headers, body)
+    if reply is not None and not (reply.unless_filter and trigger.filter is not None):
+        return JSONResponse(reply.body)
+    if trigger.filter is not None:
+        ignored = filtered_out(trigger.filter, headers, body)
+        if ignored is not None:
+            return JSONResponse(ignored)
+    delivery = verifier.delivery_id(verified, headers, body)
     bucket = f"hook:{workflow_id}"
     _rate_limit(state, bucket, workflow_id)
-    input_vars = _input_vars(trigger, parse_json_body(body, blank={}))
     try:
         started = await starter.start(
             workflow_id,
-            input_vars,
+            _input_vars(trigger, body, headers),
             _principal(state, workflow_id),
             idempotency_key=delivery,
             started_by=f"webhook:{workflow_id}",
             refuse_duplicate=True,
         )
     except DuplicateStart as duplicate:
-        # A replay started nothing: it must not use up the real sender's rate limit.
+        # A redelivery started nothing: it must not use up the real sender's rate limit.
         state.limiter.refund(bucket)
-        raise ApiError(
-            409,
-            "duplicate_delivery",
-            f"{DELIVERY_HEADER} '{delivery}' was already received for workflow "
-            f"'{workflow_id}' (execution {duplicate.execution_id}); nothing new was started. "
-            "Give every new event its own delivery id; a redelivery of the same event can treat "
-            "this answer as success.",
-        ) from None
+        return JSONResponse({"execution_id": duplicate.execution_id, "duplicate": True})
     api_metrics(request).started(workflow_id, "webhook")  # a new delivery: a new execution
+    if verifier.started_status != status.HTTP_202_ACCEPTED:
+        answer = verifier.started(started.model_dump(mode="json"))
+        return JSONResponse(answer, status_code=verifier.started_status)
     return started
 
 
@@ -139,14 +127,15 @@ def _rate_limit(state: AppState, bucket: str, workflow_id: str) -> None:
         )
 
 
-def _input_vars(trigger: WebhookTrigger, payload: Any) -> Any:
-    """The run's input: the body itself (a JSON object), or the trigger's templates over it."""
+def _input_vars(trigger: WebhookTrigger, payload: Any, headers: dict[str, str]) -> Any:
+    """The run's input: the body itself (an object), or the trigger's templates over the body
+    and the headers."""
     if trigger.input_vars is None:
         if not isinstance(payload, dict):
             raise ApiError(422, "invalid_input", "the body must be a JSON object", "$")
         return payload
     try:
-        return VariableSubstitutor({"body": payload}).render(trigger.input_vars)
+        return VariableSubstitutor({"body": payload, "headers": headers}).render(trigger.input_vars)
     except TemplateError as err:
         raise ApiError(422, "invalid_input", str(err), "$") from None
 
@@ -163,55 +152,26 @@ def _principal(state: AppState, workflow_id: str) -> Principal:
 
 
 def _authenticate(
-    state: AppState,
-    workflow_id: str,
-    body: bytes,
-    signature: str | None,
-    timestamp: str | None,
-    delivery: str | None,
-) -> WebhookTrigger:
-    """The workflow's webhook trigger if the request is signed, fresh and well formed."""
-    for header, value in (
-        (SIGNATURE_HEADER, signature),
-        (TIMESTAMP_HEADER, timestamp),
-        (DELIVERY_HEADER, delivery),
-    ):
-        if not value:
-            raise _unsigned(f"{header} is missing")
-    assert signature is not None and timestamp is not None and delivery is not None
-    if not TIMESTAMP.fullmatch(timestamp):
-        raise _unsigned(f"{TIMESTAMP_HEADER} must be the unix time in whole seconds")
-    if not DELIVERY_ID.fullmatch(delivery):
-        raise _unsigned(
-            f"{DELIVERY_HEADER} must be 1 to 128 letters, digits, '_', ':' or '-' (no '.')"
-        )
-    try:
-        stored = state.store.get(workflow_id)
-    except (DefinitionNotFound, DefinitionError):
-        raise _UNSIGNED from None
-    trigger = stored.definition.webhook()
+    state: AppState, workflow_id: str, headers: dict[str, str], body: bytes
+) -> tuple[WebhookTrigger, Verifier, Verified]:
+    """The workflow's webhook trigger, its verifier and what it verified, if the request is
+    signed with a secret the trigger names and fresh (ApiError 401 otherwise)."""
+    trigger: WebhookTrigger | None = None
+    with contextlib.suppress(DefinitionNotFound, DefinitionError):
+        trigger = state.store.get(workflow_id).definition.webhook()
     if trigger is None:
-        raise _UNSIGNED
-    secret = webhook_secret(state.settings, trigger.secret)
-    if secret is None:
+        # Judged like a wrong signature of the caller's scheme: nothing tells it apart.
+        verifier = guessed(headers)
+        verifier.verify(headers, body, [], state.settings.webhook_tolerance_seconds, time.time())
+        raise verifier.mismatch()
+    verifier = verifier_for(trigger.scheme)
+    secrets = secrets_named(state.settings, trigger.secret)
+    if secrets is None:
         logger.error(
             "webhook for %s names secret %r, which WEBHOOK_SECRETS lacks",
             workflow_id,
             trigger.secret,
         )
-        raise _UNSIGNED
-    if not signature_ok(secret, timestamp, delivery, body, signature):
-        raise _UNSIGNED
-    # Only now is the timestamp trusted enough to judge: it is covered by the signature.
+        secrets = []
     tolerance = state.settings.webhook_tolerance_seconds
-    age = int(time.time()) - int(timestamp)
-    if abs(age) > tolerance:
-        when = f"{age} s old" if age > 0 else f"{-age} s in the future"
-        raise ApiError(
-            401,
-            "timestamp_outside_tolerance",
-            f"{TIMESTAMP_HEADER} is {when}; the tolerance is {tolerance} s "
-            "(WEBHOOK_TOLERANCE_SECONDS). Sign each delivery (and each retry) with the current "
-            "unix time, and keep the sender's clock in sync.",
-        )
-    return trigger
+    return trigger, verifier, verifier.verify(headers, body, secrets, tolerance, time.time())
