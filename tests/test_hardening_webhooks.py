@@ -1,4 +1,4 @@
-"""Webhooks cannot be blocked by unsigned floods nor replayed (RELIABILITY.md, second wave).
+"""Webhooks cannot be blocked by unsigned floods nor replayed.
 
 Signature first (a bad one is 401 and costs the real sender nothing), then a signed timestamp
 within WEBHOOK_TOLERANCE_SECONDS, then replay refusal by delivery id, which Temporal enforces

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
 
 SHARE_EVENTS = 5_000  # history events one share (or an inline foreach) may add
-EVENTS_PER_STEP = 6  # what a sequential activity step costs (TEMPORAL_NOTES: about 6)
+EVENTS_PER_STEP = 6  # what a sequential activity step costs (about 6 in a history)
 MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
 
 
@@ -201,6 +201,7 @@ class ForeachKind(StepKind[ForeachStep]):
             async def go() -> ForeachBatchResult:
                 # A share is an execution of the run's tree; its iterations' children too.
                 grant = run.pay_for_child(body_starts_more, ways)
+                run.expect_wait(None)  # a share takes what its items take
                 try:
                     result: ForeachBatchResult = await workflow.execute_child_workflow(
                         FOREACH_BATCH_TYPE,
