@@ -15,6 +15,7 @@ import signal
 
 import httpx
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -28,7 +29,7 @@ from worker import HTTP_LIMITS, HTTP_TIMEOUT
 
 
 async def serve(address: str, task_queue: str, sandboxed: bool) -> None:
-    client = await Client.connect(address)
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.runtime.settings import load_settings
 from activities.runtime.temporal_client import ensure_search_attributes
@@ -292,7 +293,7 @@ async def measure_load(
     say: Any = print,
 ) -> dict[str, Any]:
     assert server.process is not None
-    client = await Client.connect(server.address)
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     await ensure_search_attributes(client)
     async with http_target() as target:
         with contextlib.ExitStack() as stack:
