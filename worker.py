@@ -91,6 +91,7 @@ async def engine_worker(
     secrets = build_secrets(settings)
     logs = logs or build_logger(settings)
     async with (
+        folding_logs(logs),
         http_step_activities(settings, secrets, logs) as http_steps,
         httpx.AsyncClient(
             timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
@@ -125,6 +126,30 @@ async def engine_worker(
             # any worker may take it (default 10 s): a killed worker's runs resume sooner.
             sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         )
+
+
+@contextlib.asynccontextmanager
+async def folding_logs(logs: WorkflowLogger, every: float = 1.0) -> AsyncIterator[None]:
+    """Fold the journals of running logs, in a thread, for as long as the worker runs.
+
+    Steps only append to a log's journal; every ``every`` seconds the logs whose journals have
+    waited long enough (activities/logs.py) are rebuilt, one rewrite per run. On the way out
+    every journal this process wrote is folded, so a stopped worker leaves whole documents.
+    """
+
+    async def fold_forever() -> None:
+        while True:
+            await asyncio.sleep(every)
+            await asyncio.to_thread(logs.fold_due)
+
+    folding = asyncio.create_task(fold_forever())
+    try:
+        yield
+    finally:
+        folding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await folding
+        await asyncio.to_thread(logs.fold_due, 0.0)
 
 
 def build_logger(settings: Settings) -> WorkflowLogger:

@@ -7,10 +7,11 @@ replaced whole (an atomic put of the storage), so a reader never sees half of it
 document was last rewritten, one :class:`LogWrite` as JSON per line. Appending a line costs a
 few microseconds where rewriting the document costs a rename that makes ext4 start writing the
 file back (about a millisecond a step, measured in bench/README.md); the document is rewritten
-from the journal at least once a second while steps flow, before every wait and at the end,
-and readers of the log (the API, ``WorkflowLogger.read``) merge the journal in, so they always
-see every write. Appends and folds of one journal are serialised by ``flock``, across
-processes too. Object stores have no append: activities/log_journals.py says what replaces it.
+from the journal every few seconds while steps flow (in a thread, off the event loop), before
+every wait and at the end, and readers of the log (the API, ``WorkflowLogger.read``) merge
+the journal in, so they always see every write. Appends and folds of one journal are
+serialised by ``flock``, across processes too. Object stores have no append:
+activities/log_journals.py says what replaces it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,6 @@ class LogText:
     # The storage version of the document this was read from or written as (None: there is
     # none yet): the next write is conditional on it, so no other writer's fold is lost.
     token: str | None = None
-    folded_at: float = 0.0  # time.monotonic() of that write
 
     @classmethod
     def parse(cls, document: dict[str, Any]) -> LogText:

@@ -9,8 +9,10 @@ a retried write changes nothing. Every put is conditional on the version the wri
 two processes writing one log (parallel branches on two workers, a crashed worker's successor)
 never lose each other's records: the loser reads again and merges again. Activity steps carry
 the records not yet written and add them to the log's journal while they make their call
-(activities/log_journals.py): the document is rebuilt from the journal at least once a second,
-and readers merge it in.
+(activities/log_journals.py), which costs an append, not a rewrite: the document is rebuilt from
+the journal by the workflow's own writes, and otherwise by a periodic fold in a thread
+(``fold_due``, every few seconds per run, coalescing however many steps came), off the worker's
+event loop. Readers merge the journal in, so a log is as fresh as its journal.
 
 Rotation (compression, deletion by age, count and size) is activities/log_rotation.py.
 """
@@ -56,8 +58,9 @@ from workflows.messages import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)
 
-# While steps flow, the document is rewritten from its journal at least this often.
-JOURNAL_FOLD_SECONDS = 1.0
+# While steps flow, the document is rewritten from its journal this often (readers merge the
+# journal, so this bounds only how much a reader merges, never what it sees).
+FOLD_EVERY_SECONDS = 5.0
 # A write whose conditional put loses this many races in a row gives up (and is retried as
 # any failed write is): other writers of one log are a handful of workers, not a crowd.
 MAX_CONFLICTS = 20
@@ -91,6 +94,8 @@ class WorkflowLogger:
         self._locks_guard = threading.Lock()
         # Running logs as last written, so a step write neither re-reads nor re-renders them.
         self._cache: dict[str, LogText] = {}
+        # Executions with journal writes not yet folded -> time.monotonic() of the oldest.
+        self._unfolded: dict[str, float] = {}
 
     @property
     def location(self) -> str:
@@ -127,24 +132,51 @@ class WorkflowLogger:
         """Merge ``entry`` and every journal write into the document."""
         self.key_for(entry.execution_id)
         with self._lock(entry.execution_id):
-            self._fold(entry, everything=True)
+            self._fold(entry.execution_id, entry, everything=True)
 
     def append(self, entry: LogWrite) -> None:
-        """An activity step's carried write: a journal write, or a fold when one is due.
+        """An activity step's carried write: a journal append.
 
-        The document is rewritten when this process has none cached for the execution (a
-        first write, or another worker's run), and once ``JOURNAL_FOLD_SECONDS`` have passed.
+        The document is written here only when this process has none cached for the execution
+        (a first write, or another worker's run): then the log exists from the first step on.
         """
-        self.key_for(entry.execution_id)
-        with self._lock(entry.execution_id):
-            text = self._cache.get(entry.execution_id)
-            if text is None or time.monotonic() - text.folded_at >= JOURNAL_FOLD_SECONDS:
-                self._fold(entry, everything=False)
-            else:
-                self.journal.append(entry.execution_id, entry)
-
-    def _fold(self, entry: LogWrite, everything: bool) -> None:
         execution_id = entry.execution_id
+        self.key_for(execution_id)
+        with self._lock(execution_id):
+            if execution_id not in self._cache:
+                self._fold(execution_id, entry, everything=False)
+            else:
+                self.journal.append(execution_id, entry)
+                self._unfolded.setdefault(execution_id, time.monotonic())
+
+    def fold_due(self, older_than: float = FOLD_EVERY_SECONDS) -> int:
+        """Fold the journals whose oldest unfolded write is ``older_than`` seconds old.
+
+        Blocking (call it in a thread). One fold per run, however many steps it journaled; a
+        fold that fails is logged and tried again next time (the journal keeps the records).
+        Returns how many logs were folded.
+        """
+        deadline = time.monotonic() - older_than
+        due = [key for key, since in list(self._unfolded.items()) if since <= deadline]
+        folded = 0
+        for execution_id in due:
+            with self._lock(execution_id):
+                if execution_id not in self._unfolded:
+                    continue  # the workflow's own write folded it meanwhile
+                try:
+                    self._fold(execution_id, None, everything=False)
+                except OSError as err:  # StorageError (S3) is an OSError too
+                    logger.error(
+                        "cannot fold the log journal of %s in %s: %s (tried again later)",
+                        execution_id,
+                        self.location,
+                        err,
+                    )
+                    continue
+                folded += 1
+        return folded
+
+    def _fold(self, execution_id: str, entry: LogWrite | None, everything: bool) -> None:
         key = self.key_for(execution_id)
         with self.journal.taken(execution_id, everything) as journaled:
             for _ in range(MAX_CONFLICTS):
@@ -153,9 +185,10 @@ class WorkflowLogger:
                     for earlier in journaled:
                         for record in earlier.records():
                             text.upsert(record)
-                    for record in entry.records():
-                        text.upsert(record)
-                    header = text.header_for(entry)
+                    if entry is not None:
+                        for record in entry.records():
+                            text.upsert(record)
+                    header = self._header(text, entry, journaled)
                     final = header["status"] != "running"
                     # fsync only the final write (~2 ms a step saved on disk): a killed process
                     # loses nothing, and a machine crash can at worst roll a running log back
@@ -180,13 +213,25 @@ class WorkflowLogger:
                     f"{MAX_CONFLICTS} writes in a row"
                 )
         text.token = written.token
-        text.folded_at = time.monotonic()
+        self._unfolded.pop(execution_id, None)
         if final:
             self._cache.pop(execution_id, None)
             with self._locks_guard:
                 self._locks.pop(execution_id, None)
         else:
             self._cache[execution_id] = text
+
+    @staticmethod
+    def _header(text: LogText, entry: LogWrite | None, journaled: list[LogWrite]) -> dict[str, Any]:
+        """The header to write: ``entry``'s; for a periodic fold (records only) the one the
+        document has, else the last journaled write's."""
+        if entry is not None:
+            return text.header_for(entry)
+        if text.header is not None:
+            return text.header
+        if journaled:
+            return text.header_for(journaled[-1])
+        raise StorageError("a log fold with nothing to write")  # never: a due run journaled
 
     async def write_quietly(self, entry: LogWrite) -> bool:
         """An activity step's carried write; False (and an error logged) if the log is unusable.

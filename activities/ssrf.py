@@ -289,12 +289,21 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# How many passed origins an AddressPolicy remembers before it starts again.
+MAX_KNOWN_ORIGINS = 4096
+
+
 class AddressPolicy:
     """Which URLs and addresses `http` steps may reach (see the module docstring)."""
 
     def __init__(self, allow: Iterable[AllowEntry] = (), resolver: Resolver | None = None) -> None:
         self.allow = tuple(allow)
         self._resolver = resolver or system_resolver
+        # Origins (scheme, host, port) whose URL check passed. The check reads nothing but the
+        # origin and this policy, which never changes, so its answer is remembered: a request
+        # to a known origin costs a set lookup. Every new connection still resolves and checks
+        # each address (GuardedNetworkBackend), so this saves work and relaxes nothing.
+        self._passed: set[tuple[str, str, int | None]] = set()
 
     @classmethod
     def from_setting(cls, value: str, resolver: Resolver | None = None) -> AddressPolicy:
@@ -305,6 +314,15 @@ class AddressPolicy:
     def check_url(self, url: httpx.URL | str) -> None:
         """Refuse what can be refused from the URL alone: the scheme and literal hosts."""
         url = httpx.URL(url) if isinstance(url, str) else url
+        origin = (url.scheme, url.host, url.port)
+        if origin in self._passed:
+            return
+        self._check_origin(url)
+        if len(self._passed) >= MAX_KNOWN_ORIGINS:
+            self._passed.clear()  # a crowd of one-off hosts: start again rather than grow
+        self._passed.add(origin)
+
+    def _check_origin(self, url: httpx.URL) -> None:
         scheme = url.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
             raise SSRFBlocked(

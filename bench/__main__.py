@@ -9,7 +9,10 @@ limits lifted: api/cli/devstack.py), then, one after the other on it:
    hand-written Temporal workflow (ms/step read from each run's history, events per step);
 2. bench/starts.py: starts/s through ``POST /api/workflows/run`` against a direct Temporal
    client starting the same workflow, with p50/p99 start latency;
-3. bench/memory.py: the worker's RSS as 1,000 executions come to wait on a signal.
+3. bench/memory.py: the worker's RSS as 1,000 executions come to wait on a signal;
+4. bench/load.py: 200 concurrent runs of a 20-step `http` workflow, the engine's worker
+   against the hand-written one (steps/s, run time, worker and server CPU per step, billable
+   actions per run), and a `foreach` of 10,000 items against a hand-written fan-out.
 
 It prints the table, then the details, and writes everything to
 ``bench/results/bench-<timestamp>.json`` (git-ignored). ``--quick`` runs smaller sizes (a
@@ -30,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from api.cli.devstack import POLL_LIMIT_RPS, DevServer
+from bench.load import BASELINE as LOAD_BASELINE
+from bench.load import ENGINE as LOAD_ENGINE
+from bench.load import measure_load, print_load
 from bench.memory import measure_waiting_memory, print_memory
 from bench.starts import measure_starts, print_starts
 from bench.steps import BASELINE, BASELINE_UNSANDBOXED, ENGINE, measure_steps, print_steps
@@ -40,6 +46,8 @@ RESULTS_DIR = Path(__file__).parent / "results"
 GOAL_RATIO = 1.10
 GOAL_START_RATIO = 0.9
 GOAL_RSS_MB = 300
+GOAL_LOAD_CPU = 1.10
+GOAL_LOAD_STEPS = 0.95
 
 
 def say(what: str) -> None:
@@ -100,6 +108,32 @@ def print_table(report: dict[str, Any]) -> None:
         + "  ".join(f"{n}: {rss[n]:.0f}" for n in counts)
         + f"   ({memory['per_execution_kb']:.0f} kB each; goal flat, < {GOAL_RSS_MB} MB)"
     )
+    if "load" in report:
+        print_load_rows(report["load"])
+
+
+def print_load_rows(load: dict[str, Any]) -> None:
+    engine, baseline, ratios = load[LOAD_ENGINE], load[LOAD_BASELINE], load["ratios"]
+    print(
+        f"{'concurrent runs: steps/s':<44}{engine['steps_per_s']:>10.1f}"
+        f"{baseline['steps_per_s']:>10.1f}{ratios['steps_per_s']:>8.3f}"
+        f"{'>= ' + format(GOAL_LOAD_STEPS, '.2f'):>8}"
+    )
+    print(
+        f"{'  worker CPU ms per step':<44}{engine['worker_cpu_ms_per_step']:>10.2f}"
+        f"{baseline['worker_cpu_ms_per_step']:>10.2f}{ratios['worker_cpu_per_step']:>8.3f}"
+        f"{'<= ' + format(GOAL_LOAD_CPU, '.2f'):>8}"
+    )
+    print(
+        f"{'  billable actions per run':<44}{engine['actions_per_run']:>10}"
+        f"{baseline['actions_per_run']:>10}"
+    )
+    if "foreach" in load:
+        f = load["foreach"]
+        print(
+            f"{'foreach vs hand-written fan-out, s':<44}{f['engine_s']:>10.1f}"
+            f"{f['fan_out_s']:>10.1f}{f['ratio']:>8.3f}{'<= 1.00':>8}"
+        )
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,6 +166,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     server.address, tmp_dir / "memory", executions=executions,
                     checkpoints=checkpoints,
                 )  # fmt: skip
+                runs, items = (20, 500) if args.quick else (200, 10_000)
+                say(f"{runs} concurrent runs, and a foreach of {items} items")
+                (tmp_dir / "load").mkdir()
+                report["load"] = await measure_load(
+                    server, tmp_dir / "load", runs=runs, rounds=1 if args.quick else 2,
+                    foreach=items, say=say,
+                )  # fmt: skip
     return report
 
 
@@ -148,6 +189,8 @@ def main() -> None:
     print_memory(report["memory"])
     print()
     print_structured(report["structured"])
+    print()
+    print_load(report["load"])
     print_table(report)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -168,3 +168,38 @@ class FanOutWorkflow:
 
         await asyncio.gather(*(one(seq, url) for seq, url in enumerate(input.urls)))
         return len(input.urls)
+
+
+FAN_OUT_CHILDREN_WORKFLOW = "BenchFanOutChildren"
+
+
+class FanOutChildrenInput(BaseModel):
+    urls: list[str]
+    concurrency: int
+    per_child: int
+
+
+@workflow.defn(name=FAN_OUT_CHILDREN_WORKFLOW)
+class FanOutChildrenWorkflow:
+    """The hand-written map over a long list: equal chunks of ``per_child`` items, each a child
+    workflow (bench's FanOutWorkflow) started at once, the concurrency split among them; the
+    parent keeps only each child's count (what Step Functions' distributed map does)."""
+
+    @workflow.run
+    async def run(self, input: FanOutChildrenInput) -> int:
+        chunks = max(1, -(-len(input.urls) // input.per_child))
+        size = -(-len(input.urls) // chunks)
+        each = max(1, input.concurrency // chunks)
+        execution_id = workflow.info().workflow_id
+        counts = await asyncio.gather(
+            *(
+                workflow.execute_child_workflow(
+                    FAN_OUT_WORKFLOW,
+                    FanOutInput(urls=input.urls[start : start + size], concurrency=each),
+                    id=f"{execution_id}-{start}",
+                    result_type=int,
+                )
+                for start in range(0, len(input.urls), size)
+            )
+        )
+        return sum(counts)

@@ -19,7 +19,7 @@ short delay) with ``PUT /api/workflows/chaos``, starts the executions with
 start twice), and meanwhile, every ``--interval`` seconds, SIGKILLs a random worker and starts
 it again, or SIGKILLs the Temporal server and starts it again on the same file. When every
 execution is terminal it reads all histories, logs and the sink's ledger and prints
-RELIABILITY.md's figures (also written to ``bench/results/chaos-<timestamp>.json``):
+the durability figures (also written to ``bench/results/chaos-<timestamp>.json``):
 
 - runs started vs terminal (lost);
 - side effects: applied (deduplicated by Idempotency-Key) vs expected, duplicates (keys that

@@ -8,8 +8,8 @@ why. Each sequential activity step is the chain
 
 so its time splits into four phases: the activity waiting for a worker (``activity_queue``),
 the activity running (``activity_run``), the workflow task waiting for a worker
-(``wft_queue``, where TEMPORAL_NOTES.md's 40 ms delayed-ACK stall shows up) and the workflow
-task running on the worker (``wft_run``, which includes any local activity such as the
+(``wft_queue``, where the ~40 ms poll-limit stall of docs/temporal-tuning.md shows up) and
+the workflow task running on the worker (``wft_run``, which includes any local activity such as the
 engine's log write, since those run inside the workflow task).
 """
 
@@ -133,3 +133,46 @@ ACTIVITY_CLOSE = {
 
 def event_time(event: HistoryEvent) -> float:
     return event.event_time.ToNanoseconds() / 1e9
+
+
+_WFT_COMPLETED_TYPE = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+_CHANGE_VERSION = "TemporalChangeVersion"  # the SDK's own record of patches, not a user's upsert
+
+
+def billable_actions(history: WorkflowHistory) -> int:
+    """Temporal Cloud's billable actions that a run's history shows.
+
+    Counted as Temporal Cloud counts them: the start (client, child or continue-as-new), each
+    child started, timer, signal and accepted update, every activity attempt (the started
+    event carries the attempt number), search-attribute upserts (not the SDK's own
+    ``TemporalChangeVersion`` record of a patch), and the local activities of one workflow
+    task as one action. Version markers are not actions. Heartbeats and queries do not show
+    in a history, so they are left out (neither side of the benchmark sends any).
+    """
+    types = EventType
+    count = 0
+    local_in_task = False
+    for event in history.events:
+        kind = event.event_type
+        if kind in (
+            types.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+            types.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+            types.EVENT_TYPE_TIMER_STARTED,
+            types.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+            types.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        ):
+            count += 1
+        elif kind == _ACTIVITY_STARTED:
+            count += max(1, event.activity_task_started_event_attributes.attempt)
+        elif kind == types.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if set(fields.indexed_fields) - {_CHANGE_VERSION}:
+                count += 1
+        elif kind == types.EVENT_TYPE_MARKER_RECORDED:
+            local_in_task = local_in_task or (
+                event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+            )
+        elif kind == _WFT_COMPLETED_TYPE:
+            count += local_in_task
+            local_in_task = False
+    return count + local_in_task

@@ -45,7 +45,6 @@ from bench.starts import Child, child_env, say, terminate_all
 from workflows.definition import WorkflowDefinition
 from workflows.messages import (
     SA_DEFINITION_ID,
-    SA_STATUS,
     STATUS_QUERY,
     WORKFLOW_TYPE,
     ExecutionState,
@@ -89,7 +88,6 @@ async def start_one(
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(SA_DEFINITION_ID, workflow.key),
-                SearchAttributePair(SA_STATUS, "running"),
             ]
         ),
         static_summary=f"{workflow.title} (bench)",

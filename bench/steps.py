@@ -62,7 +62,7 @@ from bench.baseline import (
 from bench.history import event_counts, server_duration_ms, step_timings
 from worker import HTTP_LIMITS, HTTP_TIMEOUT, engine_worker, http_step_activities
 from workflows.definition import WorkflowDefinition
-from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE, LogWrite
+from workflows.messages import SA_DEFINITION_ID, WORKFLOW_TYPE, LogWrite
 from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
@@ -72,7 +72,7 @@ BASELINE = "baseline"
 BASELINE_UNSANDBOXED = "baseline-unsandboxed"
 BASELINE_ENGINE_ACTIVITY = "baseline-engine-activity"
 VARIANTS = (ENGINE, ENGINE_NULLIO, BASELINE, BASELINE_UNSANDBOXED, BASELINE_ENGINE_ACTIVITY)
-# A workflow-task queue wait this long is the poll-limit stall of TEMPORAL_NOTES.md (~40 ms);
+# A workflow-task queue wait this long is the poll-limit stall of docs/temporal-tuning.md (~40 ms);
 # an unstalled one takes a few ms.
 STALL_MS = 30.0
 
@@ -151,7 +151,6 @@ def engine_starter(task_queue: str, target_url: str) -> Starter:
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(SA_DEFINITION_ID, definition.key),
-                    SearchAttributePair(SA_STATUS, "running"),
                 ]
             ),
             static_summary=f"{definition.title} (bench)",

@@ -22,7 +22,7 @@ from api.cli.devstack import DevServer
 from api.server.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
-from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE
+from workflows.messages import SA_DEFINITION_ID, WORKFLOW_TYPE
 from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
 
@@ -150,9 +150,7 @@ async def start_definition(
 
 
 def _attributes(key: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [SearchAttributePair(SA_DEFINITION_ID, key), SearchAttributePair(SA_STATUS, "running")]
-    )
+    return TypedSearchAttributes([SearchAttributePair(SA_DEFINITION_ID, key)])
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,4 @@
-"""Crash-test support: workers in subprocesses, a sink with hooks, and RELIABILITY.md's checks.
+"""Crash-test support: workers in subprocesses, a sink with hooks, and the three durability checks.
 
 - :class:`WorkerProcess` runs ``python -m worker`` (the production entry point) with its
   settings in the environment, so a test can SIGKILL, SIGTERM or freeze it (SIGSTOP) at a
@@ -558,7 +558,7 @@ async def check_executions(
     deliveries: Iterable[Delivery],
     worker_output: str = "",
 ) -> CheckReport:
-    """The three checks of RELIABILITY.md over finished executions; raises on any failure."""
+    """The three durability checks (side effects, history, logs) over finished executions; raises on any failure."""
     ids = list(execution_ids)
     facts = {i: await fetch_facts(client, i) for i in ids}
     for one in facts.values():

@@ -3,7 +3,7 @@
 - :class:`FakeOpenRouter` speaks OpenRouter's chat-completions protocol (and its error body
   ``{"error": {"code", "message", "metadata"}}``) with scripted replies and faults.
 - :class:`HttpSink` is a webhook target that records every delivery with its Idempotency-Key
-  (the side-effect ledger of RELIABILITY.md) and can answer with scripted faults.
+  (a side-effect ledger: which Idempotency-Keys were applied) and can answer with scripted faults.
 
 Both run ``ThreadingHTTPServer`` in a thread, so a hanging reply never blocks the test's event
 loop, and a reply that waits notices when the client hangs up (``disconnects``).

@@ -1,4 +1,4 @@
-"""The fake OpenRouter error matrix (RELIABILITY.md, "A fake OpenRouter"), end to end.
+"""The fake OpenRouter error matrix (every way a provider fails), end to end.
 
 Every test runs a real execution on the real Temporal dev server: one ``ai`` step with a small
 retry policy, its worker calling :class:`tests.fakes.FakeOpenRouter` over loopback HTTP. Each
@@ -11,7 +11,7 @@ Retry-After and 403 fail at once with the provider's own message. A 200 whose bo
 ``{"error": {...}}`` (OpenRouter's form for an error met mid-generation) is classified by its
 ``code``.
 
-Not covered here: the streaming cases of RELIABILITY.md (a ``: OPENROUTER PROCESSING`` comment
+Not covered here: the streaming cases (a ``: OPENROUTER PROCESSING`` comment
 line, a mid-stream error event, a cut stream with no ``[DONE]``). The ai step does not stream:
 AIClient posts without ``stream`` and reads one JSON answer, so those cases cannot arise. The
 non-streaming form of a mid-generation error (a 200 with an error body) is covered.

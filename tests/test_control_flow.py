@@ -255,7 +255,19 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     ]
-    assert len(children) == 3  # 2,000 items in shares of 833
+    assert len(children) == 3  # 2,000 items: at most 833 a share, so three
+    starts = [
+        c.start_child_workflow_execution_initiated_event_attributes.workflow_id.rsplit("-", 1)[1]
+        for c in children
+    ]
+    assert starts == ["0", "667", "1334"]  # as equal as they can be: 667, 667, 666
+    # All at once: every share started before the first one finished.
+    first_done = next(
+        i
+        for i, e in enumerate(parent)
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    )
+    assert all(parent.index(c) < first_done for c in children)
     assert all(
         c.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
         == "ForeachBatch"

@@ -1,4 +1,4 @@
-"""Crash windows W1-W6 of RELIABILITY.md, with the worker in a subprocess (``python -m worker``).
+"""Crash windows W1-W6 (each listed below), with the worker in a subprocess (``python -m worker``).
 
 Each test crashes something at a chosen moment, lets the system recover, then runs the three
 checks (side-effect ledger by Idempotency-Key, history, logs; see ``tests/crash_support.py``)

@@ -471,6 +471,51 @@ async def test_workflow_timeout_finalises_the_log_as_failed(
     assert log["status"] == "failed" and log["error"]["type"] == "WorkflowTimeout"
 
 
+async def test_an_activity_that_outlasts_the_deadline_fails_the_run_at_the_deadline(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    sink.script("/slow", Reply(delay=20))
+    document = {
+        "id": "deadline-activity",
+        "timeout_seconds": 2,
+        "steps": [http_step(sink, "slow", timeout_seconds=30)],
+    }
+    handle = await start_definition(client, settings, document)
+    state = await outcome(handle, timeout=15)
+    assert state["status"] == "failed"
+    assert state["error"]["type"] == "WorkflowTimeout"
+    assert "timeout of 2s during step 'slow'" in state["error"]["message"]
+    log = read_log(settings, handle.id)
+    assert log["status"] == "failed" and log["steps"][-1]["step_id"] == "slow"
+    history = await handle.fetch_history()
+    timers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert len(timers) == 1  # started once Temporal ended the activity at the deadline
+    assert json.loads(timers[0].user_metadata.summary.data) == "execution deadline"
+
+
+async def test_a_run_that_ends_in_time_pays_no_deadline_timer_and_no_status_write(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    document = {
+        "id": "lean",
+        "timeout_seconds": 600,
+        "steps": [http_step(sink, f"s{i}") for i in range(3)],
+    }
+    handle = await start_definition(client, settings, document)
+    assert (await outcome(handle))["status"] == "completed"
+    history = await handle.fetch_history()
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_TIMER_STARTED not in kinds
+    upserts = [
+        set(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert all(fields <= {"TemporalChangeVersion"} for fields in upserts)
+    # The API still answers the status from Temporal's own.
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
 async def test_status_query_and_what_the_ui_shows(
     client: Client, settings: Settings, worker: Any, sink: HttpSink
 ) -> None:
@@ -490,7 +535,8 @@ async def test_status_query_and_what_the_ui_shows(
     await outcome(handle)
     description = await handle.describe()
     assert description.typed_search_attributes.get(SA_DEFINITION_ID) == "ui"
-    assert description.typed_search_attributes.get(SA_STATUS) == "completed"
+    # Temporal's own status says completed; WorkflowStatus is written only for a cancel.
+    assert description.typed_search_attributes.get(SA_STATUS) is None
     assert await description.static_summary() == "What the UI shows (test)"
     history = await handle.fetch_history()
     scheduled = [
@@ -502,7 +548,7 @@ async def test_status_query_and_what_the_ui_shows(
     found = [
         w.id
         async for w in client.list_workflows(
-            "WorkflowDefinitionId = 'ui' AND WorkflowStatus = 'completed'"
+            "WorkflowDefinitionId = 'ui' AND ExecutionStatus = 'Completed'"
         )
     ]
     assert handle.id in found

@@ -21,7 +21,7 @@ from tests.conftest import outcome, read_log, start_definition
 from tests.fakes import HttpSink
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
-from workflows.messages import SA_DEFINITION_ID, SA_STATUS, SEND_HTTP_REQUEST, WORKFLOW_TYPE
+from workflows.messages import SA_DEFINITION_ID, SEND_HTTP_REQUEST, WORKFLOW_TYPE
 from workflows.shared import ExecutionInput
 from workflows.validation import FORBIDDEN_REQUEST_HEADERS, check_definition
 
@@ -105,7 +105,6 @@ async def start_unchecked(
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(SA_DEFINITION_ID, definition.key),
-                SearchAttributePair(SA_STATUS, "running"),
             ]
         ),
     )

@@ -41,7 +41,7 @@ from workflows.input_schema import (
     value_problems_async,
     with_defaults,
 )
-from workflows.messages import SA_DEFINITION_ID, SA_STATUS, WORKFLOW_TYPE
+from workflows.messages import SA_DEFINITION_ID, WORKFLOW_TYPE
 from workflows.shared import ExecutionInput
 from workflows.validation import check_definition
 
@@ -675,7 +675,6 @@ async def start_unchecked(client: Client, settings: Settings, document: dict[str
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(SA_DEFINITION_ID, definition.key),
-                SearchAttributePair(SA_STATUS, "running"),
             ]
         ),
     )

@@ -16,7 +16,7 @@ import pytest
 from activities.errors import InvalidExecutionId
 from activities.log_files import append_to_journal
 from activities.log_rotation import RotationPolicy
-from activities.logs import JOURNAL_FOLD_SECONDS, WorkflowLogger
+from activities.logs import FOLD_EVERY_SECONDS, WorkflowLogger
 from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -169,18 +169,27 @@ def test_activity_writes_go_to_the_journal_and_readers_see_them(tmp_path: Path) 
     assert steps_of(document) == [0, 1, 2] and document["status"] == "completed"
 
 
-def test_the_document_is_rebuilt_from_the_journal_every_second(
+def test_the_periodic_fold_rebuilds_due_documents_once_however_many_steps_came(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
     monkeypatch.setattr("activities.logs.time.monotonic", lambda: clock[0])
     logger = WorkflowLogger(tmp_path)
-    logger.append(entry("j2", seq=0))
-    logger.append(entry("j2", seq=1))
-    clock[0] += JOURNAL_FOLD_SECONDS
-    logger.append(entry("j2", seq=2))
-    assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == [0, 1, 2]
+    logger.append(entry("j2", seq=0))  # the first write creates the document
+    for seq in range(1, 40):
+        logger.append(entry("j2", seq=seq))  # steps only append, however long apart
+        clock[0] += 1.0
+    assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == [0]
+    assert steps_of(logger.read("j2")) == list(range(40))  # readers merge the journal
+    assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 1  # one rewrite for 39 steps
+    assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == list(range(40))
+    assert json.loads((tmp_path / "j2.json").read_text())["status"] == "running"
     assert not (tmp_path / ".j2.journal").exists()
+    logger.append(entry("j2", seq=40))
+    assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 0  # not yet due
+    clock[0] += FOLD_EVERY_SECONDS
+    assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 1
+    assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == list(range(41))
 
 
 def test_another_process_continues_the_log_and_its_journal(tmp_path: Path) -> None:

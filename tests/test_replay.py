@@ -50,8 +50,14 @@ def replayer(payload_dir: Path | None = None, sandboxed: bool = False) -> Replay
         else data_converter(load_settings(payload_store_dir=payload_dir))
     )
     runner = SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner()
+    # debug_mode: no deadlock detection. Replay checks determinism, not speed; on a busy
+    # machine a large history's activation can take over the detector's 2 s and fail the
+    # replay of a history that replays fine.
     return Replayer(
-        workflows=list(ENGINE_WORKFLOWS), data_converter=converter, workflow_runner=runner
+        workflows=list(ENGINE_WORKFLOWS),
+        data_converter=converter,
+        workflow_runner=runner,
+        debug_mode=True,
     )
 
 

@@ -1,5 +1,5 @@
 """Secrets: `{secrets.NAME}` resolved only in activities; canary values never appear in
-Temporal history, log files or API answers (RELIABILITY.md)."""
+Temporal history, log files or API answers."""
 
 from __future__ import annotations
 

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from activities.log_rotation import RotationPolicy
-from activities.logs import WorkflowLogger
+from activities.logs import FOLD_EVERY_SECONDS, WorkflowLogger
 from activities.runtime.payload_store import (
     REFRESH_SECONDS,
+    TRUSTED_SECONDS,
     PayloadStore,
     PayloadStoreError,
     retention_seconds,
@@ -173,8 +174,10 @@ def test_s3_carried_writes_wait_as_small_objects_and_readers_merge_them(
     assert len(pending) == 2 and seqs(document(s3_storage, "j1")) == [0]
     assert seqs(logger.read("j1")) == [0, 1, 2]  # what the API shows
     assert seqs(WorkflowLogger(s3_storage).read("j1")) == [0, 1, 2]  # another process too
-    clock[0] += 1.0  # a second later the next carried write folds
     logger.append(entry("j1", seq=3))
+    assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 0  # not due yet
+    clock[0] += FOLD_EVERY_SECONDS  # the periodic fold takes the pending writes in one put
+    assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 1
     assert seqs(document(s3_storage, "j1")) == [0, 1, 2, 3]
     assert list(s3_storage.list(".pending/")) == []
 
@@ -319,7 +322,8 @@ def test_retention_deletes_values_not_referenced_within_the_limit(storage: Stora
 
 def test_the_retention_limit_covers_the_longest_run_and_its_log() -> None:
     settings = load_settings(execution_timeout_seconds=7 * 86400, log_max_age_days=3)
-    assert retention_seconds(settings) == 7 * 86400 + 3 * 86400 + REFRESH_SECONDS
+    day_and_hour = REFRESH_SECONDS + TRUSTED_SECONDS
+    assert retention_seconds(settings) == 7 * 86400 + 3 * 86400 + day_and_hour
 
 
 # -- configuration -----------------------------------------------------------------------------

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.deadline import Deadline
     from workflows.errors import (
         ConditionError,
         FailureType,
@@ -135,6 +137,8 @@ class WorkflowStepProcessor:
         self.waits: dict[str, Waiting] = {}  # step path -> what it waits for now
         # Which CEL evaluator the run's expressions use; the interpreter sets it once per run.
         self.cel_conformant = True
+        # The run's deadline (the interpreter's; None for a processor on its own).
+        self.deadline: Deadline | None = None
 
     @property
     def waiting(self) -> Waiting | None:
@@ -176,6 +180,8 @@ class WorkflowStepProcessor:
             self.waits.pop(path, None)
         else:
             self.waits[path] = waiting
+            if self.deadline is not None and not quiet:
+                self.deadline.expect(waiting.until - workflow.now() if waiting.until else None)
         if quiet:
             return
         shown = next(iter(self.waits.items()), None)
@@ -281,12 +287,17 @@ class _Run:
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
+        deadline = self.processor.deadline
+        if deadline is not None:
+            options = deadline.bounded(options)
         try:
             result: R = await workflow.execute_activity(
                 activity, request, result_type=result_type, **options
             )
-        except BaseException:
+        except BaseException as err:
             self.log = carried  # the step's next call carries them (or a flush writes them)
+            if isinstance(err, ActivityError) and deadline is not None and deadline.overran(err):
+                await deadline.wait_for_the_end()
             raise
         self.logged = self.logged or bool(getattr(result, "log_written", False))
         return result
@@ -300,6 +311,10 @@ class _Run:
 
     def signal_queue(self, name: str) -> deque[Any]:
         return self.processor.signals.setdefault(name, deque())
+
+    def expect_wait(self, longest: timedelta | None) -> None:
+        if self.processor.deadline is not None:
+            self.processor.deadline.expect(longest)
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
         self.scopes.adopt(records, steps_done)

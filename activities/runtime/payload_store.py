@@ -9,16 +9,23 @@ value, while the event history (and so the PayloadsTooLarge limit of 2 MiB) only
 references. Client and worker must share the storage (a volume, or the same bucket). The
 Temporal Web UI shows the reference, not the value; read large values through the API.
 
+A value that splits into several chunks (activities/runtime/payload_chunks.py: a growing
+agent conversation, any large JSON list) is stored as its chunks plus a manifest listing
+them, each content-addressed, and the reference (``binary/claim-check-chunks``) names the
+manifest: a value that shares a prefix with an earlier one adds only its new chunks.
+
 Retention (``PayloadStore.sweep``, run by the worker with log rotation): a value is deleted
 once it has not been written or re-referenced for ``retention_seconds(settings)`` =
-EXECUTION_TIMEOUT_SECONDS + LOG_MAX_AGE_DAYS + ``REFRESH_SECONDS``. Why this never deletes a
-value a live run needs: every reference in a run's history was made by this codec's ``encode``
-at some time t after the run started (its input, a step result, a signal, a child's result, a
-continue-as-new input), and ``encode`` leaves the object's modification time no earlier than
-t - REFRESH_SECONDS (it rewrites the value when it is older than that). The run ends at most
-EXECUTION_TIMEOUT_SECONDS after it started, so before the object's age passes the limit the
-run has been over for LOG_MAX_AGE_DAYS: as long as its log is kept. docs/storage.md has the
-caveats (a Temporal reset long after the start, a namespace retention longer than the logs').
+EXECUTION_TIMEOUT_SECONDS + LOG_MAX_AGE_DAYS + ``REFRESH_SECONDS`` + ``TRUSTED_SECONDS``.
+Why this never deletes a value a live run needs: every reference in a run's history was made
+by this codec's ``encode`` at some time t after the run started (its input, a step result, a
+signal, a child's result, a continue-as-new input), and ``encode`` leaves the object's
+modification time no earlier than t - REFRESH_SECONDS - TRUSTED_SECONDS (it rewrites a value
+older than REFRESH_SECONDS, and trusts its memory of having done so for TRUSTED_SECONDS). The
+run ends at most EXECUTION_TIMEOUT_SECONDS after it started, so before the object's age passes
+the limit the run has been over for LOG_MAX_AGE_DAYS: as long as its log is kept.
+docs/storage.md has the caveats (a Temporal reset long after the start, a namespace retention
+longer than the logs').
 """
 
 from __future__ import annotations
@@ -32,14 +39,20 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from activities.errors import PayloadStoreError
+from activities.runtime.payload_chunks import ChunkCache, split
 from activities.runtime.settings import Settings
 from activities.runtime.storage import Storage, is_temporary, off_loop
 
 CLAIM_CHECK_ENCODING = b"binary/claim-check"
+CHUNKED_ENCODING = b"binary/claim-check-chunks"
 # A value encoded again finds its object; when the object is older than this it is written
 # again, so its age tells when it was last referenced (to within this long). A day: a value
 # referenced every second costs one rewrite a day, not one a reference.
 REFRESH_SECONDS = 86400.0
+# A chunk this process saved (or found fresh) that long ago is not looked up again: a turn of
+# an agent re-references hundreds of chunks, and a HEAD each would cost more than the turn.
+TRUSTED_SECONDS = 3600.0
+MAX_TRUSTED = 100_000
 # A temporary file of a write that crashed is removed after this long (file backend).
 STALE_TEMPORARY_SECONDS = 3600.0
 _HEX = frozenset("0123456789abcdef")
@@ -47,7 +60,12 @@ _HEX = frozenset("0123456789abcdef")
 
 def retention_seconds(settings: Settings) -> float:
     """How long a large value is kept after it was last written or re-referenced."""
-    return settings.execution_timeout_seconds + settings.log_max_age_days * 86400 + REFRESH_SECONDS
+    return (
+        settings.execution_timeout_seconds
+        + settings.log_max_age_days * 86400
+        + REFRESH_SECONDS
+        + TRUSTED_SECONDS
+    )
 
 
 @dataclass
@@ -114,6 +132,8 @@ class ClaimCheckCodec(PayloadCodec):
     def __init__(self, store: PayloadStore, threshold: int) -> None:
         self.store = store
         self.threshold = threshold
+        self._chunks = ChunkCache()
+        self._trusted: dict[str, float] = {}  # digest -> when it was last saved or refreshed
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
@@ -121,27 +141,53 @@ class ClaimCheckCodec(PayloadCodec):
             if payload.ByteSize() <= self.threshold:
                 out.append(payload)
                 continue
-            data = payload.SerializeToString()
-            digest = hashlib.sha256(data).hexdigest()
-            await off_loop(self.store.storage, self.store.save, digest, data)
-            out.append(
-                Payload(
-                    metadata={
-                        "encoding": CLAIM_CHECK_ENCODING,
-                        "sha256": digest.encode(),
-                        "size": str(len(data)).encode(),
-                    }
-                )
-            )
+            chunks = split(payload.data)
+            if len(chunks) == 1:
+                data = payload.SerializeToString()
+                digest = await self._save(data, cache=False)
+                metadata = {"encoding": CLAIM_CHECK_ENCODING, "size": str(len(data)).encode()}
+            else:
+                digests = [await self._save(chunk) for chunk in chunks]
+                header = Payload(metadata=payload.metadata)
+                header.data = ",".join(digests).encode()
+                digest = await self._save(header.SerializeToString())
+                size = str(len(payload.data)).encode()
+                metadata = {"encoding": CHUNKED_ENCODING, "size": size}
+            out.append(Payload(metadata={**metadata, "sha256": digest.encode()}))
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
         for payload in payloads:
-            if payload.metadata.get("encoding") != CLAIM_CHECK_ENCODING:
+            encoding = payload.metadata.get("encoding")
+            if encoding not in (CLAIM_CHECK_ENCODING, CHUNKED_ENCODING):
                 out.append(payload)
                 continue
-            digest = payload.metadata["sha256"].decode()
-            data = await off_loop(self.store.storage, self.store.load, digest)
-            out.append(Payload.FromString(data))
+            data = await self._load(payload.metadata["sha256"].decode())
+            if encoding == CLAIM_CHECK_ENCODING:
+                out.append(Payload.FromString(data))
+                continue
+            manifest = Payload.FromString(data)
+            parts = [await self._load(d) for d in manifest.data.decode().split(",")]
+            out.append(Payload(metadata=manifest.metadata, data=b"".join(parts)))
         return out
+
+    async def _save(self, data: bytes, cache: bool = True) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        now = time.time()
+        if now - self._trusted.get(digest, -TRUSTED_SECONDS) >= TRUSTED_SECONDS:
+            await off_loop(self.store.storage, self.store.save, digest, data, now)
+            if len(self._trusted) >= MAX_TRUSTED:
+                self._trusted.clear()
+            self._trusted[digest] = now
+        if cache:
+            self._chunks.put(digest, data)
+        return digest
+
+    async def _load(self, digest: str) -> bytes:
+        cached = self._chunks.get(digest)
+        if cached is not None:
+            return cached
+        data = await off_loop(self.store.storage, self.store.load, digest)
+        self._chunks.put(digest, data)
+        return data

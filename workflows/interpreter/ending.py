@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.deadline import Deadline
     from workflows.definition import WorkflowDefinition
     from workflows.errors import FailureType, StepFailed
     from workflows.failures import engine_error
@@ -41,6 +42,7 @@ class RunEnding:
         self._definition = definition
         self._limits = limits
         self._started = started
+        self.deadline = Deadline(self.timeout_seconds(), started)
         self.status: ExecutionStatus = "running"
         self.error: ExecutionError | None = None
         self.cancel: CancelRequest | None = None  # what the `cancel` signal said
@@ -55,12 +57,19 @@ class RunEnding:
             return self._limits.timeout_seconds
         return self._definition.timeout_seconds
 
+    @property
+    def lean(self) -> bool:
+        """The run saves the actions Temporal makes redundant (the ``fewer-actions`` marker):
+        its deadline timer only when needed, the final WorkflowStatus only when cancelled."""
+        return self.deadline.lazy
+
+    @lean.setter
+    def lean(self, value: bool) -> None:
+        self.deadline.lazy = value
+        self.deadline.armed = not value
+
     def time_left(self) -> timedelta | None:
-        limit = self.timeout_seconds()
-        if limit is None:
-            return None
-        left = timedelta(seconds=limit) - (workflow.now() - self._started)
-        return max(left, timedelta(milliseconds=1))
+        return self.deadline.left()
 
     def decide(
         self,

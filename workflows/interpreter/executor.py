@@ -118,6 +118,7 @@ class WorkflowExecutor:
             created=carried is not None,
             writes=input.batch is None,
         )
+        self._processor.deadline = self._log.deadline = self._ending.deadline
         self._spending = Spending(self._definition, carried, self._processor, input.batch is None)
         limit = self._limits.max_descendants if self._limits is not None else None
         tree = Allowance(allowance_at_start(input))
@@ -170,6 +171,7 @@ class WorkflowExecutor:
         self._processor.cel_conformant = patches.cel_conformant(
             carried.cel_conformant if carried else None
         )
+        self._ending.lean = workflow.patched(patches.FEWER_ACTIONS)
         task, timed_out, native_cancel = await self._steps_until_the_end(carried is None)
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
@@ -192,15 +194,11 @@ class WorkflowExecutor:
         task: asyncio.Task[None] | None = None
         try:
             if starts:
-                self._parts.mark_searchable()
+                self._parts.mark_searchable(with_status=not self._ending.lean)
                 if not self._log.carrying:
                     await self._log.write()
             task = asyncio.create_task(self._run_steps())
-            await workflow.wait_condition(
-                lambda: task.done() or self._ending.cancel is not None,
-                timeout=self._ending.time_left(),
-                timeout_summary="execution deadline",
-            )
+            await self._until_done_or_cancelled(task)
         except TimeoutError:
             timed_out = True
         except asyncio.CancelledError:
@@ -214,6 +212,22 @@ class WorkflowExecutor:
             except asyncio.CancelledError:
                 native_cancel = True
         return task, timed_out, native_cancel
+
+    async def _until_done_or_cancelled(self, task: asyncio.Task[None]) -> None:
+        """Wait for the steps or a cancel; TimeoutError at the deadline once its timer is
+        armed (workflows/deadline.py says when that is)."""
+        deadline = self._ending.deadline
+
+        def over() -> bool:
+            return task.done() or self._ending.cancel is not None
+
+        while not over():
+            if deadline.armed:
+                await workflow.wait_condition(
+                    over, timeout=self._ending.time_left(), timeout_summary="execution deadline"
+                )
+            else:
+                await workflow.wait_condition(lambda: over() or deadline.armed)
 
     async def _run_steps(self) -> None:
         """The top-level list: continue-as-new happens only between its steps."""
@@ -391,5 +405,8 @@ class WorkflowExecutor:
         for record in self._book.close_in_flight(status, ending.error, ending.ended_at):
             count_step(self._definition.id, record)
             self._log.pending.append(record)
-        workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
+        if not ending.lean or ending.status == "cancelled":
+            # Temporal's own status says completed and failed; only a run cancelled by the
+            # `cancel` signal closes as Failed there, so the attribute is what says cancelled.
+            workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
         return await self._log.write_final()

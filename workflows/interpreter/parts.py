@@ -63,13 +63,14 @@ class RunParts:
             cel_conformant=processor.cel_conformant,
         )
 
-    def mark_searchable(self) -> None:
-        """Runs started outside the API (CLI, UI) still get the project's search attributes."""
+    def mark_searchable(self, with_status: bool) -> None:
+        """Runs started outside the API (CLI, UI) still get the project's search attributes
+        (``with_status``: WorkflowStatus too, as runs before the ``fewer-actions`` marker had)."""
         attributes = workflow.info().typed_search_attributes
         updates = []
         if attributes.get(SA_DEFINITION_ID) is None:
             updates.append(SA_DEFINITION_ID.value_set(self.input.definition.key))
-        if attributes.get(SA_STATUS) is None:
+        if with_status and attributes.get(SA_STATUS) is None:
             updates.append(SA_STATUS.value_set("running"))
         if updates:
             workflow.upsert_search_attributes(updates)

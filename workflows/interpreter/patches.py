@@ -40,6 +40,12 @@ STRICT_LIST_INDEXES = "strict-list-indexes"
 # CEL by the conformant evaluator (workflows/conditions.py). Decided once, when an execution
 # starts, and carried across continue-as-new: a run never changes semantics on the way.
 CEL_CONFORMANT = "cel-conformant"
+# No action Temporal makes redundant (each is billed on Temporal Cloud): the deadline's timer
+# starts only when a wait could outlast the time left, activities are bounded by the deadline
+# instead (workflows/deadline.py); the final WorkflowStatus is written only for a cancelled
+# run (Temporal's ExecutionStatus says completed and failed). Older runs armed the timer at
+# once and wrote every final status.
+FEWER_ACTIONS = "fewer-actions"
 
 
 def strict_indexes(handed: bool | None) -> bool:

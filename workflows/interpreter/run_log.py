@@ -26,6 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.deadline import Deadline
     from workflows.interpreter import patches
     from workflows.kinds import kind_of
     from workflows.kinds.common import StepBase
@@ -64,6 +65,7 @@ class RunLog:
         self.carrying = False
         self.created = created
         self._writes = writes
+        self.deadline: Deadline | None = None  # the run's (a write may wait a day: retries)
 
     def decide(self) -> None:
         """How this run writes (asked once, when it starts: see the markers)."""
@@ -125,6 +127,8 @@ class RunLog:
     async def write(
         self, records: list[StepRecord] | None = None, summary: str = "execution log"
     ) -> None:
+        if self.deadline is not None:
+            self.deadline.expect(LOG_WRITE_OPTIONS["schedule_to_close_timeout"])
         await workflow.execute_local_activity(
             WRITE_EXECUTION_LOG, self.entry(records or []), summary=summary, **LOG_WRITE_OPTIONS
         )

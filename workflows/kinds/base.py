@@ -20,7 +20,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from workflows.errors import Problem
@@ -152,6 +152,11 @@ class StepRun(Protocol):
     def activity_options(self, step: ActivityMixin) -> dict[str, Any]: ...
 
     def signal_queue(self, name: str) -> Any: ...
+
+    def expect_wait(self, longest: timedelta | None) -> None:
+        """The step is about to wait up to ``longest`` (None: no bound) for something other
+        than an activity (workflows/deadline.py: the run's deadline timer may have to start)."""
+        ...
 
     def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
         """Add an AI call's usage to the run's totals (reused results are not counted)."""

@@ -50,6 +50,7 @@ class DelayKind(StepKind[DelayStep]):
             step, VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
         )
         if seconds > 0:
+            run.expect_wait(timedelta(seconds=seconds))
             await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
         return StepOutcome(next_target=step.next)
 

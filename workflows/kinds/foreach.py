@@ -56,8 +56,11 @@ if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
 
 SHARE_EVENTS = 5_000  # history events one share (or an inline foreach) may add
-EVENTS_PER_STEP = 6  # what a sequential activity step costs (TEMPORAL_NOTES: about 6)
+EVENTS_PER_STEP = 6  # what a sequential activity step costs (about 6 in a history)
 MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
+# Shares of equal size all run at once, the step's concurrency split among them (older runs
+# filled shares to the brim and ran concurrency // size of them at a time: often one).
+PATCH_BALANCED_SHARES = "balanced-foreach-shares"
 
 
 class ForeachStep(StepBase, FlowMixin, OutputMixin):
@@ -182,13 +185,19 @@ class ForeachKind(StepKind[ForeachStep]):
     ) -> list[Any]:
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         at_once = max(1, step.concurrency // size)
+        dumped = step.model_dump(by_alias=True, exclude_none=True)
+        if workflow.patched(PATCH_BALANCED_SHARES):
+            shares = math.ceil(len(items) / size)
+            size = math.ceil(len(items) / shares)  # as equal as the count allows
+            at_once = min(shares, step.concurrency)
+            dumped["concurrency"] = max(1, step.concurrency // at_once)
         starts = range(0, len(items), size)
         body_starts_more = starts_executions(step.steps)
 
         def share(start: int, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
             chunk = items[start : start + size]
             batch = ForeachBatchInput(
-                step=step.model_dump(by_alias=True, exclude_none=True),
+                step=dumped,
                 path=run.path,
                 items=chunk,
                 offset=start,
@@ -201,6 +210,7 @@ class ForeachKind(StepKind[ForeachStep]):
             async def go() -> ForeachBatchResult:
                 # A share is an execution of the run's tree; its iterations' children too.
                 grant = run.pay_for_child(body_starts_more, ways)
+                run.expect_wait(None)  # a share takes what its items take
                 try:
                     result: ForeachBatchResult = await workflow.execute_child_workflow(
                         FOREACH_BATCH_TYPE,
@@ -221,12 +231,12 @@ class ForeachKind(StepKind[ForeachStep]):
 
             return go
 
-        shares = await run.run_concurrently(
+        results = await run.run_concurrently(
             [share(start, len(starts) - i) for i, start in enumerate(starts)],
             at_once,
             fail_fast=True,  # a share fails only under on_item_error "fail"
         )
-        return [element for result in shares for element in result.results]
+        return [element for result in results for element in result.results]
 
 
 async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:

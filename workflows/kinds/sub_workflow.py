@@ -115,6 +115,7 @@ async def run_child(
     child_id = _child_id(run, entry.definition.key, path)
     child = _child_input(run, entry, input_vars, path)
     run.started_child(child_id)
+    run.expect_wait(None)  # a child run takes what it takes
     try:
         result: ExecutionState = await workflow.execute_child_workflow(
             WORKFLOW_TYPE,

@@ -38,17 +38,25 @@ def visibility_query(
     if scope is not None:
         clauses.append(f"{SA_DEFINITION_ID.name} IN ({', '.join(_quote(w) for w in scope)})")
     if status is not None:
-        # Temporal's own status is the truth for what is running or was closed by it (a
-        # terminated run never updates its WorkflowStatus attribute); ours for the rest.
-        if status == "running":
-            clauses.append("ExecutionStatus = 'Running'")
-        elif status == "terminated":
-            clauses.append("ExecutionStatus IN ('Terminated', 'TimedOut')")
-        else:
-            clauses.append("ExecutionStatus NOT IN ('Running', 'Terminated', 'TimedOut')")
-            clauses.append(f"{SA_STATUS.name} = {_quote(status)}")
+        clauses.append(_STATUS_CLAUSES[status])
     clauses.append("ExecutionStatus != 'ContinuedAsNew'")
     return " AND ".join(clauses)
+
+
+# Temporal's own status is the truth, but for one case: a run stopped by the `cancel` signal
+# closes as Failed there, and its WorkflowStatus attribute says `cancelled` (runs before the
+# engine's `fewer-actions` marker also wrote `completed` and `failed`, which agree with
+# Temporal's status).
+_CANCELLED_ATTRIBUTE = f"{SA_STATUS.name} = 'cancelled'"
+_STATUS_CLAUSES = {
+    "running": "ExecutionStatus = 'Running'",
+    "terminated": "ExecutionStatus IN ('Terminated', 'TimedOut')",
+    "completed": "ExecutionStatus = 'Completed'",
+    "failed": f"ExecutionStatus = 'Failed' AND ({SA_STATUS.name} IS NULL OR "
+    f"{SA_STATUS.name} != 'cancelled')",
+    "cancelled": f"(ExecutionStatus = 'Canceled' OR (ExecutionStatus = 'Failed' AND "
+    f"{_CANCELLED_ATTRIBUTE}))",
+}
 
 
 @dataclass

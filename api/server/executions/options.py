@@ -15,7 +15,6 @@ from workflows.messages import (
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
     SA_STARTED_BY,
-    SA_STATUS,
     ExecutionLimits,
 )
 from workflows.shared import ExecutionInput, LibraryEntry
@@ -63,7 +62,6 @@ def start_options(
     definition = stored.definition
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_DEFINITION_ID, definition.key),
-        SearchAttributePair(SA_STATUS, "running"),
         SearchAttributePair(SA_DEFINITION_VERSION, stored.version),
     ]
     if started_by:
