@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         StepRequest,
     )
+    from workflows.mocking import CaseRunner
     from workflows.values import check_value
 
 if TYPE_CHECKING:
@@ -135,6 +136,10 @@ class WorkflowStepProcessor:
         self.waits: dict[str, Waiting] = {}  # step path -> what it waits for now
         # Which CEL evaluator the run's expressions use; the interpreter sets it once per run.
         self.cel_conformant = True
+        # A test run's mocks and virtual clock (docs/testing.md); None for every other run.
+        self.test: CaseRunner | None = None
+        if input is not None and input.test is not None:
+            self.test = CaseRunner(input.test, self.deliver_signal)
 
     @property
     def waiting(self) -> Waiting | None:
@@ -278,6 +283,11 @@ class _Run:
     async def call_activity(
         self, activity: str, request: StepRequest, result_type: type[R], options: dict[str, Any]
     ) -> R:
+        test = self.processor.test
+        if test is not None:
+            answer = test.answer(activity, request, self.path)
+            if answer is not None:  # mocked: resolved here, no activity
+                return result_type.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
@@ -322,6 +332,33 @@ class _Run:
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:
         self.processor.set_waiting(self.path, waiting, quiet)
+
+    @property
+    def testing(self) -> bool:
+        return self.processor.test is not None
+
+    async def sleep(self, duration: timedelta, summary: str) -> None:
+        test = self.processor.test
+        if test is None:
+            await workflow.sleep(duration, summary=summary)
+        else:
+            await test.clock.sleep(duration.total_seconds())
+
+    async def wait_for_signal(
+        self, arrived: Callable[[], bool], timeout: timedelta | None, signal: str
+    ) -> None:
+        test = self.processor.test
+        if test is None:
+            await workflow.wait_condition(
+                arrived, timeout=timeout, timeout_summary=f"{signal} timeout"
+            )
+            return
+        seconds = timeout.total_seconds() if timeout is not None else None
+        await test.clock.wait(arrived, seconds, signal)
+
+    def mocked_child(self, path: str) -> dict[str, Any] | None:
+        test = self.processor.test
+        return test.child_outputs(path) if test is not None else None
 
     async def run_scope(
         self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1

@@ -163,6 +163,7 @@ class WorkflowExecutor:
     @workflow.run
     async def run(self, input: ExecutionInput) -> ExecutionState:
         self._log.decide()
+        clock = self._start_clock()
         carried = input.carried
         self._processor.strict_indexes = patches.strict_indexes(
             carried.strict_indexes if carried else None
@@ -177,10 +178,20 @@ class WorkflowExecutor:
                 workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
+        if clock is not None:
+            clock.cancel()
         self._ending.closed = True
         self._ending.log_line(self._execution_id, self._input.definition_version)
         self._ending.result_or_raise(native_cancel)
         return self._parts.state()
+
+    def _start_clock(self) -> asyncio.Task[None] | None:
+        """A test run's virtual clock (workflows/mocking.py); other runs have none."""
+        test = self._processor.test
+        if test is None:
+            return None
+        self._log.clock = test.clock
+        return asyncio.create_task(test.clock.drive(test.stuck))
 
     async def _steps_until_the_end(
         self, starts: bool
@@ -350,7 +361,8 @@ class WorkflowExecutor:
     async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
         self._book.in_flight.pop(path, None)
         self._spending.publish()
-        count_step(self._definition.id, record)  # replay-safe: not counted again on replay
+        if self._processor.test is None:  # test runs stay out of the metrics
+            count_step(self._definition.id, record)  # replay-safe: not counted again on replay
         self._book.finish(record, path)
         if self._log.add(record, kind_waits(record.type), deferred):
             await self._log.flush()

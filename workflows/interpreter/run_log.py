@@ -64,6 +64,8 @@ class RunLog:
         self.carrying = False
         self.created = created
         self._writes = writes
+        # A test run's virtual clock (workflows/mocking.py): it holds while a write is out.
+        self.clock: Any = None
 
     def decide(self) -> None:
         """How this run writes (asked once, when it starts: see the markers)."""
@@ -125,9 +127,19 @@ class RunLog:
     async def write(
         self, records: list[StepRecord] | None = None, summary: str = "execution log"
     ) -> None:
-        await workflow.execute_local_activity(
-            WRITE_EXECUTION_LOG, self.entry(records or []), summary=summary, **LOG_WRITE_OPTIONS
-        )
+        clock = self.clock
+        if clock is not None:
+            clock.outside += 1
+        try:
+            await workflow.execute_local_activity(
+                WRITE_EXECUTION_LOG,
+                self.entry(records or []),
+                summary=summary,
+                **LOG_WRITE_OPTIONS,
+            )
+        finally:
+            if clock is not None:
+                clock.outside -= 1
         self.created = True
 
     async def write_final(self) -> bool:

@@ -50,7 +50,7 @@ class DelayKind(StepKind[DelayStep]):
             step, VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
         )
         if seconds > 0:
-            await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
+            await run.sleep(timedelta(seconds=seconds), step.label)
         return StepOutcome(next_target=step.next)
 
     def _seconds(self, step: DelayStep, substitutor: VariableSubstitutor) -> float:

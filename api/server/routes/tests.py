@@ -1,0 +1,41 @@
+"""Test files over HTTP: run a workflow's cases with mocked steps and virtual time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from api.server.bodies import parse_json_body, request_body
+from api.server.deps import ClientDep, CurrentKey, StarterDep
+from api.server.schemas import ErrorResponse, TestReportPublic
+from api.server.testing import Tester
+from workflows.testfile import CaseFile
+
+router = APIRouter(prefix="/api/workflows", tags=["workflows"])
+
+
+async def get_tester(client: ClientDep, starter: StarterDep) -> Tester:
+    return Tester(client, starter)
+
+
+TesterDep = Annotated[Tester, Depends(get_tester)]
+
+
+@router.post(
+    "/{workflow_id}/test",
+    response_model=TestReportPublic,
+    summary="Run a test file's cases (mocked steps, virtual time)",
+    description="Each case is a real run of the saved workflow on this deployment's Temporal, "
+    "marked as a test: mocked steps never call out, delays and signal timeouts take virtual "
+    "time, and the run stays out of the executions list (`?include_tests=true` shows it). "
+    "200 with each case's result; 422 for a file that does not fit the schema, a mock naming "
+    "no step of the workflow, or a mock result of the wrong shape (each with its JSON path).",
+    responses={422: {"model": ErrorResponse, "description": "The file's problems, with paths"}},
+    openapi_extra=request_body(CaseFile.model_json_schema(), required=True),
+)
+async def test_workflow(
+    workflow_id: str, request: Request, key: CurrentKey, tester: TesterDep
+) -> TestReportPublic:
+    document = parse_json_body(await request.body())
+    return await tester.run(workflow_id, document, key)
