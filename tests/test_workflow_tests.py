@@ -4,14 +4,18 @@ timeout ends in seconds, and test runs stay out of the executions list."""
 
 from __future__ import annotations
 
+import json
 import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from activities.runtime.settings import Settings
-from tests.conftest import save_definition
-from tests.fakes import FakeOpenRouter, HttpSink
+from tests.conftest import eventually, save_definition
+from tests.test_cli import wfe
+from tests.fakes import FakeOpenRouter, HttpSink, Reply
 
 DAY = 86400
 
@@ -102,3 +106,106 @@ async def test_cases_run_with_mocks_and_virtual_time(
     )
     ids = {e["execution_id"] for e in with_tests.json()["executions"]}
     assert {case["execution_id"] for case in report["cases"]} <= ids
+
+
+async def test_bad_files_are_refused_naming_the_path(
+    http: httpx.AsyncClient, settings: Settings, sink: HttpSink
+) -> None:
+    save_definition(settings, approval(sink))
+
+    async def problems(document: Any) -> list[tuple[str, str]]:
+        answer = await http.post("/api/workflows/approval/test", json=document)
+        assert answer.status_code == 422, answer.text
+        return [(e["path"], e["message"]) for e in answer.json()["errors"]]
+
+    base = cases()["cases"][0]
+    found = await problems({"cases": [{**base, "mocks": {"fetcher": {"result": {}}}}]})
+    assert found == [("$.cases[0].mocks.fetcher", "the workflow has no step 'fetcher'")]
+    found = await problems({"cases": [{**base, "mocks": {"fetch": {"result": {"text": 3}}}}]})
+    assert found[0][0] == "$.cases[0].mocks.fetch.result"
+    assert "binds an http answer" in found[0][1]
+    found = await problems({"cases": [{**base, "mocks": {"cool_off": {"result": 1}}}]})
+    assert found[0][0] == "$.cases[0].mocks.cool_off" and "takes no mock" in found[0][1]
+    found = await problems({"cases": [{**base, "mocks": {"fetch": {"results": [{}, []]}}}]})
+    assert found[0][0] == "$.cases[0].mocks.fetch.results[1]"
+    found = await problems({"cases": [{"name": "x", "expect": {"status": "done"}}]})
+    assert found[0][0] == "$.cases[0].expect.status"
+
+
+async def test_an_unmocked_call_fails_the_case_naming_the_step(
+    http: httpx.AsyncClient, settings: Settings, sink: HttpSink
+) -> None:
+    save_definition(settings, approval(sink))
+    file = {"cases": [{"name": "forgot classify", "input_vars": {"amount": 1},
+                       "mocks": {"fetch": MOCKS["fetch"]}, "expect": {"status": "failed"}}]}  # fmt: skip
+    report = (await http.post("/api/workflows/approval/test", json=file)).json()
+    assert report["failed"] == 1, report
+    assert report["cases"][0]["problems"][0].startswith(
+        "step 'classify': it would call out (call_llm) and the case has no mock for it"
+    )
+
+
+async def test_wfe_test_junit_and_a_case_recorded_from_a_real_run(
+    api_url: str, http: httpx.AsyncClient, settings: Settings, sink: HttpSink,
+    fake_openrouter: FakeOpenRouter, tmp_path: Path,
+) -> None:  # fmt: skip
+    save_definition(settings, approval(sink))
+    file = tmp_path / "approval.test.json"
+    file.write_text(json.dumps(cases()))
+    junit = tmp_path / "junit.xml"
+    result = await wfe(api_url, "test", str(file), "--junit", str(junit))
+    assert result.exit_code == 1, result.output
+    assert "PASS approval: approved a day later" in result.output
+    assert "FAIL approval: a wrong expectation" in result.output
+    assert 'output \'label\': expected {"text": "calm"}, the run has no such key' in result.output
+    assert "2 passed, 1 failed" in result.output
+    suite = ET.parse(junit).getroot().find("testsuite")  # noqa: S314 - our own file
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    # A refused file: exit 2, the path named.
+    bad = tmp_path / "bad.test.json"
+    bad.write_text(
+        json.dumps(
+            {"workflow_id": "approval", "cases": [{"name": "x", "mocks": {"nope": {"result": 1}}}]}
+        )
+    )
+    result = await wfe(api_url, "test", str(bad))
+    assert (
+        result.exit_code == 2
+        and "$.cases[0].mocks.nope: the workflow has no step 'nope'" in result.output
+    )
+
+    # A real run (the sink and the fake provider answer), approved by a signal...
+    sink.script("/fetch", Reply(200, {"kind": "refund"}))
+    quick = approval(sink)
+    quick["id"] = "quick"
+    quick["steps"] = [s for s in quick["steps"] if s["id"] != "cool_off"]
+    save_definition(settings, quick)
+    started = await http.post(
+        "/api/workflows/run", json={"workflow_id": "quick", "input_vars": {"amount": 5}}
+    )
+    execution_id = started.json()["execution_id"]
+
+    async def waiting() -> bool:
+        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        return body.get("waiting_for") == "approval"
+
+    await eventually(waiting, timeout=30)
+    await http.post(f"/api/executions/{execution_id}/signals/approval", json={"ok": True})
+
+    async def done() -> bool:
+        return (await http.get(f"/api/executions/{execution_id}")).json()["status"] == "completed"
+
+    await eventually(done, timeout=30)
+    calls = len(sink.deliveries()), len(fake_openrouter.completions())
+    recorded = tmp_path / "recorded.json"
+    result = await wfe(api_url, "test", "--record", execution_id, "-o", str(recorded))
+    assert result.exit_code == 0, result.output
+    document = json.loads(recorded.read_text())
+    case = document["cases"][0]
+    assert set(case["mocks"]) == {"fetch", "classify", "notify"}
+    assert case["signals"][0]["name"] == "approval"
+    assert case["expect"]["steps"] == ["fetch", "classify", "approve", "notify"]
+    # ...becomes a passing regression test, which calls nothing out.
+    result = await wfe(api_url, "test", str(recorded))
+    assert result.exit_code == 0, result.output
+    assert (len(sink.deliveries()), len(fake_openrouter.completions())) == calls

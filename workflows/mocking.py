@@ -190,8 +190,8 @@ class CaseRunner:
             if self.case.allow_calls:
                 return None
             raise StepFailed(
-                f"step '{call_path}' would call out ({activity}) and the case has no mock for "
-                f"it: add a mock named '{keys[-1]}'",
+                f"it would call out ({activity}) and the case has no mock for it: add a mock "
+                f"named '{keys[-1]}' (or '{call_path}')",
                 UNMOCKED_CALL,
             )
         key, mock = found
@@ -215,8 +215,7 @@ class CaseRunner:
         answers = mock.answers()
         if visit >= len(answers):
             raise StepFailed(
-                f"mock '{key}' gives {len(answers)} result(s) and step '{path}' asked for a "
-                f"visit {visit + 1}",
+                f"mock '{key}' gives {len(answers)} result(s) and this is visit {visit + 1}",
                 MOCK_EXHAUSTED,
             )
         shape = SHAPE_OF_ACTIVITY.get(activity, "outputs")

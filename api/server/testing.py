@@ -150,7 +150,7 @@ def judge(expect: Expectation, state: ExecutionState) -> list[str]:
         if actual != expect.error_type:
             problems.append(f"error type: expected '{expect.error_type}', got {_shown(actual)}")
     if expect.outputs is not None:
-        problems += _subset(expect.outputs, data["outputs"], "outputs")
+        problems += _subset(expect.outputs, data["outputs"], "")
     if expect.steps is not None:
         visited = [r.step_id for r in sorted(state.steps, key=lambda r: r.seq)]
         problem = path_difference(expect.steps, visited)
@@ -169,12 +169,11 @@ def _subset(expected: Any, actual: Any, where: str) -> list[str]:
     if isinstance(expected, dict) and isinstance(actual, dict):
         problems: list[str] = []
         for key, value in expected.items():
+            at = f"{where}.{key}" if where else key
             if key not in actual:
-                problems.append(
-                    f"output '{where}.{key}': expected {_shown(value)}, the run has no such key"
-                )
+                problems.append(f"output '{at}': expected {_shown(value)}, the run has no such key")
             else:
-                problems += _subset(value, actual[key], f"{where}.{key}")
+                problems += _subset(value, actual[key], at)
         return problems
     if (expected == actual and type(expected) is type(actual)) or _same_number(expected, actual):
         return []

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
 from api.server.bodies import parse_json_body, request_body
-from api.server.deps import ClientDep, CurrentKey, StarterDep
+from api.server.deps import ClientDep, CurrentKey, ReaderDep, StarterDep
+from api.server.executions.common import temporal_status
+from api.server.recording import final_state, recorded_case
 from api.server.schemas import ErrorResponse, TestReportPublic
 from api.server.testing import Tester
 from workflows.testfile import CaseFile
 
-router = APIRouter(prefix="/api/workflows", tags=["workflows"])
+router = APIRouter(tags=["tests"])
 
 
 async def get_tester(client: ClientDep, starter: StarterDep) -> Tester:
@@ -23,7 +25,7 @@ TesterDep = Annotated[Tester, Depends(get_tester)]
 
 
 @router.post(
-    "/{workflow_id}/test",
+    "/api/workflows/{workflow_id}/test",
     response_model=TestReportPublic,
     summary="Run a test file's cases (mocked steps, virtual time)",
     description="Each case is a real run of the saved workflow on this deployment's Temporal, "
@@ -39,3 +41,19 @@ async def test_workflow(
 ) -> TestReportPublic:
     document = parse_json_body(await request.body())
     return await tester.run(workflow_id, document, key)
+
+
+@router.get(
+    "/api/executions/{execution_id}/test-case",
+    summary="A test file with one case recorded from a finished run",
+    description="Its inputs, every activity result as a mock (by the path it ran at, one "
+    "result per visit), the children's outputs, the signals it received (at the times it "
+    "received them), and what it ended with as the expectation. 409 while it runs.",
+)
+async def record_test_case(
+    execution_id: str, key: CurrentKey, reader: ReaderDep, client: ClientDep
+) -> dict[str, Any]:
+    handle, description = await reader.describe(execution_id, key)
+    status, _ = temporal_status(description.status)
+    state = await final_state(handle, status != "RUNNING")
+    return await recorded_case(client, execution_id, state)
