@@ -14,8 +14,8 @@ import httpx
 
 from activities.runtime.settings import Settings
 from tests.conftest import eventually, save_definition
-from tests.test_cli import wfe
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
+from tests.test_cli import wfe
 
 DAY = 86400
 
@@ -159,7 +159,7 @@ async def test_wfe_test_junit_and_a_case_recorded_from_a_real_run(
     assert "FAIL approval: a wrong expectation" in result.output
     assert 'output \'label\': expected {"text": "calm"}, the run has no such key' in result.output
     assert "2 passed, 1 failed" in result.output
-    suite = ET.parse(junit).getroot().find("testsuite")  # noqa: S314 - our own file
+    suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "1")
     # A refused file: exit 2, the path named.
     bad = tmp_path / "bad.test.json"
