@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from activities.runtime.settings import Settings
+from api.cli.schema_export import TEST_SCHEMA_PATH, render_tests
 from tests.conftest import eventually, save_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from tests.test_cli import wfe
@@ -209,3 +210,9 @@ async def test_wfe_test_junit_and_a_case_recorded_from_a_real_run(
     result = await wfe(api_url, "test", str(recorded))
     assert result.exit_code == 0, result.output
     assert (len(sink.deliveries()), len(fake_openrouter.completions())) == calls
+
+
+def test_the_exported_test_file_schema_is_current() -> None:
+    assert TEST_SCHEMA_PATH.read_text() == render_tests(), (
+        "docs/workflow-test.schema.json is stale: run `python -m api.cli.schema_export`"
+    )

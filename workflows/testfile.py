@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from workflows.errors import Problem
 from workflows.kinds import kind_of
 from workflows.kinds.common import StepBase
+from workflows.messages import AIResult, HTTPResult
 
 CASE_FILE_SCHEMA_ID = "https://workflow-engine.local/schemas/workflow-test.schema.json"
 # Failure types only a test run records (the case fails whatever `on_error` made of them).
@@ -109,10 +110,27 @@ class AIMock(_Model):
         if text is None:
             text = "" if self.json_ is None else json.dumps(self.json_)
         value = self.model_dump(by_alias=True, exclude_none=True)
+        if self.tool_calls is not None:
+            value["tool_calls"] = [_tool_call(i, call) for i, call in enumerate(self.tool_calls)]
         return {**value, "text": text, "model": self.model or "mock"}
 
 
+def _tool_call(index: int, call: dict[str, Any]) -> dict[str, Any]:
+    """An agent's tool call as the provider's answer carries it: `name` and `arguments` are
+    enough in a mock (the id and the raw arguments are made up from them)."""
+    if not isinstance(call.get("name"), str):
+        raise ValueError(f"tool_calls[{index}] needs the 'name' of the tool it calls")
+    arguments = call.get("arguments", {})
+    return {
+        "id": f"call-{index}",
+        "raw": json.dumps(arguments),
+        **call,
+        "arguments": arguments,
+    }
+
+
 SHAPES: dict[str, type[BaseModel]] = {"http": HTTPMock, "ai": AIMock}
+RESULTS: dict[str, type[BaseModel]] = {"http": HTTPResult, "ai": AIResult}
 
 
 def mock_result(shape: str, value: Any) -> Any:
@@ -122,7 +140,9 @@ def mock_result(shape: str, value: Any) -> Any:
             raise ValueError("a sub_workflow's mock result is the child's outputs: an object")
         return value
     model = SHAPES[shape].model_validate(value)
-    return model.as_result()  # type: ignore[attr-defined]
+    result: dict[str, Any] = model.as_result()  # type: ignore[attr-defined]
+    RESULTS[shape].model_validate(result)  # what the step reads of it: checked here, not in the run
+    return result
 
 
 class ScriptedSignal(_Model):
