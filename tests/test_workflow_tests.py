@@ -216,3 +216,40 @@ def test_the_exported_test_file_schema_is_current() -> None:
     assert TEST_SCHEMA_PATH.read_text() == render_tests(), (
         "docs/workflow-test.schema.json is stale: run `python -m api.cli.schema_export`"
     )
+
+
+async def test_parallel_timers_fire_in_deadline_order_and_visits_get_their_results(
+    http: httpx.AsyncClient, settings: Settings, sink: HttpSink
+) -> None:
+    document = {
+        "id": "shapes",
+        "steps": [
+            {"id": "fan", "type": "parallel", "output": "fanned", "branches": [
+                {"id": "slow", "steps": [{"id": "wait_long", "type": "delay", "seconds": 7200},
+                                         {"id": "mark_slow", "type": "set", "values": {"s": 1}}]},
+                {"id": "fast", "steps": [{"id": "wait_short", "type": "delay", "seconds": 60},
+                                         {"id": "mark_fast", "type": "set", "values": {"f": 1}}]},
+            ]},
+            {"id": "each", "type": "foreach", "items": [1, 2, 3], "concurrency": 1, "output": "got",
+             "steps": [{"id": "fetch", "type": "http", "url": f"{sink.url}/n/{{item}}", "output": "r"}]},
+            {"id": "hold", "type": "wait_for_signal", "signal": "never"},
+        ],
+    }  # fmt: skip
+    save_definition(settings, document)
+    fetch = {"results": [{"json": i} for i in (10, 20, 30)]}
+    file = {"cases": [
+        {"name": "order", "mocks": {"fetch": fetch}, "expect": {"status": "failed", "error_type": "NeverSignalled"}},
+        {"name": "a fourth visit", "mocks": {"fetch": {"results": [{"json": 1}]}}, "expect": {"status": "failed"}},
+    ]}  # fmt: skip
+    report = (await http.post("/api/workflows/shapes/test", json=file)).json()
+    order, fourth = report["cases"]
+    # The run waits for a signal no case sends: the case fails at once, saying so.
+    assert any("the case sends none" in p for p in order["problems"]), order
+    state = (await http.get(f"/api/executions/{order['execution_id']}")).json()
+    visited = [s["step_id"] for s in sorted(state["steps"], key=lambda s: s["seq"])]
+    assert visited.index("mark_fast") < visited.index("mark_slow")
+    fetched = [s["output_vars"]["r"]["json"] for s in state["steps"] if s["step_id"] == "fetch"]
+    assert fetched == [10, 20, 30]
+    assert any(
+        "mock 'fetch' gives 1 result(s) and this is visit 2" in p for p in fourth["problems"]
+    )
