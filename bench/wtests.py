@@ -47,11 +47,11 @@ def definition() -> dict[str, Any]:
                 "id": f"ask{i}",
                 "type": "ai",
                 "model": "m/x",
-                "prompt": "{g%d.json.n}" % i,
+                "prompt": f"{{g{i}.json.n}}",
                 "output": f"a{i}",
-            }  # fmt: skip
+            }
         )
-        steps.append({"id": f"set{i}", "type": "set", "values": {f"v{i}": "{a%d.text}" % i}})
+        steps.append({"id": f"set{i}", "type": "set", "values": {f"v{i}": f"{{a{i}.text}}"}})
     steps += [
         {"id": "wait1", "type": "delay", "seconds": 3600},
         {"id": "wait2", "type": "delay", "seconds": 3600},
@@ -62,13 +62,13 @@ def definition() -> dict[str, Any]:
             "timeout_seconds": 86400,
             "output": "decision",
             "on_error": {"next": "late"},
-        },  # fmt: skip
+        },
         {
             "id": "route",
             "type": "condition",
             "branches": [{"when": "decision.ok == true", "next": "post0"}],
             "default": "late",
-        },  # fmt: skip
+        },
     ]
     for i in range(3):
         steps.append(
@@ -79,7 +79,7 @@ def definition() -> dict[str, Any]:
                 "url": "http://127.0.0.1:9/y",
                 "json": {"v": "{v0}"},
                 **({"next": "end"} if i == 2 else {}),
-            }  # fmt: skip
+            }
         )
     steps.append({"id": "late", "type": "http", "url": "http://127.0.0.1:9/late"})
     assert len(steps) == 20

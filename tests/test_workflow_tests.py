@@ -253,3 +253,28 @@ async def test_parallel_timers_fire_in_deadline_order_and_visits_get_their_resul
     assert any(
         "mock 'fetch' gives 1 result(s) and this is visit 2" in p for p in fourth["problems"]
     )
+
+
+async def test_a_sub_workflow_mocked_whole_or_run_as_a_test_run(
+    http: httpx.AsyncClient, settings: Settings, sink: HttpSink
+) -> None:
+    save_definition(settings, {"id": "child-wf", "steps": [
+        {"id": "nap", "type": "delay", "seconds": DAY},
+        {"id": "ping", "type": "http", "url": f"{sink.url}/ping", "output": "pong"},
+    ]})  # fmt: skip
+    save_definition(settings, {"id": "parent-wf", "steps": [
+        {"id": "call", "type": "sub_workflow", "workflow_id": "child-wf", "output": "child"},
+    ]})  # fmt: skip
+    file = {"cases": [
+        {"name": "whole", "mocks": {"call": {"result": {"pong": {"status": 204}}}},
+         "expect": {"outputs": {"child": {"pong": {"status": 204}}}, "steps": ["call"]}},
+        {"name": "inside", "mocks": {"ping": {"result": {"status": 202}}},
+         "expect": {"outputs": {"child": {"pong": {"status": 202}}}}},
+    ]}  # fmt: skip
+    began = time.monotonic()
+    report = (await http.post("/api/workflows/parent-wf/test", json=file)).json()
+    assert report["failed"] == 0, report
+    assert time.monotonic() - began < 20 and sink.deliveries() == []
+    # The child of a test run is a test run: out of the list too.
+    listed = (await http.get("/api/executions", params={"workflow_id": "child-wf"})).json()
+    assert listed["executions"] == []

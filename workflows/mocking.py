@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,15 @@ class VirtualClock:
         deadline = _Deadline(at, self._seq, action=action)
         heapq.heappush(self._heap, deadline)
         return deadline
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """The clock holds while real work is out (a child run, a log write)."""
+        self.outside += 1
+        try:
+            yield
+        finally:
+            self.outside -= 1
 
     def signals_to_come(self, name: str) -> bool:
         return self._pending_signals.get(name, 0) > 0

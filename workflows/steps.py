@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -355,6 +356,10 @@ class _Run:
             return
         seconds = timeout.total_seconds() if timeout is not None else None
         await test.clock.wait(arrived, seconds, signal)
+
+    def real_wait(self) -> AbstractContextManager[None]:
+        test = self.processor.test
+        return test.clock.holding() if test is not None else nullcontext()
 
     def mocked_child(self, path: str) -> dict[str, Any] | None:
         test = self.processor.test

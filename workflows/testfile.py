@@ -228,9 +228,10 @@ def _walk(steps: Sequence[Any]) -> Iterator[StepBase]:
 
 def mock_targets(steps: Sequence[Any]) -> dict[str, str]:
     """Every name a mock may have: step ids, and `agent.tool` for agents' tools; its shape
-    (or the step's type, for a step a mock cannot stand in for)."""
+    (or the step's type, for a step a mock cannot stand in for). ``steps``: the workflow's,
+    then those of the workflows it calls (their runs are test runs too): the first wins."""
     targets: dict[str, str] = {}
-    for step in _walk(steps):
+    for step in reversed(list(_walk(steps))):
         targets[step.id] = MOCKABLE.get(step.type, step.type)
         for tool in getattr(step, "tools", None) or []:
             targets[f"{step.id}.{tool.name}"] = "http" if tool.http is not None else "outputs"
@@ -296,7 +297,8 @@ def _shape_problem(value: Any, shape: str, target: str) -> str | None:
 
 
 def file_problems(file: CaseFile, steps: Sequence[Any]) -> tuple[list[Problem], list[CaseRun]]:
-    """Every problem of a file against the definition's steps, and each case's run flag."""
+    """Every problem of a file against the definition's steps (and those of the workflows it
+    calls, after its own), and each case's run flag."""
     targets = mock_targets(steps)
     problems: list[Problem] = []
     runs: list[CaseRun] = []

@@ -24,6 +24,7 @@ from api.server.auth import Principal
 from api.server.bodies import validated
 from api.server.errors import ApiError
 from api.server.executions.starting import Starter
+from api.server.library import library_for
 from api.server.schemas import CaseResultPublic, TestReportPublic
 from api.server.store import StoredDefinition
 from workflows.messages import STATUS_QUERY, TEST_ID_PREFIX, WORKFLOW_TYPE, ExecutionState
@@ -58,7 +59,9 @@ class Tester:
                 "$.workflow_id",
             )
         stored = self.starter.runnable(workflow_id, principal, file.version)
-        problems, runs = file_problems(file, stored.definition.steps)
+        called = library_for(stored.definition, self.starter.store).values()
+        steps = [*stored.definition.steps, *(s for e in called for s in e.definition.steps)]
+        problems, runs = file_problems(file, steps)
         if problems:
             raise ApiError.from_problems(422, problems)
         return file, stored, runs

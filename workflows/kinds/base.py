@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -190,6 +191,9 @@ class StepRun(Protocol):
     @property
     def testing(self) -> bool:
         """Whether this is a test run (docs/testing.md)."""
+
+    def real_wait(self) -> AbstractContextManager[None]:
+        """Around a wait on real work (a child run): a test run's virtual clock holds."""
 
     async def run_scope(
         self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1

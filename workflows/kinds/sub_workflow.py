@@ -125,14 +125,15 @@ async def run_child(
     child = _child_input(run, entry, input_vars, path)
     run.started_child(child_id)
     try:
-        result: ExecutionState = await workflow.execute_child_workflow(
-            WORKFLOW_TYPE,
-            child,
-            id=child_id,
-            result_type=ExecutionState,
-            cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-            static_summary=f"{label}: {entry.definition.title} · v{entry.version}",
-        )
+        with run.real_wait():
+            result: ExecutionState = await workflow.execute_child_workflow(
+                WORKFLOW_TYPE,
+                child,
+                id=child_id,
+                result_type=ExecutionState,
+                cancellation_type=ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+                static_summary=f"{label}: {entry.definition.title} · v{entry.version}",
+            )
     except ChildWorkflowError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
