@@ -10,11 +10,12 @@ from api.server.bodies import parse_json_body, request_body
 from api.server.deps import ClientDep, CurrentKey, ReaderDep, StarterDep
 from api.server.executions.common import temporal_status
 from api.server.recording import final_state, recorded_case
-from api.server.schemas import ErrorResponse, TestReportPublic
+from api.server.routes.responses import NOT_FOUND, errors
+from api.server.schemas import TestReportPublic
 from api.server.testing import Tester
 from workflows.testfile import CaseFile
 
-router = APIRouter(tags=["tests"])
+router = APIRouter()
 
 
 async def get_tester(client: ClientDep, starter: StarterDep) -> Tester:
@@ -33,7 +34,15 @@ TesterDep = Annotated[Tester, Depends(get_tester)]
     "time, and the run stays out of the executions list (`?include_tests=true` shows it). "
     "200 with each case's result; 422 for a file that does not fit the schema, a mock naming "
     "no step of the workflow, or a mock result of the wrong shape (each with its JSON path).",
-    responses={422: {"model": ErrorResponse, "description": "The file's problems, with paths"}},
+    tags=["workflows"],
+    responses=errors(
+        {
+            401: "No or unknown API key",
+            403: "The key's role cannot run this workflow",
+            404: "No such workflow (in the key's scope)",
+            422: "The file's problems, each with its JSON path",
+        }
+    ),
     openapi_extra=request_body(CaseFile.model_json_schema(), required=True),
 )
 async def test_workflow(
@@ -49,6 +58,8 @@ async def test_workflow(
     description="Its inputs, every activity result as a mock (by the path it ran at, one "
     "result per visit), the children's outputs, the signals it received (at the times it "
     "received them), and what it ended with as the expectation. 409 while it runs.",
+    tags=["executions"],
+    responses=NOT_FOUND | errors({409: "The execution is still running"}),
 )
 async def record_test_case(
     execution_id: str, key: CurrentKey, reader: ReaderDep, client: ClientDep
