@@ -131,6 +131,9 @@ async def test_bad_files_are_refused_naming_the_path(
     assert found[0][0] == "$.cases[0].mocks.fetch.results[1]"
     found = await problems({"cases": [{"name": "x", "expect": {"status": "done"}}]})
     assert found[0][0] == "$.cases[0].expect.status"
+    found = await problems({"cases": [{**base, "signals": [{"name": "aproval"}]}]})
+    assert found == [("$.cases[0].signals[0].name",
+                      "no step waits for a 'aproval' signal (the workflow waits for: approval)")]  # fmt: skip
 
 
 async def test_an_unmocked_call_fails_the_case_naming_the_step(

@@ -20,8 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workflows.errors import Problem
+from workflows.input_schema import value_problems
 from workflows.kinds import kind_of
 from workflows.kinds.common import StepBase
+from workflows.kinds.wait_for_signal import WaitForSignalStep
 from workflows.messages import AIResult, HTTPResult
 
 CASE_FILE_SCHEMA_ID = "https://workflow-engine.local/schemas/workflow-test.schema.json"
@@ -296,15 +298,52 @@ def _shape_problem(value: Any, shape: str, target: str) -> str | None:
     return None
 
 
+def awaited_signals(steps: Sequence[Any]) -> dict[str, list[Any]]:
+    """Each signal name a `wait_for_signal` step waits for: the payload schemas it checks."""
+    awaited: dict[str, list[Any]] = {}
+    for step in _walk(steps):
+        if isinstance(step, WaitForSignalStep):
+            schemas = awaited.setdefault(step.signal, [])
+            if step.payload_schema is not None:
+                schemas.append(step.payload_schema)
+    return awaited
+
+
+def signal_problems(case: Case, awaited: dict[str, list[Any]], where: str) -> list[Problem]:
+    """A case's signals: a name no step waits for (a typo), a payload its step refuses (the
+    API would refuse it too)."""
+    problems: list[Problem] = []
+    for index, signal in enumerate(case.signals):
+        at = f"{where}.signals[{index}]"
+        if signal.name not in awaited:
+            names = ", ".join(sorted(awaited)) or "none"
+            problems.append(
+                Problem(
+                    f"{at}.name",
+                    f"no step waits for a '{signal.name}' signal (the workflow waits for: {names})",
+                    "unknown_signal",
+                )
+            )
+            continue
+        for schema in awaited[signal.name]:
+            for problem in value_problems(schema, signal.payload, f"{at}.payload"):
+                message = f"the '{signal.name}' payload does not fit the step's payload_schema"
+                problems.append(
+                    Problem(problem.path, f"{message}: {problem.message}", "invalid_payload")
+                )
+    return problems
+
+
 def file_problems(file: CaseFile, steps: Sequence[Any]) -> tuple[list[Problem], list[CaseRun]]:
     """Every problem of a file against the definition's steps (and those of the workflows it
     calls, after its own), and each case's run flag."""
     targets = mock_targets(steps)
+    awaited = awaited_signals(steps)
     problems: list[Problem] = []
     runs: list[CaseRun] = []
     for index, case in enumerate(file.cases):
         found, shapes = case_problems(case, targets, f"$.cases[{index}]")
-        problems += found
+        problems += found + signal_problems(case, awaited, f"$.cases[{index}]")
         allow = file.allow_calls if case.allow_calls is None else case.allow_calls
         signals = sorted(case.signals, key=lambda s: s.after_seconds)
         runs.append(
