@@ -147,6 +147,14 @@ async def test_an_unmocked_call_fails_the_case_naming_the_step(
     assert report["cases"][0]["problems"][0].startswith(
         "step 'classify': it would call out (call_llm) and the case has no mock for it"
     )
+    # Unless the file allows calls: then the unmocked step calls out for real.
+    sink.script("/fetch", Reply(200, {"kind": "refund"}))
+    file = {"allow_calls": True, "cases": [{"name": "real fetch", "input_vars": {"amount": 1},
+            "mocks": {"classify": MOCKS["classify"]}, "signals": [{"name": "approval", "payload": {"ok": 1}}],
+            "expect": {"steps": ["fetch", "classify", "cool_off", "approve", "notify"]}}]}  # fmt: skip
+    report = (await http.post("/api/workflows/approval/test", json=file)).json()
+    assert report["passed"] == 1, report
+    assert [r.path for r in sink.deliveries()] == ["/fetch", "/notify"]
 
 
 async def test_wfe_test_junit_and_a_case_recorded_from_a_real_run(
