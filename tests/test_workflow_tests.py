@@ -13,10 +13,15 @@ from typing import Any
 import httpx
 
 from activities.runtime.settings import Settings
+from activities.runtime.temporal_client import connect
+from activities.runtime.temporal_runtime import worker_runtime
+from api.cli.devstack import free_port
 from api.cli.schema_export import TEST_SCHEMA_PATH, render_tests
-from tests.conftest import eventually, save_definition
+from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from tests.test_cli import wfe
+from tests.test_metrics import by, parse
+from worker import engine_worker
 
 DAY = 86400
 
@@ -289,3 +294,22 @@ async def test_a_sub_workflow_mocked_whole_or_run_as_a_test_run(
     # The child of a test run is a test run: out of the list too.
     listed = (await http.get("/api/executions", params={"workflow_id": "child-wf"})).json()
     assert listed["executions"] == []
+
+
+async def test_test_runs_stay_out_of_the_step_metrics(settings: Settings, sink: HttpSink) -> None:
+    own = settings.model_copy(update={"worker_metrics_address": f"127.0.0.1:{free_port()}"})
+    client = await connect(own, runtime=worker_runtime(own))
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with (
+        engine_worker(client, own) as worker,
+        worker,
+        serve_api(own, client) as url,
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=90) as api,
+    ):
+        await api.put("/api/workflows/approval", json=approval(sink))
+        file = {**cases(), "cases": cases()["cases"][:1]}
+        report = (await api.post("/api/workflows/approval/test", json=file)).json()
+        assert report["passed"] == 1, report
+        scraped = await httpx.AsyncClient().get(f"http://{own.worker_metrics_address}/metrics")
+    assert scraped.status_code == 200
+    assert by(parse(scraped.text), "wfe_steps_total", "workflow_id") == {}
