@@ -6,22 +6,29 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from activities.runtime.settings import Settings
 from activities.runtime.temporal_client import connect
 from activities.runtime.temporal_runtime import worker_runtime
 from api.cli.devstack import free_port
 from api.cli.schema_export import TEST_SCHEMA_PATH, render_tests
-from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
+from api.server.executions.options import execution_limits
+from tests.conftest import ADMIN_KEY, eventually, outcome, save_definition, serve_api
 from tests.fakes import FakeOpenRouter, HttpSink, Reply
 from tests.test_cli import wfe
 from tests.test_metrics import by, parse
 from worker import engine_worker
+from workflows.messages import WORKFLOW_TYPE
+from workflows.shared import ExecutionInput
+from workflows.testfile import CaseFile, file_problems
+from workflows.validation import load_definition
 
 DAY = 86400
 
@@ -313,3 +320,43 @@ async def test_test_runs_stay_out_of_the_step_metrics(settings: Settings, sink: 
         scraped = await httpx.AsyncClient().get(f"http://{own.worker_metrics_address}/metrics")
     assert scraped.status_code == 200
     assert by(parse(scraped.text), "wfe_steps_total", "workflow_id") == {}
+
+
+async def test_a_test_run_that_continues_as_new_keeps_its_clock_visits_and_signals(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    document = {"id": "long-test", "steps": [
+        {"id": "init", "type": "set", "values": {"n": 0}},
+        {"id": "a", "type": "wait_for_signal", "signal": "go", "timeout_seconds": 100},
+        {"id": "ping", "type": "http", "url": f"{sink.url}/p", "output": "p"},
+        {"id": "inc", "type": "set", "compute": {"n": "n + 1"}},
+        {"id": "loop", "type": "condition", "branches": [{"when": "n < 2", "next": "ping"}],
+         "default": "b"},
+        {"id": "b", "type": "wait_for_signal", "signal": "late", "timeout_seconds": 1000},
+        {"id": "again", "type": "wait_for_signal", "signal": "go", "timeout_seconds": 5,
+         "on_error": "continue"},
+    ]}  # fmt: skip
+    file = CaseFile.model_validate({"workflow_id": "long-test", "cases": [{
+        "name": "long", "mocks": {"ping": {"results": [{"status": 201}, {"status": 202}]}},
+        "signals": [{"name": "go", "after_seconds": 10}, {"name": "late", "after_seconds": 500}],
+    }]})  # fmt: skip
+    definition = load_definition(document)
+    problems, runs = file_problems(file, definition.steps)
+    assert problems == []
+    handle = await client.start_workflow(
+        WORKFLOW_TYPE,
+        ExecutionInput(
+            definition=definition,
+            max_steps_per_run=2,
+            test=runs[0],
+            limits=execution_limits(definition, settings),
+        ),
+        id=f"test-long-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.temporal_task_queue,
+    )
+    state = await outcome(handle)
+    assert state["status"] == "completed", state["error"]
+    assert state["outputs"]["p"]["status"] == 202  # the second visit's result
+    # 'go' was sent once, before the run continued as new: the second wait times out.
+    assert [s["error_type"] for s in state["steps"] if s["step_id"] == "again"] == ["SignalTimeout"]
+    assert (await handle.describe()).run_id != state["run_id"]  # it did continue as new

@@ -56,8 +56,11 @@ class _Deadline:
 class VirtualClock:
     """Deadlines in virtual seconds since the run started, fired in order when the run idles."""
 
-    def __init__(self, deliver: Callable[[str, Any], None], signals: list[Any]) -> None:
-        self.now = 0.0
+    def __init__(
+        self, deliver: Callable[[str, Any], None], signals: list[Any], now: float = 0.0
+    ) -> None:
+        self.now = now
+        self.sent = 0  # of ``signals``, delivered
         self._heap: list[_Deadline] = []
         self._seq = 0
         self.outside = 0  # real waits in flight (log writes, child runs): the clock holds
@@ -71,6 +74,7 @@ class VirtualClock:
 
     def _delivery(self, deliver: Callable[[str, Any], None], signal: Any) -> Callable[[], None]:
         def fire() -> None:
+            self.sent += 1
             self._pending_signals[signal.name] -= 1
             deliver(signal.name, signal.payload)
 
@@ -168,8 +172,19 @@ class CaseRunner:
 
     def __init__(self, case: CaseRun, deliver: Callable[[str, Any], None]) -> None:
         self.case = case
-        self.visits: dict[str, int] = {}
-        self.clock = VirtualClock(deliver, list(case.signals))
+        self.visits: dict[str, int] = dict(case.visits)
+        signals = list(case.signals)[case.signals_sent :]
+        self.clock = VirtualClock(deliver, signals, case.virtual_seconds)
+
+    def carried(self) -> CaseRun:
+        """The case as the next run of the execution goes on with it (continue-as-new)."""
+        return self.case.model_copy(
+            update={
+                "visits": dict(self.visits),
+                "virtual_seconds": self.clock.now,
+                "signals_sent": self.case.signals_sent + self.clock.sent,
+            }
+        )
 
     def stuck(self) -> None:
         """No deadline is left and the run waits for signals that will never come."""

@@ -216,6 +216,11 @@ class CaseRun(_Model):
     allow_calls: bool = False
     # Each mock key's shape (what its step binds), decided when the file was checked.
     shapes: dict[str, str] = Field(default_factory=dict)
+    # Where a run that continued as new left off: each key's visits, the virtual time, how
+    # many of the signals were sent.
+    visits: dict[str, int] = Field(default_factory=dict)
+    virtual_seconds: float = 0.0
+    signals_sent: int = 0
 
 
 # -- checking a file against its definition -----------------------------------------------

@@ -175,7 +175,10 @@ class WorkflowExecutor:
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
                 carried = self._parts.carried(self._continue_at)
-                workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+                update: dict[str, Any] = {"carried": carried}
+                if self._processor.test is not None:  # a test run's clock and visits go on
+                    update["test"] = self._processor.test.carried()
+                workflow.continue_as_new(self._input.model_copy(update=update))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
         if clock is not None:
