@@ -360,3 +360,21 @@ async def test_a_test_run_that_continues_as_new_keeps_its_clock_visits_and_signa
     # 'go' was sent once, before the run continued as new: the second wait times out.
     assert [s["error_type"] for s in state["steps"] if s["step_id"] == "again"] == ["SignalTimeout"]
     assert (await handle.describe()).run_id != state["run_id"]  # it did continue as new
+
+
+def test_mock_keys_name_steps_paths_agent_turns_and_tools() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    definition = load_definition(json.loads((examples / "research-agent.json").read_text()))
+    tool = {"result": {"status": 200, "json": {"extract": "..."}}}
+    turn = {"result": {"text": "done"}}
+    file = CaseFile.model_validate({"workflow_id": "research-agent", "cases": [{"name": "keys",
+        "mocks": {"research": turn, "research.turn[1]": turn, "research.wikipedia": tool,
+                  "research.turn[0].wikipedia[1]": tool, "report": turn,
+                  "research.wikipedia.x": tool, "research.turn[0]": tool}}]})  # fmt: skip
+    problems, runs = file_problems(file, definition.steps)
+    assert [(p.path, p.code) for p in problems] == [
+        ("$.cases[0].mocks.report", "not_mockable"),
+        ("$.cases[0].mocks.research.wikipedia.x", "unknown_step"),
+        ("$.cases[0].mocks.research.turn[0].result", "invalid_mock"),
+    ]
+    assert runs[0].shapes["research.turn[0].wikipedia[1]"] == "http"

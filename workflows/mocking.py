@@ -223,9 +223,16 @@ class CaseRunner:
         return self._answer_of(key, mock, activity, request, call_path)
 
     def child_outputs(self, path: str) -> dict[str, Any] | None:
-        """A mocked sub_workflow's outputs (None: no mock; the child runs, as a test run)."""
-        step_id = re.sub(r"\[\d+\]", "", path).rsplit(".", 1)[-1]
-        found = self._find(list(dict.fromkeys([path, step_id])))
+        """A mocked child run's outputs (a sub_workflow step, an agent's workflow tool); None:
+        no mock, and the child runs, as a test run."""
+        tool = TOOL_CALL.search(path)
+        if tool is not None:  # `agent.turn[0].tool[1]`: the agent's path, its id
+            agent = TOOL_CALL.sub("", path)
+            agent_id = re.sub(r"\[\d+\]", "", agent).rsplit(".", 1)[-1]
+            keys = [path, f"{agent}.{tool.group(1)}", f"{agent_id}.{tool.group(1)}"]
+        else:
+            keys = [path, re.sub(r"\[\d+\]", "", path).rsplit(".", 1)[-1]]
+        found = self._find(list(dict.fromkeys(keys)))
         if found is None:
             return None
         key, mock = found
@@ -280,9 +287,8 @@ def _check_status(result: dict[str, Any], request: Any) -> None:
     retryable = status in (408, 429) or status >= 500
     kind = FailureType.HTTP_RETRYABLE if retryable else FailureType.HTTP_STATUS
     text = result.get("text") or ""
-    raise _activity_error(
-        kind, f"{request.method} {request.url} answered {status} (mocked): {text[:300]}", ""
-    )
+    message = f"{request.method} {request.url} answered {status} (mocked): {text[:300]}"
+    raise _activity_error(kind, message, SEND_HTTP_REQUEST)
 
 
 def http_result(value: dict[str, Any]) -> HTTPResult:

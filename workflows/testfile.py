@@ -249,6 +249,10 @@ def _target_of(key: str, targets: dict[str, str]) -> str | None:
     """The target a key names: a step id, `agent.tool`, or a path ending in either."""
     if key in targets:
         return key
+    # An agent's one turn (`agent.turn[1]`) or one tool call (`agent.turn[1].search[0]`).
+    key = re.sub(
+        r"\.turn\[\d+\](?:\.([A-Za-z0-9_-]+)\[\d+\])?$", lambda m: f".{m[1]}" if m[1] else "", key
+    )
     bare = re.sub(r"\[\d+\]", "", key)
     parts = bare.split(".")
     for size in (2, 1):

@@ -33,11 +33,11 @@ from workflows.messages import (
     HTTPRequest,
     HTTPResult,
 )
+from workflows.mocking import TOOL_CALL
 from workflows.shared import ExecutionInput
 
 CALLS = {CALL_LLM: (AIRequest, AIResult), SEND_HTTP_REQUEST: (HTTPRequest, HTTPResult)}
 TURN = re.compile(r"\.turn\[\d+\]$")  # an agent's model turn: `<agent>.turn[<n>]`
-TOOL = re.compile(r"\.turn\[\d+\]\.([A-Za-z0-9_-]+)\[\d+\]$")  # its tool call
 ENGINE_SIGNALS = frozenset({CANCEL_SIGNAL, BUDGET_SIGNAL})
 MAX_RUNS = 1_000  # continue-as-new links followed at most
 
@@ -47,9 +47,9 @@ def mock_key(activity: str, path: str) -> str:
     `agent.tool`, any other call by its own path."""
     if activity == CALL_LLM and TURN.search(path):
         return TURN.sub("", path)
-    tool = TOOL.search(path) if activity == SEND_HTTP_REQUEST else None
+    tool = TOOL_CALL.search(path) if activity == SEND_HTTP_REQUEST else None
     if tool is not None:
-        return f"{TOOL.sub('', path)}.{tool.group(1)}"
+        return f"{TOOL_CALL.sub('', path)}.{tool.group(1)}"
     return path
 
 
@@ -137,9 +137,10 @@ class _Recorder:
             return  # a foreach share: its calls are in its own history (not recorded)
         child: ExecutionInput = await self._decode(attributes.input, ExecutionInput)
         state: ExecutionState = await self._decode(result, ExecutionState)
-        if child.parent_path is not None:
+        if child.parent_path is not None:  # an agent's workflow tool: by `agent.tool`
             outputs = state.model_dump(mode="json")["outputs"]
-            self.answers.setdefault(child.parent_path, []).append(outputs)
+            key = mock_key(SEND_HTTP_REQUEST, child.parent_path)
+            self.answers.setdefault(key, []).append(outputs)
 
     async def _signal(self, event: HistoryEvent) -> None:
         attributes = event.workflow_execution_signaled_event_attributes
