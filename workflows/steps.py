@@ -293,9 +293,10 @@ class _Run:
         if carried is not None:
             request.log = carried
         try:
-            result: R = await workflow.execute_activity(
-                activity, request, result_type=result_type, **options
-            )
+            with self.real_wait():  # a test run's clock holds while a real call is out
+                result: R = await workflow.execute_activity(
+                    activity, request, result_type=result_type, **options
+                )
         except BaseException:
             self.log = carried  # the step's next call carries them (or a flush writes them)
             raise
