@@ -225,6 +225,8 @@ async def test_wfe_test_junit_and_a_case_recorded_from_a_real_run(
     result = await wfe(api_url, "test", "--record", execution_id, "-o", str(recorded))
     assert result.exit_code == 0, result.output
     document = json.loads(recorded.read_text())
+    printed = await wfe(api_url, "test", "--record", execution_id)  # to stdout: the same JSON
+    assert json.loads(printed.stdout) == document
     case = document["cases"][0]
     assert set(case["mocks"]) == {"fetch", "classify", "notify"}
     assert case["signals"][0]["name"] == "approval"

@@ -8,6 +8,7 @@ wrong shape: each problem with its JSON path).
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,7 +142,7 @@ def _record(execution_id: str, output: Path | None, api_url: str, api_key: str |
         document = api.get(f"/api/executions/{url_path(execution_id)}/test-case")
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if output is None:
-        stdout().print(text, markup=False, highlight=False, soft_wrap=True, end="")
+        sys.stdout.write(text)  # the JSON as is: for a pipe or a redirect
         return
     output.write_text(text, encoding="utf-8")
     stdout().print(f"wrote {output} (1 case from {execution_id})")

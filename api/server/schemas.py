@@ -258,7 +258,6 @@ class CaseResultPublic(BaseModel):
 class TestReportPublic(BaseModel):
     """A test file's results: `POST /api/workflows/{id}/test`."""
 
-    __test__ = False  # not a pytest test class
     passed: int
     failed: int
     cases: list[CaseResultPublic]
