@@ -42,6 +42,8 @@ OPERATION_IDS = {
     ("post", "/api/executions/{execution_id}/signals/{name}"): "signal_execution",
     ("get", "/api/executions/{execution_id}/log"): "get_execution_log",
     ("post", "/api/executions/{execution_id}/rerun"): "rerun_execution",
+    ("post", "/api/workflows/{workflow_id}/test"): "test_workflow",
+    ("get", "/api/executions/{execution_id}/test-case"): "record_test_case",
     ("post", "/api/hooks/{workflow_id}"): "receive_webhook",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",

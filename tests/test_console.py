@@ -1327,3 +1327,42 @@ async def test_a_kind_the_console_never_heard_of_is_drawn_from_the_schema(
     assert result["edges"] == {"edge-next": 3, "edge-jump": 2, "edge-error": 1}
     # With today's schema, which has no such kind, the same step is a plain node going on.
     assert result["unknown"] == ["", 0, [{"from": "main", "kind": "next", "target": "skipped"}]]
+
+
+async def test_the_tests_tab_runs_the_saved_cases(
+    console: Console, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    save_definition(settings, {"id": "console-tested", "steps": [
+        {"id": "call", "type": "http", "url": "http://127.0.0.1:9/x", "output": "got"},
+        {"id": "nap", "type": "delay", "seconds": 86400},
+    ]})  # fmt: skip
+    file = {"workflow_id": "console-tested", "cases": [
+        {"name": "answers 201", "mocks": {"call": {"result": {"status": 201}}},
+         "expect": {"outputs": {"got": {"status": 201}}, "steps": ["call", "nap"]}},
+        {"name": "expects too much", "mocks": {"call": {"result": {"status": 200}}},
+         "expect": {"outputs": {"got": {"status": 204}}}},
+    ]}  # fmt: skip
+    page = console.page
+    await console.open("#/workflows/console-tested/tests")
+    editor = page.get_by_label("Test file (JSON)")
+    await editor.fill(json.dumps(file))
+    await page.get_by_role("button", name="Run cases").click()
+    await expect(page.locator(".test-summary")).to_have_text("1 passed, 1 failed")
+    failed = page.locator('.test-case[data-case="expects too much"]')
+    await expect(failed).to_contain_text("output 'got.status': expected 204, got 200")
+    # The file is kept for the workflow: a fresh visit shows it, and a refused one says where.
+    await page.reload()
+    await expect(page.get_by_label("Test file (JSON)")).to_have_value(json.dumps(file))
+    file["cases"][0]["mocks"] = {"cal": {"result": {}}}
+    await page.get_by_label("Test file (JSON)").fill(json.dumps(file))
+    await page.get_by_role("button", name="Run cases").click()
+    await expect(page.locator(".errors")).to_contain_text("$.cases[0].mocks.cal")
+    # Its run opens like any other.
+    await page.get_by_label("Test file (JSON)").fill(
+        json.dumps({**file, "cases": file["cases"][1:]})
+    )
+    await page.get_by_role("button", name="Run cases").click()
+    await page.locator(".test-case a").click()
+    await expect(page.locator(".title-badge .badge")).to_have_text("completed")

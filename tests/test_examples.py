@@ -139,3 +139,21 @@ async def test_research_agent_answers_and_reports_its_cost(
     assert done["outputs"]["cost_usd"] == 0.00042 and done["usage"]["ai_calls"] == 1
     (request,) = fake_openrouter.completions()
     assert request.json()["tools"][0]["function"]["name"] == "wikipedia"
+
+
+async def test_every_example_passes_its_test_file(
+    http: httpx.AsyncClient, api_url: str, settings: Settings
+) -> None:
+    """examples/tests/<id>.json: each example's cases (mocked steps, virtual time), the way
+    `wfe test examples/tests/*.json` runs them."""
+    install_examples(settings)
+    files = sorted((EXAMPLES / "tests").glob("*.json"))
+    assert {path.stem for path in files} == {path.stem for path in EXAMPLES.glob("*.json")}
+    for path in files:
+        document = json.loads(path.read_text())
+        answer = await http.post(
+            f"/api/workflows/{document['workflow_id']}/test", json=document, timeout=120
+        )
+        assert answer.status_code == 200, f"{path.name}: {answer.text}"
+        failed = [c for c in answer.json()["cases"] if c["status"] != "passed"]
+        assert failed == [], f"{path.name}: {failed}"

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributeKey
 
 WORKFLOW_TYPE = "WorkflowExecutor"
+# Test runs (docs/testing.md) have ids of their own, so lists leave them out.
+TEST_ID_PREFIX = "test-"
 CANCEL_SIGNAL = "cancel"
 STATUS_QUERY = "status"
 # The status with large values summarised (workflows/status_view.py): what the API asks.

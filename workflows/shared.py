@@ -16,6 +16,7 @@ from workflows.messages import (
     ReusedResult,
     _Model,
 )
+from workflows.testfile import CaseRun
 
 
 class LibraryEntry(_Model):
@@ -67,4 +68,9 @@ class ExecutionInput(_Model):
         None,
         description="The engine API's base URL, as the API that started the run knows it: "
         "`{execution.api_url}` (sub-workflows inherit it).",
+    )
+    test: CaseRun | None = Field(
+        None,
+        description="Set for a test run (docs/testing.md): its mocks and scripted signals; "
+        "sub-workflows inherit it.",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         StepRequest,
     )
+    from workflows.mocking import CaseRunner
     from workflows.values import check_value
 
 if TYPE_CHECKING:
@@ -139,6 +141,10 @@ class WorkflowStepProcessor:
         self.cel_conformant = True
         # The run's deadline (the interpreter's; None for a processor on its own).
         self.deadline: Deadline | None = None
+        # A test run's mocks and virtual clock (docs/testing.md); None for every other run.
+        self.test: CaseRunner | None = None
+        if input is not None and input.test is not None:
+            self.test = CaseRunner(input.test, self.deliver_signal)
 
     @property
     def waiting(self) -> Waiting | None:
@@ -284,6 +290,11 @@ class _Run:
     async def call_activity(
         self, activity: str, request: StepRequest, result_type: type[R], options: dict[str, Any]
     ) -> R:
+        test = self.processor.test
+        if test is not None:
+            answer = test.answer(activity, request, self.path)
+            if answer is not None:  # mocked: resolved here, no activity
+                return result_type.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
@@ -291,9 +302,10 @@ class _Run:
         if deadline is not None:
             options = deadline.bounded(options)
         try:
-            result: R = await workflow.execute_activity(
-                activity, request, result_type=result_type, **options
-            )
+            with self.real_wait():  # a test run's clock holds while a real call is out
+                result: R = await workflow.execute_activity(
+                    activity, request, result_type=result_type, **options
+                )
         except BaseException as err:
             self.log = carried  # the step's next call carries them (or a flush writes them)
             if isinstance(err, ActivityError) and deadline is not None and deadline.overran(err):
@@ -337,6 +349,37 @@ class _Run:
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:
         self.processor.set_waiting(self.path, waiting, quiet)
+
+    @property
+    def testing(self) -> bool:
+        return self.processor.test is not None
+
+    async def sleep(self, duration: timedelta, summary: str) -> None:
+        test = self.processor.test
+        if test is None:
+            await workflow.sleep(duration, summary=summary)
+        else:
+            await test.clock.sleep(duration.total_seconds())
+
+    async def wait_for_signal(
+        self, arrived: Callable[[], bool], timeout: timedelta | None, signal: str
+    ) -> None:
+        test = self.processor.test
+        if test is None:
+            await workflow.wait_condition(
+                arrived, timeout=timeout, timeout_summary=f"{signal} timeout"
+            )
+            return
+        seconds = timeout.total_seconds() if timeout is not None else None
+        await test.clock.wait(arrived, seconds, signal)
+
+    def real_wait(self) -> AbstractContextManager[None]:
+        test = self.processor.test
+        return test.clock.holding() if test is not None else nullcontext()
+
+    def mocked_child(self, path: str) -> dict[str, Any] | None:
+        test = self.processor.test
+        return test.child_outputs(path) if test is not None else None
 
     async def run_scope(
         self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1

@@ -11,6 +11,8 @@ wfe signal EXECUTION_ID NAME  deliver a signal (e.g. an approval)
 wfe logs EXECUTION_ID         the execution log document
 wfe list                      recent executions
 wfe rerun EXECUTION_ID         run a finished execution again, reusing paid-for results
+wfe test FILE... [--junit P]  run test files: mocked steps, virtual time (docs/testing.md)
+wfe test --record EXEC_ID     write a test case from a finished run
 
 Every command but `dev` talks to the API at WFE_API_URL (default http://127.0.0.1:8000)
 with the key in WFE_API_KEY, and reports failures as one `error:` line each on stderr.
@@ -18,7 +20,7 @@ with the key in WFE_API_KEY, and reports failures as one `error:` line each on s
 
 from __future__ import annotations
 
-from api.cli import definitions, dev, executions  # noqa: F401 - each registers its commands
+from api.cli import definitions, dev, executions, testing  # noqa: F401 - each registers its commands
 from api.cli.app import app
 from api.cli.dev import dev_allowed_hosts, dev_environment
 

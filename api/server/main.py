@@ -34,7 +34,7 @@ from api.server.errors import error_body, install_error_handlers
 from api.server.executions.page_tokens import PageTokens, page_token_secret
 from api.server.limits import BodySizeLimit, RateLimiter
 from api.server.observability import install_observability
-from api.server.routes import executions, health, hooks, runs, workflows
+from api.server.routes import executions, health, hooks, runs, tests, workflows
 from api.server.schemas import ErrorResponse
 from api.server.store import FileDefinitionStore
 from api.server.web_security import install_web_security
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.engine = state
     install_error_handlers(app)
     app.exception_handler(RPCError)(_temporal_error)
-    for module in (health, runs, workflows, executions, hooks):
+    for module in (health, runs, workflows, tests, executions, hooks):
         app.include_router(module.router)
     app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -241,3 +241,23 @@ class RerunCreate(BaseModel):
     version: Literal["same", "latest"] | int = Field(
         "same", description='"same" (the source\'s pinned version), "latest", or a number.'
     )
+
+
+class CaseResultPublic(BaseModel):
+    """One test case's result (docs/testing.md)."""
+
+    name: str
+    status: Literal["passed", "failed"]
+    problems: list[str] = Field(
+        default_factory=list, description="Each way the run differed from the case, in words."
+    )
+    execution_id: str | None = Field(None, description="The test run (GET /api/executions/...).")
+    seconds: float = Field(description="Real time the case took.")
+
+
+class TestReportPublic(BaseModel):
+    """A test file's results: `POST /api/workflows/{id}/test`."""
+
+    passed: int
+    failed: int
+    cases: list[CaseResultPublic]

@@ -164,6 +164,7 @@ class WorkflowExecutor:
     @workflow.run
     async def run(self, input: ExecutionInput) -> ExecutionState:
         self._log.decide()
+        clock = self._start_clock()
         carried = input.carried
         self._processor.strict_indexes = patches.strict_indexes(
             carried.strict_indexes if carried else None
@@ -176,13 +177,26 @@ class WorkflowExecutor:
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
                 carried = self._parts.carried(self._continue_at)
-                workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+                update: dict[str, Any] = {"carried": carried}
+                if self._processor.test is not None:  # a test run's clock and visits go on
+                    update["test"] = self._processor.test.carried()
+                workflow.continue_as_new(self._input.model_copy(update=update))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
+        if clock is not None:
+            clock.cancel()
         self._ending.closed = True
         self._ending.log_line(self._execution_id, self._input.definition_version)
         self._ending.result_or_raise(native_cancel)
         return self._parts.state()
+
+    def _start_clock(self) -> asyncio.Task[None] | None:
+        """A test run's virtual clock (workflows/mocking.py); other runs have none."""
+        test = self._processor.test
+        if test is None:
+            return None
+        self._log.clock = test.clock
+        return asyncio.create_task(test.clock.drive(test.stuck))
 
     async def _steps_until_the_end(
         self, starts: bool
@@ -364,7 +378,8 @@ class WorkflowExecutor:
     async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
         self._book.in_flight.pop(path, None)
         self._spending.publish()
-        count_step(self._definition.id, record)  # replay-safe: not counted again on replay
+        if self._processor.test is None:  # test runs stay out of the metrics
+            count_step(self._definition.id, record)  # replay-safe: not counted again on replay
         self._book.finish(record, path)
         if self._log.add(record, kind_waits(record.type), deferred):
             await self._log.flush()
@@ -403,7 +418,8 @@ class WorkflowExecutor:
         ending.ended_at = workflow.now()
         status: StepStatus = "cancelled" if ending.status == "cancelled" else "failed"
         for record in self._book.close_in_flight(status, ending.error, ending.ended_at):
-            count_step(self._definition.id, record)
+            if self._processor.test is None:  # test runs stay out of the metrics
+                count_step(self._definition.id, record)
             self._log.pending.append(record)
         if not ending.lean or ending.status == "cancelled":
             # Temporal's own status says completed and failed; only a run cancelled by the

@@ -66,6 +66,8 @@ class RunLog:
         self.created = created
         self._writes = writes
         self.deadline: Deadline | None = None  # the run's (a write may wait a day: retries)
+        # A test run's virtual clock (workflows/mocking.py): it holds while a write is out.
+        self.clock: Any = None
 
     def decide(self) -> None:
         """How this run writes (asked once, when it starts: see the markers)."""
@@ -129,9 +131,19 @@ class RunLog:
     ) -> None:
         if self.deadline is not None:
             self.deadline.expect(LOG_WRITE_OPTIONS["schedule_to_close_timeout"])
-        await workflow.execute_local_activity(
-            WRITE_EXECUTION_LOG, self.entry(records or []), summary=summary, **LOG_WRITE_OPTIONS
-        )
+        clock = self.clock
+        if clock is not None:
+            clock.outside += 1
+        try:
+            await workflow.execute_local_activity(
+                WRITE_EXECUTION_LOG,
+                self.entry(records or []),
+                summary=summary,
+                **LOG_WRITE_OPTIONS,
+            )
+        finally:
+            if clock is not None:
+                clock.outside -= 1
         self.created = True
 
     async def write_final(self) -> bool:

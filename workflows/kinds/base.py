@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -179,6 +180,25 @@ class StepRun(Protocol):
         """Take the step records a child workflow ran for this step (a foreach share)."""
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None: ...
+
+    async def sleep(self, duration: timedelta, summary: str) -> None:
+        """A durable timer (virtual time in a test run)."""
+
+    async def wait_for_signal(
+        self, arrived: Callable[[], bool], timeout: timedelta | None, signal: str
+    ) -> None:
+        """Wait until ``arrived``; raises TimeoutError after ``timeout`` (virtual time in a
+        test run, where a wait nothing will end fails the step)."""
+
+    def mocked_child(self, path: str) -> dict[str, Any] | None:
+        """A test run's mock of the child run at ``path`` (its outputs), else None."""
+
+    @property
+    def testing(self) -> bool:
+        """Whether this is a test run (docs/testing.md)."""
+
+    def real_wait(self) -> AbstractContextManager[None]:
+        """Around a wait on real work (a child run): a test run's virtual clock holds."""
 
     async def run_scope(
         self, steps: Sequence[Any], adds: dict[str, Any], path: str, ways: int = 1

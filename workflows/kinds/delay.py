@@ -51,7 +51,7 @@ class DelayKind(StepKind[DelayStep]):
         )
         if seconds > 0:
             run.expect_wait(timedelta(seconds=seconds))
-            await workflow.sleep(timedelta(seconds=seconds), summary=step.label)
+            await run.sleep(timedelta(seconds=seconds), step.label)
         return StepOutcome(next_target=step.next)
 
     def _seconds(self, step: DelayStep, substitutor: VariableSubstitutor) -> float:

@@ -64,9 +64,7 @@ class WaitForSignalKind(StepKind[WaitForSignalStep]):
         until = workflow.now() + timeout if timeout is not None else None
         run.set_waiting(Waiting(step.signal, until, step.payload_schema))
         try:
-            await workflow.wait_condition(
-                lambda: bool(queue), timeout=timeout, timeout_summary=f"{step.signal} timeout"
-            )
+            await run.wait_for_signal(lambda: bool(queue), timeout, step.signal)
         except TimeoutError:
             run.set_waiting(None)
             raise StepFailed(

@@ -102,6 +102,7 @@ export const api = {
     if (version) body.version = version;
     return request("POST", `/api/executions/${enc(id)}/rerun`, { body });
   },
+  test: (id, file) => request("POST", `/api/workflows/${enc(id)}/test`, { body: file }),
   /** Checks a key without raising the app-wide 401 event (the sign-in form shows it). */
   checkKey: (key) => request("GET", "/api/workflows", { key }),
 };

@@ -22,16 +22,24 @@ from workflows.messages import (
     SA_STARTED_BY,
     SA_STATUS,
     SA_TOKENS,
+    TEST_ID_PREFIX,
     WORKFLOW_TYPE,
 )
 
 
 def visibility_query(
-    task_queue: str, principal: Principal, workflow_id: str | None, status: str | None
+    task_queue: str,
+    principal: Principal,
+    workflow_id: str | None,
+    status: str | None,
+    include_tests: bool = False,
 ) -> str:
     """This deployment's executions (its workflow type on its task queue) in the key's scope;
-    one row per execution (earlier runs of a continued-as-new execution are left out)."""
+    one row per execution (earlier runs of a continued-as-new execution are left out). Test
+    runs (docs/testing.md) only when asked for."""
     clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'", f"TaskQueue = {_quote(task_queue)}"]
+    if not include_tests:
+        clauses.append(f"WorkflowId NOT STARTS_WITH {_quote(TEST_ID_PREFIX)}")
     if workflow_id is not None:
         clauses.append(f"{SA_DEFINITION_ID.name} = {_quote(workflow_id)}")
     scope = principal.scope_ids()
@@ -78,11 +86,14 @@ class Lister:
         status: str | None = None,
         page_size: int = 50,
         page_token: str | None = None,
+        include_tests: bool = False,
     ) -> ExecutionListPublic:
         """One page of executions through Temporal visibility, within the key's scope."""
         if workflow_id is not None and not principal.sees(workflow_id):
             return ExecutionListPublic(executions=[], next_page_token=None)
-        query = visibility_query(self.settings.temporal_task_queue, principal, workflow_id, status)
+        query = visibility_query(
+            self.settings.temporal_task_queue, principal, workflow_id, status, include_tests
+        )
         token = self.page_tokens.decode(page_token)
         iterator = self.client.list_workflows(query, page_size=page_size, next_page_token=token)
         try:

@@ -133,6 +133,13 @@ class Starter:
             rerun_of=(rerun or {}).get("rerun_of"),
         )
 
+    async def prepared(
+        self, stored: StoredDefinition, input_vars: Any, principal: Principal
+    ) -> StartOptions:
+        """What a run of ``stored`` with these inputs starts with (a test run starts from it,
+        api/server/testing.py); refused inputs raise ApiError."""
+        return await self._options(stored, input_vars, principal, None, None)
+
     async def _options(
         self,
         stored: StoredDefinition,

@@ -51,12 +51,13 @@ async def list_executions(
     status: str | None = Query(None, description="running, completed, failed or cancelled"),
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = Query(None, max_length=4096),
+    include_tests: bool = Query(False, description="Test runs too (docs/testing.md)."),
 ) -> ExecutionListPublic:
     if status is not None and status not in STATUSES:
         raise ApiError(
             422, "invalid_request", f"status must be one of {', '.join(STATUSES)}", "$.status"
         )
-    return await executions.list(key, workflow_id, status, page_size, page_token)
+    return await executions.list(key, workflow_id, status, page_size, page_token, include_tests)
 
 
 @router.get(

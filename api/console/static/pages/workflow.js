@@ -13,11 +13,13 @@ import { createGraphViewer } from "../graph/viewer.js";
 import { link, navigate, reload } from "../router.js";
 import { errorBox, errorsFrom, pageTitle, spinner, toast } from "../ui.js";
 import { runForm } from "./runform.js";
+import { testsPanel } from "./tests.js";
 
 const TABS = [
   ["graph", "Graph"],
   ["edit", "JSON"],
   ["run", "Run"],
+  ["tests", "Tests"],
 ];
 
 function outline(scope) {
@@ -56,6 +58,7 @@ export function workflowView(root, params, life) {
   let graphParts = null; // the viewer (its zoom kept across redraws) and the outline below it
   let kinds; // the step kinds (graph/schema.js), read with the definition
   let runPanelMade = false;
+  let testsPanelMade = false;
 
   function showTab(tab) {
     current = TABS.some(([t]) => t === tab) ? tab : "graph";
@@ -69,6 +72,10 @@ export function workflowView(root, params, life) {
     if (current === "run" && loaded && !runPanelMade) {
       runPanelMade = true;
       makeRunPanel();
+    }
+    if (current === "tests" && loaded && !testsPanelMade) {
+      testsPanelMade = true;
+      mount(panels.get("tests"), testsPanel({ workflowId: id }));
     }
   }
 
