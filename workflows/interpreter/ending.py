@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import engine_error
     from workflows.interpreter import patches
     from workflows.messages import (
+        SA_STATUS,
         CancelRequest,
         ExecutionError,
         ExecutionLimits,
@@ -67,6 +68,28 @@ class RunEnding:
     def lean(self, value: bool) -> None:
         self.deadline.lazy = value
         self.deadline.armed = not value
+
+    async def wait_for(self, task: asyncio.Task[None]) -> None:
+        """Wait for the steps or a cancel; TimeoutError at the deadline once its timer is
+        armed (workflows/deadline.py says when that is)."""
+
+        def over() -> bool:
+            return task.done() or self.cancel is not None
+
+        while not over():
+            if self.deadline.armed:
+                await workflow.wait_condition(
+                    over, timeout=self.time_left(), timeout_summary="execution deadline"
+                )
+            else:
+                await workflow.wait_condition(lambda: over() or self.deadline.armed)
+
+    def publish_status(self) -> None:
+        """The final WorkflowStatus search attribute, where Temporal's own status is not enough:
+        a run stopped by the `cancel` signal closes as Failed there (older runs wrote every
+        status)."""
+        if not self.lean or self.status == "cancelled":
+            workflow.upsert_search_attributes([SA_STATUS.value_set(self.status)])
 
     def time_left(self) -> timedelta | None:
         return self.deadline.left()

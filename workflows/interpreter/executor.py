@@ -40,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds.common import END, LAST_ERROR, StepBase
     from workflows.messages import (
         CANCEL_SIGNAL,
-        SA_STATUS,
         STATUS_QUERY,
         STATUS_VIEW_QUERY,
         WORKFLOW_TYPE,
@@ -212,7 +211,7 @@ class WorkflowExecutor:
                 if not self._log.carrying:
                     await self._log.write()
             task = asyncio.create_task(self._run_steps())
-            await self._until_done_or_cancelled(task)
+            await self._ending.wait_for(task)
         except TimeoutError:
             timed_out = True
         except asyncio.CancelledError:
@@ -226,22 +225,6 @@ class WorkflowExecutor:
             except asyncio.CancelledError:
                 native_cancel = True
         return task, timed_out, native_cancel
-
-    async def _until_done_or_cancelled(self, task: asyncio.Task[None]) -> None:
-        """Wait for the steps or a cancel; TimeoutError at the deadline once its timer is
-        armed (workflows/deadline.py says when that is)."""
-        deadline = self._ending.deadline
-
-        def over() -> bool:
-            return task.done() or self._ending.cancel is not None
-
-        while not over():
-            if deadline.armed:
-                await workflow.wait_condition(
-                    over, timeout=self._ending.time_left(), timeout_summary="execution deadline"
-                )
-            else:
-                await workflow.wait_condition(lambda: over() or deadline.armed)
 
     async def _run_steps(self) -> None:
         """The top-level list: continue-as-new happens only between its steps."""
@@ -421,8 +404,5 @@ class WorkflowExecutor:
             if self._processor.test is None:  # test runs stay out of the metrics
                 count_step(self._definition.id, record)
             self._log.pending.append(record)
-        if not ending.lean or ending.status == "cancelled":
-            # Temporal's own status says completed and failed; only a run cancelled by the
-            # `cancel` signal closes as Failed there, so the attribute is what says cancelled.
-            workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
+        ending.publish_status()
         return await self._log.write_final()
