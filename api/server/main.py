@@ -28,7 +28,9 @@ from activities.logs import WorkflowLogger
 from activities.runtime.settings import Settings, get_settings
 from activities.runtime.storage import check_storage, open_stores
 from api.console import router as console_router
-from api.server.auth import load_key_ring
+from api.server.auth import StoredKey, load_key_ring
+from api.server.db import DatabaseDefinitionStore, prepare_database
+from api.server.db.engine import open_engine
 from api.server.deps import AppState
 from api.server.errors import error_body, install_error_handlers
 from api.server.executions.page_tokens import PageTokens, page_token_secret
@@ -36,7 +38,6 @@ from api.server.limits import BodySizeLimit, RateLimiter
 from api.server.observability import install_observability
 from api.server.routes import executions, health, hooks, runs, workflows
 from api.server.schemas import ErrorResponse
-from api.server.store import FileDefinitionStore
 from api.server.web_security import install_web_security
 from workflows.definition import definition_json_schema
 
@@ -79,7 +80,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     # Logs and large values live in STORAGE_URL, shared with the workers: an unreachable S3
     # endpoint or a missing bucket stops the API here, naming the variable.
     check_storage(settings)
-    state = _app_state(settings, client)
+    # The control plane's database: unreachable, unmigrated or newer than this engine stops
+    # the API here, naming the URL (password hidden) and what to do.
+    prepared = prepare_database(settings)
+    state = _app_state(settings, client, prepared.keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         yield
         if connecting is not None:
             connecting.cancel()
+        await state.store.engine.dispose()
 
     app = FastAPI(
         title="Workflow engine",
@@ -115,12 +120,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     return app
 
 
-def _app_state(settings: Settings, client: Client | None) -> AppState:
+def _app_state(settings: Settings, client: Client | None, keys: list[StoredKey]) -> AppState:
     return AppState(
         settings=settings,
-        store=FileDefinitionStore(settings.workflow_definitions_dir),
+        store=DatabaseDefinitionStore(open_engine(settings.database)),
         logs=WorkflowLogger(open_stores(settings).logs),
-        keys=load_key_ring(settings),
+        keys=load_key_ring(settings, keys),
         limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
         client=client,
         signal_limiter=RateLimiter(

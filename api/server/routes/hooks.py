@@ -96,7 +96,7 @@ async def receive_webhook(
 ) -> RunPublic:
     body = await request.body()
     try:
-        trigger = _authenticate(state, workflow_id, body, signature, timestamp, delivery)
+        trigger = await _authenticate(state, workflow_id, body, signature, timestamp, delivery)
     except ApiError as refused:
         raise state.auth_throttle.refuse(request, refused) from None
     assert delivery is not None  # _authenticate checked it
@@ -107,7 +107,7 @@ async def receive_webhook(
         started = await starter.start(
             workflow_id,
             input_vars,
-            _principal(state, workflow_id),
+            await _principal(state, workflow_id),
             idempotency_key=delivery,
             started_by=f"webhook:{workflow_id}",
             refuse_duplicate=True,
@@ -151,18 +151,18 @@ def _input_vars(trigger: WebhookTrigger, payload: Any) -> Any:
         raise ApiError(422, "invalid_input", str(err), "$") from None
 
 
-def _principal(state: AppState, workflow_id: str) -> Principal:
+async def _principal(state: AppState, workflow_id: str) -> Principal:
     """Who the delivery acts as. '/' cannot appear in an API key's name, so delivery ids and
     API Idempotency-Keys name different executions even if a key were called "webhook:<id>".
     The trigger acts with the authority of the definition's author, who could call the
     definition's sub-workflows when saving it: its scope is the workflow and those."""
-    called = called_ids(state.store.get(workflow_id).definition, state.store)
+    called = await called_ids((await state.store.get(workflow_id)).definition, state.store)
     return Principal(
         name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id}) | called
     )
 
 
-def _authenticate(
+async def _authenticate(
     state: AppState,
     workflow_id: str,
     body: bytes,
@@ -186,7 +186,7 @@ def _authenticate(
             f"{DELIVERY_HEADER} must be 1 to 128 letters, digits, '_', ':' or '-' (no '.')"
         )
     try:
-        stored = state.store.get(workflow_id)
+        stored = await state.store.get(workflow_id)
     except (DefinitionNotFound, DefinitionError):
         raise _UNSIGNED from None
     trigger = stored.definition.webhook()
