@@ -1,6 +1,7 @@
 """`wfe`: the engine's command line.
 
 wfe dev                       Temporal dev server (SQLite in storage/) + worker + API
+wfe db upgrade                create or migrate the control plane's database (DATABASE_URL)
 wfe validate FILE             check a definition without saving it
 wfe push DIR_OR_FILE          save definitions (a new version when a document changed)
 wfe workflows                 list saved definitions
@@ -18,7 +19,7 @@ with the key in WFE_API_KEY, and reports failures as one `error:` line each on s
 
 from __future__ import annotations
 
-from api.cli import definitions, dev, executions  # noqa: F401 - each registers its commands
+from api.cli import database, definitions, dev, executions  # noqa: F401 - each registers commands
 from api.cli.app import app
 from api.cli.dev import dev_allowed_hosts, dev_environment
 

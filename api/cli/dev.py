@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import typer
 
+from activities.runtime.database_url import shown_url
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.storage import open_stores
 from api.cli.app import app, console, fail
@@ -58,6 +59,7 @@ def dev(
         fail(str(err))
     _seed_definitions(examples, settings.workflow_definitions_dir)
     storage.mkdir(parents=True, exist_ok=True)
+    _upgrade_database(settings)
     server_log = storage / "temporal-server.log"
     with server_log.open("ab") as log:
         server = DevServer(
@@ -213,7 +215,7 @@ def _print_banner(stack: DevStack, settings: Settings, admin_key: str | None) ->
     if settings.worker_metrics_address:
         worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
         console.print(f"                [link]{worker_metrics}[/link] (worker)")
-    console.print(f"  Definitions   {settings.workflow_definitions_dir}/")
+    console.print(f"  Definitions   {shown_url(settings.database)}", soft_wrap=True)
     logs = open_stores(settings).logs.location.rstrip("/")
     console.print(f"  Logs          {logs}/")
     console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
@@ -305,6 +307,18 @@ def _dev_admin_key(storage: Path) -> str | None:
         console.print(f"created an admin API key in {path}")
     os.environ["API_KEYS_FILE"] = str(path)
     return None if key is None else str(key)
+
+
+def _upgrade_database(settings: Settings) -> None:
+    """`wfe db upgrade` for the control plane's database before the API opens it."""
+    from api.cli.database import upgrade_database
+
+    try:
+        before, now = upgrade_database(settings)
+    except ConfigurationError as err:
+        fail(str(err))
+    if before != now:
+        say(f"database {shown_url(settings.database)}: schema {before or 'created'} -> {now}")
 
 
 def _seed_definitions(examples: Path, definitions: Path) -> None:
