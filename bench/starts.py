@@ -55,9 +55,9 @@ from temporalio.service import RPCError
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.temporal_client import connect_when_ready
 from api.cli.devstack import DevServer, free_port
-from api.server.executions import request_hash, start_options
 from api.server.db.engine import open_engine, run_blocking
 from api.server.db.store import DatabaseDefinitionStore
+from api.server.executions import request_hash, start_options
 from api.server.store import StoredDefinition
 from bench.load_client import LeanHTTP
 from workflows.messages import WORKFLOW_TYPE
