@@ -100,6 +100,26 @@ def test_the_api_refuses_an_unmigrated_older_or_newer_database(tmp_path: Path) -
     assert refused.exit_code == 1 and "0042" in refused.output
 
 
+def test_the_tables_match_the_newest_migration(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from api.server.db.schema import metadata
+
+    path = tmp_path / "fresh.db"
+    assert (
+        CliRunner()
+        .invoke(wfe, ["db", "upgrade"], env={"DATABASE_URL": f"sqlite:///{path}"})
+        .exit_code
+        == 0
+    )
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    engine.dispose()
+
+
 # -- the files layout of earlier versions ---------------------------------------------------
 
 
