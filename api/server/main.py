@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         yield
         if connecting is not None:
             connecting.cancel()
-        await state.store.engine.dispose()
+        await state.store.close()
 
     app = FastAPI(
         title="Workflow engine",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -41,6 +41,26 @@ def open_engine(url: str) -> AsyncEngine:
     )
 
 
+def sqlite_reader(engine: AsyncEngine) -> Engine | None:
+    """For SQLite, a synchronous engine on the same file for one-statement reads, run on the
+    event loop itself: such a read takes microseconds in-process, while each of the ~10 steps
+    of an aiosqlite query is a hop to its thread and back (measured in bench/db.py). In WAL
+    mode a reader never waits for a writer, so the loop is not held. None for PostgreSQL."""
+    if not is_sqlite(engine):
+        return None
+    reader = create_engine(
+        engine.url.set(drivername="sqlite+pysqlite"),
+        connect_args={"timeout": LOCK_WAIT_SECONDS, "check_same_thread": False},
+    )
+
+    @event.listens_for(reader, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # each read is its own transaction
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    return reader
+
+
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine (same pool) whose transactions take SQLite's write lock at BEGIN."""
     return engine.execution_options(write_lock=True)
@@ -63,8 +83,10 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("write_lock")
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # each statement is its own transaction
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write_lock") else "BEGIN")
 
 
 def cannot_reach(url: str, err: BaseException) -> ConfigurationError:

@@ -21,11 +21,11 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from api.server.db.engine import writer
+from api.server.db.engine import sqlite_reader, writer
 from api.server.db.schema import triggers, workflow_versions, workflows
 from api.server.errors import DefinitionNotFound
 from api.server.store import (
@@ -39,6 +39,7 @@ from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError
 
 CACHED_VERSIONS = 1024
+_CURRENT_SQL = "SELECT current_version FROM workflows WHERE workflow_id = ?"
 SAVE_ATTEMPTS = 20
 
 
@@ -56,6 +57,10 @@ class DatabaseDefinitionStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Reads of one statement need no transaction: on PostgreSQL that saves the BEGIN and
+        # ROLLBACK round trips around each; on SQLite they run in-process (sqlite_reader).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sqlite = sqlite_reader(engine)
         self._versions: OrderedDict[tuple[str, int], StoredDefinition] = OrderedDict()
 
     # -- reading ----------------------------------------------------------------------------
@@ -63,12 +68,7 @@ class DatabaseDefinitionStore:
     async def get(self, workflow_id: str, version: int | None = None) -> StoredDefinition:
         check_id(workflow_id)
         if version is None:
-            async with self.engine.connect() as connection:
-                current = await connection.scalar(
-                    select(workflows.c.current_version).where(
-                        workflows.c.workflow_id == workflow_id
-                    )
-                )
+            current = await self._current_version(workflow_id)
             if current is None:
                 raise DefinitionNotFound(f"no workflow named '{workflow_id}'")
             version = int(current)
@@ -76,18 +76,15 @@ class DatabaseDefinitionStore:
         if stored is not None:
             self._versions.move_to_end((workflow_id, version))
             return stored
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(workflow_versions).where(
-                        workflow_versions.c.workflow_id == workflow_id,
-                        workflow_versions.c.version == version,
-                    )
-                )
-            ).first()
-        if row is None:
+        rows = await self._rows(
+            select(workflow_versions).where(
+                workflow_versions.c.workflow_id == workflow_id,
+                workflow_versions.c.version == version,
+            )
+        )
+        if not rows:
             raise DefinitionNotFound(f"workflow '{workflow_id}' has no version {version}")
-        return self._remember(self._stored(row._mapping))
+        return self._remember(self._stored(rows[0]._mapping))
 
     async def list_definitions(self) -> list[StoredDefinition]:
         query = (
@@ -95,12 +92,11 @@ class DatabaseDefinitionStore:
             .where(workflows.c.current_version.is_not(None))
             .order_by(workflows.c.workflow_id)
         )
-        async with self.engine.connect() as connection:
-            current = (await connection.execute(query)).all()
+        current = await self._rows(query)
         found: list[StoredDefinition] = []
-        for workflow_id, version in current:
+        for row in current:
             try:
-                found.append(await self.get(workflow_id, int(version)))
+                found.append(await self.get(str(row[0]), int(row[1])))
             except (DefinitionNotFound, DefinitionError):
                 continue  # a document older rules accepted and these refuse: not listed
         return found
@@ -112,8 +108,7 @@ class DatabaseDefinitionStore:
             .where(workflow_versions.c.workflow_id == workflow_id)
             .order_by(workflow_versions.c.version)
         )
-        async with self.engine.connect() as connection:
-            return [int(v) for v in (await connection.scalars(query)).all()]
+        return [int(row[0]) for row in await self._rows(query)]
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -229,6 +224,33 @@ class DatabaseDefinitionStore:
             await connection.execute(delete(triggers).where(triggers.c.workflow_id == workflow_id))
 
     # -- internals --------------------------------------------------------------------------
+
+    async def _rows(self, query: Select[Any]) -> list[Any]:
+        if self._sqlite is not None:
+            with self._sqlite.connect() as connection:
+                return list(connection.execute(query).all())
+        async with self._reads.connect() as connection:
+            return list((await connection.execute(query)).all())
+
+    async def _current_version(self, workflow_id: str) -> int | None:
+        """The read every start makes: on SQLite, one statement on a pooled sqlite3
+        connection (microseconds; SQLAlchemy's statement machinery would cost ten times it)."""
+        if self._sqlite is None:
+            found = await self._rows(
+                select(workflows.c.current_version).where(workflows.c.workflow_id == workflow_id)
+            )
+            return None if not found or found[0][0] is None else int(found[0][0])
+        connection = self._sqlite.raw_connection()
+        try:
+            row = connection.execute(_CURRENT_SQL, (workflow_id,)).fetchone()
+        finally:
+            connection.close()  # back to the pool
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+        await self.engine.dispose()
 
     def _stored(self, row: Any) -> StoredDefinition:
         document = json.loads(row["document"])
