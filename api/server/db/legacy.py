@@ -31,7 +31,7 @@ from api.server.db.keys import insert_keys
 from api.server.db.schema import imports, workflow_versions, workflows
 from api.server.db.store import replace_triggers
 from api.server.store import content_hash, valid_workflow_id, validated
-from workflows.errors import DefinitionError
+from workflows.errors import ConfigurationError, DefinitionError
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ def read_definitions(directory: Path, skipped: list[str]) -> list[LegacyWorkflow
         item = LegacyWorkflow(workflow_id)
         for path in sorted((versions_root / workflow_id).glob("*.json")):
             record = _json(path, skipped)
-            if isinstance(record, dict) and isinstance(record.get("document"), dict):
+            if _is_record(record, path):
                 item.records.append(record)
+            elif record is not None:
+                skipped.append(f"{path} (not a version record)")
         current_path = directory / f"{workflow_id}.json"
         if current_path.exists():
             document = _json(current_path, skipped)
@@ -68,6 +70,17 @@ def read_definitions(directory: Path, skipped: list[str]) -> list[LegacyWorkflow
         if item.records:
             found.append(item)
     return found
+
+
+def _is_record(record: Any, path: Path) -> bool:
+    """A version file as earlier versions wrote it, numbered as its name says."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("document"), dict)
+        and isinstance(record.get("version"), int)
+        and path.stem.isdigit()
+        and int(path.stem) == record["version"]
+    )
 
 
 def _add_current(item: LegacyWorkflow, document: dict[str, Any], path: Path) -> None:
@@ -123,7 +136,15 @@ async def import_files_layout(engine: AsyncEngine, definitions: Path, key_file: 
             for item in found:
                 await _insert_workflow(connection, item)
             await insert_keys(connection, keys, source=str(key_file))
-    except IntegrityError:
+    except IntegrityError as err:
+        async with engine.connect() as connection:
+            done = await connection.scalar(
+                select(imports.c.name).where(imports.c.name == IMPORT_NAME)
+            )
+        if done is None:  # not another process's import: the files themselves clash
+            raise ConfigurationError(
+                f"the files layout in {definitions} cannot be imported: {err.orig}"
+            ) from None
         return None  # another process imported first, in its own transaction
     return summary
 
