@@ -216,7 +216,8 @@ def _print_banner(stack: DevStack, settings: Settings, admin_key: str | None) ->
     if settings.worker_metrics_address:
         worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
         console.print(f"                [link]{worker_metrics}[/link] (worker)")
-    console.print(f"  Definitions   {shown_url(settings.database)}", soft_wrap=True)
+    database = shown_url(settings.database).replace("sqlite+aiosqlite://", "sqlite://")
+    console.print(f"  Definitions   {database}", soft_wrap=True)
     logs = open_stores(settings).logs.location.rstrip("/")
     console.print(f"  Logs          {logs}/")
     console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
