@@ -158,6 +158,8 @@ async def test_the_first_start_imports_the_files_layout_once(
             assert alpha["version"] == 3 and alpha["versions"] == [1, 2, 3]
             assert alpha["definition"]["description"] == "hand edit"
             assert (await api.get("/api/workflows/gone")).status_code == 404
+            huge = await api.get("/api/workflows/alpha", params={"version": 2**70})
+            assert huge.status_code == 404  # past the column's range: no such version, no 500
             kept = await api.get("/api/workflows/gone", params={"version": 1})
             assert kept.status_code == 200 and kept.json()["hash"] == content_hash(
                 quick("gone", "only")

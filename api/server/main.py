@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.engine = state
     install_error_handlers(app)
     app.exception_handler(RPCError)(_temporal_error)
+    app.exception_handler(SQLAlchemyError)(_database_error)
     for module in (health, runs, workflows, executions, hooks):
         app.include_router(module.router)
     app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
@@ -141,6 +143,18 @@ async def _temporal_error(_: object, exc: RPCError) -> JSONResponse:
     return JSONResponse(
         error_body(
             [{"code": "temporal_unavailable", "message": f"Temporal call failed: {exc.message}"}]
+        ),
+        503,
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _database_error(_: object, exc: SQLAlchemyError) -> JSONResponse:
+    # The database went away after start (PostgreSQL restarting, a failover): a retry helps.
+    logger.warning("database call failed: %s", type(exc).__name__)
+    return JSONResponse(
+        error_body(
+            [{"code": "database_unavailable", "message": "the definitions database did not answer"}]
         ),
         503,
         headers={"Retry-After": "2"},

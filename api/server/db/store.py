@@ -39,6 +39,7 @@ from workflows.definition import WorkflowDefinition
 from workflows.errors import DefinitionError
 
 CACHED_VERSIONS = 1024
+MAX_VERSION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 _CURRENT_SQL = "SELECT current_version FROM workflows WHERE workflow_id = ?"
 SAVE_ATTEMPTS = 20
 
@@ -67,6 +68,8 @@ class DatabaseDefinitionStore:
 
     async def get(self, workflow_id: str, version: int | None = None) -> StoredDefinition:
         check_id(workflow_id)
+        if version is not None and not 0 < version <= MAX_VERSION:
+            raise DefinitionNotFound(f"workflow '{workflow_id}' has no version {version}")
         if version is None:
             current = await self._current_version(workflow_id)
             if current is None:
