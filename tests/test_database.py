@@ -152,7 +152,7 @@ async def test_the_first_start_imports_the_files_layout_once(
     viewer_key = "old-viewer-key-0123456789"
     write_files_layout(tmp_path, viewer_key)
     settings = base_settings(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="api.server.db"):
+    with caplog.at_level(logging.WARNING, logger="api.server.main"):
         async with api_client(settings) as api:
             alpha = (await api.get("/api/workflows/alpha")).json()
             assert alpha["version"] == 3 and alpha["versions"] == [1, 2, 3]
@@ -178,7 +178,7 @@ async def test_the_first_start_imports_the_files_layout_once(
     # Once: a later start, even with new files beside the old ones, imports nothing more.
     (tmp_path / "definitions" / "beta.json").write_text(json.dumps(quick("beta")))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="api.server.db"):
+    with caplog.at_level(logging.WARNING, logger="api.server.main"):
         async with api_client(settings) as api:
             assert (await api.get("/api/workflows/beta")).status_code == 404
     assert not [r for r in caplog.records if "imported" in r.getMessage()]

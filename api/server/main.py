@@ -110,6 +110,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     install_web_security(app, settings)  # before the body is read: framing, other sites
     install_observability(app, settings)  # /metrics, JSON logs, tracing: wraps the above
+    if prepared.imported:  # once logging is set up (JSON lines with LOG_FORMAT=json)
+        logger.warning("first start on this database: %s", prepared.imported)
     app.state.engine = state
     install_error_handlers(app)
     app.exception_handler(RPCError)(_temporal_error)

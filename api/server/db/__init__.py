@@ -9,7 +9,6 @@ read the stored API keys.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from api.server.db.keys import stored_keys
 from api.server.db.legacy import import_files_layout
 from api.server.db.migrate import check_schema, upgrade
 from api.server.db.store import DatabaseDefinitionStore
-
-logger = logging.getLogger(__name__)
 
 KEY_FILE = "api-keys.json"
 
@@ -60,8 +57,6 @@ async def _prepare(settings: Settings) -> Prepared:
         imported = await import_files_layout(
             engine, settings.workflow_definitions_dir, legacy_key_file(settings)
         )
-        if imported:
-            logger.warning("first start on this database: %s", imported)
         return Prepared(keys=await stored_keys(engine), imported=imported)
     finally:
         await engine.dispose()

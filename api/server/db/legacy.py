@@ -117,7 +117,8 @@ def read_key_file(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
 
 
 async def import_files_layout(engine: AsyncEngine, definitions: Path, key_file: Path) -> str | None:
-    """Import once; what was imported (a sentence), or None if an import was done before."""
+    """Import once; what was imported (a sentence), or None if an import was done before
+    or there was nothing to import."""
     async with engine.connect() as connection:
         done = await connection.scalar(select(imports.c.name).where(imports.c.name == IMPORT_NAME))
     if done is not None:
@@ -146,7 +147,7 @@ async def import_files_layout(engine: AsyncEngine, definitions: Path, key_file: 
                 f"the files layout in {definitions} cannot be imported: {err.orig}"
             ) from None
         return None  # another process imported first, in its own transaction
-    return summary
+    return summary if found or keys or skipped else None
 
 
 async def _insert_workflow(connection: AsyncConnection, item: LegacyWorkflow) -> None:
