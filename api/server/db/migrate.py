@@ -20,6 +20,7 @@ from workflows.errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "wfe db upgrade"
+MIGRATION_LOCK = 0x77666501  # any constant of ours: PostgreSQL's advisory lock for migrations
 
 
 def _config() -> Config:
@@ -62,6 +63,9 @@ async def upgrade(engine: AsyncEngine, url: str) -> tuple[str | None, str]:
     One transaction with the write lock, so two processes never migrate at once."""
 
     def run(connection: Connection) -> str | None:
+        if connection.dialect.name == "postgresql":
+            # Two upgrades at once: the second waits here, then finds the schema current.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         before = _current(connection)
         if before is not None and not _known(before):
             raise _newer(url, before)
