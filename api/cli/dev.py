@@ -34,7 +34,7 @@ def dev(
     temporal_port: int = typer.Option(7233, help="Temporal frontend (gRPC) port."),
     ui_port: int = typer.Option(8233, help="Temporal Web UI port."),
     api_port: int = typer.Option(8000, help="API port."),
-    examples: Path = typer.Option(Path("examples"), help="Seeded into the definitions dir."),
+    examples: Path = typer.Option(Path("examples"), help="Saved into the database when missing."),
     metrics_port: int = typer.Option(
         9464, help="Worker Prometheus metrics port (0: off; WORKER_METRICS_ADDRESS wins)."
     ),
