@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install chromium lint format bench worker api clean
+.PHONY: dev test install chromium postgresql lint format bench worker api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,25 @@ chromium:
 	elif [ -n "$$CI" ]; then echo "$(CHROMIUM) is missing and cannot be installed" >&2; exit 1; \
 	else echo "note: no $(CHROMIUM) (apt-get install chromium): the browser test will skip" >&2; fi
 
+# tests/test_database.py starts a real PostgreSQL from Debian's `postgresql` package (initdb in
+# a temporary directory; never a server a test tool downloads). Same rules as Chromium above.
+PG_INITDB := $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/lib/postgresql/*/bin/initdb))
+APT_POSTGRESQL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends postgresql
+postgresql:
+	@if [ -n "$(PG_INITDB)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing Debian's postgresql"; $(APT_POSTGRESQL); \
+	elif sudo -n true 2>/dev/null; then echo "installing Debian's postgresql"; sudo sh -c '$(APT_POSTGRESQL)'; \
+	elif [ -n "$$CI" ]; then echo "PostgreSQL (initdb) is missing and cannot be installed" >&2; exit 1; \
+	else echo "note: no PostgreSQL (apt-get install postgresql): its tests will skip" >&2; fi
+
 ## dev: Temporal dev server (SQLite under storage/) + worker + API; Ctrl-C stops all
 ## (other ports: make dev ARGS='--api-port 18000 --temporal-port 17233 --ui-port 18233')
 dev: install
 	$(BIN)/wfe dev $(ARGS)
 
 ## test: lint, then the whole suite against a real Temporal dev server
-test: install lint chromium
+test: install lint chromium postgresql
 	$(BIN)/python -m pytest
 
 lint: install

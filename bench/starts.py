@@ -55,8 +55,10 @@ from temporalio.service import RPCError
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.temporal_client import connect_when_ready
 from api.cli.devstack import DevServer, free_port
+from api.server.db.engine import open_engine, run_blocking
+from api.server.db.store import DatabaseDefinitionStore
 from api.server.executions import request_hash, start_options
-from api.server.store import FileDefinitionStore
+from api.server.store import StoredDefinition
 from bench.load_client import LeanHTTP
 from workflows.messages import WORKFLOW_TYPE
 
@@ -95,6 +97,7 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         TEMPORAL_NAMESPACE=settings.temporal_namespace,
         TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
         WORKFLOW_DEFINITIONS_DIR=str(settings.workflow_definitions_dir),
+        STORAGE_URL=settings.storage_url,
         WORKFLOW_LOG_DIR=str(settings.workflow_log_dir),
         PAYLOAD_STORE_DIR=str(settings.payload_store_dir),
     )
@@ -214,9 +217,22 @@ def api_starter(http: LeanHTTP) -> Start:
     return start
 
 
+def saved_definition(settings: Settings) -> StoredDefinition:
+    """The definition as the API saved it, read from its database."""
+
+    async def read() -> StoredDefinition:
+        engine = open_engine(settings.database)
+        try:
+            return await DatabaseDefinitionStore(engine).get(WORKFLOW_ID)
+        finally:
+            await engine.dispose()
+
+    return run_blocking(read)
+
+
 def direct_starter(client: Client, settings: Settings) -> Start:
     """What ExecutionService.start sends to Temporal for a start without Idempotency-Key."""
-    stored = FileDefinitionStore(settings.workflow_definitions_dir).get(WORKFLOW_ID)
+    stored = saved_definition(settings)
 
     async def start(n: int) -> str:
         input_vars = {"n": n}
@@ -376,6 +392,7 @@ async def measure_starts(
         temporal_address=server_address,
         temporal_task_queue=f"bench-starts-{secrets.token_hex(4)}",  # no worker polls it
         workflow_definitions_dir=tmp_dir / "definitions",
+        storage_url=f"file://{tmp_dir}",
         workflow_log_dir=tmp_dir / "logs",
         payload_store_dir=tmp_dir / "payloads",
     )

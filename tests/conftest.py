@@ -106,6 +106,8 @@ def settings(
         openrouter_base_url=fake_openrouter.base_url,
         workflow_log_dir=tmp_path / "logs",
         workflow_definitions_dir=tmp_path / "definitions",
+        # The embedded control-plane database (SQLite) in the test's own directory.
+        storage_url=f"file://{tmp_path}",
         api_keys=json.dumps(TEST_KEYS),
         # Tests talk to loopback fakes: allowed explicitly, the SSRF guard stays on.
         http_allowed_hosts="127.0.0.1",
@@ -194,10 +196,69 @@ async def http(api_url: str) -> AsyncIterator[Any]:
         yield session
 
 
-def save_definition(settings: Settings, document: dict[str, Any]) -> None:
-    from api.server.store import FileDefinitionStore
+_PREPARED_DATABASES: set[str] = set()
 
-    FileDefinitionStore(settings.workflow_definitions_dir).save(str(document["id"]), document)
+
+def save_definition(settings: Settings, document: dict[str, Any]) -> None:
+    """Save a definition straight into the control-plane database the API of ``settings``
+    reads (created and migrated first, as the API does), as a save through the API would."""
+    from api.server.db.store import DatabaseDefinitionStore
+
+    async def save(store: DatabaseDefinitionStore) -> None:
+        await store.save(str(document["id"]), document)
+
+    with_store(settings, save)
+
+
+def save_raw_definition(settings: Settings, workflow_id: str, document: dict[str, Any]) -> None:
+    """Store a document unchecked, as an older version of the engine may have saved it."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from api.server.db.schema import workflow_versions, workflows
+    from api.server.db.store import DatabaseDefinitionStore
+    from api.server.store import content_hash
+
+    async def insert_raw(store: DatabaseDefinitionStore) -> None:
+        now = datetime.now(UTC)
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                insert(workflows).values(
+                    workflow_id=workflow_id, current_version=1, latest_version=1, updated_at=now
+                )
+            )
+            await connection.execute(
+                insert(workflow_versions).values(
+                    workflow_id=workflow_id,
+                    version=1,
+                    hash=content_hash(document),
+                    saved_at=now,
+                    document=json.dumps(document),
+                )
+            )
+
+    with_store(settings, insert_raw)
+
+
+def with_store(settings: Settings, work: Any) -> None:
+    """Run ``await work(store)`` on the database of ``settings`` (on a loop of its own)."""
+    from api.server.db import prepare_database
+    from api.server.db.engine import open_engine, run_blocking
+    from api.server.db.store import DatabaseDefinitionStore
+
+    if settings.database not in _PREPARED_DATABASES:
+        prepare_database(settings)
+        _PREPARED_DATABASES.add(settings.database)
+
+    async def run() -> None:
+        engine = open_engine(settings.database)
+        try:
+            await work(DatabaseDefinitionStore(engine))
+        finally:
+            await engine.dispose()
+
+    run_blocking(run)
 
 
 async def outcome(handle: WorkflowHandle[Any, Any], timeout: float = 60) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
         TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
         WORKFLOW_LOG_DIR=str(settings.workflow_log_dir),
         WORKFLOW_DEFINITIONS_DIR=str(settings.workflow_definitions_dir),
+        STORAGE_URL=settings.storage_url,
         PAYLOAD_STORE_DIR=str(settings.payload_store_dir),
         HTTP_ALLOWED_HOSTS="127.0.0.1",
         WORKER_GRACEFUL_SHUTDOWN_SECONDS="10",

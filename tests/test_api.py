@@ -241,6 +241,7 @@ async def test_without_temporal_the_api_answers_503_not_500(tmp_path: Any) -> No
         temporal_address=f"127.0.0.1:{free_port()}",
         workflow_definitions_dir=tmp_path,
         workflow_log_dir=tmp_path,
+        storage_url=f"file://{tmp_path}",
         api_keys=json.dumps(TEST_KEYS),
     )
     app = create_app(settings)

@@ -111,39 +111,86 @@ async def test_push_directory_then_unchanged_then_new_version(api_url: str, tmp_
 
     first = await wfe(api_url, "push", str(folder))
     assert first.exit_code == 0, first.output
-    assert re.search(r"^created\s+hello-offline\s+v1\b", first.stdout, re.MULTILINE)
-    assert re.search(r"^created\s+ticket-triage\s+v1\b", first.stdout, re.MULTILINE)
+    assert re.search(r"^hello-offline: created$", first.stdout, re.MULTILINE)
+    assert re.search(r"^ticket-triage: created$", first.stdout, re.MULTILINE)
 
     again = await wfe(api_url, "push", str(folder))
     assert again.exit_code == 0, again.output
-    assert re.search(r"^unchanged\s+hello-offline\s+v1\b", again.stdout, re.MULTILINE)
+    assert re.search(r"^hello-offline: unchanged \(v1\)$", again.stdout, re.MULTILINE)
 
     document = json.loads((folder / "hello-offline.json").read_text())
     document["description"] = "changed by the CLI test"
     write(folder / "hello-offline.json", document)
+    dry = await wfe(api_url, "push", "--dry-run", str(folder))
+    assert dry.exit_code == 0, dry.output
+    assert re.search(r"^hello-offline: new version 2$", dry.stdout, re.MULTILINE)
+    assert dry.stdout.rstrip().endswith("dry run: nothing was saved")
     changed = await wfe(api_url, "push", str(folder / "hello-offline.json"))
     assert changed.exit_code == 0, changed.output
-    assert re.search(r"^updated\s+hello-offline\s+v2\b", changed.stdout, re.MULTILINE)
+    assert changed.stdout.strip() == "hello-offline: new version 2"
 
-    # No "id": the file name is the id. A bad file fails alone; the others are still saved.
+    # No "id": the file name is the id. One bad file: every problem, with its file and JSON
+    # path, and nothing saved, not even the good new file.
     write(
         folder / "named-by-file.json", {"steps": [{"id": "s", "type": "set", "values": {"a": 1}}]}
     )
     write(folder / "zz-bad.json", {"id": "zz-bad", "steps": [{"id": "s", "type": "nope"}]})
+    (folder / "zz-text.json").write_text("{ not json")
     mixed = await wfe(api_url, "push", str(folder))
     assert mixed.exit_code == 1, mixed.output
-    assert re.search(r"^created\s+named-by-file\s+v1\b", mixed.stdout, re.MULTILINE)
+    assert mixed.stdout == ""
     bad_lines = [line for line in error_lines(mixed) if "zz-bad.json" in line]
     assert bad_lines and all(
         line.startswith(f"error: {folder / 'zz-bad.json'}: $.steps[0]") for line in bad_lines
     )
-    total = len(list(EXAMPLES.glob("*.json"))) + 2  # the examples, named-by-file and zz-bad
-    assert error_lines(mixed)[-1] == f"error: 1 of {total} definitions not saved"
+    assert any(
+        line.startswith(f"error: {folder / 'zz-text.json'}: not valid JSON")
+        for line in error_lines(mixed)
+    )
+    assert error_lines(mixed)[-1].endswith("nothing saved")
+    missing = await wfe(api_url, "workflows")
+    assert "named-by-file" not in missing.stdout
+    (folder / "zz-bad.json").unlink()
+    (folder / "zz-text.json").unlink()
+    fixed = await wfe(api_url, "push", str(folder))
+    assert fixed.exit_code == 0, fixed.output
+    assert re.search(r"^named-by-file: created$", fixed.stdout, re.MULTILINE)
 
     listed = await wfe(api_url, "workflows")
     assert listed.exit_code == 0, listed.output
     assert re.search(r"hello-offline\s+v2\b", listed.stdout)
     assert "named-by-file" in listed.stdout
+
+
+async def test_pull_diff_and_prune(api_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    write(source / "keep.json", dict(QUICK, id="keep"))
+    write(source / "drop.json", dict(QUICK, id="drop"))
+    assert (await wfe(api_url, "push", str(source))).exit_code == 0
+    write(source / "keep.json", dict(QUICK, id="keep", description="second"))
+    (source / "drop.json").unlink()
+    pruned = await wfe(api_url, "push", "--prune", str(source))
+    assert pruned.exit_code == 0, pruned.output
+    assert "keep: new version 2" in pruned.stdout and "drop: deleted" in pruned.stdout
+
+    copy = tmp_path / "copy"
+    pulled = await wfe(api_url, "pull", str(copy))
+    assert pulled.exit_code == 0, pulled.output
+    assert json.loads((copy / "keep.json").read_text())["description"] == "second"
+    assert not (copy / "drop.json").exists()
+    # What was pulled pushes back unchanged.
+    back = await wfe(api_url, "push", str(copy))
+    assert "keep: unchanged (v2)" in back.stdout
+
+    changed = await wfe(api_url, "diff", "keep", "1", "2")
+    assert changed.exit_code == 0, changed.output
+    assert "--- keep v1" in changed.stdout and "+++ keep v2" in changed.stdout
+    assert '+  "description": "second",' in changed.stdout
+    same = await wfe(api_url, "diff", "keep", "2", "2")
+    assert same.stdout.strip() == "keep: v2 and v2 are the same"
+    gone = await wfe(api_url, "diff", "keep", "1", "9")
+    assert gone.exit_code == 1 and "no version 9" in gone.stderr
 
 
 async def test_run_wait_shows_progress_and_outputs(api_url: str, settings: Settings) -> None:

@@ -246,6 +246,8 @@ def test_compose_file_parses_with_the_expected_services(raw: dict[str, Any]) -> 
         GRAFANA_SERVICE,
         MINIO_SERVICE,
         MINIO_SETUP_SERVICE,
+        "engine-db",
+        "engine-db-migrate",
     }
     assert set(raw["volumes"]) >= {SHARED_VOLUME}
 
@@ -879,7 +881,9 @@ def test_the_worker_serves_metrics_to_the_compose_network(
     assert "WORKER_METRICS_ADDRESS" not in api, "the API serves /metrics on its own port"
     assert not any(int(port) in (h, c) for _, h, c in _published_ports(services["worker"]))
     # Everything else the worker gets is the shared engine environment (the YAML merge).
-    assert {k: v for k, v in worker.items() if k != "WORKER_METRICS_ADDRESS"} == api
+    # (The API adds DATABASE_URL: only it opens the control-plane database.)
+    shared = {k: v for k, v in api.items() if k != "DATABASE_URL"}
+    assert {k: v for k, v in worker.items() if k != "WORKER_METRICS_ADDRESS"} == shared
     for name in {n.upper() for n in Settings.model_fields}:
         monkeypatch.delenv(name, raising=False)
     for variable, value in worker.items():

@@ -162,7 +162,8 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
         assert f"http://127.0.0.1:{ports['ui']}" in str(printed)
         worker_metrics = f"http://127.0.0.1:{ports['metrics']}/metrics"
         assert worker_metrics in str(printed)
-        assert (tmp_path / "definitions" / "hello-offline.json").exists()
+        # The examples are seeded into the embedded control-plane database.
+        assert (tmp_path / "storage" / "wfe.db").exists()
         headers = {"Authorization": f"Bearer {key}"}
         started = httpx.post(
             f"{api}/api/workflows/run",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from activities.runtime.settings import Settings
-from tests.conftest import eventually
+from tests.conftest import eventually, save_definition
 from tests.fakes import FakeOpenRouter, Reply, completion
 from workflows.validation import check_definition
 
@@ -18,9 +17,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def install_examples(settings: Settings) -> None:
-    settings.workflow_definitions_dir.mkdir(parents=True, exist_ok=True)
     for path in EXAMPLES.glob("*.json"):
-        shutil.copyfile(path, settings.workflow_definitions_dir / path.name)
+        save_definition(settings, json.loads(path.read_text()))
 
 
 async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:

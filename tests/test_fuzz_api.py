@@ -38,6 +38,8 @@ def test_fuzzing_the_openapi_schema_finds_no_server_errors(
         "TEMPORAL_ADDRESS": temporal_server.address,
         "TEMPORAL_TASK_QUEUE": f"fuzz-{uuid.uuid4()}",
         "WORKFLOW_DEFINITIONS_DIR": str(definitions),
+        # The embedded database here; its first start imports the definitions above.
+        "STORAGE_URL": f"file://{tmp_path}",
         "WORKFLOW_LOG_DIR": str(tmp_path / "logs"),
         "API_KEYS": json.dumps(TEST_KEYS),
         "API_RATE_LIMIT_PER_MINUTE": "1000000",

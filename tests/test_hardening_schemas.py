@@ -24,7 +24,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.runtime.settings import Settings
-from tests.conftest import outcome, read_log, start_definition
+from tests.conftest import outcome, read_log, save_raw_definition, start_definition
 from tests.fakes import FakeOpenRouter, Reply, completion
 from workflows.definition import WorkflowDefinition
 from workflows.errors import FailureType
@@ -554,11 +554,8 @@ async def test_api_refuses_a_run_of_a_document_saved_before_the_rules(
 ) -> None:
     for index, ref in enumerate(remote_refs(tripwire, canary_file)):
         workflow_id = f"old-{index}"
-        # Written straight to the store's directory, as an older version would have saved it.
-        settings.workflow_definitions_dir.mkdir(parents=True, exist_ok=True)
-        (settings.workflow_definitions_dir / f"{workflow_id}.json").write_text(
-            json.dumps(definition(with_ref(ref), workflow_id))
-        )
+        # Stored unchecked, as an older version would have saved it.
+        save_raw_definition(settings, workflow_id, definition(with_ref(ref), workflow_id))
         answer = await http.post(
             "/api/workflows/run", json={"workflow_id": workflow_id, "input_vars": {"x": "v"}}
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.log_rotation import RotationPolicy
@@ -30,6 +31,7 @@ from activities.runtime.payload_store import PayloadStore, retention_seconds
 from activities.runtime.settings import Settings
 from activities.runtime.storage import FileStorage, open_stores
 from activities.runtime.temporal_client import connect_when_ready
+from api.cli.database import upgrade_database
 from tests.conftest import ADMIN_KEY, eventually, save_definition, serve_api
 from tests.fakes import HttpSink, Reply
 from tests.moto_s3 import bucket_keys, new_bucket, s3_endpoint_fixture  # noqa: F401 (a fixture)
@@ -75,8 +77,11 @@ def s3_settings(
             "s3_endpoint_url": s3_endpoint,
             "workflow_log_dir": tmp_path / "no-logs-here",
             "payload_store_dir": tmp_path / "no-payloads-here",
+            # The control-plane database in the test's directory (not storage/ of the cwd).
+            "database_url": SecretStr(f"sqlite:///{tmp_path / 'wfe.db'}"),
         }
     )
+    upgrade_database(s3)
     yield s3
     keep_for_replay(s3, payload_dir)
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from activities.runtime.database_url import check_database_url, embedded_database_url
 from activities.runtime.storage.location import (
     LOGS_AREA,
     PAYLOADS_AREA,
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     # The bucket's region; unset, boto3 reads AWS_DEFAULT_REGION.
     aws_region: str | None = None
     workflow_log_dir: Path = Path("storage/workflow_logs")
+    # The control plane's database (docs/database.md): definitions and their versions, API
+    # keys, triggers. Unset: SQLite in the STORAGE_URL directory (storage/wfe.db), migrated by
+    # the API itself; set (sqlite:///path or postgresql://user:pass@host/db): migrated by
+    # `wfe db upgrade`, and PostgreSQL lets several API processes share one control plane.
+    database_url: SecretStr | None = None
 
     # Execution log rotation (compress finished logs, then delete the oldest)
     log_compress_after_seconds: float = Field(3600.0, ge=0)
@@ -203,6 +209,15 @@ class Settings(BaseSettings):
         parse_storage_url(value)  # raises ValueError naming the problem
         return value.strip()
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if _blank(text):
+            return None  # empty: the embedded SQLite database, as when unset
+        check_database_url(str(text))  # raises ValueError naming the URL, password hidden
+        return str(text).strip()
+
     @field_validator("s3_endpoint_url", "aws_region", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -282,6 +297,18 @@ class Settings(BaseSettings):
                 "must be the collector's OTLP/HTTP base URL, e.g. http://localhost:4318"
             )
         return text.rstrip("/")
+
+    @property
+    def database(self) -> str:
+        """DATABASE_URL, or the embedded SQLite file beside the logs when it is unset."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return embedded_database_url(self.storage_url)
+
+    @property
+    def database_embedded(self) -> bool:
+        """The default database: the API creates and migrates it by itself."""
+        return self.database_url is None
 
     @property
     def api_url(self) -> str:

@@ -1,8 +1,11 @@
 """`wfe`: the engine's command line.
 
 wfe dev                       Temporal dev server (SQLite in storage/) + worker + API
+wfe db upgrade                create or migrate the control plane's database (DATABASE_URL)
 wfe validate FILE             check a definition without saving it
-wfe push DIR_OR_FILE          save definitions (a new version when a document changed)
+wfe push DIR [--dry-run] [--prune]  save a folder of definitions (all checked first)
+wfe pull DIR                  write the latest version of every workflow
+wfe diff ID V1 V2             what changed between two versions
 wfe workflows                 list saved definitions
 wfe run WORKFLOW_ID           start an execution (--wait follows its steps live, -q: id only)
 wfe status EXECUTION_ID       status, current step, steps, outputs, error
@@ -20,7 +23,14 @@ with the key in WFE_API_KEY, and reports failures as one `error:` line each on s
 
 from __future__ import annotations
 
-from api.cli import definitions, dev, executions, testing  # noqa: F401 - each registers its commands
+from api.cli import (  # noqa: F401 - each registers its commands
+    as_code,
+    database,
+    definitions,
+    dev,
+    executions,
+    testing,
+)
 from api.cli.app import app
 from api.cli.dev import dev_allowed_hosts, dev_environment
 

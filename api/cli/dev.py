@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,15 @@ from pathlib import Path
 import httpx
 import typer
 
+from activities.runtime.database_url import shown_url
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.storage import open_stores
 from api.cli.app import app, console, fail
 from api.cli.client import API_KEY_ENV, API_URL_ENV
 from api.cli.devstack import DevServer, check_ports_free, parent_death_signal_available, spawn
 from api.server.auth import new_admin_key_file
+from api.server.db.engine import open_engine, run_blocking
+from api.server.db.store import DatabaseDefinitionStore
 from workflows.errors import ConfigurationError, EngineError
 
 
@@ -32,7 +34,7 @@ def dev(
     temporal_port: int = typer.Option(7233, help="Temporal frontend (gRPC) port."),
     ui_port: int = typer.Option(8233, help="Temporal Web UI port."),
     api_port: int = typer.Option(8000, help="API port."),
-    examples: Path = typer.Option(Path("examples"), help="Seeded into the definitions dir."),
+    examples: Path = typer.Option(Path("examples"), help="Saved into the database when missing."),
     metrics_port: int = typer.Option(
         9464, help="Worker Prometheus metrics port (0: off; WORKER_METRICS_ADDRESS wins)."
     ),
@@ -56,8 +58,9 @@ def dev(
         settings = load_settings()
     except ConfigurationError as err:
         fail(str(err))
-    _seed_definitions(examples, settings.workflow_definitions_dir)
     storage.mkdir(parents=True, exist_ok=True)
+    _prepare_database(settings)
+    _seed_definitions(examples, settings)
     server_log = storage / "temporal-server.log"
     with server_log.open("ab") as log:
         server = DevServer(
@@ -213,7 +216,8 @@ def _print_banner(stack: DevStack, settings: Settings, admin_key: str | None) ->
     if settings.worker_metrics_address:
         worker_metrics = f"http://{settings.worker_metrics_address}/metrics"
         console.print(f"                [link]{worker_metrics}[/link] (worker)")
-    console.print(f"  Definitions   {settings.workflow_definitions_dir}/")
+    database = shown_url(settings.database).replace("sqlite+aiosqlite://", "sqlite://")
+    console.print(f"  Definitions   {database}", soft_wrap=True)
     logs = open_stores(settings).logs.location.rstrip("/")
     console.print(f"  Logs          {logs}/")
     console.print(f"  HTTP allowed  {settings.http_allowed_hosts}", soft_wrap=True)
@@ -307,15 +311,41 @@ def _dev_admin_key(storage: Path) -> str | None:
     return None if key is None else str(key)
 
 
-def _seed_definitions(examples: Path, definitions: Path) -> None:
-    """Copy example workflows that the definitions directory does not have yet."""
+def _prepare_database(settings: Settings) -> None:
+    """`wfe db upgrade` for the control plane's database, then what the API does first (the
+    one-time import of an earlier version's files), so the examples land after it."""
+    from api.cli.database import upgrade_database
+    from api.server.db import prepare_database
+
+    try:
+        before, now = upgrade_database(settings)
+        imported = prepare_database(settings).imported
+    except ConfigurationError as err:
+        fail(str(err))
+    if before != now:
+        say(f"database {shown_url(settings.database)}: schema {before or 'created'} -> {now}")
+    if imported:
+        say(imported)
+
+
+def _seed_definitions(examples: Path, settings: Settings) -> None:
+    """Save the example workflows the database does not have yet (never over a user's own)."""
     if not examples.is_dir():
         return
-    definitions.mkdir(parents=True, exist_ok=True)
-    for path in sorted(examples.glob("*.json")):
-        target = definitions / path.name
-        if not target.exists():
-            shutil.copyfile(path, target)
+    documents = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(examples.glob("*.json"))]
+
+    async def seed() -> None:
+        engine = open_engine(settings.database)
+        store = DatabaseDefinitionStore(engine)
+        try:
+            for document in documents:
+                workflow_id = str(document.get("id"))
+                if not await store.versions(workflow_id):
+                    await store.save(workflow_id, document)
+        finally:
+            await engine.dispose()
+
+    run_blocking(seed)
 
 
 # -- commands that talk to the API --------------------------------------------------------

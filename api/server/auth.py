@@ -41,6 +41,8 @@ from workflows.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 Role = Literal["admin", "runner", "viewer"]
+# A key kept in the database: (SHA-256 digest, name, role, workflows or None for all).
+StoredKey = tuple[bytes, str, str, list[str] | None]
 
 
 class Action(StrEnum):
@@ -106,7 +108,12 @@ ANONYMOUS_ADMIN = Principal(name="anonymous", role="admin", workflows=None)
 class KeyRing:
     """The configured keys; ``authenticate`` never short-circuits on the first mismatch."""
 
-    def __init__(self, keys: Sequence[ApiKeySpec], disabled: bool = False) -> None:
+    def __init__(
+        self,
+        keys: Sequence[ApiKeySpec],
+        disabled: bool = False,
+        stored: Sequence[StoredKey] = (),
+    ) -> None:
         self.disabled = disabled
         self._entries = [
             (hashlib.sha256(k.key.get_secret_value().encode()).digest(), _principal(k))
@@ -115,6 +122,12 @@ class KeyRing:
         names = [p.name for _, p in self._entries]
         if len(set(names)) != len(names):
             raise ConfigurationError("API_KEYS: key names must be unique")
+        # Keys kept in the database (by digest); a configured key of the same name wins.
+        configured = set(names)
+        for digest, name, role, workflows in stored:
+            if name not in configured and role in ROLE_ACTIONS:
+                scope = None if workflows is None else frozenset(workflows)
+                self._entries.append((digest, Principal(name=name, role=role, workflows=scope)))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -156,8 +169,9 @@ def parse_keys(raw: Any, source: str) -> list[ApiKeySpec]:
         raise ConfigurationError(f"{source}: {where}: {first['msg']}") from None
 
 
-def load_key_ring(settings: Settings) -> KeyRing:
-    """Keys from API_KEYS and API_KEYS_FILE; no keys at all needs AUTH_DISABLED=true."""
+def load_key_ring(settings: Settings, stored: Sequence[StoredKey] = ()) -> KeyRing:
+    """Keys from API_KEYS and API_KEYS_FILE, and those ``stored`` in the database; no keys
+    at all needs AUTH_DISABLED=true."""
     keys: list[ApiKeySpec] = []
     if settings.api_keys is not None:
         keys += parse_keys(settings.api_keys.get_secret_value(), "API_KEYS")
@@ -173,13 +187,13 @@ def load_key_ring(settings: Settings) -> KeyRing:
             "AUTH_DISABLED=true: every request is treated as an admin. Never do this on a "
             "network others can reach."
         )
-        return KeyRing(keys, disabled=True)
-    if not keys:
+        return KeyRing(keys, disabled=True, stored=stored)
+    if not keys and not stored:
         raise ConfigurationError(
             "no API keys: set API_KEYS or API_KEYS_FILE (a JSON list of "
             '{"key", "name", "role", "workflows"}), or AUTH_DISABLED=true for local use only'
         )
-    return KeyRing(keys)
+    return KeyRing(keys, stored=stored)
 
 
 def new_admin_key_file(path: Path) -> str:

@@ -136,12 +136,12 @@ class DefinitionService:
         assert definition is not None
         _require_callees_in_scope(key, definition)
         try:
-            saved = self._store.save(workflow_id, document)
+            saved = await self._store.save(workflow_id, document)
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
         stored = saved.stored
         schedules = await sync_schedules(
-            client, self._settings, stored, self._schedule_library(stored)
+            client, self._settings, stored, await self._schedule_library(stored)
         )
         return WorkflowSaved(
             **saved_version(stored),
@@ -151,24 +151,24 @@ class DefinitionService:
             webhook=f"/api/hooks/{workflow_id}" if stored.definition.webhook() else None,
         )
 
-    def list(self, key: Principal) -> list[WorkflowSummary]:
+    async def list(self, key: Principal) -> list[WorkflowSummary]:
         return [
             summary(stored)
-            for stored in self._store.list_definitions()
+            for stored in await self._store.list_definitions()
             if key.sees(stored.workflow_id)
         ]
 
-    def get(self, workflow_id: str, key: Principal, version: int | None) -> WorkflowPublic:
+    async def get(self, workflow_id: str, key: Principal, version: int | None) -> WorkflowPublic:
         self._visible(key, workflow_id)
         try:
-            stored = self._store.get(workflow_id, version)
+            stored = await self._store.get(workflow_id, version)
         except DefinitionNotFound as err:
             raise ApiError(404, "workflow_not_found", str(err)) from None
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
         return WorkflowPublic(
             **saved_version(stored),
-            versions=self._store.versions(workflow_id),
+            versions=await self._store.versions(workflow_id),
             definition=stored.document,
         )
 
@@ -177,19 +177,19 @@ class DefinitionService:
         key.require(Action.MANAGE, "delete definitions")
         client = self._temporal()
         try:
-            self._store.delete(workflow_id)
+            await self._store.delete(workflow_id)
         except DefinitionNotFound as err:
             raise ApiError(404, "workflow_not_found", str(err)) from None
         await delete_schedules(client, workflow_id)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _schedule_library(self, stored: StoredDefinition) -> dict[str, Any]:
+    async def _schedule_library(self, stored: StoredDefinition) -> dict[str, Any]:
         """The sub-workflows a schedule's runs call: the versions current at this save."""
         if not stored.definition.schedules():
             return {}
         try:
-            return dict(library_for(stored.definition, self._store))
+            return dict(await library_for(stored.definition, self._store))
         except ApiError:
             return {}  # a run then fails its sub_workflow step, naming the missing workflow
 

@@ -21,6 +21,7 @@ from activities.runtime.settings import Settings
 from activities.runtime.temporal_client import connect
 from activities.runtime.tracing import API_SERVICE
 from api.server.auth import KeyRing, Principal
+from api.server.db.store import DatabaseDefinitionStore
 from api.server.definitions import DefinitionService
 from api.server.errors import ApiError
 from api.server.executions import (
@@ -34,7 +35,6 @@ from api.server.executions import (
 from api.server.limits import FailedAuthThrottle, RateLimiter, retry_after_header
 from api.server.pollers import WorkerPollers
 from api.server.status import ClosedAnswers
-from api.server.store import DefinitionStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class AppState:
     """What the API process holds for its lifetime (built in api.server.main.create_app)."""
 
     settings: Settings
-    store: DefinitionStore
+    store: DatabaseDefinitionStore
     logs: WorkflowLogger
     keys: KeyRing
     limiter: RateLimiter

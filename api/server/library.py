@@ -21,7 +21,9 @@ from workflows.shared import LibraryEntry
 MAX_LIBRARY = 100  # distinct workflows (and versions) one run may call
 
 
-def library_for(definition: WorkflowDefinition, store: DefinitionStore) -> dict[str, LibraryEntry]:
+async def library_for(
+    definition: WorkflowDefinition, store: DefinitionStore
+) -> dict[str, LibraryEntry]:
     """Every definition ``definition`` may call, directly or through its children."""
     library: dict[str, LibraryEntry] = {}
     work = [definition]
@@ -35,9 +37,9 @@ def library_for(definition: WorkflowDefinition, store: DefinitionStore) -> dict[
             try:
                 # A deleted workflow runs on no path: its pinned versions stay readable for
                 # the runs already pinned to them, never for new ones.
-                stored = store.get(workflow_id)
+                stored = await store.get(workflow_id)
                 if version is not None:
-                    stored = store.get(workflow_id, version)
+                    stored = await store.get(workflow_id, version)
             except (DefinitionNotFound, DefinitionError):
                 raise ApiError(
                     422,
@@ -72,7 +74,8 @@ def require_scope(principal: Principal, library: Mapping[str, LibraryEntry]) -> 
         )
 
 
-def called_ids(definition: WorkflowDefinition, store: DefinitionStore) -> frozenset[str]:
+async def called_ids(definition: WorkflowDefinition, store: DefinitionStore) -> frozenset[str]:
     """Every workflow a run of ``definition`` may call (for a trigger acting with the
     authority of the definition's author, who was allowed to call them when saving)."""
-    return frozenset(entry.definition.key for entry in library_for(definition, store).values())
+    library = await library_for(definition, store)
+    return frozenset(entry.definition.key for entry in library.values())

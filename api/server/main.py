@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -28,7 +29,9 @@ from activities.logs import WorkflowLogger
 from activities.runtime.settings import Settings, get_settings
 from activities.runtime.storage import check_storage, open_stores
 from api.console import router as console_router
-from api.server.auth import load_key_ring
+from api.server.auth import StoredKey, load_key_ring
+from api.server.db import DatabaseDefinitionStore, prepare_database
+from api.server.db.engine import open_engine
 from api.server.deps import AppState
 from api.server.errors import error_body, install_error_handlers
 from api.server.executions.page_tokens import PageTokens, page_token_secret
@@ -36,7 +39,6 @@ from api.server.limits import BodySizeLimit, RateLimiter
 from api.server.observability import install_observability
 from api.server.routes import executions, health, hooks, runs, tests, workflows
 from api.server.schemas import ErrorResponse
-from api.server.store import FileDefinitionStore
 from api.server.web_security import install_web_security
 from workflows.definition import definition_json_schema
 
@@ -79,7 +81,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     # Logs and large values live in STORAGE_URL, shared with the workers: an unreachable S3
     # endpoint or a missing bucket stops the API here, naming the variable.
     check_storage(settings)
-    state = _app_state(settings, client)
+    # The control plane's database: unreachable, unmigrated or newer than this engine stops
+    # the API here, naming the URL (password hidden) and what to do.
+    prepared = prepare_database(settings)
+    state = _app_state(settings, client, prepared.keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         yield
         if connecting is not None:
             connecting.cancel()
+        await state.store.close()
 
     app = FastAPI(
         title="Workflow engine",
@@ -104,9 +110,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     install_web_security(app, settings)  # before the body is read: framing, other sites
     install_observability(app, settings)  # /metrics, JSON logs, tracing: wraps the above
+    if prepared.imported:  # once logging is set up (JSON lines with LOG_FORMAT=json)
+        logger.warning("first start on this database: %s", prepared.imported)
     app.state.engine = state
     install_error_handlers(app)
     app.exception_handler(RPCError)(_temporal_error)
+    app.exception_handler(SQLAlchemyError)(_database_error)
     for module in (health, runs, workflows, tests, executions, hooks):
         app.include_router(module.router)
     app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
@@ -115,12 +124,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     return app
 
 
-def _app_state(settings: Settings, client: Client | None) -> AppState:
+def _app_state(settings: Settings, client: Client | None, keys: list[StoredKey]) -> AppState:
     return AppState(
         settings=settings,
-        store=FileDefinitionStore(settings.workflow_definitions_dir),
+        store=DatabaseDefinitionStore(open_engine(settings.database)),
         logs=WorkflowLogger(open_stores(settings).logs),
-        keys=load_key_ring(settings),
+        keys=load_key_ring(settings, keys),
         limiter=RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst),
         client=client,
         signal_limiter=RateLimiter(
@@ -136,6 +145,18 @@ async def _temporal_error(_: object, exc: RPCError) -> JSONResponse:
     return JSONResponse(
         error_body(
             [{"code": "temporal_unavailable", "message": f"Temporal call failed: {exc.message}"}]
+        ),
+        503,
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _database_error(_: object, exc: SQLAlchemyError) -> JSONResponse:
+    # The database went away after start (PostgreSQL restarting, a failover): a retry helps.
+    logger.warning("database call failed: %s", type(exc).__name__)
+    return JSONResponse(
+        error_body(
+            [{"code": "database_unavailable", "message": "the definitions database did not answer"}]
         ),
         503,
         headers={"Retry-After": "2"},

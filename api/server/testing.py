@@ -43,7 +43,7 @@ class Tester:
     client: Client
     starter: Starter
 
-    def checked(
+    async def checked(
         self, workflow_id: str, document: Any, principal: Principal
     ) -> tuple[CaseFile, StoredDefinition, list[CaseRun]]:
         """The file, the definition it tests and each case's run flag; every problem of
@@ -58,8 +58,8 @@ class Tester:
                 f"the file tests workflow '{file.workflow_id}', not '{workflow_id}'",
                 "$.workflow_id",
             )
-        stored = self.starter.runnable(workflow_id, principal, file.version)
-        called = library_for(stored.definition, self.starter.store).values()
+        stored = await self.starter.runnable(workflow_id, principal, file.version)
+        called = (await library_for(stored.definition, self.starter.store)).values()
         steps = [*stored.definition.steps, *(s for e in called for s in e.definition.steps)]
         problems, runs = file_problems(file, steps)
         if problems:
@@ -67,7 +67,7 @@ class Tester:
         return file, stored, runs
 
     async def run(self, workflow_id: str, document: Any, principal: Principal) -> TestReportPublic:
-        file, stored, runs = self.checked(workflow_id, document, principal)
+        file, stored, runs = await self.checked(workflow_id, document, principal)
         results = await asyncio.gather(
             *(
                 self._case(stored, case, run, principal)

@@ -46,7 +46,9 @@ class Rerunner:
             raise ApiError(
                 409, "rerun_unavailable", f"the history of '{source_id}' is not readable"
             )
-        stored = self.starter.runnable(source.definition.key, principal, _version(body, source))
+        stored = await self.starter.runnable(
+            source.definition.key, principal, _version(body, source)
+        )
         _check_from_step(body.from_step, stored, records)
         reuse = inherited(source_id, source, records, cutoff) | recorded.results
         input_vars = body.input_vars if body.input_vars is not None else source.input_vars

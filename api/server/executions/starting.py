@@ -47,7 +47,7 @@ class Starter:
     def links(self) -> Links:
         return Links(self.settings)
 
-    def _load(
+    async def _load(
         self, workflow_id: str, principal: Principal, version: int | None = None
     ) -> StoredDefinition:
         if not principal.sees(workflow_id):
@@ -55,20 +55,20 @@ class Starter:
                 404, "workflow_not_found", f"no workflow named '{workflow_id}'", "$.workflow_id"
             )
         try:
-            return self.store.get(workflow_id, version)
+            return await self.store.get(workflow_id, version)
         except DefinitionNotFound as err:
             raise ApiError(404, "workflow_not_found", str(err), "$.workflow_id") from None
         except DefinitionError as err:
             raise ApiError.from_problems(422, err.problems) from None
 
-    def runnable(
+    async def runnable(
         self, workflow_id: str, principal: Principal, version: int | None = None
     ) -> StoredDefinition:
         """The one check every way to a run passes (an API start, a rerun, a webhook; the
         workflows a run calls are checked by :meth:`start` through its library): the key sees
         the workflow and may run it, the workflow is saved now (a deleted one runs on no path),
         and a version other than the current one runs only for a key that manages it."""
-        current = self._load(workflow_id, principal)
+        current = await self._load(workflow_id, principal)
         principal.require(Action.RUN, "start executions")
         if version is None or version == current.version:
             return current
@@ -81,7 +81,7 @@ class Starter:
                 'version: run the current one (rerun with "version": "latest")',
                 "$.version",
             )
-        return self._load(workflow_id, principal, version)
+        return await self._load(workflow_id, principal, version)
 
     async def start(
         self,
@@ -97,7 +97,7 @@ class Starter:
         """Start a run; with ``refuse_duplicate``, an idempotency key already used (running or
         closed) raises :class:`DuplicateStart` instead of answering that execution. ``version``
         pins a past version; ``rerun`` holds a rerun's ``rerun_of`` and ``reuse``."""
-        stored = self.runnable(workflow_id, principal, version)
+        stored = await self.runnable(workflow_id, principal, version)
         options = await self._options(stored, input_vars, principal, started_by, rerun)
         digest = request_hash(stored.workflow_id, input_vars)
         target = start_id(stored.workflow_id, principal.name, idempotency_key, refuse_duplicate)
@@ -154,7 +154,7 @@ class Starter:
         # second on a large input: off the event loop, so other requests keep flowing.
         max_bytes = self.settings.api_max_input_bytes
         inputs = await asyncio.to_thread(prepare_inputs, stored, input_vars, max_bytes)
-        library = library_for(stored.definition, self.store)
+        library = await library_for(stored.definition, self.store)
         require_scope(principal, library)
         options = start_options(
             stored,

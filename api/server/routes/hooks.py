@@ -81,7 +81,7 @@ async def receive_webhook(
     raw = await request.body()
     headers = delivery_headers(request.headers)
     try:
-        trigger, verifier, verified = _authenticate(state, workflow_id, headers, raw)
+        trigger, verifier, verified = await _authenticate(state, workflow_id, headers, raw)
     except ApiError as refused:
         raise state.auth_throttle.refuse(request, refused) from None
     body = delivery_body(headers.get("content-type"), raw, verifier.json_form_field)
@@ -99,7 +99,7 @@ async def receive_webhook(
         started = await starter.start(
             workflow_id,
             _input_vars(trigger, body, headers),
-            _principal(state, workflow_id),
+            await _principal(state, workflow_id),
             idempotency_key=delivery,
             started_by=f"webhook:{workflow_id}",
             refuse_duplicate=True,
@@ -140,25 +140,25 @@ def _input_vars(trigger: WebhookTrigger, payload: Any, headers: dict[str, str]) 
         raise ApiError(422, "invalid_input", str(err), "$") from None
 
 
-def _principal(state: AppState, workflow_id: str) -> Principal:
+async def _principal(state: AppState, workflow_id: str) -> Principal:
     """Who the delivery acts as. '/' cannot appear in an API key's name, so delivery ids and
     API Idempotency-Keys name different executions even if a key were called "webhook:<id>".
     The trigger acts with the authority of the definition's author, who could call the
     definition's sub-workflows when saving it: its scope is the workflow and those."""
-    called = called_ids(state.store.get(workflow_id).definition, state.store)
+    called = await called_ids((await state.store.get(workflow_id)).definition, state.store)
     return Principal(
         name=f"hook/{workflow_id}", role="runner", workflows=frozenset({workflow_id}) | called
     )
 
 
-def _authenticate(
+async def _authenticate(
     state: AppState, workflow_id: str, headers: dict[str, str], body: bytes
 ) -> tuple[WebhookTrigger, Verifier, Verified]:
     """The workflow's webhook trigger, its verifier and what it verified, if the request is
     signed with a secret the trigger names and fresh (ApiError 401 otherwise)."""
     trigger: WebhookTrigger | None = None
     with contextlib.suppress(DefinitionNotFound, DefinitionError):
-        trigger = state.store.get(workflow_id).definition.webhook()
+        trigger = (await state.store.get(workflow_id)).definition.webhook()
     if trigger is None:
         # Judged like a wrong signature of the caller's scheme: nothing tells it apart.
         verifier = guessed(headers)

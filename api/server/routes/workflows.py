@@ -92,7 +92,7 @@ async def save_workflow(
 
 @router.get("", response_model=WorkflowListPublic, summary="List definitions in the key's scope")
 async def list_workflows(key: CurrentKey, definitions: DefinitionServiceDep) -> WorkflowListPublic:
-    return WorkflowListPublic(workflows=definitions.list(key))
+    return WorkflowListPublic(workflows=await definitions.list(key))
 
 
 @router.get(
@@ -107,7 +107,7 @@ async def get_workflow(
     definitions: DefinitionServiceDep,
     version: int | None = Query(None, ge=1, description="A past version; default the latest."),
 ) -> WorkflowPublic:
-    return definitions.get(workflow_id, key, version)
+    return await definitions.get(workflow_id, key, version)
 
 
 @router.delete(
