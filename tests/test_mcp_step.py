@@ -1,0 +1,172 @@
+"""The `mcp` step on the real stack against an MCP server written with the official SDK
+(FastMCP on loopback): results, the bearer secret, tool errors routed by on_error, a rerun
+reusing the call, and bad input failing the step with a clear type."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from google.protobuf.json_format import MessageToDict
+from temporalio.client import Client
+
+from activities.runtime.settings import Settings
+from tests.conftest import eventually, save_definition
+from tests.mcp_fakes import FakeMCPServer
+
+FAST = {"max_attempts": 1}
+DOCS_SECRET = "docs-token-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def docs_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads secrets from its environment when it is built."""
+    monkeypatch.setenv("WORKFLOW_SECRET_DOCS", DOCS_SECRET)
+
+
+@pytest.fixture
+def mcp_server() -> Iterator[FakeMCPServer]:
+    server = FakeMCPServer().start()
+    yield server
+    server.stop()
+
+
+def mcp_step(url: str, tool: str, arguments: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "ask",
+        "type": "mcp",
+        "url": url,
+        "headers": {"Authorization": "Bearer {secrets.DOCS}"},
+        "tool": tool,
+        "arguments": arguments,
+        "output": "found",
+        "retry": FAST,
+        **extra,
+    }
+
+
+def definition(*steps: dict[str, Any], workflow_id: str = "mcp-step") -> dict[str, Any]:
+    return {
+        "id": workflow_id,
+        "inputs": {"type": "object", "properties": {"q": {"type": "string"}}},
+        "steps": list(steps),
+    }
+
+
+async def run(http: httpx.AsyncClient, workflow_id: str, **inputs: Any) -> dict[str, Any]:
+    started = await http.post(
+        "/api/workflows/run", json={"workflow_id": workflow_id, "input_vars": inputs}
+    )
+    assert started.status_code == 202, started.text
+    return await finished(http, started.json()["execution_id"])
+
+
+async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        return body if body["status"] != "running" else None
+
+    return dict(await eventually(done, timeout=60))
+
+
+async def history_text(client: Client, execution_id: str) -> str:
+    """Every payload of a run's history, decoded, as one text."""
+    history = await client.get_workflow_handle(execution_id).fetch_history()
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "data" in value and isinstance(value["data"], str):
+                found.append(base64.b64decode(value["data"]).decode(errors="replace"))
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk([MessageToDict(event) for event in history.events])
+    return "\n".join(found)
+
+
+async def test_an_mcp_step_calls_a_tool_with_its_secret_and_a_rerun_reuses_it(
+    http: httpx.AsyncClient, settings: Settings, mcp_server: FakeMCPServer, client: Client
+) -> None:
+    save_definition(
+        settings,
+        definition(
+            mcp_step(mcp_server.url, "search", {"query": "{q}", "limit": 2}),
+            mcp_step(mcp_server.url, "stats", {"city": "{q}"}, id="numbers", output="numbers"),
+            {"id": "stop", "type": "fail", "message": "stop here"},
+        ),
+    )
+    state = await run(http, "mcp-step", q="Paris")
+    assert state["status"] == "failed" and state["error"]["type"] == "WorkflowFailed"
+    steps = {s["step_id"]: s for s in state["steps"]}
+    assert steps["ask"]["status"] == "success"
+    text = await history_text(client, state["execution_id"])
+    assert "2 hits for Paris" in text  # the result, as the step bound it
+    assert DOCS_SECRET not in text  # the secret never reaches history
+    assert mcp_server.calls == {"search": 1, "stats": 1}
+    # Every request carried the filled-in bearer header.
+    assert set(mcp_server.authorization) == {f"Bearer {DOCS_SECRET}"}
+
+    # Fix the last step; a rerun from it reuses both paid calls.
+    save_definition(
+        settings,
+        definition(
+            mcp_step(mcp_server.url, "search", {"query": "{q}", "limit": 2}),
+            mcp_step(mcp_server.url, "stats", {"city": "{q}"}, id="numbers", output="numbers"),
+            {"id": "stop", "type": "set", "values": {"done": True}},
+        ),
+    )
+    answer = await http.post(
+        f"/api/executions/{state['execution_id']}/rerun", json={"version": "latest"}
+    )
+    assert answer.status_code == 202, answer.text
+    rerun = await finished(http, answer.json()["execution_id"])
+    assert rerun["status"] == "completed", rerun["error"]
+    outputs = rerun["outputs"]
+    assert outputs["found"] == {
+        "content": [{"type": "text", "text": "2 hits for Paris"}],
+        "structured": {"result": "2 hits for Paris"},
+        "is_error": False,
+        "text": "2 hits for Paris",
+    }
+    assert outputs["numbers"]["structured"] == {"city": "Paris", "population": 1000}
+    assert mcp_server.calls == {"search": 1, "stats": 1}  # nothing called again
+
+
+async def test_a_tool_error_is_routable_and_bad_input_fails_clearly(
+    http: httpx.AsyncClient, settings: Settings, mcp_server: FakeMCPServer
+) -> None:
+    routed = mcp_step(
+        mcp_server.url,
+        "broken",
+        {"reason": "{q}"},
+        on_error=[{"errors": ["MCPToolError"], "then": "handled"}],
+    )
+    handled = {"id": "handled", "type": "set", "values": {"why": "{last_error.message}"}}
+    save_definition(settings, definition(routed, handled, workflow_id="routed"))
+    state = await run(http, "routed", q="flaky")
+    assert state["status"] == "completed", state["error"]
+    assert "broken on purpose: flaky" in state["outputs"]["why"]
+    assert mcp_server.calls["broken"] == 1  # an answer, not retried
+
+    cases = {
+        "unreachable": (mcp_step("http://127.0.0.1:9/mcp", "search", {}), "HTTPTransportError"),
+        "private": (mcp_step("http://10.1.2.3/mcp", "search", {}), "SSRFBlocked"),
+        "unknown": (mcp_step(mcp_server.url, "nope", {}), "MCPError"),
+        "huge": (mcp_step(mcp_server.url, "huge", {"size": 1_200_000}), "ValueTooLarge"),
+        "tool-error": (mcp_step(mcp_server.url, "broken", {}), "MCPToolError"),
+    }
+    for name, (step, failure_type) in cases.items():
+        save_definition(settings, definition(step, workflow_id=f"bad-{name}"))
+        state = await run(http, f"bad-{name}", q="x")
+        assert state["status"] == "failed", (name, state)
+        assert state["error"]["type"] == failure_type, (name, state["error"])
+    unknown = await run(http, "bad-unknown", q="x")
+    assert "has no tool nope" in unknown["error"]["message"]
+    assert "search" in unknown["error"]["message"]  # what it has
