@@ -8,18 +8,25 @@ schema is not valid JSON Schema.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import threading
 import time
 from collections import Counter
 from typing import Any
 
+import httpx
 import uvicorn
+from google.protobuf.json_format import MessageToDict
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from starlette.types import ASGIApp, Receive, Scope, Send
+from temporalio.client import Client
 
 from api.cli.devstack import free_port
+from tests.conftest import eventually
+
+DOCS_SECRET = "docs-token-0123456789"
 
 
 class _RecordHeaders:
@@ -107,3 +114,50 @@ class FakeMCPServer:
         if self._thread is not None:
             with contextlib.suppress(RuntimeError):
                 self._thread.join(timeout=5)
+
+
+async def run(http: httpx.AsyncClient, workflow_id: str, **inputs: Any) -> dict[str, Any]:
+    """Start a saved workflow through the API and wait for its end."""
+    started = await http.post(
+        "/api/workflows/run", json={"workflow_id": workflow_id, "input_vars": inputs}
+    )
+    assert started.status_code == 202, started.text
+    return await finished(http, started.json()["execution_id"])
+
+
+async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = (await http.get(f"/api/executions/{execution_id}")).json()
+        return body if body["status"] != "running" else None
+
+    return dict(await eventually(done, timeout=60))
+
+
+async def history_text(client: Client, execution_id: str) -> str:
+    """Every payload of a run's history, decoded, as one text."""
+    history = await client.get_workflow_handle(execution_id).fetch_history()
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("data"), str):
+                found.append(base64.b64decode(value["data"]).decode(errors="replace"))
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk([MessageToDict(event) for event in history.events])
+    return "\n".join(found)
+
+
+def summaries(history_events: list[Any]) -> list[str]:
+    """The Temporal UI summaries of a history's events."""
+    import json
+
+    return [
+        json.loads(base64.b64decode(data["userMetadata"]["summary"]["data"]))
+        for data in map(MessageToDict, history_events)
+        if data.get("userMetadata", {}).get("summary")
+    ]

@@ -4,34 +4,29 @@ reusing the call, and bad input failing the step with a clear type."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 
 from activities.runtime.settings import Settings
-from tests.conftest import eventually, save_definition
-from tests.mcp_fakes import FakeMCPServer
+from tests.conftest import save_definition
+from tests.mcp_fakes import (
+    DOCS_SECRET,
+    FakeMCPServer,
+    finished,
+    history_text,
+    run,
+)
 
 FAST = {"max_attempts": 1}
-DOCS_SECRET = "docs-token-0123456789"
 
 
 @pytest.fixture(autouse=True)
 def docs_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker reads secrets from its environment when it is built."""
     monkeypatch.setenv("WORKFLOW_SECRET_DOCS", DOCS_SECRET)
-
-
-@pytest.fixture
-def mcp_server() -> Iterator[FakeMCPServer]:
-    server = FakeMCPServer().start()
-    yield server
-    server.stop()
 
 
 def mcp_step(url: str, tool: str, arguments: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -54,41 +49,6 @@ def definition(*steps: dict[str, Any], workflow_id: str = "mcp-step") -> dict[st
         "inputs": {"type": "object", "properties": {"q": {"type": "string"}}},
         "steps": list(steps),
     }
-
-
-async def run(http: httpx.AsyncClient, workflow_id: str, **inputs: Any) -> dict[str, Any]:
-    started = await http.post(
-        "/api/workflows/run", json={"workflow_id": workflow_id, "input_vars": inputs}
-    )
-    assert started.status_code == 202, started.text
-    return await finished(http, started.json()["execution_id"])
-
-
-async def finished(http: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        body = (await http.get(f"/api/executions/{execution_id}")).json()
-        return body if body["status"] != "running" else None
-
-    return dict(await eventually(done, timeout=60))
-
-
-async def history_text(client: Client, execution_id: str) -> str:
-    """Every payload of a run's history, decoded, as one text."""
-    history = await client.get_workflow_handle(execution_id).fetch_history()
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if "data" in value and isinstance(value["data"], str):
-                found.append(base64.b64decode(value["data"]).decode(errors="replace"))
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk([MessageToDict(event) for event in history.events])
-    return "\n".join(found)
 
 
 async def test_an_mcp_step_calls_a_tool_with_its_secret_and_a_rerun_reuses_it(
