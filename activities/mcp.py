@@ -16,10 +16,11 @@ bound a slow or hung server like any step.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -158,8 +159,10 @@ class MCPActivities:
     async def call_mcp_tool(self, request: MCPCallRequest) -> MCPCallResult:
         """Activity: call one tool; a tool error is an answer (``is_error``), not a failure."""
 
+        arguments = self._arguments(request)
+
         async def calling(session: ClientSession) -> MCPCallResult:
-            result = await session.call_tool(request.tool, request.arguments)
+            result = await session.call_tool(request.tool, arguments)
             if result.isError:
                 # "No such tool" is the server's own error answer: say which tools it has.
                 tools = await _all_tools(session)
@@ -229,7 +232,8 @@ class MCPActivities:
             ) from None
 
     def _filled(self, request: MCPServerRequest) -> tuple[httpx.URL, dict[str, str]]:
-        """The URL and the headers with their secrets, checked as an `http` step's are."""
+        """The URL and the headers with their secrets, checked as an `http` step's are (a
+        call's arguments get theirs in :meth:`_arguments`)."""
         fields = fill_secrets(
             {"url": request.url, "headers": dict(request.headers)},
             request.deferred,
@@ -257,6 +261,24 @@ class MCPActivities:
             request.deferred, url.host, url.port or DEFAULT_PORTS[url.scheme], request.step_id
         )
         return url, {str(k): str(v) for k, v in fields["headers"].items()}
+
+    def _arguments(self, request: MCPCallRequest) -> dict[str, Any]:
+        """The arguments with the step's ``{secrets.X}`` filled (slots are located in
+        ``{"url", "headers", "arguments"}``, as the workflow rendered them)."""
+        if not any(slot.location[:1] == ["arguments"] for slot in request.deferred):
+            return request.arguments
+        fields = fill_secrets(
+            {
+                "url": request.url,
+                "headers": dict(request.headers),
+                "arguments": copy.deepcopy(request.arguments),  # filled in place
+            },
+            request.deferred,
+            self._secrets,
+            request.workflow_id,
+            request.step_id,
+        )
+        return dict(fields["arguments"])
 
     def _bounded(self, result: MCPCallResult) -> MCPCallResult:
         size = len(json.dumps(result.as_output(), default=str).encode())

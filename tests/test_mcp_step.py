@@ -9,8 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.mcp import MCPActivities
 from activities.runtime.settings import Settings
+from activities.secrets import SecretStore
+from activities.ssrf import AddressPolicy, GuardedTransport
 from tests.conftest import save_definition
 from tests.mcp_fakes import (
     DOCS_SECRET,
@@ -19,6 +24,7 @@ from tests.mcp_fakes import (
     history_text,
     run,
 )
+from workflows.messages import MCPCallRequest
 
 FAST = {"max_attempts": 1}
 
@@ -130,3 +136,20 @@ async def test_a_tool_error_is_routable_and_bad_input_fails_clearly(
     unknown = await run(http, "bad-unknown", q="x")
     assert "has no tool nope" in unknown["error"]["message"]
     assert "search" in unknown["error"]["message"]  # what it has
+
+
+async def test_an_answer_over_the_response_cap_stops_the_session(
+    mcp_server: FakeMCPServer,
+) -> None:
+    """The activity itself (outside a worker) against the SDK server: an answer larger than
+    HTTP_MAX_RESPONSE_BYTES stops the session with a clear failure, nothing hangs."""
+    policy = AddressPolicy.from_setting("127.0.0.1")
+    request = MCPCallRequest(
+        execution_id="e", step_id="s", url=mcp_server.url, tool="huge", arguments={"size": 200_000}
+    )
+    async with GuardedTransport(policy) as transport:
+        capped = MCPActivities(transport, SecretStore({}), 64 * 1024, 1024 * 1024)
+        with pytest.raises(ApplicationError) as failed:
+            await ActivityEnvironment().run(capped.call_mcp_tool, request)
+    assert failed.value.type == "HTTPStatusError"
+    assert "HTTP_MAX_RESPONSE_BYTES" in failed.value.message

@@ -3,8 +3,8 @@
 The result is ``{content, structured, is_error, text}`` (docs/mcp.md). A tool that answers
 with ``isError`` fails the step with type ``MCPToolError``: an answer, not a transport
 failure, so Temporal does not retry it, and ``on_error`` may route it. The server's URL and
-headers are templated like an `http` step's (``{secrets.X}`` in a header is a slot the
-activity fills); the arguments are templated values. A rerun reuses a call its source made
+headers and the arguments are templated like an `http` step's fields (``{secrets.X}`` is a
+slot the activity fills, never in history). A rerun reuses a call its source made
 with the same rendered request.
 
 The helpers below build the activity requests for this step and for an agent's MCP tools
@@ -79,11 +79,22 @@ def header_problems(headers: dict[str, str], where: str, step_id: str) -> list[P
 
 
 def render_server(
-    server: Any, substitutor: VariableSubstitutor, run: StepRun, step_id: str, path: str
+    server: Any,
+    substitutor: VariableSubstitutor,
+    run: StepRun,
+    step_id: str,
+    path: str,
+    arguments: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The request fields naming an MCP server (``url``, ``headers``, the secret slots)."""
-    rendered, slots = substitutor.render_deferred({"url": server.url, "headers": server.headers})
+    """The request fields naming an MCP server (``url``, ``headers``, the secret slots), and
+    the step's ``arguments`` when given (templates; an agent's come from the model: data)."""
+    fields: dict[str, Any] = {"url": server.url, "headers": server.headers}
+    if arguments is not None:
+        fields["arguments"] = arguments
+    rendered, slots = substitutor.render_deferred(fields)
+    extra = {"arguments": rendered["arguments"]} if arguments is not None else {}
     return {
+        **extra,
         "execution_id": run.execution_id,
         "step_id": step_id,
         "workflow_id": run.input.definition.key,
@@ -130,9 +141,8 @@ class MCPKind(StepKind[MCPStep]):
 
     async def execute(self, step: MCPStep, run: StepRun) -> StepOutcome:
         substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
-        server = render_server(step, substitutor, run, step.id, run.path)
-        arguments = substitutor.render(step.arguments)
-        request = MCPCallRequest(**server, tool=step.tool, arguments=arguments)
+        fields = render_server(step, substitutor, run, step.id, run.path, step.arguments)
+        request = MCPCallRequest(**fields, tool=step.tool)
         key = request_key(CALL_MCP_TOOL, request)
         reused = run.reused(key)
         if reused is not None:  # a rerun: the source made this very call already
