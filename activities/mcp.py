@@ -52,6 +52,7 @@ from workflows.validation import header_problem
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_SECONDS = 30.0
+SESSION_TIMEOUT_MARGIN_SECONDS = 5.0
 
 # How a failed session crosses into Temporal (activities/failures.py), specific first.
 MCP_FAILURES = (
@@ -186,6 +187,9 @@ class MCPActivities:
         url, headers = self._filled(request)
         described = self._secrets.redact(f"MCP server {_shown(url)}")
         timeout = _timeout_seconds()
+        # A little past the step's timeout: Temporal's own timeout ends a slow call first, and
+        # the step fails StepTimeout like any other (and retries as the step says).
+        read_timeout = timedelta(seconds=timeout + SESSION_TIMEOUT_MARGIN_SECONDS)
         scope = anyio.CancelScope()
         borrowed = _Borrowed(self._transport, self._max_response_bytes, scope)
         client = httpx.AsyncClient(
@@ -202,7 +206,7 @@ class MCPActivities:
                 async with (
                     client,
                     streamable_http_client(str(url), http_client=client) as (read, write, _),
-                    ClientSession(read, write, timedelta(seconds=timeout)) as session,
+                    ClientSession(read, write, read_timeout) as session,
                 ):
                     await session.initialize()
                     return await work(session)
@@ -220,6 +224,8 @@ class MCPActivities:
                 cause = ResponseTooLarge()
             if isinstance(cause, FailureError):
                 raise cause from None  # classified in the session (a result over the limit)
+            if isinstance(cause, McpError) and cause.error.code == httpx.codes.REQUEST_TIMEOUT:
+                cause = TimeoutError(str(cause))  # the SDK's own read timeout: transport
             if isinstance(cause, httpx.HTTPStatusError):
                 raise _status_error(cause, self._secrets.redact(described)) from None
             raise classify(

@@ -17,6 +17,7 @@ from activities.runtime.settings import Settings
 from activities.secrets import SecretStore
 from activities.ssrf import AddressPolicy, GuardedTransport
 from tests.conftest import save_definition
+from tests.fakes import HttpSink, Reply
 from tests.mcp_fakes import (
     DOCS_SECRET,
     FakeMCPServer,
@@ -106,7 +107,7 @@ async def test_an_mcp_step_calls_a_tool_with_its_secret_and_a_rerun_reuses_it(
 
 
 async def test_a_tool_error_is_routable_and_bad_input_fails_clearly(
-    http: httpx.AsyncClient, settings: Settings, mcp_server: FakeMCPServer
+    http: httpx.AsyncClient, settings: Settings, mcp_server: FakeMCPServer, sink: HttpSink
 ) -> None:
     routed = mcp_step(
         mcp_server.url,
@@ -127,7 +128,14 @@ async def test_a_tool_error_is_routable_and_bad_input_fails_clearly(
         "unknown": (mcp_step(mcp_server.url, "nope", {}), "MCPError"),
         "huge": (mcp_step(mcp_server.url, "huge", {"size": 1_200_000}), "ValueTooLarge"),
         "tool-error": (mcp_step(mcp_server.url, "broken", {}), "MCPToolError"),
+        # A redirect off the endpoint's origin is not followed (nor sent its secret header).
+        "redirect": (mcp_step(f"{sink.url}/mcp", "search", {}), "HTTPStatusError"),
+        "slow": (
+            mcp_step(mcp_server.url, "slow", {"seconds": 5}, timeout_seconds=1),
+            "StepTimeout",
+        ),
     }
+    sink.script("/mcp", Reply(307, headers={"Location": "http://10.1.2.3/mcp"}))
     for name, (step, failure_type) in cases.items():
         save_definition(settings, definition(step, workflow_id=f"bad-{name}"))
         state = await run(http, f"bad-{name}", q="x")
