@@ -217,25 +217,28 @@ class MCPActivities:
         except FailureError:
             raise  # already classified (or Temporal's own cancellation)
         except BaseException as err:  # the SDK's task groups raise ExceptionGroups
-            cause = _first_cause(err)
-            if cause is None:
-                raise
-            if borrowed.too_large:
-                cause = ResponseTooLarge()
-            if isinstance(cause, FailureError):
-                raise cause from None  # classified in the session (a result over the limit)
-            if isinstance(cause, McpError) and cause.error.code == httpx.codes.REQUEST_TIMEOUT:
-                cause = TimeoutError(str(cause))  # the SDK's own read timeout: transport
-            if isinstance(cause, httpx.HTTPStatusError):
-                raise _status_error(cause, self._secrets.redact(described)) from None
-            raise classify(
-                cause,
-                MCP_FAILURES,
-                MCP_FALLBACK,
-                self._secrets.redact,
-                described=described,
-                limit=self._max_response_bytes,
-            ) from None
+            raise self._failure(_leaf(err), borrowed.too_large, described) from None
+
+    def _failure(self, cause: BaseException, too_large: bool, described: str) -> BaseException:
+        """What a failed session raises: a cancellation as it is, else its ApplicationError."""
+        if isinstance(cause, anyio.get_cancelled_exc_class() | KeyboardInterrupt | SystemExit):
+            return cause
+        if too_large:
+            cause = ResponseTooLarge()
+        if isinstance(cause, FailureError):
+            return cause  # classified in the session (a result over the limit)
+        if isinstance(cause, McpError) and cause.error.code == httpx.codes.REQUEST_TIMEOUT:
+            cause = TimeoutError(str(cause))  # the SDK's own read timeout: transport
+        if isinstance(cause, httpx.HTTPStatusError):
+            return _status_error(cause, described, self._secrets.redact)
+        return classify(
+            cause,
+            MCP_FAILURES,
+            MCP_FALLBACK,
+            self._secrets.redact,
+            described=described,
+            limit=self._max_response_bytes,
+        )
 
     def _filled(self, request: MCPServerRequest) -> tuple[httpx.URL, dict[str, str]]:
         """The URL and the headers with their secrets, checked as an `http` step's are (a
@@ -336,18 +339,18 @@ def _result(result: CallToolResult) -> MCPCallResult:
     )
 
 
-def _first_cause(err: BaseException) -> BaseException | None:
-    """The error inside (nested) exception groups; None for a cancellation."""
+def _leaf(err: BaseException) -> BaseException:
+    """The error inside (nested) exception groups."""
     while isinstance(err, BaseExceptionGroup):
         err = err.exceptions[0]
-    if isinstance(err, anyio.get_cancelled_exc_class() | KeyboardInterrupt | SystemExit):
-        return None
     return err
 
 
-def _status_error(err: httpx.HTTPStatusError, described: str) -> Exception:
+def _status_error(
+    err: httpx.HTTPStatusError, described: str, redact: Callable[[str], str]
+) -> Exception:
     status = err.response.status_code
-    message = f"{described} answered {status}: {str(err).splitlines()[0]}"
+    message = redact(f"{described} answered {status}: {str(err).splitlines()[0]}")
     if is_retryable_status(status):
         return retryable(message, FailureType.HTTP_RETRYABLE)
     return permanent(message, FailureType.HTTP_STATUS)
