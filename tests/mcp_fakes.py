@@ -96,7 +96,12 @@ class FakeMCPServer:
     def start(self) -> FakeMCPServer:
         app = _RecordHeaders(self.mcp.streamable_http_app(), self.authorization)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,  # a hung tool's call does not hold the teardown
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -16,7 +16,7 @@ from activities.mcp import MCPActivities
 from activities.runtime.settings import Settings
 from activities.secrets import SecretStore
 from activities.ssrf import AddressPolicy, GuardedTransport
-from tests.conftest import save_definition
+from tests.conftest import eventually, save_definition
 from tests.fakes import HttpSink, Reply
 from tests.mcp_fakes import (
     DOCS_SECRET,
@@ -144,6 +144,21 @@ async def test_a_tool_error_is_routable_and_bad_input_fails_clearly(
     unknown = await run(http, "bad-unknown", q="x")
     assert "has no tool nope" in unknown["error"]["message"]
     assert "search" in unknown["error"]["message"]  # what it has
+
+
+async def test_cancelling_a_run_stops_a_hung_mcp_call(
+    http: httpx.AsyncClient, settings: Settings, mcp_server: FakeMCPServer
+) -> None:
+    hung = mcp_step(mcp_server.url, "slow", {"seconds": 60}, timeout_seconds=120)
+    save_definition(settings, definition(hung, workflow_id="hung"))
+    started = await http.post("/api/workflows/run", json={"workflow_id": "hung"})
+    execution_id = started.json()["execution_id"]
+    await eventually(lambda: mcp_server.calls["slow"] == 1)
+    cancelled = await http.post(f"/api/executions/{execution_id}/cancel", json={})
+    assert cancelled.status_code == 202, cancelled.text
+    state = await finished(http, execution_id)
+    assert state["status"] == "cancelled"
+    assert state["steps"][0]["status"] == "cancelled"
 
 
 async def test_an_answer_over_the_response_cap_stops_the_session(
