@@ -11,7 +11,8 @@ same Starlette app. The client side runs the engine's own activities outside a w
 - ``mcp``: ``call_mcp_tool`` (activities/mcp.py): one SDK session per call (initialize, the
   call, the SDK's tools/list for output validation, session end) on the guarded transport;
 - ``mcp-sdk``: the SDK's client alone on a plain httpx client (no guard, no caps), for what
-  the engine adds on top of the SDK.
+  the engine adds on top of the SDK;
+- ``mcp-open``: a call in one session kept open (what a session pooled per worker would pay).
 
 Rounds alternate the variants; the figure is the median over rounds of each round's mean.
 """
@@ -83,7 +84,10 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, float]:
         guarded_client(policy, timeout, httpx.Limits()) as step_http,
         GuardedTransport(policy) as transport,
         httpx.AsyncClient(timeout=timeout) as raw,
+        streamable_http_client(f"{base}/mcp", http_client=raw) as (open_read, open_write, _),
+        ClientSession(open_read, open_write) as open_session,
     ):
+        await open_session.initialize()
         http_steps = HTTPStepActivities(step_http, secrets, 10 << 20, policy=policy)
         mcp_steps = MCPActivities(transport, secrets, 10 << 20, 1 << 20)
 
@@ -101,8 +105,11 @@ async def measure(port: int, calls: int, rounds: int) -> dict[str, float]:
                 await session.initialize()
                 await session.call_tool("search", {"query": "q"})
 
+        async def open_call() -> None:
+            await open_session.call_tool("search", {"query": "q"})
+
         variants: dict[str, Callable[[], Awaitable[None]]] = {
-            "http": http_call, "mcp": mcp_call, "mcp-sdk": sdk_call,
+            "http": http_call, "mcp": mcp_call, "mcp-sdk": sdk_call, "mcp-open": open_call,
         }  # fmt: skip
         for call in variants.values():  # warm up: connections, imports
             for _ in range(5):
