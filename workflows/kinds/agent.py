@@ -211,6 +211,10 @@ class AgentKind(StepKind[AgentStep]):
             at = f"{where}.tools[{i}]"
             if tool.mcp is not None:
                 problems += header_problems(tool.mcp.headers, f"{at}.mcp.headers", step.id)
+                try:  # as for http tools: templates must parse
+                    list(references_in(tool.mcp.model_dump(), f"{at}.mcp"))
+                except TemplateError as err:
+                    problems.append(Problem(f"{at}.mcp", f"step '{step.id}': {err}"))
                 continue
             problems += schema_problems(tool.parameters, f"{at}.parameters")
             if tool.http is None:
