@@ -26,6 +26,7 @@ from activities.ai import AIClient
 from activities.http import HTTPStepActivities
 from activities.log_rotation import RotationPolicy
 from activities.logs import WorkflowLogger
+from activities.mcp import MCPActivities
 from activities.metrics import ModelLabels
 from activities.runtime.log_format import StepContextInterceptor, configure_logging
 from activities.runtime.payload_store import PayloadStore, retention_seconds
@@ -35,7 +36,7 @@ from activities.runtime.temporal_client import closed_by_temporal, connect, ensu
 from activities.runtime.temporal_runtime import worker_runtime
 from activities.runtime.tracing import WORKER_SERVICE
 from activities.secrets import SecretStore, install_log_redaction
-from activities.ssrf import AddressPolicy, guarded_client, stateless_cookies
+from activities.ssrf import AddressPolicy, GuardedTransport, guarded_client, stateless_cookies
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.messages import WORKFLOW_TYPE
@@ -96,7 +97,18 @@ async def engine_worker(
         httpx.AsyncClient(
             timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
         ) as ai_http,
+        # MCP sessions (activities/mcp.py) borrow this pool: the same guard as http steps.
+        GuardedTransport(
+            AddressPolicy.from_setting(settings.http_allowed_hosts), limits=HTTP_LIMITS
+        ) as mcp_transport,
     ):
+        mcp = MCPActivities(
+            mcp_transport,
+            secrets,
+            settings.http_max_response_bytes,
+            settings.max_value_bytes,
+            logs=logs,
+        )
         ai = AIClient(
             ai_http,
             settings.openrouter_base_url,
@@ -114,7 +126,13 @@ async def engine_worker(
             workflow_runner=SandboxedWorkflowRunner()
             if settings.worker_workflow_sandbox
             else UnsandboxedWorkflowRunner(),
-            activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
+            activities=[
+                ai.call_llm,
+                http_steps.send_http_request,
+                logs.write_execution_log,
+                mcp.list_mcp_tools,
+                mcp.call_mcp_tool,
+            ],
             # JSON log lines name the step an activity runs (activities/runtime/log_format.py).
             interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],
             max_concurrent_activities=settings.worker_max_concurrent_activities,

@@ -6,6 +6,7 @@
         ├── ResponseTooLarge        an HTTP answer over HTTP_MAX_RESPONSE_BYTES
         ├── TooManyRedirects        more than HTTP_MAX_REDIRECTS redirects
         ├── SecretBodyRedirect      a redirect to another origin would re-send a secret body
+        ├── MCPProtocolError        an MCP server broke the protocol (no such tool, bad schema)
         ├── InvalidExecutionId      an execution id that cannot name a log (also a ValueError)
         ├── PayloadStoreError       a large value missing or damaged in the payload store
         └── StorageError            a storage operation failed (also an OSError)
@@ -59,3 +60,8 @@ class StorageError(IOSideError, OSError):
 
 class PreconditionFailed(StorageError):
     """A conditional put found the object changed (or present, or gone) since it was read."""
+
+
+class MCPProtocolError(IOSideError):
+    """An MCP server broke the protocol or refused the request: no such tool, a tool schema
+    that is not JSON Schema, a JSON-RPC error answer."""

@@ -92,6 +92,16 @@ def sink() -> Iterator[HttpSink]:
 
 
 @pytest.fixture
+def mcp_server() -> Iterator[Any]:
+    """An MCP server written with the official SDK, on loopback (tests/mcp_fakes.py)."""
+    from tests.mcp_fakes import FakeMCPServer
+
+    server = FakeMCPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def settings(
     tmp_path: Path,
     temporal_server: DevServer,

@@ -1366,3 +1366,29 @@ async def test_the_tests_tab_runs_the_saved_cases(
     await page.get_by_role("button", name="Run cases").click()
     await page.locator(".test-case a").click()
     await expect(page.locator(".title-badge .badge")).to_have_text("completed")
+
+
+async def test_an_agents_mcp_calls_show_in_the_timeline(
+    console: Console, settings: Settings, http: httpx.AsyncClient, mcp_server: Any,
+    fake_openrouter: Any,
+) -> None:  # fmt: skip
+    """An agent whose tools come from an MCP server (tests/mcp_fakes.py): each call it made is
+    on its timeline row as server__tool, a failed one marked with its error."""
+    from playwright.async_api import expect
+
+    from tests.fakes import Reply, completion, tool_call_completion
+
+    fake_openrouter.then(
+        Reply(200, tool_call_completion(("docs__search", {"query": "q"}), ("docs__broken", {}))),
+        Reply(200, completion("done")),
+    )
+    agent = {
+        "id": "agent", "type": "agent", "model": "m/agent", "prompt": "go", "output": "answer",
+        "retry": {"max_attempts": 1}, "tools": [{"name": "docs", "mcp": {"url": mcp_server.url}}],
+    }  # fmt: skip
+    save_definition(settings, {"id": "console-mcp", "steps": [agent]})
+    execution_id = await start_run(http, "console-mcp", {})
+    await console.open(f"#/executions/{execution_id}")
+    calls = console.page.locator("ol.timeline .tool-calls li")
+    await expect(calls).to_have_text(["✓ docs__search", "✕ docs__broken"])
+    await expect(calls.nth(1)).to_have_attribute("title", re.compile("broken on purpose"))

@@ -53,6 +53,8 @@ class FailureType(StrEnum):
     CHILD_WORKFLOW_FAILED = "ChildWorkflowFailed"
     BUDGET_EXCEEDED = "BudgetExceeded"
     AGENT_MAX_TURNS = "AgentMaxTurns"
+    MCP_TOOL_ERROR = "MCPToolError"  # the tool answered with isError (not retried)
+    MCP_ERROR = "MCPError"  # the server broke the protocol: no such tool, a bad schema, ...
     WORKFLOW_TIMEOUT = "WorkflowTimeout"
     WORKFLOW_FAILED = "WorkflowFailed"
     CANCELLED = "ExecutionCancelled"

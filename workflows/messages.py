@@ -27,6 +27,9 @@ STATUS_VIEW_QUERY = "status_view"
 # Activity names (verb_noun), referenced by name from the workflow.
 CALL_LLM = "call_llm"
 SEND_HTTP_REQUEST = "send_http_request"
+# An MCP server's tools (docs/mcp.md): listing them, calling one.
+LIST_MCP_TOOLS = "list_mcp_tools"
+CALL_MCP_TOOL = "call_mcp_tool"
 WRITE_EXECUTION_LOG = "write_execution_log"
 # A share of a large foreach, run as a child workflow (workflows/kinds/foreach.py).
 FOREACH_BATCH_TYPE = "ForeachBatch"
@@ -377,6 +380,52 @@ class HTTPResult(_Model):
     def as_output(self) -> dict[str, Any]:
         """The value an `http` step binds to its `output`: `{status, headers, json or text}`."""
         return self.model_dump(by_alias=True, exclude_none=True, exclude={"log_written"})
+
+
+class MCPServerRequest(StepRequest):
+    """An MCP server as a step addresses it: its URL and the headers of every request."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class MCPListRequest(MCPServerRequest):
+    """Input of ``list_mcp_tools``: which server, and which of its tools (None: all)."""
+
+    tools: list[str] | None = None
+
+
+class MCPTool(_Model):
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class MCPToolList(_Model):
+    tools: list[MCPTool]
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
+
+
+class MCPCallRequest(MCPServerRequest):
+    """Input of ``call_mcp_tool``: one tool call with its (rendered) arguments."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class MCPCallResult(_Model):
+    """A tool's answer: its content blocks, structured content, whether it is an error, and
+    its text parts joined."""
+
+    content: list[dict[str, Any]] = Field(default_factory=list)
+    structured: Any = None
+    is_error: bool = False
+    text: str = ""
+    log_written: bool = Field(False, description="The activity wrote the log records it carried.")
+
+    def as_output(self) -> dict[str, Any]:
+        """The value an `mcp` step binds: ``{content, structured, is_error, text}``."""
+        return self.model_dump(exclude={"log_written"})
 
 
 class ForeachBatchInput(_Model):

@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: float = Field(600.0, gt=0)
     api_rate_limit_burst: int = Field(100, ge=1)
     api_max_wait_seconds: float = Field(300.0, gt=0)
+    # How long a workflow tool called over /mcp waits for its run before answering "running".
+    mcp_wait_seconds: float = Field(60.0, gt=0, le=3600)
     definition_max_steps: int = Field(1000, ge=1)
     # Triggers one definition may hold, and how often a schedule may fire at most (an interval
     # or the tightest gap of a cron): each fire is a run.

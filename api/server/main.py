@@ -36,6 +36,7 @@ from api.server.deps import AppState
 from api.server.errors import error_body, install_error_handlers
 from api.server.executions.page_tokens import PageTokens, page_token_secret
 from api.server.limits import BodySizeLimit, RateLimiter
+from api.server.mcp import MCP_PATH, MCPEndpoint
 from api.server.observability import install_observability
 from api.server.routes import executions, health, hooks, runs, tests, workflows
 from api.server.schemas import ErrorResponse
@@ -85,13 +86,15 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     # the API here, naming the URL (password hidden) and what to do.
     prepared = prepare_database(settings)
     state = _app_state(settings, client, prepared.keys)
+    mcp = MCPEndpoint(state)  # /mcp: the API as an MCP server (api/server/mcp.py)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         connecting = None
         if state.client is None:
             connecting = asyncio.create_task(state.connect_forever())
-        yield
+        async with mcp.running():
+            yield
         if connecting is not None:
             connecting.cancel()
         await state.store.close()
@@ -119,6 +122,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     for module in (health, runs, workflows, tests, executions, hooks):
         app.include_router(module.router)
     app.include_router(console_router)  # /console: static pages, not in the OpenAPI document
+    # An ASGI app as the endpoint (Starlette calls it as it is): the SDK answers /mcp itself.
+    app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _install_docs(app)
     return app

@@ -1,7 +1,7 @@
 """What a rerun may reuse (README "Rerun from a step"): the results its source already paid for.
 
-Every completed activity step (`ai`, `http`) and sub-workflow of the source is in its Temporal
-history: the request as the workflow rendered it (the activity's input, which carries the
+Every completed activity step (`ai`, `http`, `mcp`) and sub-workflow of the source is in its
+Temporal history: the request as the workflow rendered it (the activity's input, which carries the
 step's path and visit number) and the result. A rerun gets them keyed by
 :func:`workflows.messages.request_key`; the workflow takes a result only for a request it
 renders identically (same path, same rendered fields), so an edited input or a newer
@@ -27,6 +27,7 @@ from temporalio.client import Client
 
 from workflows.messages import (
     CALL_LLM,
+    CALL_MCP_TOOL,
     FOREACH_BATCH_TYPE,
     SEND_HTTP_REQUEST,
     WORKFLOW_TYPE,
@@ -35,6 +36,8 @@ from workflows.messages import (
     ExecutionState,
     HTTPRequest,
     HTTPResult,
+    MCPCallRequest,
+    MCPCallResult,
     ReusedResult,
     request_key,
 )
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 REUSABLE = {
     CALL_LLM: (AIRequest, AIResult),
     SEND_HTTP_REQUEST: (HTTPRequest, HTTPResult),
+    CALL_MCP_TOOL: (MCPCallRequest, MCPCallResult),
 }
 MAX_RUNS = 1_000  # continue-as-new links followed at most (a guard, not a limit in practice)
 

@@ -20,6 +20,7 @@ from workflows.kinds import (  # noqa: F401 - each import registers its kind
     fail,
     foreach,
     http,
+    mcp,
     parallel,
     set_values,
     sub_workflow,

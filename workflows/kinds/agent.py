@@ -44,6 +44,8 @@ from workflows.kinds.common import (
     require_unique,
 )
 from workflows.kinds.http import HttpMethod, build_request, header_problem
+from workflows.kinds.mcp import MCPServer, header_problems, tool_error
+from workflows.kinds.mcp_tools import MCPOffer, call_mcp, list_mcp, offers_by_name
 from workflows.kinds.sub_workflow import run_child
 from workflows.kinds.tool_url import ARGS, dot_segment, encode_arguments
 from workflows.messages import SEND_HTTP_REQUEST, AIResult, HTTPResult, request_key
@@ -82,20 +84,38 @@ class ToolHTTP(Model):
     expect_status: int | list[int] | None = None
 
 
+class ToolMCP(MCPServer):
+    """An MCP server whose tools the model may call (as ``<name>__<tool>``)."""
+
+    tools: list[str] | None = Field(
+        None, min_length=1, max_length=100, description="Only these of its tools (an allow-list)."
+    )
+
+
 class AgentTool(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: str = Field(min_length=1, max_length=2000)
+    description: str | None = Field(
+        None, min_length=1, max_length=2000, description="Required, but for an MCP server."
+    )
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema of the arguments; calls that fail it go back to the model.",
     )
     http: ToolHTTP | None = None
     workflow_id: WorkflowId | None = Field(None, description="Run this workflow as a child.")
+    mcp: ToolMCP | None = Field(
+        None, description="An MCP server: its tools are offered with their own schemas."
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> AgentTool:
-        if (self.http is None) == (self.workflow_id is None):
-            raise ValueError(f"tool {self.name!r}: give exactly one of 'http' or 'workflow_id'")
+        actions = [self.http, self.workflow_id, self.mcp]
+        if sum(action is not None for action in actions) != 1:
+            raise ValueError(
+                f"tool {self.name!r}: give exactly one of 'http', 'workflow_id' or 'mcp'"
+            )
+        if self.mcp is None and self.description is None:
+            raise ValueError(f"tool {self.name!r}: give a 'description'")
         return self
 
     def spec(self) -> dict[str, Any]:
@@ -189,6 +209,13 @@ class AgentKind(StepKind[AgentStep]):
         problems: list[Problem] = []
         for i, tool in enumerate(step.tools):
             at = f"{where}.tools[{i}]"
+            if tool.mcp is not None:
+                problems += header_problems(tool.mcp.headers, f"{at}.mcp.headers", step.id)
+                try:  # as for http tools: templates must parse
+                    list(references_in(tool.mcp.model_dump(), f"{at}.mcp"))
+                except TemplateError as err:
+                    problems.append(Problem(f"{at}.mcp", f"step '{step.id}': {err}"))
+                continue
             problems += schema_problems(tool.parameters, f"{at}.parameters")
             if tool.http is None:
                 continue
@@ -206,6 +233,7 @@ class AgentKind(StepKind[AgentStep]):
 
     async def execute(self, step: AgentStep, run: StepRun) -> StepOutcome:
         agent = _Agent.start(step, run)
+        await agent.discover()
         for turn in range(step.max_turns):
             answer = await ask(
                 run,
@@ -244,6 +272,7 @@ class _Agent:
     spent: Usage = field(default_factory=Usage)
     transcript: list[dict[str, Any]] = field(default_factory=list)
     ran: int = 0  # tool calls run (activities or child workflows), for max_tool_calls
+    offers: dict[str, MCPOffer] = field(default_factory=dict)  # MCP servers' tools, by name
 
     @classmethod
     def start(cls, step: AgentStep, run: StepRun) -> _Agent:
@@ -254,9 +283,18 @@ class _Agent:
         ).render_deferred({"messages": first_messages(step)})
         return cls(step, run, list(rendered["messages"]), slots, limited)
 
+    async def discover(self) -> None:
+        """List the tools of the step's MCP servers (no MCP server: no activity, as before)."""
+        found: list[MCPOffer] = []
+        for tool in self.step.tools:
+            if tool.mcp is not None:
+                found += await list_mcp(self.run, self.step, tool.name, tool.mcp)
+        self.offers = offers_by_name(found, {tool.name for tool in self.step.tools})
+
     @property
     def specs(self) -> list[dict[str, Any]]:
-        return [tool.spec() for tool in self.step.tools]
+        own = [tool.spec() for tool in self.step.tools if tool.mcp is None]
+        return own + [offer.spec for offer in self.offers.values()]
 
     def finish(self, result: AIResult, turns: int) -> StepOutcome:
         value: dict[str, Any] = {
@@ -283,10 +321,14 @@ class _Agent:
             else:
                 self.ran += 1
                 where = f"{self.run.path}.turn[{turn}].{call['name']}[{index}]"
+                offer = self.offers.get(call["name"])
                 try:
-                    entry["result"] = await _use(
-                        self.run, self.step, tools[call["name"]], call, where, self.limited
-                    )
+                    if offer is not None:
+                        entry["result"] = await _use_mcp(self.run, self.step, offer, call, where)
+                    else:
+                        entry["result"] = await _use(
+                            self.run, self.step, tools[call["name"]], call, where, self.limited
+                        )
                 except _ToolFailed as failed:
                     entry["error"] = str(failed)
             self.transcript.append(entry)
@@ -350,6 +392,21 @@ async def _use(
             raise _ToolFailed(str(failed)) from None
     assert tool.http is not None
     return await _call_http(run, step, tool.http, call["arguments"], path, label, limited)
+
+
+async def _use_mcp(
+    run: StepRun, step: AgentStep, offer: MCPOffer, call: dict[str, Any], path: str
+) -> Any:
+    try:
+        result = await call_mcp(run, step, offer, call["arguments"], path)
+    except ActivityError as err:
+        if is_cancelled_exception(err):
+            raise
+        cause = err.cause
+        raise _ToolFailed(str(getattr(cause, "message", None) or cause or err)) from None
+    if result.is_error:
+        raise _ToolFailed(tool_error(result))
+    return {"text": result.text, "structured": result.structured, "content": result.content}
 
 
 async def _call_http(

@@ -1,6 +1,6 @@
 // One step record as a timeline row: status, type, duration (live while it runs), attempts,
-// reuse, usage, error, outputs (folded), and for a sub_workflow a link to the child's own
-// execution, whose steps are its own (the timeline links to them, it does not inline them).
+// reuse, usage, error, an agent's tool calls (MCP tools as `server__tool`), outputs (folded),
+// and for a sub_workflow a link to the child's own execution, whose steps are its own (the timeline links to them, it does not inline them).
 
 import { h } from "./dom.js";
 import { cost, count, dateTime, duration, elapsed, prettyValues, shortId } from "./format.js";
@@ -34,6 +34,22 @@ export function childExecutionId(executionId, record) {
   const path = String(record.path || record.step_id);
   const name = path.slice(path.lastIndexOf(".") + 1).replace(/\[/g, "-").replace(/\]/g, "");
   return `${executionId}-${name}-${record.seq}`;
+}
+
+/** An agent's tool calls in order, each marked done or failed (its error as the tooltip). */
+function toolCalls(r) {
+  if (r.type !== "agent") return null;
+  const value = Object.values(r.output_vars || {})[0];
+  const calls = value && Array.isArray(value.tool_calls) ? value.tool_calls : [];
+  if (!calls.length) return null;
+  return h("ul", { class: "tool-calls", "aria-label": "Tool calls" },
+    calls.map((call) => {
+      const failed = call && call.error !== undefined;
+      return h("li", {
+        class: `chip ${failed ? "chip-tool-failed" : "chip-tool"}`,
+        title: failed ? String(call.error) : null,
+      }, `${failed ? ICON.failed : ICON.success} ${String(call?.name ?? "?")}`);
+    }));
 }
 
 function outputs(r, key, openKeys) {
@@ -70,5 +86,6 @@ export function stepMain(r, { key, openKeys, executionId }) {
         title: `${dateTime(r.start_time)} → ${r.end_time ? dateTime(r.end_time) : "running"}`,
       }, duration(elapsed(r.start_time, r.end_time)))),
     r.error ? h("p", { class: "step-error" }, r.error_type ? h("strong", {}, `${r.error_type}: `) : null, r.error) : null,
+    toolCalls(r),
     outputs(r, key, openKeys));
 }
