@@ -512,6 +512,14 @@ async def test_a_run_that_ends_in_time_pays_no_deadline_timer_and_no_status_writ
         if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
     ]
     assert all(fields <= {"TemporalChangeVersion"} for fields in upserts)
+    # One version marker settles every behaviour change (not one marker and upsert each).
+    patches = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert len(patches) == 1 and len(upserts) <= 1
     # The API still answers the status from Temporal's own.
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 

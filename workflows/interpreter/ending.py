@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.deadline import Deadline
     from workflows.definition import WorkflowDefinition
     from workflows.errors import FailureType, StepFailed
@@ -121,7 +122,7 @@ class RunEnding:
             self.error = ExecutionError(type=FailureType.CANCELLED, message=reason, step_id=at)
         elif (err := task.exception()) is not None:
             if not isinstance(err, StepFailed):
-                if not workflow.patched(patches.ENGINE_ERRORS_FAIL_RUN):
+                if not versions.patched(patches.ENGINE_ERRORS_FAIL_RUN):
                     raise err  # older runs: fail the workflow task
                 # A bug of ours must not leave the run retrying its workflow task forever.
                 err = failed(engine_error(err, current))

@@ -25,6 +25,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.errors import StepFailed
     from workflows.failures import describe_failure
     from workflows.interpreter import patches
@@ -162,6 +163,7 @@ class WorkflowExecutor:
 
     @workflow.run
     async def run(self, input: ExecutionInput) -> ExecutionState:
+        self._ending.lean = versions.settle(patches.FEWER_ACTIONS)  # first: see versions.py
         self._log.decide()
         clock = self._start_clock()
         carried = input.carried
@@ -171,7 +173,6 @@ class WorkflowExecutor:
         self._processor.cel_conformant = patches.cel_conformant(
             carried.cel_conformant if carried else None
         )
-        self._ending.lean = workflow.patched(patches.FEWER_ACTIONS)
         task, timed_out, native_cancel = await self._steps_until_the_end(carried is None)
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
@@ -285,7 +286,7 @@ class WorkflowExecutor:
         except asyncio.CancelledError:
             await self._cancelled(record, path)
             raise
-        if self._stop_was_asked() and workflow.patched(patches.LATE_RESULTS_STOP):
+        if self._stop_was_asked() and versions.patched(patches.LATE_RESULTS_STOP):
             # The activity finished after its cancel was asked for: what it cost counts, and
             # the step still ends cancelled, so its branch goes no further.
             record.usage = outcome.usage

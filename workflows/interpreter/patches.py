@@ -2,12 +2,15 @@
 
 Each marker is asked for where the behaviour it guards begins; a run whose history lacks it
 (it started before the change) keeps the old behaviour, and every committed history in
-tests/histories must still replay. New markers go here, with why they exist.
+tests/histories must still replay. New markers go here, with why they exist. A run that
+records the newest (FEWER_ACTIONS, asked first) takes every older behaviour without its
+marker (workflows/versions.py); a new marker becomes the one asked first, and the one it
+replaces is then asked like the others.
 """
 
 from __future__ import annotations
 
-from temporalio import workflow
+from workflows import versions
 
 # Log writes are batched: records of steps that run inside the workflow (set, condition,
 # fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
@@ -44,7 +47,7 @@ CEL_CONFORMANT = "cel-conformant"
 # starts only when a wait could outlast the time left, activities are bounded by the deadline
 # instead (workflows/deadline.py); the final WorkflowStatus is written only for a cancelled
 # run (Temporal's ExecutionStatus says completed and failed). Older runs armed the timer at
-# once and wrote every final status.
+# once and wrote every final status. The newest marker: asked first, it settles all the others.
 FEWER_ACTIONS = "fewer-actions"
 
 
@@ -55,11 +58,11 @@ def strict_indexes(handed: bool | None) -> bool:
     keeps reading it as index 1."""
     if handed is not None:
         return handed
-    return workflow.patched(STRICT_LIST_INDEXES)
+    return versions.patched(STRICT_LIST_INDEXES)
 
 
 def cel_conformant(handed: bool | None) -> bool:
     """Which CEL evaluator this run uses: its predecessor's, or the marker's verdict."""
     if handed is not None:
         return handed
-    return workflow.patched(CEL_CONFORMANT)
+    return versions.patched(CEL_CONFORMANT)

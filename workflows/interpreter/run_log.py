@@ -26,6 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.deadline import Deadline
     from workflows.interpreter import patches
     from workflows.kinds import kind_of
@@ -71,8 +72,8 @@ class RunLog:
 
     def decide(self) -> None:
         """How this run writes (asked once, when it starts: see the markers)."""
-        self.carrying = workflow.patched(patches.ACTIVITIES_CARRY_LOG)
-        self.batched = self.carrying or workflow.patched(patches.BATCHED_LOGS)
+        self.carrying = versions.patched(patches.ACTIVITIES_CARRY_LOG)
+        self.batched = self.carrying or versions.patched(patches.BATCHED_LOGS)
 
     # -- carried by activities ------------------------------------------------------------
 
@@ -160,7 +161,7 @@ class RunLog:
             except ActivityError as err:
                 # Temporal's cancel can reach the final write before it starts: the write's
                 # own cancellation. Older runs let it end the run with the log still open.
-                if not is_cancelled_exception(err) or not workflow.patched(
+                if not is_cancelled_exception(err) or not versions.patched(
                     patches.FINAL_WRITE_OUTLIVES_CANCEL
                 ):
                     raise

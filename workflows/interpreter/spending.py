@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.definition import WorkflowDefinition
     from workflows.interpreter import patches
     from workflows.interpreter.budget import RunBudget
@@ -62,7 +63,7 @@ class Spending:
         """Before an AI call: within budget (what is spent and what calls in flight reserve),
         go on; over it, fail or wait for new limits."""
         if self.budget.limits and not self.budget.reserving:
-            self.budget.reserving = workflow.patched(patches.BUDGET_RESERVATIONS)
+            self.budget.reserving = versions.patched(patches.BUDGET_RESERVATIONS)
         await self.budget.gate(path, self._ask_for_more)
 
     async def _ask_for_more(self, path: str) -> Any:
@@ -88,7 +89,7 @@ class Spending:
         current = (self.usage.cost_usd, self.usage.total_tokens)
         if current == self._published or not self._publishes:
             return
-        if not workflow.patched(patches.USAGE_ATTRIBUTES):
+        if not versions.patched(patches.USAGE_ATTRIBUTES):
             return
         self._published = current
         workflow.upsert_search_attributes(

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
-from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
+from workflows import versions
 from workflows.errors import EngineError, FailureType, Problem, StepFailed, TemplateError
 from workflows.kinds.ai import (
     ChatMessage,
@@ -276,7 +276,7 @@ class _Agent:
 
     @classmethod
     def start(cls, step: AgentStep, run: StepRun) -> _Agent:
-        limited = workflow.patched(PATCH_TOOL_LIMITS)
+        limited = versions.patched(PATCH_TOOL_LIMITS)
         # The conversation is rendered once: what models and tools say later is data.
         rendered, slots = VariableSubstitutor(
             run.variables, strict_indexes=run.strict_indexes

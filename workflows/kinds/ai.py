@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
-from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import versions
 from workflows.errors import FailureType, Problem, StepFailed
 from workflows.failures import describe_failure
 from workflows.input_schema import schema_problems
@@ -292,7 +292,7 @@ class _Asking:
         """One call, within the budget: the answer, or why the call failed (counted)."""
         run = self._run
         await run.budget_gate()
-        request.report_when_cancelled = workflow.patched(PATCH_COUNT_CANCELLED_CALLS)
+        request.report_when_cancelled = versions.patched(PATCH_COUNT_CANCELLED_CALLS)
         try:
             return await run.call_activity(CALL_LLM, request, AIResult, self.options)
         except ActivityError as err:
@@ -311,7 +311,7 @@ class _Asking:
         if (
             failure.type == FailureType.INVALID_MODEL_OUTPUT
             and repairs_left > 0
-            and workflow.patched(PATCH_REPAIRS)
+            and versions.patched(PATCH_REPAIRS)
         ):
             self._run.check_budget_after()
             self.repairs += 1

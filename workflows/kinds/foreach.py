@@ -23,6 +23,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
+from workflows import versions
 from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import (
     REGISTRY,
@@ -186,7 +187,7 @@ class ForeachKind(StepKind[ForeachStep]):
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
         at_once = max(1, step.concurrency // size)
         dumped = step.model_dump(by_alias=True, exclude_none=True)
-        if workflow.patched(PATCH_BALANCED_SHARES):
+        if versions.patched(PATCH_BALANCED_SHARES):
             shares = math.ceil(len(items) / size)
             size = math.ceil(len(items) / shares)  # as equal as the count allows
             at_once = min(shares, step.concurrency)

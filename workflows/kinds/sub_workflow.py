@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowCancellationType
 
+from workflows import versions
 from workflows.errors import FailureType, StepFailed
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register, starts_executions
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, WorkflowId
@@ -109,7 +110,7 @@ async def run_child(
     """Run a saved workflow as a child of this run (a `sub_workflow` step, an agent's
     workflow tool). Failures raise StepFailed (ChildWorkflowFailed)."""
     entry = _callable(run, workflow_id, version)
-    if workflow.patched(PATCH_CHILD_INPUTS_CHECKED):
+    if versions.patched(PATCH_CHILD_INPUTS_CHECKED):
         input_vars = _checked(entry.definition.inputs, input_vars, workflow_id)
     else:  # runs started before: only required and undeclared names were checked
         _check_inputs(entry.definition.inputs, input_vars, workflow_id)
@@ -207,7 +208,7 @@ def _child_id(run: StepRun, workflow_key: str, path: str) -> str:
     depth ten as at depth one (older runs grew the parent's id at every level)."""
     if run.testing:  # a test run's children are test runs: kept out of the lists as well
         return f"{TEST_ID_PREFIX}{workflow_key}-{workflow.uuid4()}"
-    if workflow.patched(PATCH_SHORT_CHILD_IDS):
+    if versions.patched(PATCH_SHORT_CHILD_IDS):
         return f"{workflow_key}-{workflow.uuid4()}"
     name = path.rsplit(".", 1)[-1].replace("[", "-").replace("]", "")
     return f"{run.execution_id}-{name}-{run.seq}"
