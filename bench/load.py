@@ -237,7 +237,7 @@ async def foreach_against_fan_out(
         {
             "id": "bench-foreach",
             "name": "bench foreach",
-            "inputs": {"items": {"type": "array"}},
+            "inputs": {"type": "object", "properties": {"items": {"type": "array"}}},
             "steps": [
                 {
                     "id": "each",
