@@ -91,6 +91,13 @@ async def test_an_agent_uses_an_mcp_servers_tools(
     text = await history_text(client, state["execution_id"])
     assert DOCS_SECRET not in text
     assert DOCS_SECRET not in str(fake_openrouter.completions()[-1].json())
+    # A case recorded from the run mocks the listing and each tool: it passes, calling nothing.
+    recorded = await http.get(f"/api/executions/{state['execution_id']}/test-case")
+    case = recorded.json()["cases"][0]
+    assert set(case["mocks"]) == {"agent", "agent.docs", "agent.docs__search", "agent.docs__broken"}
+    report = await http.post("/api/workflows/docs-agent/test", json=recorded.json(), timeout=90)
+    assert report.json()["passed"] == 1, report.text
+    assert mcp_server.calls == {"search": 1, "broken": 1}
 
 
 async def test_an_mcp_server_with_a_broken_schema_or_a_missing_tool_fails_the_step(

@@ -380,3 +380,91 @@ def test_mock_keys_name_steps_paths_agent_turns_and_tools() -> None:
         ("$.cases[0].mocks.research.turn[0].result", "invalid_mock"),
     ]
     assert runs[0].shapes["research.turn[0].wikipedia[1]"] == "http"
+
+
+def mcp_workflow() -> dict[str, Any]:
+    """ask (an agent with the MCP server `kb`, its tools not listed) -> lookup (an mcp step).
+    The server's address is a closed port: a call that got out would fail."""
+    server = f"http://127.0.0.1:{free_port()}/mcp"
+    return {
+        "id": "mcp-mocks",
+        "steps": [
+            {"id": "ask", "type": "agent", "model": "m/one", "prompt": "Find the page",
+             "output": "found", "tools": [{"name": "kb", "mcp": {"url": server}}]},
+            {"id": "lookup", "type": "mcp", "url": server, "tool": "get",
+             "arguments": {"page": "{found.text}"}, "output": "got"},
+        ],
+    }  # fmt: skip
+
+
+async def test_mcp_calls_are_mocked_and_an_unmocked_one_fails_the_case(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    save_definition(settings, mcp_workflow())
+    search = {"tool_calls": [{"name": "kb__search", "arguments": {"q": "retries"}}]}
+    listing = {"tools": [{"name": "search", "input_schema": {"type": "object"}}]}
+    file = {"cases": [
+        {"name": "mocked", "mocks": {
+            "ask": {"results": [search, {"text": "p7"}]},
+            "ask.kb__search": {"result": {"text": "retries: page p7"}},
+            "lookup": {"result": {"structured": {"title": "Retries"}}}},
+         "expect": {"status": "completed", "steps": ["ask", "lookup"], "outputs": {
+             "found": {"text": "p7", "turns": 2},
+             "got": {"structured": {"title": "Retries"}, "text": '{"title": "Retries"}'}}}},
+        {"name": "the tool answers an error", "mocks": {
+            "ask": {"result": {"text": "p7"}},
+            "lookup": {"result": {"text": "no such page", "is_error": True}}},
+         "expect": {"error_type": "MCPToolError", "steps": ["ask", "lookup"]}},
+        {"name": "unmocked tool call", "mocks": {
+            "ask": {"result": search}, "ask.kb": {"result": listing}}},
+        {"name": "unmocked mcp step", "mocks": {"ask": {"result": {"text": "p7"}}}},
+    ]}  # fmt: skip
+    report = (await http.post("/api/workflows/mcp-mocks/test", json=file, timeout=90)).json()
+    by_name = {case["name"]: case for case in report["cases"]}
+    assert by_name["mocked"]["status"] == "passed", by_name["mocked"]
+    assert by_name["the tool answers an error"]["status"] == "passed", report
+    # The agent's tool call got the mocked answer, and the model saw it.
+    run = by_name["mocked"]["execution_id"]
+    state = (await http.get(f"/api/executions/{run}")).json()
+    (call,) = state["outputs"]["found"]["tool_calls"]
+    assert call["name"] == "kb__search" and call["result"]["text"] == "retries: page p7"
+    assert by_name["unmocked tool call"]["problems"][0].startswith(
+        "step 'ask': it would call out (call_mcp_tool) and the case has no mock for it: add a "
+        "mock named 'ask.kb__search'"
+    )
+    assert by_name["unmocked mcp step"]["problems"][0].startswith(
+        "step 'lookup': it would call out (call_mcp_tool) and the case has no mock for it: add "
+        "a mock named 'lookup'"
+    )
+    # Shapes are checked when the file is: 422, naming the path.
+    bad = {"cases": [{"name": "x", "mocks": {
+        "lookup": {"result": {"is_error": "maybe"}},
+        "ask.kb": {"result": {"tools": [{"name": "search", "input_schema": {"type": 3}}]}}}}]}  # fmt: skip
+    answer = await http.post("/api/workflows/mcp-mocks/test", json=bad)
+    assert answer.status_code == 422, answer.text
+    paths = [(e["path"], e["message"].split(":")[0]) for e in answer.json()["errors"]]
+    assert paths == [
+        ("$.cases[0].mocks.lookup.result", "step 'lookup' binds an MCP tool's answer"),
+        ("$.cases[0].mocks.ask.kb.result", "step 'ask.kb'"),
+    ]
+
+
+def test_mcp_mock_keys_name_a_server_its_tools_and_their_calls() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    definition = load_definition(json.loads((examples / "docs-agent.json").read_text()))
+    answer = {"result": {"text": "..."}}
+    file = CaseFile.model_validate({"workflow_id": "docs-agent", "cases": [{"name": "keys",
+        "mocks": {"answer.docs": {"result": {"tools": [{"name": "search"}]}},
+                  "answer.docs__search": answer, "answer.turn[1].docs__fetch[0]": answer,
+                  "file": answer, "answer.docs__delete": answer}}]})  # fmt: skip
+    problems, runs = file_problems(file, definition.steps)
+    assert [(p.path, p.message) for p in problems] == [
+        ("$.cases[0].mocks.answer.docs__delete", "the step lists only these tools of its MCP "
+         "server: answer.docs__fetch, answer.docs__search"),
+    ]  # fmt: skip
+    assert runs[0].shapes == {
+        "answer.docs": "mcp_tools",
+        "answer.docs__search": "mcp",
+        "answer.turn[1].docs__fetch[0]": "mcp",
+        "file": "mcp",
+    }

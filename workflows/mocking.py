@@ -27,9 +27,18 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
+from workflows import versions
 from workflows.errors import FailureType, StepFailed
-from workflows.messages import CALL_LLM, SEND_HTTP_REQUEST, HTTPResult
+from workflows.interpreter.patches import MCP_MOCKS
+from workflows.messages import (
+    CALL_LLM,
+    CALL_MCP_TOOL,
+    LIST_MCP_TOOLS,
+    SEND_HTTP_REQUEST,
+    HTTPResult,
+)
 from workflows.testfile import (
+    MCP_TOOLS,
     MOCK_EXHAUSTED,
     MOCK_SHAPE,
     NEVER_SIGNALLED,
@@ -41,7 +50,17 @@ from workflows.testfile import (
 
 # An agent's tool call: `<agent path>.turn[<n>].<tool>[<i>]`.
 TOOL_CALL = re.compile(r"\.turn\[\d+\]\.([A-Za-z0-9_-]+)\[\d+\]$")
-SHAPE_OF_ACTIVITY = {SEND_HTTP_REQUEST: "http", CALL_LLM: "ai"}
+SHAPE_OF_ACTIVITY = {
+    SEND_HTTP_REQUEST: "http",
+    CALL_LLM: "ai",
+    CALL_MCP_TOOL: "mcp",
+    LIST_MCP_TOOLS: MCP_TOOLS,
+}
+# Calls an agent makes per tool, mocked by `agent.tool` (an MCP tool: `agent.docs__search`).
+TOOL_ACTIVITIES = frozenset({SEND_HTTP_REQUEST, CALL_MCP_TOOL})
+MCP_ACTIVITIES = frozenset({CALL_MCP_TOOL, LIST_MCP_TOOLS})
+# What a derived tool list offers for each tool: any arguments (the model is mocked too).
+ANY_ARGUMENTS = {"type": "object"}
 
 
 @dataclass(order=True)
@@ -199,7 +218,7 @@ class CaseRunner:
     def keys_for(self, activity: str, call_path: str, step_path: str, step_id: str) -> list[str]:
         """The mock keys a call answers to, most precise first: an agent's tool call by its
         path, `agent.tool`; any other call by its path, its step's path, its step's id."""
-        tool = TOOL_CALL.search(call_path) if activity == SEND_HTTP_REQUEST else None
+        tool = TOOL_CALL.search(call_path) if activity in TOOL_ACTIVITIES else None
         if tool is not None:
             name = tool.group(1)
             return [call_path, f"{step_path}.{name}", f"{step_id}.{name}"]
@@ -209,7 +228,12 @@ class CaseRunner:
         """The mock's answer to one activity call (the activity's result, as a dict), or None
         when the case allows real calls and has no mock for it."""
         call_path = getattr(request, "path", None) or step_path
-        keys = self.keys_for(activity, call_path, step_path, request.step_id)
+        legacy = activity in MCP_ACTIVITIES and not versions.patched(MCP_MOCKS)
+        if activity == LIST_MCP_TOOLS and not legacy:
+            return self._tool_list(request, call_path, step_path)
+        # Test runs from before MCP mocks read an MCP call as any other call.
+        kind = "legacy" if legacy else activity
+        keys = self.keys_for(kind, call_path, step_path, request.step_id)
         found = self._find(keys)
         if found is None:
             if self.case.allow_calls:
@@ -220,7 +244,34 @@ class CaseRunner:
                 UNMOCKED_CALL,
             )
         key, mock = found
-        return self._answer_of(key, mock, activity, request, call_path)
+        shape = "outputs" if legacy else None
+        return self._answer_of(key, mock, activity, request, call_path, shape)
+
+    def _tool_list(self, request: Any, call_path: str, step_path: str) -> Any | None:
+        """An agent's MCP server's tools (`agent.docs`): its mock; else, unless the case allows
+        calls, the tools the step lists or, when it lists none, those the case mocks
+        (`agent.docs__search`), each taking any arguments."""
+        server = call_path.rsplit(".", 1)[-1]
+        found = self._find(list(dict.fromkeys([call_path, f"{request.step_id}.{server}"])))
+        if found is not None:
+            return self._answer_of(*found, LIST_MCP_TOOLS, request, call_path)
+        if self.case.allow_calls:
+            return None
+        names = request.tools
+        if names is None:
+            agents = {step_path, request.step_id}
+            mocked = (TOOL_CALL.sub(lambda m: f".{m[1]}", key) for key in self.case.mocks)
+            calls = (key.rsplit(".", 1) for key in mocked if "." in key)
+            prefix = f"{server}__"
+            names = sorted(
+                {
+                    name[len(prefix) :]
+                    for agent, name in calls
+                    if agent in agents and name.startswith(prefix)
+                }
+            )
+        tools = [{"name": name, "description": "", "input_schema": ANY_ARGUMENTS} for name in names]
+        return {"tools": tools}
 
     def child_outputs(self, path: str) -> dict[str, Any] | None:
         """A mocked child run's outputs (a sub_workflow step, an agent's workflow tool); None:
@@ -239,7 +290,15 @@ class CaseRunner:
         result = self._answer_of(key, mock, "sub_workflow", None, path)
         return dict(result)
 
-    def _answer_of(self, key: str, mock: Mock, activity: str, request: Any, path: str) -> Any:
+    def _answer_of(
+        self,
+        key: str,
+        mock: Mock,
+        activity: str,
+        request: Any,
+        path: str,
+        shape: str | None = None,
+    ) -> Any:
         visit = self.visits.get(key, 0)
         self.visits[key] = visit + 1
         if mock.error is not None:
@@ -250,7 +309,7 @@ class CaseRunner:
                 f"mock '{key}' gives {len(answers)} result(s) and this is visit {visit + 1}",
                 MOCK_EXHAUSTED,
             )
-        shape = SHAPE_OF_ACTIVITY.get(activity, "outputs")
+        shape = shape or SHAPE_OF_ACTIVITY.get(activity, "outputs")
         try:
             result = mock_result(shape, answers[visit])
         except (ValidationError, ValueError) as err:
@@ -259,6 +318,8 @@ class CaseRunner:
             ) from None
         if activity == SEND_HTTP_REQUEST:
             _check_status(result, request)
+        if activity == CALL_LLM:
+            _refuse_unknown_tools(result, request)
         return result
 
 
@@ -276,6 +337,17 @@ def _activity_error(error_type: str, message: str, activity: str) -> ActivityErr
     )
     err.__cause__ = ApplicationError(message, type=error_type, non_retryable=True)
     return err
+
+
+def _refuse_unknown_tools(result: dict[str, Any], request: Any) -> None:
+    """A mocked turn's call of a tool the agent does not offer (an MCP tool its server's
+    list lacks) goes back to the model as the real call's would."""
+    offered = [spec["function"]["name"] for spec in getattr(request, "tools", None) or []]
+    for call in result.get("tool_calls") or []:
+        if call["name"] not in offered and versions.patched(MCP_MOCKS):
+            call["error"] = (
+                f"there is no tool named {call['name']!r}; use one of {', '.join(offered)}"
+            )
 
 
 def _check_status(result: dict[str, Any], request: Any) -> None:

@@ -20,11 +20,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workflows.errors import Problem
-from workflows.input_schema import value_problems
+from workflows.input_schema import schema_problems, value_problems
 from workflows.kinds import kind_of
 from workflows.kinds.common import StepBase
+from workflows.kinds.mcp import offered_name
 from workflows.kinds.wait_for_signal import WaitForSignalStep
-from workflows.messages import AIResult, HTTPResult
+from workflows.messages import AIResult, HTTPResult, MCPCallResult, MCPTool, MCPToolList
 
 CASE_FILE_SCHEMA_ID = "https://workflow-engine.local/schemas/workflow-test.schema.json"
 # Failure types only a test run records (the case fails whatever `on_error` made of them).
@@ -34,7 +35,16 @@ MOCK_SHAPE = "MockShape"
 NEVER_SIGNALLED = "NeverSignalled"
 TEST_FAILURES = frozenset({UNMOCKED_CALL, MOCK_EXHAUSTED, MOCK_SHAPE, NEVER_SIGNALLED})
 # The kinds a mock may stand in for: what each binds, as a mock gives it.
-MOCKABLE = {"http": "http", "ai": "ai", "agent": "ai", "sub_workflow": "outputs"}
+MOCKABLE = {"http": "http", "ai": "ai", "agent": "ai", "sub_workflow": "outputs", "mcp": "mcp"}
+# The shape of an agent's MCP server entry (`agent.docs`): the tools it lists.
+MCP_TOOLS = "mcp_tools"
+SHAPE_NAMES = {
+    "http": "an http answer",
+    "ai": "a model's answer",
+    "mcp": "an MCP tool's answer",
+    MCP_TOOLS: "an MCP server's tool list",
+    "outputs": "a child's outputs",
+}
 MockKey = str
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,300}$")
 
@@ -131,8 +141,61 @@ def _tool_call(index: int, call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SHAPES: dict[str, type[BaseModel]] = {"http": HTTPMock, "ai": AIMock}
-RESULTS: dict[str, type[BaseModel]] = {"http": HTTPResult, "ai": AIResult}
+class MCPMock(_Model):
+    """The answer an `mcp` step (or one call of an agent's MCP tool) gets. ``text`` alone is
+    enough: the content is then that one text block; ``structured`` alone gets its JSON as
+    the text, as servers send it."""
+
+    text: str | None = None
+    content: list[dict[str, Any]] | None = None
+    structured: Any = None
+    is_error: bool = False
+
+    def as_result(self) -> dict[str, Any]:
+        text, content = self.text, self.content
+        if text is None and content is None and self.structured is not None:
+            text = json.dumps(self.structured)
+        if content is None:
+            content = [] if text is None else [{"type": "text", "text": text}]
+        if text is None:
+            text = "\n".join(
+                block["text"]
+                for block in content
+                if block.get("type") == "text" and isinstance(block.get("text"), str)
+            )
+        return {
+            "content": content,
+            "structured": self.structured,
+            "is_error": self.is_error,
+            "text": text,
+        }
+
+
+class MCPToolsMock(_Model):
+    """The tools an agent's MCP server lists: names, descriptions, input schemas."""
+
+    tools: list[MCPTool]
+
+    def as_result(self) -> dict[str, Any]:
+        for tool in self.tools:
+            problems = schema_problems(tool.input_schema, f"tools.{tool.name}.input_schema")
+            if problems:
+                raise ValueError(f"{problems[0].path}: {problems[0].message}")
+        return {"tools": [tool.model_dump() for tool in self.tools]}
+
+
+SHAPES: dict[str, type[BaseModel]] = {
+    "http": HTTPMock,
+    "ai": AIMock,
+    "mcp": MCPMock,
+    MCP_TOOLS: MCPToolsMock,
+}
+RESULTS: dict[str, type[BaseModel]] = {
+    "http": HTTPResult,
+    "ai": AIResult,
+    "mcp": MCPCallResult,
+    MCP_TOOLS: MCPToolList,
+}
 
 
 def mock_result(shape: str, value: Any) -> Any:
@@ -235,31 +298,60 @@ def _walk(steps: Sequence[Any]) -> Iterator[StepBase]:
 
 def mock_targets(steps: Sequence[Any]) -> dict[str, str]:
     """Every name a mock may have: step ids, and `agent.tool` for agents' tools; its shape
-    (or the step's type, for a step a mock cannot stand in for). ``steps``: the workflow's,
-    then those of the workflows it calls (their runs are test runs too): the first wins."""
+    (or the step's type, for a step a mock cannot stand in for). An agent's MCP server
+    `docs` is `agent.docs` (its tool list) and each of its tools `agent.docs__search` (the
+    name the model calls it by); a server whose tools the step does not list may have any
+    (`agent.docs__*`). ``steps``: the workflow's, then those of the workflows it calls
+    (their runs are test runs too): the first wins."""
     targets: dict[str, str] = {}
     for step in reversed(list(_walk(steps))):
         targets[step.id] = MOCKABLE.get(step.type, step.type)
         for tool in getattr(step, "tools", None) or []:
-            targets[f"{step.id}.{tool.name}"] = "http" if tool.http is not None else "outputs"
+            mcp = getattr(tool, "mcp", None)
+            if mcp is None:
+                targets[f"{step.id}.{tool.name}"] = "http" if tool.http is not None else "outputs"
+                continue
+            targets[f"{step.id}.{tool.name}"] = MCP_TOOLS
+            for name in mcp.tools if mcp.tools is not None else ["*"]:
+                wildcard = f"{tool.name}__*" if name == "*" else None
+                targets[f"{step.id}.{wildcard or offered_name(tool.name, name)}"] = "mcp"
     return targets
+
+
+def _bare(key: str) -> str:
+    """A key without its visits: an agent's one turn (`agent.turn[1]`) is the agent, one tool
+    call (`agent.turn[1].search[0]`) is `agent.search`."""
+    key = re.sub(
+        r"\.turn\[\d+\](?:\.([A-Za-z0-9_-]+)\[\d+\])?$", lambda m: f".{m[1]}" if m[1] else "", key
+    )
+    return re.sub(r"\[\d+\]", "", key)
 
 
 def _target_of(key: str, targets: dict[str, str]) -> str | None:
     """The target a key names: a step id, `agent.tool`, or a path ending in either."""
     if key in targets:
         return key
-    # An agent's one turn (`agent.turn[1]`) or one tool call (`agent.turn[1].search[0]`).
-    key = re.sub(
-        r"\.turn\[\d+\](?:\.([A-Za-z0-9_-]+)\[\d+\])?$", lambda m: f".{m[1]}" if m[1] else "", key
-    )
-    bare = re.sub(r"\[\d+\]", "", key)
+    bare = _bare(key)
     parts = bare.split(".")
     for size in (2, 1):
         tail = ".".join(parts[-size:])
         if len(parts) >= size and tail in targets:
             return tail
+    # A tool of an MCP server whose tools the step does not list: `agent.docs__<any>`.
+    for match in re.finditer("__", parts[-1] if len(parts) >= 2 else ""):
+        wildcard = f"{parts[-2]}.{parts[-1][: match.start()]}__*"
+        if wildcard in targets:
+            return wildcard
     return None
+
+
+def _unknown(key: str, targets: dict[str, str]) -> str:
+    """Why a key names nothing: a tool an agent's MCP server does not list, or no step."""
+    server, cut, _ = _bare(key).rpartition("__")
+    listed = sorted(t for t in targets if cut and t.startswith(f"{server}__") and "." in server)
+    if listed:
+        return f"the step lists only these tools of its MCP server: {', '.join(listed)}"
+    return f"the workflow has no step '{key}'"
 
 
 def case_problems(
@@ -272,10 +364,12 @@ def case_problems(
         at = f"{where}.mocks.{key}"
         target = _target_of(key, targets) if KEY_PATTERN.match(key) else None
         if target is None:
-            problems.append(Problem(at, f"the workflow has no step '{key}'", "unknown_step"))
+            problems.append(Problem(at, _unknown(key, targets), "unknown_step"))
             continue
         shape = targets[target]
-        if shape not in ("http", "ai", "outputs"):
+        if target.endswith("__*"):  # one tool of a server's: name it as the key does
+            target = key
+        if shape not in SHAPE_NAMES:
             problems.append(
                 Problem(
                     at,
@@ -300,8 +394,8 @@ def _shape_problem(value: Any, shape: str, target: str) -> str | None:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        what = {"http": "an http answer", "ai": "a model's answer"}[shape]
-        return f"step '{target}' binds {what}: {loc + ': ' if loc else ''}{first['msg']}"
+        where = f"{loc}: " if loc else ""
+        return f"step '{target}' binds {SHAPE_NAMES[shape]}: {where}{first['msg']}"
     except ValueError as err:
         return f"step '{target}': {err}"
     return None

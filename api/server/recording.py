@@ -4,7 +4,8 @@ The run's Temporal history holds everything the case needs, as a rerun reads it
 (api/server/rerun.py): the inputs it started with, every activity's request (which names the
 step's path and visit) and result, the children it ran and their outputs, and the signals it
 received (with when). The case mocks each call by the path it ran at (an agent's turns by the
-agent, its tool calls by `agent.tool`), in visit order, and expects what the run ended with.
+agent, its tool calls by `agent.tool`, its MCP servers' tool lists by `agent.docs`), in visit
+order, and expects what the run ended with.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from api.server.errors import ApiError
 from workflows.messages import (
     BUDGET_SIGNAL,
     CALL_LLM,
+    CALL_MCP_TOOL,
     CANCEL_SIGNAL,
+    LIST_MCP_TOOLS,
     SEND_HTTP_REQUEST,
     STATUS_QUERY,
     WORKFLOW_TYPE,
@@ -32,11 +35,20 @@ from workflows.messages import (
     ExecutionState,
     HTTPRequest,
     HTTPResult,
+    MCPCallRequest,
+    MCPCallResult,
+    MCPListRequest,
+    MCPToolList,
 )
 from workflows.mocking import TOOL_CALL
 from workflows.shared import ExecutionInput
 
-CALLS = {CALL_LLM: (AIRequest, AIResult), SEND_HTTP_REQUEST: (HTTPRequest, HTTPResult)}
+CALLS = {
+    CALL_LLM: (AIRequest, AIResult),
+    SEND_HTTP_REQUEST: (HTTPRequest, HTTPResult),
+    CALL_MCP_TOOL: (MCPCallRequest, MCPCallResult),
+    LIST_MCP_TOOLS: (MCPListRequest, MCPToolList),
+}
 TURN = re.compile(r"\.turn\[\d+\]$")  # an agent's model turn: `<agent>.turn[<n>]`
 ENGINE_SIGNALS = frozenset({CANCEL_SIGNAL, BUDGET_SIGNAL})
 MAX_RUNS = 1_000  # continue-as-new links followed at most
@@ -44,10 +56,11 @@ MAX_RUNS = 1_000  # continue-as-new links followed at most
 
 def mock_key(activity: str, path: str) -> str:
     """The key a call is mocked by: an agent's turns by the agent, its tools by
-    `agent.tool`, any other call by its own path."""
+    `agent.tool` (an MCP tool: `agent.docs__search`), any other call by its own path (an
+    agent's MCP tool list: `agent.docs`)."""
     if activity == CALL_LLM and TURN.search(path):
         return TURN.sub("", path)
-    tool = TOOL_CALL.search(path) if activity == SEND_HTTP_REQUEST else None
+    tool = TOOL_CALL.search(path) if activity in (SEND_HTTP_REQUEST, CALL_MCP_TOOL) else None
     if tool is not None:
         return f"{TOOL_CALL.sub('', path)}.{tool.group(1)}"
     return path
