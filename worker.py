@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -23,6 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ai import AIClient
+from activities.flow_control import FlowControlActivities
 from activities.http import HTTPStepActivities
 from activities.log_rotation import RotationPolicy
 from activities.logs import WorkflowLogger
@@ -113,7 +115,12 @@ async def engine_worker(
             workflow_runner=SandboxedWorkflowRunner()
             if settings.worker_workflow_sandbox
             else UnsandboxedWorkflowRunner(),
-            activities=[ai.call_llm, http_steps.send_http_request, logs.write_execution_log],
+            activities=[
+                ai.call_llm,
+                http_steps.send_http_request,
+                logs.write_execution_log,
+                *flow_control_activities(client),
+            ],
             # JSON log lines name the step an activity runs (activities/runtime/log_format.py).
             interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -125,6 +132,12 @@ async def engine_worker(
             # any worker may take it (default 10 s): a killed worker's runs resume sooner.
             sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         )
+
+
+def flow_control_activities(client: Client) -> list[Callable[..., Any]]:
+    """The local activities of concurrency keys (activities/flow_control.py)."""
+    flow = FlowControlActivities(client)
+    return [flow.request_concurrency_place, flow.closed_executions]
 
 
 def build_logger(settings: Settings) -> WorkflowLogger:

@@ -142,6 +142,8 @@ class CarriedState(_Model):
     descendants_left: int | None = None
     # The run's CEL evaluator goes on in the next run (absent in older states: legacy).
     cel_conformant: bool = False
+    # The run holds its concurrency place (workflows/flow/): the next run keeps it.
+    concurrency_held: bool = False
 
 
 class ExecutionError(_Model):
@@ -187,6 +189,14 @@ class ExecutionState(_Model):
     )
     descendants_left: int | None = Field(
         None, description="Executions the run's tree did not use of its allowance (to its parent)."
+    )
+    concurrency_key: str | None = Field(
+        None, description="The run's concurrency key (its definition's `concurrency`), if any."
+    )
+    waiting_place: int | None = Field(
+        None,
+        description="With `waiting_for` \"concurrency\": the run's place in its key's queue "
+        "(1: next to start).",
     )
 
 

@@ -27,7 +27,9 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from workflows.errors import StepFailed
     from workflows.failures import describe_failure
+    from workflows.flow.messages import GRANT_SIGNAL
     from workflows.interpreter import patches
+    from workflows.interpreter.concurrency import ConcurrencyGate
     from workflows.interpreter.ending import RunEnding, failed
     from workflows.interpreter.parts import RunParts
     from workflows.interpreter.records import StepBook
@@ -89,6 +91,16 @@ def allowance_at_start(input: ExecutionInput) -> int | None:
     return input.descendants_left
 
 
+def concurrency_gate(input: ExecutionInput, execution_id: str) -> ConcurrencyGate | None:
+    """A top-level run of a definition with `concurrency` waits for a place (its children and
+    foreach shares, which copy its input, run inside the place it holds)."""
+    claim = input.concurrency
+    if claim is None or input.depth != 0 or input.batch is not None:
+        return None
+    held = input.carried is not None and input.carried.concurrency_held
+    return ConcurrencyGate(claim, execution_id, input.definition.key, held)
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class WorkflowExecutor:
     """Interprets one workflow definition."""
@@ -131,6 +143,7 @@ class WorkflowExecutor:
             self._context, self._processor, self._book, self._ending, self._spending,
             self._allowances,
         )  # fmt: skip
+        self._gate = concurrency_gate(input, self._execution_id)
         for name, payloads in (carried.pending_signals if carried else {}).items():
             for payload in payloads:
                 self._processor.deliver_signal(name, payload)
@@ -153,6 +166,12 @@ class WorkflowExecutor:
         if self._ending.cancel is None:
             self._ending.cancel = request or CancelRequest()
 
+    @workflow.signal(name=GRANT_SIGNAL)
+    def concurrency_grant(self) -> None:
+        """The run's concurrency coordinator gives it a place."""
+        if self._gate is not None:
+            self._gate.grant()
+
     @workflow.signal(dynamic=True)
     def deliver(self, name: str, args: Sequence[RawValue]) -> None:
         """Any other signal name feeds `wait_for_signal` steps (buffered until read)."""
@@ -174,6 +193,8 @@ class WorkflowExecutor:
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
                 carried = self._parts.carried(self._continue_at)
+                if self._gate is not None and self._gate.held:
+                    carried.concurrency_held = True
                 workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
@@ -190,6 +211,9 @@ class WorkflowExecutor:
         own cancellation arrived.)"""
         native_cancel = timed_out = False
         task: asyncio.Task[None] | None = None
+        gate = self._gate
+        if gate is not None and not gate.held and not workflow.patched(patches.CONCURRENCY_KEYS):
+            self._gate = None
         try:
             if starts:
                 self._parts.mark_searchable()
@@ -219,6 +243,8 @@ class WorkflowExecutor:
         """The top-level list: continue-as-new happens only between its steps."""
         steps = self._definition.steps
         index = self._next_index
+        if self._gate is not None:
+            await self._gate.enter(self._processor)
         while index >= 0:
             self._book.check_limit(self._limits, steps[index])
             if self._parts.should_continue_as_new():
@@ -392,4 +418,6 @@ class WorkflowExecutor:
             count_step(self._definition.id, record)
             self._log.pending.append(record)
         workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
-        return await self._log.write_final()
+        # The place goes back before the last log write: the next run need not wait for it.
+        released_cancel = await self._gate.leave() if self._gate is not None else False
+        return await self._log.write_final() or released_cancel

@@ -41,6 +41,10 @@ STRICT_LIST_INDEXES = "strict-list-indexes"
 # starts, and carried across continue-as-new: a run never changes semantics on the way.
 CEL_CONFORMANT = "cel-conformant"
 
+# A run of a definition with `concurrency` waits for a place from its key's coordinator before
+# its first step and hands it back when it ends (workflows/interpreter/concurrency.py).
+CONCURRENCY_KEYS = "concurrency-keys"
+
 
 def strict_indexes(handed: bool | None) -> bool:
     """How this run's templates read ``{items.01}``: as the run it continues (or the foreach

@@ -29,6 +29,7 @@ from api.server.pollers import PollerReport, WorkerPollers
 from api.server.schemas import ErrorItem, RunPublic
 from api.server.store import DefinitionStore, StoredDefinition
 from workflows.errors import DefinitionError
+from workflows.flow.keys import KeyTemplateError
 from workflows.messages import WORKFLOW_TYPE
 
 Pollers = PollerReport | asyncio.Task[PollerReport] | None
@@ -149,15 +150,18 @@ class Starter:
         inputs = await asyncio.to_thread(prepare_inputs, stored, input_vars, max_bytes)
         library = library_for(stored.definition, self.store)
         require_scope(principal, library)
-        options = start_options(
-            stored,
-            inputs,
-            started_by or principal.name,
-            self.settings.execution_max_steps_per_run,
-            execution_limits(stored.definition, self.settings),
-            library,
-            self.settings.api_url_for_runs,
-        )
+        try:
+            options = start_options(
+                stored,
+                inputs,
+                started_by or principal.name,
+                self.settings.execution_max_steps_per_run,
+                execution_limits(stored.definition, self.settings),
+                library,
+                self.settings.api_url_for_runs,
+            )
+        except KeyTemplateError as err:
+            raise ApiError(422, "unresolved_key", str(err), "$.input_vars") from None
         if not rerun:
             return options
         return dataclasses.replace(

@@ -1,0 +1,174 @@
+"""ConcurrencyCoordinator: one workflow per (workflow id, key) that grants places in start order.
+
+Runs ask for a place by signal-with-start (a local activity of the run, so the coordinator
+exists once anyone asks), wait for the ``concurrency_grant`` signal, and hand the place back
+by signal when they end, however they end (completed, failed, cancelled). A run that Temporal
+terminates runs no code of ours, so the coordinator also checks, while others wait, that its
+holders still run. Everything it knows is in its history: a worker or server restart loses no
+place and grants none twice. It continues as new when its history grows, and ends once no run
+holds or waits for IDLE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.flow.messages import (
+        CLOSED_EXECUTIONS,
+        CONCURRENCY_COORDINATOR,
+        GRANT_SIGNAL,
+        PLACE_QUERY,
+        PLACE_SIGNAL,
+        RELEASE_SIGNAL,
+        ClosedExecutions,
+        CoordinatorState,
+        PlaceRelease,
+        PlaceRequest,
+    )
+
+# While runs wait, how often the holders are checked for runs Temporal closed without our code
+# (terminate, a Temporal-side timeout): such a place is freed within this long.
+LIVENESS_SECONDS = 5.0
+# An empty coordinator ends after this long (the next request starts a fresh one).
+IDLE_SECONDS = 60.0
+# Continue as new past this many history events (well under Temporal's warning at 10,240),
+# so a replay of the coordinator stays short.
+MAX_HISTORY_EVENTS = 4000
+
+
+@workflow.defn(name=CONCURRENCY_COORDINATOR)
+class ConcurrencyCoordinator:
+    """Holds the places and the queue of one key; grants places in the order asked."""
+
+    @workflow.init
+    def __init__(self, state: CoordinatorState) -> None:
+        self._state = state
+        # Insertion-ordered: the queue's order is the order requests arrived.
+        self._holders: dict[str, None] = dict.fromkeys(state.holders)
+        self._queue: dict[str, None] = dict.fromkeys(state.queue)
+        self._regrant: set[str] = set()
+        self._limit = state.limit
+
+    @workflow.signal(name=PLACE_SIGNAL)
+    def request(self, request: PlaceRequest) -> None:
+        self._limit = request.limit  # the latest version of the definition says
+        if request.execution_id in self._holders:
+            self._regrant.add(request.execution_id)  # asked again (a retried request)
+        elif request.execution_id not in self._queue:
+            self._queue[request.execution_id] = None
+
+    @workflow.signal(name=RELEASE_SIGNAL)
+    def release(self, release: PlaceRelease) -> None:
+        self._holders.pop(release.execution_id, None)
+        self._queue.pop(release.execution_id, None)
+        self._regrant.discard(release.execution_id)
+
+    @workflow.query(name=PLACE_QUERY)
+    def place(self, execution_id: str) -> int | None:
+        """0: holds a place; n: the n-th in the queue; None: unknown here."""
+        if execution_id in self._holders:
+            return 0
+        for index, queued in enumerate(self._queue):
+            if queued == execution_id:
+                return index + 1
+        return None
+
+    @workflow.run
+    async def run(self, state: CoordinatorState) -> CoordinatorState:
+        checked = workflow.now()
+        while True:
+            await self._grant()
+            if self._history_is_long():
+                workflow.continue_as_new(self._snapshot())
+            if self._queue and self._holders:
+                # Runs wait: every LIVENESS_SECONDS, free the places of runs closed unseen.
+                due = checked + timedelta(seconds=LIVENESS_SECONDS) - workflow.now()
+                if due <= timedelta(0):
+                    await self._drop_closed_holders()
+                    checked = workflow.now()
+                    continue
+                await self._wait(due)
+            elif self._holders:
+                # Wake when the last holder leaves (to end idle) or a run starts waiting
+                # (its wait starts the liveness checks).
+                await self._wait(None, or_when=lambda: not self._holders or bool(self._queue))
+            elif not await self._wait(timedelta(seconds=IDLE_SECONDS)):
+                return self._snapshot()
+
+    async def _wait(
+        self, timeout: timedelta | None, or_when: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait for a place to grant (or ``or_when``): True; ``timeout`` passed: False."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._has_work() or (or_when is not None and or_when()), timeout=timeout
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    def _has_work(self) -> bool:
+        free = len(self._holders) < self._limit
+        return bool(self._regrant) or (free and bool(self._queue))
+
+    async def _grant(self) -> None:
+        """Grant every free place to the first in the queue, and again to holders who asked
+        again. A grant to a run that no longer runs frees its place at once."""
+        granted = list(self._regrant)
+        self._regrant.clear()
+        while self._queue and len(self._holders) < self._limit:
+            execution_id = next(iter(self._queue))
+            del self._queue[execution_id]
+            self._holders[execution_id] = None
+            granted.append(execution_id)
+            self._state.granted += 1
+        if not granted:
+            return
+        results = await asyncio.gather(
+            *(self._signal(execution_id) for execution_id in granted), return_exceptions=True
+        )
+        for execution_id, result in zip(granted, results, strict=True):
+            if isinstance(result, BaseException):
+                self._holders.pop(execution_id, None)
+
+    async def _signal(self, execution_id: str) -> None:
+        await workflow.get_external_workflow_handle(execution_id).signal(GRANT_SIGNAL)
+
+    async def _drop_closed_holders(self) -> None:
+        try:
+            closed = await workflow.execute_local_activity(
+                CLOSED_EXECUTIONS,
+                ClosedExecutions(execution_ids=list(self._holders)),
+                result_type=list[str],
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="check holders still run",
+            )
+        except ActivityError as err:  # Temporal unreachable from the worker: next time
+            workflow.logger.warning("could not check the holders: %s", err)
+            return
+        for execution_id in closed:
+            self._holders.pop(execution_id, None)
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        )
+
+    def _snapshot(self) -> CoordinatorState:
+        return self._state.model_copy(
+            update={
+                "limit": self._limit,
+                "holders": list(self._holders),
+                "queue": list(self._queue),
+            }
+        )
