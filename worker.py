@@ -29,6 +29,7 @@ from activities.http import HTTPStepActivities
 from activities.log_rotation import RotationPolicy
 from activities.logs import WorkflowLogger
 from activities.metrics import ModelLabels
+from activities.rate_limits import RateLimits
 from activities.runtime.log_format import StepContextInterceptor, configure_logging
 from activities.runtime.payload_store import PayloadStore, retention_seconds
 from activities.runtime.settings import Settings, load_settings
@@ -63,7 +64,10 @@ HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 @contextlib.asynccontextmanager
 async def http_step_activities(
-    settings: Settings, secrets: SecretStore | None = None, logs: WorkflowLogger | None = None
+    settings: Settings,
+    secrets: SecretStore | None = None,
+    logs: WorkflowLogger | None = None,
+    limits: RateLimits | None = None,
 ) -> AsyncIterator[HTTPStepActivities]:
     """The `http` step activity on an SSRF-guarded client (redirects re-checked per hop).
 
@@ -79,6 +83,7 @@ async def http_step_activities(
             policy=policy,
             max_redirects=settings.http_max_redirects,
             logs=logs,
+            limits=limits,
         )
 
 
@@ -92,8 +97,9 @@ async def engine_worker(
     """A configured worker (not yet running) plus the resources its activities share."""
     secrets = build_secrets(settings)
     logs = logs or build_logger(settings)
+    limits = RateLimits.from_settings(client, settings)
     async with (
-        http_step_activities(settings, secrets, logs) as http_steps,
+        http_step_activities(settings, secrets, logs, limits) as http_steps,
         httpx.AsyncClient(
             timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
         ) as ai_http,
@@ -107,6 +113,7 @@ async def engine_worker(
             referer=settings.openrouter_referer,
             logs=logs,
             model_labels=ModelLabels(settings.worker_metrics_max_models),
+            limits=limits,
         )
         yield Worker(
             client,
@@ -120,6 +127,7 @@ async def engine_worker(
                 http_steps.send_http_request,
                 logs.write_execution_log,
                 *flow_control_activities(client),
+                limits.reserve_ai_turn,
             ],
             # JSON log lines name the step an activity runs (activities/runtime/log_format.py).
             interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],

@@ -10,13 +10,17 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.runtime.settings import Settings
+from activities.runtime.settings import AIRateLimit, Settings
 from tests.conftest import eventually, save_definition, serve_api
+from tests.fakes import FakeOpenRouter, Recorded, Reply, openrouter_error
 from tests.test_cli import wfe
 from worker import engine_worker
+from worker import main as worker_main
+from workflows.errors import ConfigurationError
 from workflows.flow.messages import GRANT_SIGNAL, RELEASE_SIGNAL
 
 
@@ -201,3 +205,90 @@ async def _is(value: Any, expected: Any) -> bool:
 
 async def _status_is(http: httpx.AsyncClient, execution_id: str, expected: str) -> bool:
     return bool((await status(http, execution_id))["status"] == expected)
+
+
+class LimitedProvider(FakeOpenRouter):
+    """A provider that allows ``limit`` requests in any ``window`` seconds, and answers 429
+    past it (counted as it receives them, the way providers count)."""
+
+    def __init__(self, limit: int, window: float, answer_delay: float = 0.0) -> None:
+        super().__init__()
+        self.limit, self.window, self.refused = limit, window, 0
+        self._seen: list[float] = []
+        self._delay = answer_delay
+
+    def default_reply(self, record: Recorded) -> Reply:
+        with self._lock:
+            recent = [at for at in self._seen if at > record.at - self.window]
+            self._seen.append(record.at)
+            if len(recent) >= self.limit:
+                self.refused += 1
+                return Reply(429, openrouter_error(429, "Rate limit exceeded"))
+        reply = super().default_reply(record)
+        reply.delay = self._delay
+        return reply
+
+
+async def test_ai_calls_wait_their_turn_and_never_meet_a_429(
+    client: Client, settings: Settings
+) -> None:
+    """2 runs of 2 AI calls, a provider allowing 2 requests in any second: the calls past
+    the first two wait their turn (visible as waiting_for rate_limit), none is refused."""
+    provider = LimitedProvider(limit=2, window=1.0).start()
+    limited = settings.model_copy(
+        update={
+            "openrouter_base_url": provider.base_url,
+            "ai_rate_limits": {"openai/*": AIRateLimit(requests_per_minute=2)},
+            "rate_limit_window_seconds": 1.0,
+        }
+    )
+    step = {"type": "ai", "model": "openai/gpt-4o-mini", "prompt": "hi",
+            "retry": {"max_attempts": 1}}  # fmt: skip
+    document = {"id": "limited-ai", "steps": [{"id": "a", **step}, {"id": "b", **step}]}
+    save_definition(limited, document)
+    try:
+        async with (
+            serve_api(limited, client) as url,
+            httpx.AsyncClient(base_url=url, timeout=30, headers=_admin()) as http,
+            engine_worker(client, limited) as worker,
+            worker,
+        ):
+            ids = [await start(http, "limited-ai") for _ in range(2)]
+            seen_waiting = await eventually(lambda: _any_waits(http, ids, "rate_limit"), timeout=10)
+            for execution_id in ids:
+                await eventually(
+                    lambda e=execution_id: _status_is(http, e, "completed"), timeout=30
+                )
+    finally:
+        provider.stop()
+    assert seen_waiting["waiting_until"]
+    assert provider.refused == 0
+    sent = sorted(record.at for record in provider.completions())
+    assert len(sent) == 4
+    # Two at a time, a window (plus a second's margin) apart.
+    assert sent[-1] - sent[0] >= 2.0
+
+
+async def _any_waits(http: httpx.AsyncClient, ids: list[str], reason: str) -> Any:
+    for execution_id in ids:
+        state = await status(http, execution_id)
+        if state.get("waiting_for") == reason:
+            return state
+    return None
+
+
+def test_a_rate_limit_setting_that_does_not_parse_stops_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's start reads the settings first: a bad one stops it, naming the variable
+    (`python worker.py` prints it and exits non-zero)."""
+    monkeypatch.setenv("AI_RATE_LIMITS", '{"openai/*": {"requests_per_min": 60}}')
+    with pytest.raises(ConfigurationError, match="AI_RATE_LIMITS"):
+        asyncio.run(worker_main())
+    monkeypatch.setenv("AI_RATE_LIMITS", "openai/*=60")
+    with pytest.raises(ConfigurationError, match=r"AI_RATE_LIMITS: .*JSON object"):
+        asyncio.run(worker_main())
+    monkeypatch.delenv("AI_RATE_LIMITS")
+    monkeypatch.setenv("HTTP_HOST_CONCURRENCY", '{"api.example.com": 0}')
+    with pytest.raises(ConfigurationError, match="HTTP_HOST_CONCURRENCY"):
+        asyncio.run(worker_main())

@@ -287,6 +287,15 @@ class StepRequest(_Model):
     )
 
 
+class RateTurn(_Model):
+    """A turn under a shared rate limit (AI_RATE_LIMITS), reserved by the workflow before it
+    scheduled the call: the activity's first attempt uses it instead of asking again."""
+
+    resource: str
+    request_id: str
+    at: datetime
+
+
 class AIRequest(StepRequest):
     """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
 
@@ -302,6 +311,9 @@ class AIRequest(StepRequest):
         False,
         description="Cancelled once the request is sent, wait (briefly) for the provider's "
         "answer and return it marked `cancelled`: the call is paid for, and the run counts it.",
+    )
+    rate_turn: RateTurn | None = Field(
+        None, description="The turn the run waited for under AI_RATE_LIMITS, if any."
     )
 
 
@@ -427,6 +439,7 @@ _NOT_THE_REQUEST = frozenset(
         "step_id",
         "report_when_cancelled",
         "workflow_id",
+        "rate_turn",
     }
 )
 

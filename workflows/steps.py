@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TemplateError,
         ValueLimitError,
     )
+    from workflows.flow.turns import AI_RATE_LIMITS, wait_for_turn
     from workflows.kinds import kind_of
     from workflows.kinds.base import StepOutcome, Waiting
     from workflows.kinds.common import (
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.kinds.http import idempotency_key
     from workflows.messages import (
+        AIRequest,
         ExecutionLimits,
         LogWrite,
         ReusedResult,
@@ -278,6 +280,8 @@ class _Run:
     async def call_activity(
         self, activity: str, request: StepRequest, result_type: type[R], options: dict[str, Any]
     ) -> R:
+        if isinstance(request, AIRequest) and workflow.patched(AI_RATE_LIMITS):
+            request.rate_turn = await wait_for_turn(self._rate_wait, request)
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
@@ -290,6 +294,9 @@ class _Run:
             raise
         self.logged = self.logged or bool(getattr(result, "log_written", False))
         return result
+
+    def _rate_wait(self, waiting: Waiting | None) -> None:
+        self.processor.set_waiting(self.path, waiting, quiet=waiting is not None)
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         return self.processor.checked(value, where, amplified)

@@ -4,6 +4,7 @@ requests and state."""
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from pydantic import Field
 
@@ -73,3 +74,86 @@ class ClosedExecutions(_Model):
     """The local activity's input: which of these executions are no longer running."""
 
     execution_ids: list[str]
+
+
+# Shared rate limits (AI_RATE_LIMITS, HTTP_HOST_CONCURRENCY): a limiter workflow per resource.
+WINDOW_LIMITER = "WindowRateLimiter"
+IN_FLIGHT_LIMITER = "InFlightLimiter"
+RESERVE_UPDATE = "reserve"
+SETTLE_SIGNAL = "settle"
+ACQUIRE_UPDATE = "acquire"
+RELEASE_PERMIT_SIGNAL = "release"
+# What a run whose call waits its turn says in `waiting_for` (from the activity's heartbeat).
+WAITING_RATE_LIMIT = "rate_limit"
+
+
+def limiter_id(kind: str, resource: str) -> str:
+    """A limiter's workflow id: one per limited resource (a model pattern, a host)."""
+    digest = hashlib.sha256(resource.encode()).hexdigest()[:24]
+    return f"ratelimit-{kind}-{digest}"
+
+
+class WindowEntry(_Model):
+    """A reserved request: when it may go, and the tokens it counts for."""
+
+    at: datetime
+    tokens: int = 0
+    request_id: str
+
+
+class WindowState(_Model):
+    """A window limiter's input: empty at first, its entries when it continues as new."""
+
+    resource: str
+    entries: list[WindowEntry] = Field(default_factory=list)
+
+
+class ReserveRequest(_Model):
+    """Ask for a turn: one request of about ``tokens`` tokens under these limits."""
+
+    request_id: str
+    tokens: int = Field(0, ge=0)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    window_seconds: float = Field(60.0, ge=1, description="What a provider's minute is.")
+
+
+class Turn(_Model):
+    """When the request may be sent (the caller waits until then)."""
+
+    at: datetime
+
+
+class SettleRequest(_Model):
+    """After the call: the tokens the provider counted, in place of the estimate."""
+
+    request_id: str
+    tokens: int = Field(ge=0)
+
+
+class InFlightState(_Model):
+    """An in-flight limiter's input: the permits held (and until when) across continue-as-new."""
+
+    resource: str
+    holders: dict[str, datetime] = Field(default_factory=dict)
+
+
+class AcquireRequest(_Model):
+    """Ask for one of ``limit`` permits, held at most ``lease_seconds`` (a crashed caller's
+    permit comes back then)."""
+
+    request_id: str
+    limit: int = Field(ge=1)
+    lease_seconds: float = Field(gt=0)
+
+
+# The local activity a run asks for an AI call's turn with (activities/rate_limits.py).
+RESERVE_AI_TURN = "reserve_ai_turn"
+
+
+class AITurnRequest(_Model):
+    """A run asks for its AI call's turn: the model, and the tokens the call may count for."""
+
+    model: str
+    tokens: int = Field(ge=0)
+    request_id: str

@@ -15,10 +15,17 @@ A large foreach runs its shares as :class:`ForeachBatchWorkflow` children.
 from __future__ import annotations
 
 from workflows.flow.coordinator import ConcurrencyCoordinator
+from workflows.flow.limiters import InFlightLimiter, WindowRateLimiter
 from workflows.interpreter.executor import WorkflowExecutor
 from workflows.interpreter.foreach_batch import ForeachBatchWorkflow
 
-ENGINE_WORKFLOWS = (WorkflowExecutor, ForeachBatchWorkflow, ConcurrencyCoordinator)
+ENGINE_WORKFLOWS = (
+    WorkflowExecutor,
+    ForeachBatchWorkflow,
+    ConcurrencyCoordinator,
+    WindowRateLimiter,
+    InFlightLimiter,
+)
 """The workflow types a worker registers."""
 
 __all__ = ["ENGINE_WORKFLOWS", "ForeachBatchWorkflow", "WorkflowExecutor"]

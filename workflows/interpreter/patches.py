@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.flow.turns import AI_RATE_LIMITS as AI_RATE_LIMITS
+
 # Log writes are batched: records of steps that run inside the workflow (set, condition,
 # fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
 # a 5,000-iteration loop costs tens of log writes, not 10,000. Nothing is lost by waiting:
@@ -44,6 +46,10 @@ CEL_CONFORMANT = "cel-conformant"
 # A run of a definition with `concurrency` waits for a place from its key's coordinator before
 # its first step and hands it back when it ends (workflows/interpreter/concurrency.py).
 CONCURRENCY_KEYS = "concurrency-keys"
+
+# AI calls ask for a turn under AI_RATE_LIMITS before they are scheduled (a local activity,
+# then a timer while the turn has not come): AI_RATE_LIMITS, defined in workflows/flow/turns.py
+# where it is asked for (imported above).
 
 
 def strict_indexes(handed: bool | None) -> bool:
