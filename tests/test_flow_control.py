@@ -7,6 +7,7 @@ through twice, also across a worker restart)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from temporalio.client import Client
 
 from activities.runtime.settings import AIRateLimit, Settings
 from tests.conftest import eventually, save_definition, serve_api
-from tests.fakes import FakeOpenRouter, Recorded, Reply, openrouter_error
+from tests.fakes import FakeOpenRouter, HttpSink, Recorded, Reply, openrouter_error
 from tests.test_cli import wfe
 from worker import engine_worker
 from worker import main as worker_main
@@ -230,7 +231,7 @@ class LimitedProvider(FakeOpenRouter):
 
 
 async def test_ai_calls_wait_their_turn_and_never_meet_a_429(
-    client: Client, settings: Settings
+    client: Client, settings: Settings, sink: HttpSink
 ) -> None:
     """2 runs of 2 AI calls, a provider allowing 2 requests in any second: the calls past
     the first two wait their turn (visible as waiting_for rate_limit), none is refused."""
@@ -240,8 +241,11 @@ async def test_ai_calls_wait_their_turn_and_never_meet_a_429(
             "openrouter_base_url": provider.base_url,
             "ai_rate_limits": {"openai/*": AIRateLimit(requests_per_minute=2)},
             "rate_limit_window_seconds": 1.0,
+            "http_host_concurrency": {sink.url.removeprefix("http://"): 1},
         }
     )
+    sink.script("/one", *[Reply(200, "ok", delay=0.3)] * 3)
+    save_definition(limited, _one_request_at_a_time(sink))
     step = {"type": "ai", "model": "openai/gpt-4o-mini", "prompt": "hi",
             "retry": {"max_attempts": 1}}  # fmt: skip
     document = {"id": "limited-ai", "steps": [{"id": "a", **step}, {"id": "b", **step}]}
@@ -254,6 +258,7 @@ async def test_ai_calls_wait_their_turn_and_never_meet_a_429(
             worker,
         ):
             ids = [await start(http, "limited-ai") for _ in range(2)]
+            ids += [await start(http, "one-at-a-time-host") for _ in range(3)]
             seen_waiting = await eventually(lambda: _any_waits(http, ids, "rate_limit"), timeout=10)
             for execution_id in ids:
                 await eventually(
@@ -267,6 +272,17 @@ async def test_ai_calls_wait_their_turn_and_never_meet_a_429(
     assert len(sent) == 4
     # Two at a time, a window (plus a second's margin) apart.
     assert sent[-1] - sent[0] >= 2.0
+    # HTTP_HOST_CONCURRENCY 1: each request to the host arrived after the last one ended.
+    arrivals = sorted(record.at for record in sink.deliveries("/one"))
+    assert len(arrivals) == 3
+    assert all(b - a >= 0.3 for a, b in itertools.pairwise(arrivals))
+
+
+def _one_request_at_a_time(sink: HttpSink) -> dict[str, Any]:
+    return {
+        "id": "one-at-a-time-host",
+        "steps": [{"id": "call", "type": "http", "method": "POST", "url": f"{sink.url}/one"}],
+    }
 
 
 async def _any_waits(http: httpx.AsyncClient, ids: list[str], reason: str) -> Any:
@@ -292,3 +308,48 @@ def test_a_rate_limit_setting_that_does_not_parse_stops_the_worker(
     monkeypatch.setenv("HTTP_HOST_CONCURRENCY", '{"api.example.com": 0}')
     with pytest.raises(ConfigurationError, match="HTTP_HOST_CONCURRENCY"):
         asyncio.run(worker_main())
+
+
+async def test_a_burst_of_starts_collapses_into_one_run_with_the_last_inputs(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    document = {
+        "id": "debounced",
+        "debounce": {"key": "{customer}", "seconds": 1},
+        "inputs": {
+            "type": "object",
+            "properties": {"customer": {"type": "string"}, "n": {"type": "integer"}},
+        },
+        "steps": [{"id": "keep", "type": "set", "values": {"seen": "{n}"}}],
+    }
+    save_definition(settings, document)
+    answers = []
+    for n in (1, 2, 3):
+        answer = await http.post(
+            "/api/workflows/run",
+            json={"workflow_id": "debounced", "input_vars": {"customer": "acme", "n": n}},
+        )
+        assert answer.status_code == 202, answer.text
+        answers.append(answer.json())
+    other = await start(http, "debounced", customer="globex", n=9)
+    ids = {answer["execution_id"] for answer in answers}
+    assert len(ids) == 1 and other not in ids
+    assert all(answer["starts_at"] for answer in answers)
+    execution_id = ids.pop()
+    # Not found until the window closes, then the one run.
+    assert (await http.get(f"/api/executions/{execution_id}")).status_code == 404
+    await eventually(lambda: _completed_once_found(http, execution_id), timeout=15)
+    state = await status(http, execution_id)
+    assert state["outputs"]["seen"] == 3  # the last start's inputs
+    await eventually(lambda: _completed_once_found(http, other), timeout=15)
+    # The window closed with its run: the next start is another run.
+    assert await start(http, "debounced", customer="acme", n=4) != execution_id
+    bad = await http.post(
+        "/api/workflows/run", json={"workflow_id": "debounced", "input_vars": {"n": 1}}
+    )
+    assert bad.status_code == 422 and "debounce.key '{customer}'" in bad.text
+
+
+async def _completed_once_found(http: httpx.AsyncClient, execution_id: str) -> bool:
+    answer = await http.get(f"/api/executions/{execution_id}")
+    return answer.status_code == 200 and answer.json()["status"] == "completed"

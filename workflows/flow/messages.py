@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -157,3 +158,39 @@ class AITurnRequest(_Model):
     model: str
     tokens: int = Field(ge=0)
     request_id: str
+
+
+# Debounce: a workflow per (workflow id, key) collapses a burst of starts into one run.
+DEBOUNCER = "Debouncer"
+DEBOUNCE_UPDATE = "debounce"
+
+
+def debouncer_id(workflow_id: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return f"debounce-{workflow_id}-{digest}"
+
+
+class DebouncedStart(_Model):
+    """One start collapsed into the window's run: what Temporal would be given to start it.
+    The run takes the last start's (``input`` is an ExecutionInput, kept as data here so this
+    module need not know the definition format)."""
+
+    execution_id_prefix: str
+    input: dict[str, Any]
+    seconds: float = Field(gt=0)
+    task_queue: str
+    definition_id: str
+    definition_version: int | None = None
+    started_by: str | None = None
+    static_summary: str | None = None
+    static_details: str | None = None
+    execution_id: str | None = Field(None, description="Set by the debouncer: the run's id.")
+
+
+class DebouncerState(_Model):
+    """A debouncer's input: empty at first; the open window when it continues as new."""
+
+    workflow_id: str
+    key: str
+    window: DebouncedStart | None = None
+    last_at: datetime | None = None

@@ -15,6 +15,7 @@ A large foreach runs its shares as :class:`ForeachBatchWorkflow` children.
 from __future__ import annotations
 
 from workflows.flow.coordinator import ConcurrencyCoordinator
+from workflows.flow.debouncer import Debouncer
 from workflows.flow.limiters import InFlightLimiter, WindowRateLimiter
 from workflows.interpreter.executor import WorkflowExecutor
 from workflows.interpreter.foreach_batch import ForeachBatchWorkflow
@@ -25,6 +26,7 @@ ENGINE_WORKFLOWS = (
     ConcurrencyCoordinator,
     WindowRateLimiter,
     InFlightLimiter,
+    Debouncer,
 )
 """The workflow types a worker registers."""
 
