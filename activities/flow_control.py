@@ -1,7 +1,7 @@
 """The local activities of flow control (workflows/flow/): the Temporal calls a workflow
 cannot make itself.
 
-``request_concurrency_place`` signal-with-starts a key's coordinator, so the coordinator exists
+``request_concurrency_place`` update-with-starts a key's coordinator, so the coordinator exists
 the moment a run asks; ``closed_executions`` tells the coordinator which holders Temporal closed
 without our code running (terminate, a Temporal-side timeout).
 """
@@ -9,16 +9,17 @@ without our code running (terminate, a Temporal-side timeout).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.flow.messages import (
     CLOSED_EXECUTIONS,
     CONCURRENCY_COORDINATOR,
-    PLACE_SIGNAL,
+    PLACE_UPDATE,
     REQUEST_PLACE,
     ClosedExecutions,
     CoordinatorState,
@@ -34,19 +35,21 @@ class FlowControlActivities:
     client: Client
 
     @activity.defn(name=REQUEST_PLACE)
-    async def request_concurrency_place(self, request: RequestPlace) -> None:
-        """Ask the key's coordinator for a place (starting it if none runs). Asking twice is
-        harmless: the coordinator knows each run once."""
+    async def request_concurrency_place(self, request: RequestPlace) -> bool:
+        """Ask the key's coordinator for a place (starting it if none runs): True if the place
+        is the run's at once. Asking twice is harmless: the coordinator knows each run once."""
         claim = request.claim
-        await self.client.start_workflow(
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             CONCURRENCY_COORDINATOR,
             CoordinatorState(workflow_id=request.workflow_id, key=claim.key, limit=claim.limit),
             id=claim.coordinator_id,
             task_queue=activity.info().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal=PLACE_SIGNAL,
-            start_signal_args=[PlaceRequest(execution_id=request.execution_id, limit=claim.limit)],
             static_summary=f"concurrency: {request.workflow_id} · key {claim.key[:100]}",
+        )
+        place = PlaceRequest(execution_id=request.execution_id, limit=claim.limit)
+        return await self.client.execute_update_with_start_workflow(
+            PLACE_UPDATE, place, start_workflow_operation=start, result_type=bool
         )
 
     @activity.defn(name=CLOSED_EXECUTIONS)

@@ -1,8 +1,9 @@
 """ConcurrencyCoordinator: one workflow per (workflow id, key) that grants places in start order.
 
-Runs ask for a place by signal-with-start (a local activity of the run, so the coordinator
-exists once anyone asks), wait for the ``concurrency_grant`` signal, and hand the place back
-by signal when they end, however they end (completed, failed, cancelled). A run that Temporal
+Runs ask for a place by update-with-start (a local activity of the run, so the coordinator
+exists once anyone asks): the answer says whether the place is theirs at once; if not, they
+wait for the ``concurrency_grant`` signal. They hand the place back by signal when they end,
+however they end (completed, failed, cancelled). A run that Temporal
 terminates runs no code of ours, so the coordinator also checks, while others wait, that its
 holders still run. Everything it knows is in its history: a worker or server restart loses no
 place and grants none twice. It continues as new when its history grows, and ends once no run
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         GRANT_SIGNAL,
         PLACE_QUERY,
         PLACE_SIGNAL,
+        PLACE_UPDATE,
         RELEASE_SIGNAL,
         ClosedExecutions,
         CoordinatorState,
@@ -63,6 +65,23 @@ class ConcurrencyCoordinator:
             self._regrant.add(request.execution_id)  # asked again (a retried request)
         elif request.execution_id not in self._queue:
             self._queue[request.execution_id] = None
+
+    @workflow.update(name=PLACE_UPDATE)
+    def request_now(self, request: PlaceRequest) -> bool:
+        """The request, answered: True if the run holds a place now (no grant signal
+        follows), False if it waits in the queue (a grant signal will come)."""
+        self.request(request)
+        execution_id = request.execution_id
+        if execution_id in self._holders:
+            self._regrant.discard(execution_id)
+            return True
+        first = next(iter(self._queue))
+        if first == execution_id and len(self._holders) < self._limit:
+            del self._queue[execution_id]
+            self._holders[execution_id] = None
+            self._state.granted += 1
+            return True
+        return False
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self, release: PlaceRelease) -> None:

@@ -14,6 +14,9 @@ from workflows.messages import _Model
 CONCURRENCY_COORDINATOR = "ConcurrencyCoordinator"
 # Signals to a coordinator (a run asks for a place, hands it back) and from it (a place is yours).
 PLACE_SIGNAL = "concurrency_request"
+# The same request as an update (update-with-start): answers True when the place is given at
+# once, so an uncontended run needs no grant signal.
+PLACE_UPDATE = "concurrency_request_now"
 RELEASE_SIGNAL = "concurrency_release"
 GRANT_SIGNAL = "concurrency_grant"
 PLACE_QUERY = "concurrency_place"

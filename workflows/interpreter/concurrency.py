@@ -53,7 +53,7 @@ class ConcurrencyGate:
         if self.held:
             return
         self._asked = True
-        await workflow.execute_local_activity(
+        granted_now = await workflow.execute_local_activity(
             REQUEST_PLACE,
             RequestPlace(
                 claim=self.claim, workflow_id=self._workflow_id, execution_id=self._execution_id
@@ -61,7 +61,9 @@ class ConcurrencyGate:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_REQUEST_RETRY,
             summary="ask for a concurrency place",
+            result_type=bool,
         )
+        self._granted = self._granted or granted_now
         if not self._granted:
             processor.set_waiting(_WAIT_PATH, Waiting(signal=WAITING_CONCURRENCY), quiet=True)
             workflow.set_current_details(
@@ -74,6 +76,11 @@ class ConcurrencyGate:
                 raise
             processor.set_waiting(_WAIT_PATH, None)
         self.held = True
+
+    def leave_soon(self) -> asyncio.Task[bool] | None:
+        """Start handing the place back (the run's last log write goes on meanwhile: the
+        signal leaves with it, and the run need not wait for Temporal's receipt first)."""
+        return asyncio.create_task(self.leave()) if self._asked else None
 
     async def leave(self) -> bool:
         """Hand the place (or the turn) back. True if Temporal's cancel arrived meanwhile

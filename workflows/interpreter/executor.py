@@ -418,6 +418,12 @@ class WorkflowExecutor:
             count_step(self._definition.id, record)
             self._log.pending.append(record)
         workflow.upsert_search_attributes([SA_STATUS.value_set(ending.status)])
-        # The place goes back before the last log write: the next run need not wait for it.
-        released_cancel = await self._gate.leave() if self._gate is not None else False
-        return await self._log.write_final() or released_cancel
+        # The place goes back with the last log write: the next run need not wait for it.
+        leaving = self._gate.leave_soon() if self._gate is not None else None
+        cancelled = await self._log.write_final()
+        if leaving is not None:
+            try:
+                cancelled = await asyncio.shield(leaving) or cancelled
+            except asyncio.CancelledError:  # the signal is sent: its receipt need not be seen
+                cancelled = True
+        return cancelled
