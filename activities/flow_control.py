@@ -9,16 +9,23 @@ without our code running (terminate, a Temporal-side timeout).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.flow.messages import (
     CLOSED_EXECUTIONS,
     CONCURRENCY_COORDINATOR,
+    PLACE_SIGNAL,
     PLACE_UPDATE,
     REQUEST_PLACE,
     ClosedExecutions,
@@ -26,6 +33,11 @@ from workflows.flow.messages import (
     PlaceRequest,
     RequestPlace,
 )
+
+# How long a place request waits for the coordinator's answer before asking by signal.
+UPDATE_WAIT = timedelta(seconds=2)
+# Temporal's answers when a workflow has too many updates in flight (or the server is busy).
+_BUSY = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 
 
 @dataclass
@@ -37,20 +49,50 @@ class FlowControlActivities:
     @activity.defn(name=REQUEST_PLACE)
     async def request_concurrency_place(self, request: RequestPlace) -> bool:
         """Ask the key's coordinator for a place (starting it if none runs): True if the place
-        is the run's at once. Asking twice is harmless: the coordinator knows each run once."""
+        is the run's at once. Asking twice is harmless: the coordinator knows each run once.
+
+        The answer comes from an update; Temporal takes only a few updates in flight per
+        workflow, so in a burst of starts the request goes as a signal instead (the run then
+        waits for its grant signal, as queued runs do anyway)."""
         claim = request.claim
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        place = PlaceRequest(execution_id=request.execution_id, limit=claim.limit)
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                PLACE_UPDATE,
+                place,
+                start_workflow_operation=self._coordinator(request),
+                result_type=bool,
+                rpc_timeout=UPDATE_WAIT,
+            )
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            if isinstance(err, RPCError) and err.status not in _BUSY:
+                raise
+        await self.client.start_workflow(
             CONCURRENCY_COORDINATOR,
-            CoordinatorState(workflow_id=request.workflow_id, key=claim.key, limit=claim.limit),
+            self._state(request),
+            id=claim.coordinator_id,
+            task_queue=activity.info().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=PLACE_SIGNAL,
+            start_signal_args=[place],
+        )
+        return False
+
+    def _coordinator(self, request: RequestPlace) -> WithStartWorkflowOperation[Any, Any]:
+        claim = request.claim
+        return WithStartWorkflowOperation(
+            CONCURRENCY_COORDINATOR,
+            self._state(request),
             id=claim.coordinator_id,
             task_queue=activity.info().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"concurrency: {request.workflow_id} · key {claim.key[:100]}",
         )
-        place = PlaceRequest(execution_id=request.execution_id, limit=claim.limit)
-        return await self.client.execute_update_with_start_workflow(
-            PLACE_UPDATE, place, start_workflow_operation=start, result_type=bool
-        )
+
+    @staticmethod
+    def _state(request: RequestPlace) -> CoordinatorState:
+        claim = request.claim
+        return CoordinatorState(workflow_id=request.workflow_id, key=claim.key, limit=claim.limit)
 
     @activity.defn(name=CLOSED_EXECUTIONS)
     async def closed_executions(self, request: ClosedExecutions) -> list[str]:

@@ -43,6 +43,8 @@ IDLE_SECONDS = 60.0
 # Continue as new past this many history events (well under Temporal's warning at 10,240),
 # so a replay of the coordinator stays short.
 MAX_HISTORY_EVENTS = 4000
+# ... and past this many updates (Temporal refuses more than 2,000 in one run).
+MAX_UPDATES = 1000
 
 
 @workflow.defn(name=CONCURRENCY_COORDINATOR)
@@ -57,6 +59,7 @@ class ConcurrencyCoordinator:
         self._queue: dict[str, None] = dict.fromkeys(state.queue)
         self._regrant: set[str] = set()
         self._limit = state.limit
+        self._answered = 0  # updates this run (Temporal takes a bounded number per run)
 
     @workflow.signal(name=PLACE_SIGNAL)
     def request(self, request: PlaceRequest) -> None:
@@ -71,6 +74,7 @@ class ConcurrencyCoordinator:
         """The request, answered: True if the run holds a place now (no grant signal
         follows), False if it waits in the queue (a grant signal will come)."""
         self.request(request)
+        self._answered += 1
         execution_id = request.execution_id
         if execution_id in self._holders:
             self._regrant.discard(execution_id)
@@ -181,6 +185,7 @@ class ConcurrencyCoordinator:
         return (
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or self._answered >= MAX_UPDATES
         )
 
     def _snapshot(self) -> CoordinatorState:
