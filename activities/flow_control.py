@@ -55,7 +55,9 @@ class FlowControlActivities:
         workflow, so in a burst of starts the request goes as a signal instead (the run then
         waits for its grant signal, as queued runs do anyway)."""
         claim = request.claim
-        place = PlaceRequest(execution_id=request.execution_id, limit=claim.limit)
+        place = PlaceRequest(
+            execution_id=request.execution_id, limit=claim.limit, started_at=request.started_at
+        )
         try:
             return await self.client.execute_update_with_start_workflow(
                 PLACE_UPDATE,

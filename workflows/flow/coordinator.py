@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -56,7 +56,8 @@ class ConcurrencyCoordinator:
         self._state = state
         # Insertion-ordered: the queue's order is the order requests arrived.
         self._holders: dict[str, None] = dict.fromkeys(state.holders)
-        self._queue: dict[str, None] = dict.fromkeys(state.queue)
+        started = state.queue_started or [None] * len(state.queue)
+        self._queue: dict[str, datetime | None] = dict(zip(state.queue, started, strict=True))
         self._regrant: set[str] = set()
         self._limit = state.limit
         self._answered = 0  # updates this run (Temporal takes a bounded number per run)
@@ -67,7 +68,21 @@ class ConcurrencyCoordinator:
         if request.execution_id in self._holders:
             self._regrant.add(request.execution_id)  # asked again (a retried request)
         elif request.execution_id not in self._queue:
-            self._queue[request.execution_id] = None
+            self._enqueue(request.execution_id, request.started_at)
+
+    def _enqueue(self, execution_id: str, started_at: datetime | None) -> None:
+        """Into the queue in start order (requests of runs started together may arrive in
+        any order); a request that does not say goes last."""
+        last = next(reversed(self._queue.values()), None) if self._queue else None
+        if started_at is None or last is None or last <= started_at:
+            self._queue[execution_id] = started_at
+            return
+        entries = list(self._queue.items())
+        at = next(
+            i for i, (_, when) in enumerate(entries) if when is not None and when > started_at
+        )
+        entries.insert(at, (execution_id, started_at))
+        self._queue = dict(entries)
 
     @workflow.update(name=PLACE_UPDATE)
     def request_now(self, request: PlaceRequest) -> bool:
@@ -194,5 +209,6 @@ class ConcurrencyCoordinator:
                 "limit": self._limit,
                 "holders": list(self._holders),
                 "queue": list(self._queue),
+                "queue_started": list(self._queue.values()),
             }
         )

@@ -43,10 +43,15 @@ class ConcurrencyClaim(_Model):
 
 
 class PlaceRequest(_Model):
-    """A run asks for a place (a signal-with-start of the coordinator)."""
+    """A run asks for a place (an update- or signal-with-start of the coordinator)."""
 
     execution_id: str
     limit: int = Field(ge=1, le=1000)
+    started_at: datetime | None = Field(
+        None,
+        description="When the run started: the queue is in start order, whatever order "
+        "the requests arrive in.",
+    )
 
 
 class PlaceRelease(_Model):
@@ -63,15 +68,19 @@ class CoordinatorState(_Model):
     limit: int = Field(ge=1, le=1000)
     holders: list[str] = Field(default_factory=list, description="Runs holding a place.")
     queue: list[str] = Field(default_factory=list, description="Runs waiting, in start order.")
+    queue_started: list[datetime | None] = Field(
+        default_factory=list, description="When each of them started."
+    )
     granted: int = Field(0, description="Places granted since the coordinator first started.")
 
 
 class RequestPlace(_Model):
-    """The local activity's input: signal-with-start the coordinator of ``claim``."""
+    """The local activity's input: ask the coordinator of ``claim`` for a place."""
 
     claim: ConcurrencyClaim
     workflow_id: str
     execution_id: str
+    started_at: datetime | None = None
 
 
 class ClosedExecutions(_Model):

@@ -8,7 +8,7 @@ it hands the place (or its turn in the queue) back. A continued run keeps the pl
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -36,8 +36,16 @@ _REQUEST_RETRY = RetryPolicy(
 class ConcurrencyGate:
     """Asks for a place, waits for it, hands it back."""
 
-    def __init__(self, claim: ConcurrencyClaim, execution_id: str, workflow_id: str, held: bool):
+    def __init__(
+        self,
+        claim: ConcurrencyClaim,
+        execution_id: str,
+        workflow_id: str,
+        held: bool,
+        started_at: datetime | None = None,
+    ):
         self.claim = claim
+        self._started_at = started_at
         self._execution_id = execution_id
         self._workflow_id = workflow_id
         self.held = held
@@ -56,7 +64,10 @@ class ConcurrencyGate:
         granted_now = await workflow.execute_local_activity(
             REQUEST_PLACE,
             RequestPlace(
-                claim=self.claim, workflow_id=self._workflow_id, execution_id=self._execution_id
+                claim=self.claim,
+                workflow_id=self._workflow_id,
+                execution_id=self._execution_id,
+                started_at=self._started_at,
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_REQUEST_RETRY,

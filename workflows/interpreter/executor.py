@@ -98,7 +98,8 @@ def concurrency_gate(input: ExecutionInput, execution_id: str) -> ConcurrencyGat
     if claim is None or input.depth != 0 or input.batch is not None:
         return None
     held = input.carried is not None and input.carried.concurrency_held
-    return ConcurrencyGate(claim, execution_id, input.definition.key, held)
+    started = workflow.info().start_time
+    return ConcurrencyGate(claim, execution_id, input.definition.key, held, started)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
