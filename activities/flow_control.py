@@ -8,7 +8,8 @@ without our code running (terminate, a Temporal-side timeout).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,9 @@ from workflows.flow.messages import (
     RequestPlace,
 )
 
+# Temporal takes about ten updates in flight per workflow: past this many from one worker, a
+# run asks by signal (it is queued behind others anyway).
+UPDATES_AT_ONCE = 3
 # How long a place request waits for the coordinator's answer before asking by signal.
 UPDATE_WAIT = timedelta(seconds=2)
 # Temporal's answers when a workflow has too many updates in flight (or the server is busy).
@@ -45,6 +49,7 @@ class FlowControlActivities:
     """Activities that need the worker's Temporal client."""
 
     client: Client
+    _asking: dict[str, asyncio.Semaphore] = field(default_factory=dict, init=False, repr=False)
 
     @activity.defn(name=REQUEST_PLACE)
     async def request_concurrency_place(self, request: RequestPlace) -> bool:
@@ -58,17 +63,20 @@ class FlowControlActivities:
         place = PlaceRequest(
             execution_id=request.execution_id, limit=claim.limit, started_at=request.started_at
         )
-        try:
-            return await self.client.execute_update_with_start_workflow(
-                PLACE_UPDATE,
-                place,
-                start_workflow_operation=self._coordinator(request),
-                result_type=bool,
-                rpc_timeout=UPDATE_WAIT,
-            )
-        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-            if isinstance(err, RPCError) and err.status not in _BUSY:
-                raise
+        asking = self._asking.setdefault(claim.coordinator_id, asyncio.Semaphore(UPDATES_AT_ONCE))
+        if not asking.locked():  # uncontended: the answer may be "yours"
+            async with asking:
+                try:
+                    return await self.client.execute_update_with_start_workflow(
+                        PLACE_UPDATE,
+                        place,
+                        start_workflow_operation=self._coordinator(request),
+                        result_type=bool,
+                        rpc_timeout=UPDATE_WAIT,
+                    )
+                except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                    if isinstance(err, RPCError) and err.status not in _BUSY:
+                        raise
         await self.client.start_workflow(
             CONCURRENCY_COORDINATOR,
             self._state(request),

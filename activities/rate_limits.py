@@ -55,6 +55,9 @@ from workflows.messages import AIRequest, RateTurn
 LATE_SECONDS = 0.5
 # Asking a limiter that is just continuing as new (or ending) is refused: ask again.
 ASK_ATTEMPTS = 5
+# Temporal takes about ten updates in flight per workflow (history.maxInFlightUpdates) and
+# refuses more; each worker sends at most this many at once to one limiter, the rest wait here.
+IN_FLIGHT_PER_WORKER = 3
 
 
 def matching_pattern(model: str, patterns: dict[str, AIRateLimit]) -> str | None:
@@ -85,6 +88,10 @@ class RateLimits:
     ai: dict[str, AIRateLimit] = field(default_factory=dict)
     hosts: dict[str, int] = field(default_factory=dict)
     window_seconds: float = 60.0
+    _asking: dict[str, asyncio.Semaphore] = field(default_factory=dict, init=False, repr=False)
+
+    def _gate(self, limiter: str) -> asyncio.Semaphore:
+        return self._asking.setdefault(limiter, asyncio.Semaphore(IN_FLIGHT_PER_WORKER))
 
     @classmethod
     def from_settings(cls, client: Client, settings: Settings) -> RateLimits:
@@ -149,9 +156,10 @@ class RateLimits:
                 static_summary=f"rate limit: {pattern}",
             )
             try:
-                turn = await self.client.execute_update_with_start_workflow(
-                    RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Turn
-                )
+                async with self._gate(limiter_id("ai", pattern)):
+                    turn = await self.client.execute_update_with_start_workflow(
+                        RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Turn
+                    )
                 return RateTurn(resource=pattern, request_id=request_id, at=turn.at)
             except (RPCError, WorkflowUpdateFailedError):
                 if attempt == ASK_ATTEMPTS - 1:
@@ -191,6 +199,12 @@ class RateLimits:
                 static_summary=f"in flight: {host}",
             )
             activity.heartbeat({"waiting_for": WAITING_RATE_LIMIT, "host": host})
+            gate = self._gate(limiter_id("host", host))
+            try:
+                async with asyncio.timeout(1.0):  # heartbeat while other calls ask
+                    await gate.acquire()
+            except TimeoutError:
+                continue
             try:
                 granted = await self.client.execute_update_with_start_workflow(
                     ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=bool
@@ -198,6 +212,8 @@ class RateLimits:
             except (RPCError, WorkflowUpdateFailedError):
                 granted = False
                 await asyncio.sleep(0.2)
+            finally:
+                gate.release()
             if granted:
                 return
 

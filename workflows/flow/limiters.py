@@ -45,7 +45,7 @@ WINDOW = timedelta(seconds=60) + MARGIN  # the longest window kept
 MAX_HISTORY_EVENTS = 4000
 IDLE = timedelta(seconds=90)
 # The longest an `acquire` waits before answering "not yet" (the caller asks again).
-ACQUIRE_WAIT = timedelta(seconds=20)
+ACQUIRE_WAIT = timedelta(seconds=5)
 
 
 def next_turn(entries: list[WindowEntry], now: datetime, request: ReserveRequest) -> datetime:
