@@ -142,7 +142,9 @@ async def test_worker_restart_mid_queue_loses_nobody_and_doubles_nobody(
         serve_api(settings, client) as url,
         httpx.AsyncClient(base_url=url, timeout=30, headers=_admin()) as http,
     ):
-        async with engine_worker(client, settings) as worker, worker:
+        # No grace for what runs when it stops: what it was doing is simply dropped.
+        abrupt = settings.model_copy(update={"worker_graceful_shutdown_seconds": 0})
+        async with engine_worker(client, abrupt) as worker, worker:
             ids = [await start(http, "chaos-key") for _ in range(9)]
             await asyncio.sleep(0.8)
         # No worker for a moment: the waiting runs and the coordinator wait with it.
