@@ -61,6 +61,7 @@ class ConcurrencyCoordinator:
         self._regrant: set[str] = set()
         self._limit = state.limit
         self._answered = 0  # updates this run (Temporal takes a bounded number per run)
+        self._sending = 0  # grant signals not yet received
 
     @workflow.signal(name=PLACE_SIGNAL)
     def request(self, request: PlaceRequest) -> None:
@@ -122,8 +123,9 @@ class ConcurrencyCoordinator:
     async def run(self, state: CoordinatorState) -> CoordinatorState:
         checked = workflow.now()
         while True:
-            await self._grant()
+            self._grant()
             if self._history_is_long():
+                await workflow.wait_condition(lambda: self._sending == 0)
                 workflow.continue_as_new(self._snapshot())
             if self._queue and self._holders:
                 # Runs wait: every LIVENESS_SECONDS, free the places of runs closed unseen.
@@ -137,7 +139,7 @@ class ConcurrencyCoordinator:
                 # Wake when the last holder leaves (to end idle) or a run starts waiting
                 # (its wait starts the liveness checks).
                 await self._wait(None, or_when=lambda: not self._holders or bool(self._queue))
-            elif not await self._wait(timedelta(seconds=IDLE_SECONDS)):
+            elif not await self._wait(timedelta(seconds=IDLE_SECONDS)) and not self._sending:
                 return self._snapshot()
 
     async def _wait(
@@ -156,9 +158,11 @@ class ConcurrencyCoordinator:
         free = len(self._holders) < self._limit
         return bool(self._regrant) or (free and bool(self._queue))
 
-    async def _grant(self) -> None:
+    def _grant(self) -> None:
         """Grant every free place to the first in the queue, and again to holders who asked
-        again. A grant to a run that no longer runs frees its place at once."""
+        again. The grant signals go out without the loop waiting for Temporal's receipt (the
+        next release is handled in the next workflow task, not the one after); a grant to a
+        run that no longer runs frees its place at once."""
         granted = list(self._regrant)
         self._regrant.clear()
         while self._queue and len(self._holders) < self._limit:
@@ -167,17 +171,17 @@ class ConcurrencyCoordinator:
             self._holders[execution_id] = None
             granted.append(execution_id)
             self._state.granted += 1
-        if not granted:
-            return
-        results = await asyncio.gather(
-            *(self._signal(execution_id) for execution_id in granted), return_exceptions=True
-        )
-        for execution_id, result in zip(granted, results, strict=True):
-            if isinstance(result, BaseException):
-                self._holders.pop(execution_id, None)
+        for execution_id in granted:
+            self._sending += 1
+            asyncio.create_task(self._signal(execution_id))  # noqa: RUF006 - counted in _sending
 
     async def _signal(self, execution_id: str) -> None:
-        await workflow.get_external_workflow_handle(execution_id).signal(GRANT_SIGNAL)
+        try:
+            await workflow.get_external_workflow_handle(execution_id).signal(GRANT_SIGNAL)
+        except Exception:  # the run is gone: its place is free again
+            self._holders.pop(execution_id, None)
+        finally:
+            self._sending -= 1
 
     async def _drop_closed_holders(self) -> None:
         try:
