@@ -38,6 +38,9 @@ with workflow.unsafe.imports_passed_through():
 # While runs wait, how often the holders are checked for runs Temporal closed without our code
 # (terminate, a Temporal-side timeout): such a place is freed within this long.
 LIVENESS_SECONDS = 5.0
+# ... and the first this many in the queue (further back, a closed run is dropped when its
+# grant fails).
+QUEUE_HEAD_CHECKED = 10
 # An empty coordinator ends after this long (the next request starts a fresh one).
 IDLE_SECONDS = 60.0
 # Continue as new past this many history events (well under Temporal's warning at 10,240),
@@ -184,10 +187,14 @@ class ConcurrencyCoordinator:
             self._sending -= 1
 
     async def _drop_closed_holders(self) -> None:
+        """Free the places of holders Temporal closed without our code, and drop from the
+        head of the queue runs that closed without their release arriving (a request that
+        crossed a cancel): the queue's head is what the next grants and places depend on."""
+        head = list(self._queue)[:QUEUE_HEAD_CHECKED]
         try:
             closed = await workflow.execute_local_activity(
                 CLOSED_EXECUTIONS,
-                ClosedExecutions(execution_ids=list(self._holders)),
+                ClosedExecutions(execution_ids=list(self._holders) + head),
                 result_type=list[str],
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3),
@@ -198,6 +205,7 @@ class ConcurrencyCoordinator:
             return
         for execution_id in closed:
             self._holders.pop(execution_id, None)
+            self._queue.pop(execution_id, None)
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
