@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -23,11 +24,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ai import AIClient
+from activities.flow_control import FlowControlActivities
 from activities.http import HTTPStepActivities
 from activities.log_rotation import RotationPolicy
 from activities.logs import WorkflowLogger
 from activities.mcp import MCPActivities
 from activities.metrics import ModelLabels
+from activities.rate_limits import RateLimits
 from activities.runtime.log_format import StepContextInterceptor, configure_logging
 from activities.runtime.payload_store import PayloadStore, retention_seconds
 from activities.runtime.settings import Settings, load_settings
@@ -62,7 +65,10 @@ HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 @contextlib.asynccontextmanager
 async def http_step_activities(
-    settings: Settings, secrets: SecretStore | None = None, logs: WorkflowLogger | None = None
+    settings: Settings,
+    secrets: SecretStore | None = None,
+    logs: WorkflowLogger | None = None,
+    limits: RateLimits | None = None,
 ) -> AsyncIterator[HTTPStepActivities]:
     """The `http` step activity on an SSRF-guarded client (redirects re-checked per hop).
 
@@ -78,6 +84,7 @@ async def http_step_activities(
             policy=policy,
             max_redirects=settings.http_max_redirects,
             logs=logs,
+            limits=limits,
         )
 
 
@@ -91,9 +98,10 @@ async def engine_worker(
     """A configured worker (not yet running) plus the resources its activities share."""
     secrets = build_secrets(settings)
     logs = logs or build_logger(settings)
+    limits = RateLimits.from_settings(client, settings)
     async with (
         folding_logs(logs),
-        http_step_activities(settings, secrets, logs) as http_steps,
+        http_step_activities(settings, secrets, logs, limits) as http_steps,
         httpx.AsyncClient(
             timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
         ) as ai_http,
@@ -118,6 +126,7 @@ async def engine_worker(
             referer=settings.openrouter_referer,
             logs=logs,
             model_labels=ModelLabels(settings.worker_metrics_max_models),
+            limits=limits,
         )
         yield Worker(
             client,
@@ -132,6 +141,8 @@ async def engine_worker(
                 logs.write_execution_log,
                 mcp.list_mcp_tools,
                 mcp.call_mcp_tool,
+                *flow_control_activities(client),
+                limits.reserve_ai_turn,
             ],
             # JSON log lines name the step an activity runs (activities/runtime/log_format.py).
             interceptors=[StepContextInterceptor()] if settings.log_format == "json" else [],
@@ -168,6 +179,12 @@ async def folding_logs(logs: WorkflowLogger, every: float = 1.0) -> AsyncIterato
         with contextlib.suppress(asyncio.CancelledError):
             await folding
         await asyncio.to_thread(logs.fold_due, 0.0)
+
+
+def flow_control_activities(client: Client) -> list[Callable[..., Any]]:
+    """The local activities of concurrency keys (activities/flow_control.py)."""
+    flow = FlowControlActivities(client)
+    return [flow.request_concurrency_place, flow.closed_executions]
 
 
 def build_logger(settings: Settings) -> WorkflowLogger:

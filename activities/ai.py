@@ -29,9 +29,11 @@ from activities.failures import (
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.metrics import ModelLabels, record_ai_usage
+from activities.rate_limits import RateLimits
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS
 from workflows.errors import FailureType, ValueLimitError
+from workflows.flow.turns import estimated_tokens
 from workflows.input_schema import VIOLATION, value_problems
 from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage
 from workflows.values import DEFAULT_MAX_VALUE_BYTES, parse_json
@@ -77,8 +79,10 @@ class AIClient:
         referer: str | None = None,
         logs: WorkflowLogger | None = None,
         model_labels: ModelLabels | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self._http = http
+        self._limits = limits  # AI_RATE_LIMITS
         self._model_labels = model_labels or ModelLabels()
         self._logs = logs
         self._url = base_url.rstrip("/") + "/chat/completions"
@@ -109,9 +113,14 @@ class AIClient:
         )
         self._secrets.check_host(request.deferred, *self._provider, request.step_id)
         body = self._request_body(request, str(fields["model"]), fields["messages"])
+        # The call's turn under AI_RATE_LIMITS (the run usually waited for it already).
+        limits = self._limits
+        turn = await limits.ai_turn(request, estimated_tokens(request)) if limits else None
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer, cancelled = await self._answer(body, request.report_when_cancelled)
+                if limits is not None:
+                    await limits.settle(turn, total_tokens(answer))
                 # Tokens are spent even if checks fail.
                 record_ai_usage(answer, request.model, self._model_labels)
                 if cancelled:  # no checks: the step is over; what the answer cost still counts
@@ -277,6 +286,12 @@ class AIClient:
 # prompt is over its context length, its moderation refused. Keys are words of the message.
 _MODEL_GONE = ("not a valid model", "model not found", "no endpoints found", "is not available")
 _CONTEXT = ("context length", "context_length", "maximum context", "too many tokens")
+
+
+def total_tokens(answer: dict[str, Any]) -> int | None:
+    """The tokens the provider counted for an answer, if it said."""
+    usage, _ = usage_of(answer)
+    return usage.total_tokens if usage is not None else None
 
 
 def usage_of(answer: dict[str, Any]) -> tuple[AIUsage | None, float | None]:

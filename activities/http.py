@@ -23,6 +23,7 @@ than the one the guard checked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from activities.failures import (
 )
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
+from activities.rate_limits import RateLimits
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS, SSRF_BLOCKED, AddressPolicy
 from workflows.errors import FailureType
@@ -115,8 +117,10 @@ class HTTPStepActivities:
         policy: AddressPolicy | None = None,
         max_redirects: int = 5,
         logs: WorkflowLogger | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self._http = http
+        self._limits = limits  # HTTP_HOST_CONCURRENCY
         self._logs = logs
         self._secrets = secrets
         self._max_response_bytes = max_response_bytes
@@ -150,7 +154,9 @@ class HTTPStepActivities:
         )
         described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
         async with carried_log(self._logs, request.log) as log:
-            result = await self._send(request, built, described)
+            permit = self._limits.host_permit(str(built.url)) if self._limits else None
+            async with permit or contextlib.nullcontext():
+                result = await self._send(request, built, described)
             result.log_written = await log.written()
         return result
 

@@ -112,6 +112,33 @@ class Budget(Model):
         return self
 
 
+class Concurrency(Model):
+    """At most ``limit`` runs per key execute at once; the others wait their turn in start
+    order (docs/flow-control.md)."""
+
+    key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description='Template over the inputs (e.g. "{customer_id}"), resolved when a run '
+        "starts; default: the workflow id (one queue for the whole workflow).",
+    )
+    limit: int = Field(ge=1, le=1000, description="Runs per key that execute at once.")
+
+
+class Debounce(Model):
+    """Starts with the same key within ``seconds`` of the last one collapse into one run,
+    started when the window closes, with the last start's inputs (docs/flow-control.md)."""
+
+    key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="Template over the inputs; default: the workflow id.",
+    )
+    seconds: float = Field(gt=0, le=86400, description="The quiet window after the last start.")
+
+
 class WorkflowDefinition(Model):
     """A workflow document: metadata, input schema, defaults and the ordered steps."""
 
@@ -127,6 +154,8 @@ class WorkflowDefinition(Model):
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     limits: RunLimits | None = None
     budget: Budget | None = None
+    concurrency: Concurrency | None = None
+    debounce: Debounce | None = None
     steps: list[Step] = Field(min_length=1)
     triggers: list[Trigger] = Field(default_factory=list)
 

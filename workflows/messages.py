@@ -147,6 +147,8 @@ class CarriedState(_Model):
     descendants_left: int | None = None
     # The run's CEL evaluator goes on in the next run (absent in older states: legacy).
     cel_conformant: bool = False
+    # The run holds its concurrency place (workflows/flow/): the next run keeps it.
+    concurrency_held: bool = False
 
 
 class ExecutionError(_Model):
@@ -192,6 +194,14 @@ class ExecutionState(_Model):
     )
     descendants_left: int | None = Field(
         None, description="Executions the run's tree did not use of its allowance (to its parent)."
+    )
+    concurrency_key: str | None = Field(
+        None, description="The run's concurrency key (its definition's `concurrency`), if any."
+    )
+    waiting_place: int | None = Field(
+        None,
+        description="With `waiting_for` \"concurrency\": the run's place in its key's queue "
+        "(1: next to start).",
     )
 
 
@@ -282,6 +292,15 @@ class StepRequest(_Model):
     )
 
 
+class RateTurn(_Model):
+    """A turn under a shared rate limit (AI_RATE_LIMITS), reserved by the workflow before it
+    scheduled the call: the activity's first attempt uses it instead of asking again."""
+
+    resource: str
+    request_id: str
+    at: datetime
+
+
 class AIRequest(StepRequest):
     """Input of ``call_llm``: rendered fields; secret slots are filled by the activity."""
 
@@ -297,6 +316,9 @@ class AIRequest(StepRequest):
         False,
         description="Cancelled once the request is sent, wait (briefly) for the provider's "
         "answer and return it marked `cancelled`: the call is paid for, and the run counts it.",
+    )
+    rate_turn: RateTurn | None = Field(
+        None, description="The turn the run waited for under AI_RATE_LIMITS, if any."
     )
 
 
@@ -468,6 +490,7 @@ _NOT_THE_REQUEST = frozenset(
         "step_id",
         "report_when_cancelled",
         "workflow_id",
+        "rate_turn",
     }
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from workflows.definition import WorkflowDefinition
+from workflows.flow.messages import ConcurrencyClaim
 from workflows.messages import (
     CarriedState,
     ExecutionLimits,
@@ -73,4 +74,9 @@ class ExecutionInput(_Model):
         None,
         description="Set for a test run (docs/testing.md): its mocks and scripted signals; "
         "sub-workflows inherit it.",
+    )
+    concurrency: ConcurrencyClaim | None = Field(
+        None,
+        description="The definition's `concurrency`, its key resolved when the run started: "
+        "the run waits for a place before its first step (workflows/flow/).",
     )

@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.deadline import Deadline
     from workflows.errors import (
         ConditionError,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TemplateError,
         ValueLimitError,
     )
+    from workflows.flow.turns import AI_RATE_LIMITS, wait_for_turn
     from workflows.kinds import kind_of
     from workflows.kinds.base import StepOutcome, Waiting
     from workflows.kinds.common import (
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.kinds.http import idempotency_key
     from workflows.messages import (
+        AIRequest,
         ExecutionLimits,
         LogWrite,
         ReusedResult,
@@ -295,6 +298,8 @@ class _Run:
             answer = test.answer(activity, request, self.path)
             if answer is not None:  # mocked: resolved here, no activity
                 return result_type.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
+        if isinstance(request, AIRequest) and versions.patched(AI_RATE_LIMITS):
+            request.rate_turn = await wait_for_turn(self._rate_wait, request)
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
@@ -313,6 +318,9 @@ class _Run:
             raise
         self.logged = self.logged or bool(getattr(result, "log_written", False))
         return result
+
+    def _rate_wait(self, waiting: Waiting | None) -> None:
+        self.processor.set_waiting(self.path, waiting, quiet=waiting is not None)
 
     def checked(self, value: Any, where: str, amplified: bool = True) -> Any:
         return self.processor.checked(value, where, amplified)

@@ -7,12 +7,21 @@ Bad configuration fails at start-up with a message naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from activities.runtime.database_url import check_database_url, embedded_database_url
 from activities.runtime.storage.location import (
@@ -24,6 +33,20 @@ from activities.runtime.storage.location import (
 from workflows.errors import ConfigurationError
 
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+class AIRateLimit(BaseModel):
+    """One AI_RATE_LIMITS entry: what the provider allows in any 60 seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    tokens_per_minute: int | None = Field(None, ge=1, le=1_000_000_000)
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> AIRateLimit:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("give requests_per_minute and/or tokens_per_minute")
+        return self
 
 
 class Settings(BaseSettings):
@@ -189,6 +212,51 @@ class Settings(BaseSettings):
     # address: past the burst it answers 429. Valid credentials are never held back by it.
     api_failed_auth_per_minute: float = Field(10.0, gt=0)
     api_failed_auth_burst: int = Field(20, ge=1)
+
+    # Flow control (docs/flow-control.md), shared by every run and worker. AI_RATE_LIMITS:
+    # {"<model, or provider prefix ending in *>": {"requests_per_minute": R,
+    # "tokens_per_minute": T}}; HTTP_HOST_CONCURRENCY: {"<host or host:port>": N} requests
+    # in flight at once.
+    ai_rate_limits: Annotated[dict[str, AIRateLimit], NoDecode] = Field(default_factory=dict)
+    http_host_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    # The window AI_RATE_LIMITS' "per minute" counts over (providers: 60 s); turns keep a
+    # one-second margin beyond it. Shorter only to try limits out quickly (the tests do).
+    rate_limit_window_seconds: float = Field(60.0, ge=1, le=3600)
+
+    @field_validator("ai_rate_limits", "http_host_concurrency", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if _blank(value):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as err:
+                raise ValueError(f"must be a JSON object ({err})") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+    @field_validator("ai_rate_limits")
+    @classmethod
+    def _model_patterns(cls, value: dict[str, AIRateLimit]) -> dict[str, AIRateLimit]:
+        for pattern in value:
+            if not pattern.strip() or "*" in pattern.rstrip("*") or pattern.count("*") > 1:
+                raise ValueError(
+                    f"{pattern!r}: name a model (openai/gpt-4o-mini) or a prefix ending in * "
+                    "(openai/*, or * for every model)"
+                )
+        return value
+
+    @field_validator("http_host_concurrency")
+    @classmethod
+    def _host_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        for host, limit in value.items():
+            if not host.strip() or "/" in host or limit < 1 or limit > 10_000:
+                raise ValueError(
+                    f"{host!r}: {limit}: give a host or host:port and 1 to 10000 requests"
+                )
+        return {host.strip().lower(): limit for host, limit in value.items()}
 
     @field_validator("openrouter_base_url", "temporal_ui_url")
     @classmethod

@@ -215,6 +215,25 @@ def _steps_table(steps: list[dict[str, Any]]) -> Table:
     return table
 
 
+def waiting_text(state: dict[str, Any]) -> str | None:
+    """Why a running run waits: a signal, a concurrency place (and its place in the queue),
+    a rate limit."""
+    waiting = state.get("waiting_for")
+    if not waiting or state.get("status") != "running":
+        return None
+    if waiting == "concurrency":
+        place = state.get("waiting_place")
+        key = state.get("concurrency_key")
+        return (
+            "a concurrency place"
+            + (f" (key {key})" if key else "")
+            + (f", number {place} in the queue" if place else "")
+        )
+    if waiting == "rate_limit":
+        return "its turn under a rate limit"
+    return f"signal {waiting}"
+
+
 @app.command()
 def status(
     execution_id: Annotated[str, typer.Argument(help="The execution (Temporal workflow) id.")],
@@ -246,6 +265,9 @@ def status(
     )
     if state.get("current_step"):
         grid.add_row("current step", str(state["current_step"]))
+    waiting = waiting_text(state)
+    if waiting:
+        grid.add_row("waiting for", waiting)
     grid.add_row("started", when(state.get("started_at")))
     if state.get("ended_at"):
         took = duration(state.get("started_at"), state.get("ended_at"))

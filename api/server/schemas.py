@@ -54,11 +54,19 @@ class RunPublic(BaseModel):
     )
 
     execution_id: str = Field(description="The Temporal workflow ID.")
-    run_id: str = Field(description="The Temporal run ID (never null).")
+    run_id: str = Field(
+        description="The Temporal run ID (never null; empty for a debounced start, whose run "
+        "has not started yet)."
+    )
     status: ExecutionStatus
     errors: list[ErrorItem] = Field(default_factory=list)
     workflow_id: str | int | None = None
     definition_version: int | None = None
+    starts_at: datetime | None = Field(
+        None,
+        description="A debounced start (the definition's `debounce`): when the run starts, "
+        "unless another start with its key comes first; the execution is found from then.",
+    )
     outputs: dict[str, Any] | None = Field(
         None, description="With ?wait=true, the finished execution's variables."
     )

@@ -27,6 +27,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.runtime.settings import Settings
+from api.server.errors import ApiError
 from api.server.executions.options import execution_limits, start_options
 from api.server.store import StoredDefinition
 from api.server.webhooks.hmac_scheme import (
@@ -37,6 +38,7 @@ from api.server.webhooks.hmac_scheme import (
     signed_headers,
 )
 from workflows.definition import ScheduleTrigger
+from workflows.flow.keys import KeyTemplateError
 from workflows.messages import WORKFLOW_TYPE
 from workflows.run_inputs import checked_inputs
 from workflows.shared import LibraryEntry
@@ -78,15 +80,18 @@ def _schedule(
 ) -> Schedule:
     # Checked when the definition was saved; filled with its defaults like any start.
     inputs, _ = checked_inputs(stored.definition.inputs, trigger.input_vars)
-    options = start_options(
-        stored,
-        inputs,
-        f"schedule:{trigger_id}",
-        settings.execution_max_steps_per_run,
-        execution_limits(stored.definition, settings),
-        library,
-        settings.api_url_for_runs,
-    )
+    try:
+        options = start_options(
+            stored,
+            inputs,
+            f"schedule:{trigger_id}",
+            settings.execution_max_steps_per_run,
+            execution_limits(stored.definition, settings),
+            library,
+            settings.api_url_for_runs,
+        )
+    except KeyTemplateError as err:  # the schedule's fixed inputs: refused when saved
+        raise ApiError(422, "unresolved_key", str(err), "$.triggers") from None
     return Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_TYPE,

@@ -14,10 +14,20 @@ A large foreach runs its shares as :class:`ForeachBatchWorkflow` children.
 
 from __future__ import annotations
 
+from workflows.flow.coordinator import ConcurrencyCoordinator
+from workflows.flow.debouncer import Debouncer
+from workflows.flow.limiters import InFlightLimiter, WindowRateLimiter
 from workflows.interpreter.executor import WorkflowExecutor
 from workflows.interpreter.foreach_batch import ForeachBatchWorkflow
 
-ENGINE_WORKFLOWS = (WorkflowExecutor, ForeachBatchWorkflow)
+ENGINE_WORKFLOWS = (
+    WorkflowExecutor,
+    ForeachBatchWorkflow,
+    ConcurrencyCoordinator,
+    WindowRateLimiter,
+    InFlightLimiter,
+    Debouncer,
+)
 """The workflow types a worker registers."""
 
 __all__ = ["ENGINE_WORKFLOWS", "ForeachBatchWorkflow", "WorkflowExecutor"]

@@ -28,7 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import versions
     from workflows.errors import StepFailed
     from workflows.failures import describe_failure
+    from workflows.flow.messages import GRANT_SIGNAL
     from workflows.interpreter import patches
+    from workflows.interpreter.concurrency import ConcurrencyGate
     from workflows.interpreter.ending import RunEnding, failed
     from workflows.interpreter.parts import RunParts
     from workflows.interpreter.records import StepBook
@@ -89,6 +91,17 @@ def allowance_at_start(input: ExecutionInput) -> int | None:
     return input.descendants_left
 
 
+def concurrency_gate(input: ExecutionInput, execution_id: str) -> ConcurrencyGate | None:
+    """A top-level run of a definition with `concurrency` waits for a place (its children and
+    foreach shares, which copy its input, run inside the place it holds)."""
+    claim = input.concurrency
+    if claim is None or input.depth != 0 or input.batch is not None:
+        return None
+    held = input.carried is not None and input.carried.concurrency_held
+    started = workflow.info().start_time
+    return ConcurrencyGate(claim, execution_id, input.definition.key, held, started)
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class WorkflowExecutor:
     """Interprets one workflow definition."""
@@ -132,6 +145,7 @@ class WorkflowExecutor:
             self._context, self._processor, self._book, self._ending, self._spending,
             self._allowances,
         )  # fmt: skip
+        self._gate = concurrency_gate(input, self._execution_id)
         for name, payloads in (carried.pending_signals if carried else {}).items():
             for payload in payloads:
                 self._processor.deliver_signal(name, payload)
@@ -153,6 +167,12 @@ class WorkflowExecutor:
     def cancel(self, request: CancelRequest | None = None) -> None:
         if self._ending.cancel is None:
             self._ending.cancel = request or CancelRequest()
+
+    @workflow.signal(name=GRANT_SIGNAL)
+    def concurrency_grant(self) -> None:
+        """The run's concurrency coordinator gives it a place."""
+        if self._gate is not None:
+            self._gate.grant()
 
     @workflow.signal(dynamic=True)
     def deliver(self, name: str, args: Sequence[RawValue]) -> None:
@@ -177,6 +197,8 @@ class WorkflowExecutor:
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
                 carried = self._parts.carried(self._continue_at)
+                if self._gate is not None and self._gate.held:
+                    carried.concurrency_held = True
                 update: dict[str, Any] = {"carried": carried}
                 if self._processor.test is not None:  # a test run's clock and visits go on
                     update["test"] = self._processor.test.carried()
@@ -206,6 +228,9 @@ class WorkflowExecutor:
         own cancellation arrived.)"""
         native_cancel = timed_out = False
         task: asyncio.Task[None] | None = None
+        gate = self._gate
+        if gate is not None and not gate.held and not versions.patched(patches.CONCURRENCY_KEYS):
+            self._gate = None
         try:
             if starts:
                 self._parts.mark_searchable(with_status=not self._ending.lean)
@@ -231,6 +256,8 @@ class WorkflowExecutor:
         """The top-level list: continue-as-new happens only between its steps."""
         steps = self._definition.steps
         index = self._next_index
+        if self._gate is not None:
+            await self._gate.enter(self._processor)
         while index >= 0:
             self._book.check_limit(self._limits, steps[index])
             if self._parts.should_continue_as_new():
@@ -406,4 +433,12 @@ class WorkflowExecutor:
                 count_step(self._definition.id, record)
             self._log.pending.append(record)
         ending.publish_status()
-        return await self._log.write_final()
+        # The place goes back with the last log write: the next run need not wait for it.
+        leaving = self._gate.leave_soon() if self._gate is not None else None
+        cancelled = await self._log.write_final()
+        if leaving is not None:
+            try:
+                cancelled = await asyncio.shield(leaving) or cancelled
+            except asyncio.CancelledError:  # the signal is sent: its receipt need not be seen
+                cancelled = True
+        return cancelled

@@ -119,4 +119,11 @@ class RunParts:
             waiting_until=waiting.until if waiting else None,
             waiting_payload_schema=waiting.payload_schema if waiting else None,
             descendants_left=self.allowances.tree.left,
+            concurrency_key=self.concurrency_key(),
         )
+
+    def concurrency_key(self) -> str | None:
+        input = self.input
+        if input.concurrency is None or input.depth != 0 or input.batch is not None:
+            return None
+        return input.concurrency.key

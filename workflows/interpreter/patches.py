@@ -11,6 +11,7 @@ replaces is then asked like the others.
 from __future__ import annotations
 
 from workflows import versions
+from workflows.flow.turns import AI_RATE_LIMITS as AI_RATE_LIMITS
 
 # Log writes are batched: records of steps that run inside the workflow (set, condition,
 # fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
@@ -49,6 +50,14 @@ CEL_CONFORMANT = "cel-conformant"
 # run (Temporal's ExecutionStatus says completed and failed). Older runs armed the timer at
 # once and wrote every final status. The newest marker: asked first, it settles all the others.
 FEWER_ACTIONS = "fewer-actions"
+
+# A run of a definition with `concurrency` waits for a place from its key's coordinator before
+# its first step and hands it back when it ends (workflows/interpreter/concurrency.py).
+CONCURRENCY_KEYS = "concurrency-keys"
+
+# AI calls ask for a turn under AI_RATE_LIMITS before they are scheduled (a local activity,
+# then a timer while the turn has not come): AI_RATE_LIMITS, defined in workflows/flow/turns.py
+# where it is asked for (imported above).
 
 
 def strict_indexes(handed: bool | None) -> bool:

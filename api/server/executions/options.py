@@ -11,6 +11,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from activities.runtime.settings import Settings
 from api.server.store import StoredDefinition
 from workflows.definition import RunLimits, WorkflowDefinition
+from workflows.flow.keys import concurrency_claim
 from workflows.messages import (
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
@@ -58,8 +59,11 @@ def start_options(
     api_url: str | None = None,
 ) -> StartOptions:
     """Shared by API starts, webhooks and schedules, so every run looks the same in the UI.
-    ``api_url``: this API's base URL, which the run reads as ``{execution.api_url}``."""
+    ``api_url``: this API's base URL, which the run reads as ``{execution.api_url}``.
+    Raises KeyTemplateError when the definition's `concurrency.key` does not resolve over
+    ``input_vars`` (a 422 at start, naming it)."""
     definition = stored.definition
+    claim = concurrency_claim(definition, input_vars)
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(SA_DEFINITION_ID, definition.key),
         SearchAttributePair(SA_DEFINITION_VERSION, stored.version),
@@ -77,6 +81,7 @@ def start_options(
             limits=limits,
             library=library or {},
             api_url=api_url,
+            concurrency=claim,
         ),
         search_attributes=TypedSearchAttributes(pairs),
         static_summary=f"{definition.title} · v{stored.version}",

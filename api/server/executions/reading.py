@@ -25,6 +25,7 @@ from api.server.executions.common import Links, not_found, temporal_status
 from api.server.schemas import ExecutionPublic, RunPublic
 from api.server.status import ClosedAnswers, query_view, refuse_too_large
 from workflows.errors import FailureType
+from workflows.flow.messages import PLACE_QUERY, WAITING_CONCURRENCY, coordinator_id
 from workflows.messages import (
     SA_DEFINITION_ID,
     SA_DEFINITION_VERSION,
@@ -143,8 +144,24 @@ class Reader:
                 error=await closed_by_temporal(handle, t_status),
                 steps=_closed_steps(state.steps, t_status),
             )
+        if data.get("waiting_for") == WAITING_CONCURRENCY:
+            data["waiting_place"] = await self._place(execution_id, state)
         data["links"] = self.links.of(execution_id, state.run_id)
         return ExecutionPublic(**data)
+
+    async def _place(self, execution_id: str, state: ExecutionView) -> int | None:
+        """A waiting run's place in its key's queue, as the key's coordinator says (None if it
+        does not answer: the run's status stands without it)."""
+        if state.concurrency_key is None:
+            return None
+        coordinator = coordinator_id(str(state.workflow_id), state.concurrency_key)
+        try:
+            place = await self.client.get_workflow_handle(coordinator).query(
+                PLACE_QUERY, execution_id
+            )
+        except RPCError:
+            return None
+        return place if isinstance(place, int) and place > 0 else None
 
     async def _from_temporal(
         self, execution_id: str, handle: Handle, description: WorkflowExecutionDescription

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -15,6 +16,7 @@ from activities.runtime.settings import Settings
 from api.server.auth import Action, Principal
 from api.server.errors import ApiError, DefinitionNotFound, DuplicateStart
 from api.server.executions.common import Links, logger
+from api.server.executions.debouncing import debounced_start
 from api.server.executions.idempotency import (
     REQUEST_HASH,
     StartId,
@@ -29,6 +31,7 @@ from api.server.pollers import PollerReport, WorkerPollers
 from api.server.schemas import ErrorItem, RunPublic
 from api.server.store import DefinitionStore, StoredDefinition
 from workflows.errors import DefinitionError
+from workflows.flow.keys import KeyTemplateError
 from workflows.messages import WORKFLOW_TYPE
 
 Pollers = PollerReport | asyncio.Task[PollerReport] | None
@@ -99,6 +102,8 @@ class Starter:
         pins a past version; ``rerun`` holds a rerun's ``rerun_of`` and ``reuse``."""
         stored = await self.runnable(workflow_id, principal, version)
         options = await self._options(stored, input_vars, principal, started_by, rerun)
+        if stored.definition.debounce is not None and not rerun:
+            return await self._debounced(stored, options)
         digest = request_hash(stored.workflow_id, input_vars)
         target = start_id(stored.workflow_id, principal.name, idempotency_key, refuse_duplicate)
         # Does a worker poll the queue (else: a `no_worker` warning)? A cached answer costs
@@ -140,6 +145,27 @@ class Starter:
         api/server/testing.py); refused inputs raise ApiError."""
         return await self._options(stored, input_vars, principal, None, None)
 
+    async def _debounced(self, stored: StoredDefinition, options: StartOptions) -> RunPublic:
+        """A start that joins its key's debounce window: the window's run, not started yet."""
+        queue = self.settings.temporal_task_queue
+        execution_id, delay = await debounced_start(self.client, queue, stored, options)
+        logger.info(
+            "debounced start of %s (%s v%d)",
+            execution_id,
+            stored.workflow_id,
+            stored.version,
+            extra={"execution_id": execution_id},
+        )
+        return RunPublic(
+            execution_id=execution_id,
+            run_id="",
+            status="running",
+            workflow_id=stored.definition.id,
+            definition_version=stored.version,
+            links=self.links.of(execution_id, None),
+            starts_at=datetime.now(UTC) + delay,
+        )
+
     async def _options(
         self,
         stored: StoredDefinition,
@@ -156,15 +182,18 @@ class Starter:
         inputs = await asyncio.to_thread(prepare_inputs, stored, input_vars, max_bytes)
         library = await library_for(stored.definition, self.store)
         require_scope(principal, library)
-        options = start_options(
-            stored,
-            inputs,
-            started_by or principal.name,
-            self.settings.execution_max_steps_per_run,
-            execution_limits(stored.definition, self.settings),
-            library,
-            self.settings.api_url_for_runs,
-        )
+        try:
+            options = start_options(
+                stored,
+                inputs,
+                started_by or principal.name,
+                self.settings.execution_max_steps_per_run,
+                execution_limits(stored.definition, self.settings),
+                library,
+                self.settings.api_url_for_runs,
+            )
+        except KeyTemplateError as err:
+            raise ApiError(422, "unresolved_key", str(err), "$.input_vars") from None
         if not rerun:
             return options
         return dataclasses.replace(

@@ -108,7 +108,7 @@ async def run_workflow(
     )
     # Counted per answered start (an Idempotency-Key repeat answers its execution again).
     api_metrics(request).started(str(run.workflow_id), "api")
-    if not wait:
+    if not wait or started.starts_at is not None:  # a debounced run has not started yet
         return started
     finished = await reader.wait(started, min(timeout, settings.api_max_wait_seconds), key, view)
     if finished is None:

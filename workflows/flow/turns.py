@@ -1,0 +1,62 @@
+"""A run's side of AI_RATE_LIMITS: before it schedules an AI call, it asks for the call's turn
+(a local activity: the worker knows the limits) and sleeps until then, visible as
+``waiting_for: "rate_limit"`` (and a timer in the Temporal UI). The activity's first attempt
+takes the turn; a retry or a late start asks for a new one itself (activities/rate_limits.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.flow.messages import RESERVE_AI_TURN, WAITING_RATE_LIMIT, AITurnRequest
+    from workflows.kinds.base import Waiting
+    from workflows.messages import AIRequest, RateTurn
+
+# The version marker (listed in workflows/interpreter/patches.py): runs that started before it
+# schedule their AI calls without asking for a turn.
+AI_RATE_LIMITS = "ai-rate-limits"
+
+# With no `max_tokens`, what a call's answer is counted for until the provider says.
+DEFAULT_COMPLETION_TOKENS = 256
+
+
+def estimated_tokens(request: AIRequest) -> int:
+    """What a call may count for before the provider says: about four characters a token of
+    the prompt, plus the most the answer may hold."""
+    prompt = len(json.dumps(request.messages, separators=(",", ":"))) // 4
+    return prompt + (request.max_tokens or DEFAULT_COMPLETION_TOKENS)
+
+
+async def wait_for_turn(
+    set_waiting: Callable[[Waiting | None], None], request: AIRequest
+) -> RateTurn | None:
+    """The call's turn (None: no limit applies to its model), once it has come."""
+    turn: RateTurn | None = await workflow.execute_local_activity(
+        RESERVE_AI_TURN,
+        AITurnRequest(
+            model=request.model,
+            tokens=estimated_tokens(request),
+            request_id=str(workflow.uuid4()),
+        ),
+        result_type=RateTurn,
+        start_to_close_timeout=timedelta(seconds=10),
+        summary="rate limit: ask for a turn",
+    )
+    if turn is None:
+        return None
+    wait = turn.at - workflow.now()
+    if wait > timedelta(0):
+        set_waiting(Waiting(signal=WAITING_RATE_LIMIT, until=turn.at))
+        workflow.set_current_details(f"waiting for a turn under the rate limit of {turn.resource}")
+        try:
+            await workflow.sleep(wait, summary=f"rate limit: {turn.resource}")
+        except BaseException:
+            set_waiting(None)
+            raise
+        set_waiting(None)
+    return turn

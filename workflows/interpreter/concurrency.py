@@ -1,0 +1,114 @@
+"""ConcurrencyGate: a run's side of its concurrency key (workflows/flow/coordinator.py).
+
+Before its first step the run asks its key's coordinator for a place and waits, visible as
+``waiting_for: "concurrency"`` and cancellable, for the grant; when it ends, however it ends,
+it hands the place (or its turn in the queue) back. A continued run keeps the place it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.flow.messages import (
+        RELEASE_SIGNAL,
+        REQUEST_PLACE,
+        WAITING_CONCURRENCY,
+        ConcurrencyClaim,
+        PlaceRelease,
+        RequestPlace,
+    )
+    from workflows.kinds.base import Waiting
+    from workflows.steps import WorkflowStepProcessor
+
+# The wait's entry in the run's waits (no step has this path: it has brackets).
+_WAIT_PATH = "[concurrency]"
+# Asking for a place retries until Temporal answers (the run waits either way, cancellable).
+_REQUEST_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+
+
+class ConcurrencyGate:
+    """Asks for a place, waits for it, hands it back."""
+
+    def __init__(
+        self,
+        claim: ConcurrencyClaim,
+        execution_id: str,
+        workflow_id: str,
+        held: bool,
+        started_at: datetime | None = None,
+    ):
+        self.claim = claim
+        self._started_at = started_at
+        self._execution_id = execution_id
+        self._workflow_id = workflow_id
+        self.held = held
+        self._asked = held
+        self._granted = held
+
+    def grant(self) -> None:
+        """The coordinator's ``concurrency_grant`` signal."""
+        self._granted = True
+
+    async def enter(self, processor: WorkflowStepProcessor) -> None:
+        """Wait for a place (at once if one is free, or if the run holds one already)."""
+        if self.held:
+            return
+        self._asked = True
+        granted_now = await workflow.execute_local_activity(
+            REQUEST_PLACE,
+            RequestPlace(
+                claim=self.claim,
+                workflow_id=self._workflow_id,
+                execution_id=self._execution_id,
+                started_at=self._started_at,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_REQUEST_RETRY,
+            summary="ask for a concurrency place",
+            result_type=bool,
+        )
+        self._granted = self._granted or granted_now
+        if not self._granted:
+            processor.set_waiting(_WAIT_PATH, Waiting(signal=WAITING_CONCURRENCY), quiet=True)
+            workflow.set_current_details(
+                f"waiting for a place: concurrency key `{self.claim.key}`, limit {self.claim.limit}"
+            )
+            try:
+                await workflow.wait_condition(lambda: self._granted)
+            except asyncio.CancelledError:  # not `finally`: an evicted run must not run it
+                processor.set_waiting(_WAIT_PATH, None)
+                raise
+            processor.set_waiting(_WAIT_PATH, None)
+        self.held = True
+
+    def leave_soon(self) -> asyncio.Task[bool] | None:
+        """Start handing the place back (the run's last log write goes on meanwhile: the
+        signal leaves with it, and the run need not wait for Temporal's receipt first)."""
+        return asyncio.create_task(self.leave()) if self._asked else None
+
+    async def leave(self) -> bool:
+        """Hand the place (or the turn) back. True if Temporal's cancel arrived meanwhile
+        (the signal is sent again: a cancel must not keep a place held)."""
+        if not self._asked:
+            return False
+        cancelled = False
+        handle = workflow.get_external_workflow_handle(self.claim.coordinator_id)
+        release = PlaceRelease(execution_id=self._execution_id)
+        for _ in range(2):
+            try:
+                await handle.signal(RELEASE_SIGNAL, release)
+                break
+            except asyncio.CancelledError:
+                cancelled = True
+            except Exception as err:  # no coordinator: it ended empty, nothing is held
+                workflow.logger.info("concurrency place not handed back: %s", err)
+                break
+        self.held = False
+        return cancelled
