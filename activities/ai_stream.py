@@ -50,12 +50,15 @@ class StreamProgress:
             self.publish()
 
     def details(self) -> list[Any]:
-        """``{"stream": {"seq", "path", "offset", "text"}}``: ``text`` is the answer's tail
-        starting at character ``offset``."""
+        """``{"stream": {"seq", "path", "attempt", "offset", "text"}}``: ``text`` is the
+        answer's tail starting at character ``offset``. Temporal keeps an attempt's last
+        details into the next attempt: ``attempt`` tells a reader whose text it is."""
         text = "".join(self._parts)
         self._parts = [text] if text else []
         tail = text[-STREAM_TAIL_CHARS:]
-        stream = {"seq": self._seq, "path": self._path, "offset": len(text) - len(tail)}
+        attempt = activity.info().attempt if activity.in_activity() else 1
+        stream = {"seq": self._seq, "path": self._path, "attempt": attempt}
+        stream["offset"] = len(text) - len(tail)
         return [{"stream": {**stream, "text": tail}}]
 
     def publish(self) -> None:

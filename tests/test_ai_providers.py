@@ -6,11 +6,9 @@ the default for models without a prefix."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.runtime.settings import Settings, load_settings
+from tests import providers_support
 from tests.conftest import ADMIN_KEY, outcome, serve_api, start_definition
 from tests.fakes import (
     FakeOpenRouter,
@@ -31,36 +30,14 @@ from tests.fakes import (
     sse_events,
     tool_call_completion,
 )
-from worker import engine_worker
+
+# The shared fixtures (tests/providers_support.py), made visible to pytest here.
+local = providers_support.local
+provider_settings = providers_support.provider_settings
+provider_worker = providers_support.provider_worker
 
 FAST = {"max_attempts": 2, "initial_interval_seconds": 0.1, "backoff_coefficient": 1.0}
 PRICES = {"llama3": {"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0}}
-
-
-@pytest.fixture
-def local() -> Iterator[FakeProvider]:
-    server = FakeProvider(lambda body: "local says hello in four chunks").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def provider_settings(settings: Settings, local: FakeProvider, tmp_path: Path) -> Settings:
-    secrets = tmp_path / "secrets.json"
-    secrets.write_text(json.dumps({"LOCAL_KEY": FakeProvider.KEY}))
-    providers = {
-        "local": {"base_url": local.base_url, "api_key_secret": "LOCAL_KEY", "prices": PRICES},
-        "bare": {"base_url": local.base_url},
-    }
-    return settings.model_copy(
-        update={"ai_providers": json.dumps(providers), "secrets_file": secrets}
-    )
-
-
-@pytest.fixture
-async def provider_worker(client: Client, provider_settings: Settings) -> AsyncIterator[Worker]:
-    async with engine_worker(client, provider_settings) as configured, configured:
-        yield configured
 
 
 def ai(step_id: str, model: str, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,250 @@
+"""A run as server-sent events: ``step``, ``delta`` (an AI answer as it is written),
+``waiting`` and ``end`` (docs/streaming.md).
+
+Nothing is kept between requests, so any API process serves any run's stream: each event's id
+is a *cursor* saying everything the client has been sent, and ``Last-Event-ID`` hands it
+back. The events are read from Temporal alone: ``describe`` every POLL_SECONDS (a read of the
+server's state, no worker involved) gives the streamed text in the heartbeat details of the
+AI activities in flight (activities/ai_stream.py) and the history's length; the status
+(a query the worker answers) is read again only when the history grew, since nothing a
+status says changes without a new history event.
+
+The cursor: ``<low>`` (every step visit numbered at most ``low`` was sent to its end), then
+for each visit above it ``<seq>.e`` (ended) or ``<seq>.s`` (started) or
+``<seq>.<call>.<attempt>.<chars>`` (``chars`` characters of that call's attempt sent), then
+``w<hash>`` for the waiting state sent, all joined by ``_``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import Client
+
+from api.server.auth import Principal
+from api.server.executions.reading import Reader
+from api.server.schemas import ExecutionPublic
+from workflows.messages import StepRecord
+
+POLL_SECONDS = 0.1
+_STREAMED = ("ai", "agent")
+
+
+@dataclass
+class StepMark:
+    """What a client has of one step visit."""
+
+    ended: bool = False
+    call: str | None = None
+    attempt: int = 0
+    chars: int = 0
+
+    def encode(self, seq: int) -> str:
+        if self.ended:
+            return f"{seq}.e"
+        if self.call is None:
+            return f"{seq}.s"
+        return f"{seq}.{self.call}.{self.attempt}.{self.chars}"
+
+
+@dataclass
+class Cursor:
+    """Everything a client was sent (the module docstring gives its text form)."""
+
+    low: int = -1  # step visits are numbered from 0
+    marks: dict[int, StepMark] = field(default_factory=dict)
+    waiting: str = ""
+
+    @classmethod
+    def parse(cls, text: str | None) -> Cursor:
+        """A cursor from ``Last-Event-ID``; anything unreadable starts from the run's state."""
+        if not text:
+            return cls()
+        try:
+            parts = text.split("_")
+            cursor = cls(low=int(parts[0]))
+            for part in parts[1:]:
+                if part.startswith("w"):
+                    cursor.waiting = part[1:]
+                    continue
+                seq, *rest = part.split(".")
+                if rest == ["e"] or rest == ["s"]:
+                    cursor.marks[int(seq)] = StepMark(ended=rest == ["e"])
+                else:
+                    call, attempt, chars = rest
+                    cursor.marks[int(seq)] = StepMark(False, call, int(attempt), int(chars))
+            return cursor
+        except ValueError:
+            return cls()
+
+    def seen(self, seq: int) -> StepMark | None:
+        if seq <= self.low:
+            return StepMark(ended=True)
+        return self.marks.get(seq)
+
+    def encode(self) -> str:
+        open_seqs = [s for s, m in self.marks.items() if not m.ended]
+        low = min(open_seqs) - 1 if open_seqs else max([self.low, *self.marks])
+        self.low = max(self.low, low)
+        self.marks = {s: m for s, m in self.marks.items() if s > self.low}
+        parts = [str(self.low), *(m.encode(s) for s, m in sorted(self.marks.items()))]
+        if self.waiting:
+            parts.append(f"w{self.waiting}")
+        return "_".join(parts)
+
+
+@dataclass
+class Stream:
+    """One AI call's text in flight, from its activity's heartbeat details."""
+
+    seq: int
+    path: str | None
+    call: str
+    attempt: int
+    offset: int
+    text: str
+
+
+class RunEvents:
+    """One client's events of one run, from ``cursor`` on."""
+
+    def __init__(
+        self, reader: Reader, client: Client, execution_id: str, key: Principal, cursor: Cursor
+    ) -> None:
+        self._reader, self._client = reader, client
+        self._id, self._key, self._cursor = execution_id, key, cursor
+        self._history = -1
+        self._state: ExecutionPublic | None = None
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Events until the run ends (an ``end`` event), polling Temporal in between."""
+        handle = self._client.get_workflow_handle(self._id)
+        while True:
+            description = await handle.describe()
+            if description.history_length != self._history or self._state is None:
+                self._history = description.history_length
+                self._state = await self._reader.get(self._id, self._key)
+            streams = await self._streams(description.raw_description.pending_activities)
+            for event in self._step_events(self._state, streams):
+                yield event
+            if self._state.status != "running":
+                data = {"status": self._state.status, "error": _error(self._state)}
+                yield self._event("end", data)
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _streams(self, pending: Any) -> dict[int, Stream]:
+        streams: dict[int, Stream] = {}
+        for activity in pending:
+            if not activity.heartbeat_details.payloads:
+                continue
+            details = await self._client.data_converter.decode(activity.heartbeat_details.payloads)
+            stream = details[0].get("stream") if details and isinstance(details[0], dict) else None
+            if not isinstance(stream, dict) or not isinstance(stream.get("seq"), int):
+                continue
+            if stream.get("attempt") != activity.attempt:
+                continue  # a retry that has not streamed yet: Temporal keeps the last details
+            streams[stream["seq"]] = Stream(
+                stream["seq"],
+                stream.get("path"),
+                activity.activity_id,
+                activity.attempt,
+                int(stream.get("offset") or 0),
+                str(stream.get("text") or ""),
+            )
+        return streams
+
+    def _step_events(
+        self, state: ExecutionPublic, streams: dict[int, Stream]
+    ) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for record in sorted(state.steps, key=lambda r: r.seq):
+            mark = self._cursor.seen(record.seq)
+            if mark is not None and mark.ended:
+                continue
+            if mark is None:  # a step the client has not heard of: its state now
+                ended = record.status != "running"
+                mark = self._cursor.marks[record.seq] = StepMark(ended=ended)
+                events.append(self._event("step", _step(record)))
+                if ended:
+                    continue
+            stream = streams.get(record.seq)
+            if stream is not None:
+                events += self._delta(record, mark, stream)
+            if record.status != "running":
+                if mark.call is not None or record.type in _STREAMED:
+                    events += self._rest_of_answer(record, mark)
+                mark.ended = True
+                events.append(self._event("step", _step(record)))
+        waiting = _waiting(state)
+        if waiting != self._cursor.waiting:
+            self._cursor.waiting = waiting
+            if waiting:
+                data = {"for": state.waiting_for, "until": _iso(state.waiting_until)}
+                events.append(self._event("waiting", data))
+        return events
+
+    def _delta(self, record: StepRecord, mark: StepMark, stream: Stream) -> list[dict[str, Any]]:
+        restart = mark.call == stream.call and mark.attempt != stream.attempt
+        if mark.call != stream.call or mark.attempt != stream.attempt:
+            mark.call, mark.attempt, mark.chars = stream.call, stream.attempt, 0
+        end = stream.offset + len(stream.text)
+        if end <= mark.chars:
+            return []
+        start = max(mark.chars, stream.offset)
+        text = stream.text[start - stream.offset :]
+        mark.chars = end
+        data = _delta_data(record, text, stream.call, stream.attempt)
+        if restart:
+            data["restart"] = True  # a retried attempt: its answer starts again
+        return [self._event("delta", data)]
+
+    def _rest_of_answer(self, record: StepRecord, mark: StepMark) -> list[dict[str, Any]]:
+        """What the stream's last heartbeat did not carry, from the step's result."""
+        text = _answer_text(record)
+        if text is None or len(text) <= mark.chars or record.status != "success":
+            return []
+        rest, mark.chars = text[mark.chars :], len(text)
+        data = _delta_data(record, rest, mark.call, mark.attempt)
+        return [self._event("delta", data)]
+
+    def _event(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"event": name, "id": self._cursor.encode(), "data": json.dumps(data)}
+
+
+def _step(record: StepRecord) -> dict[str, Any]:
+    return {"path": record.path or record.step_id, "step_id": record.step_id,
+            "type": record.type, "status": record.status, "seq": record.seq}  # fmt: skip
+
+
+def _delta_data(record: StepRecord, text: str, call: str | None, attempt: int) -> dict[str, Any]:
+    return {"path": record.path or record.step_id, "seq": record.seq, "text": text,
+            "call": call, "attempt": attempt}  # fmt: skip
+
+
+def _answer_text(record: StepRecord) -> str | None:
+    for value in record.output_vars.values():
+        if isinstance(value, dict) and isinstance(value.get("text"), str):
+            return str(value["text"])
+    return None
+
+
+def _waiting(state: ExecutionPublic) -> str:
+    if not state.waiting_for:
+        return ""
+    last = max((s.seq for s in state.steps), default=0)
+    key = f"{state.waiting_for}|{_iso(state.waiting_until)}|{last}"
+    return format(zlib.crc32(key.encode()), "x")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _error(state: ExecutionPublic) -> dict[str, Any] | None:
+    return state.error.model_dump(mode="json") if state.error is not None else None
