@@ -20,7 +20,8 @@ local = providers_support.local
 provider_settings = providers_support.provider_settings
 provider_worker = providers_support.provider_worker
 
-ANSWER = " ".join(f"word{i}" for i in range(30))
+# Over 4 KiB: the status summarises it, and the stream's end still comes whole.
+ANSWER = " ".join(f"word{i:04d}-{'x' * 140}" for i in range(30))
 DEFINITION = {
     "id": "streamed",
     "steps": [

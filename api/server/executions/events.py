@@ -29,7 +29,8 @@ from temporalio.client import Client
 from api.server.auth import Principal
 from api.server.executions.reading import Reader
 from api.server.schemas import ExecutionPublic
-from workflows.messages import StepRecord
+from workflows.messages import StatusRequest, StepRecord
+from workflows.status_view import SUMMARY
 
 POLL_SECONDS = 0.1
 _STREAMED = ("ai", "agent")
@@ -130,7 +131,7 @@ class RunEvents:
                 self._history = description.history_length
                 self._state = await self._reader.get(self._id, self._key)
             streams = await self._streams(description.raw_description.pending_activities)
-            for event in self._step_events(self._state, streams):
+            for event in await self._step_events(self._state, streams):
                 yield event
             if self._state.status != "running":
                 data = {"status": self._state.status, "error": _error(self._state)}
@@ -159,7 +160,7 @@ class RunEvents:
             )
         return streams
 
-    def _step_events(
+    async def _step_events(
         self, state: ExecutionPublic, streams: dict[int, Stream]
     ) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -178,7 +179,7 @@ class RunEvents:
                 events += self._delta(record, mark, stream)
             if record.status != "running":
                 if mark.call is not None or record.type in _STREAMED:
-                    events += self._rest_of_answer(record, mark)
+                    events += self._rest_of_answer(record, mark, await self._answer(record))
                 mark.ended = True
                 events.append(self._event("step", _step(record)))
         waiting = _waiting(state)
@@ -204,9 +205,24 @@ class RunEvents:
             data["restart"] = True  # a retried attempt: its answer starts again
         return [self._event("delta", data)]
 
-    def _rest_of_answer(self, record: StepRecord, mark: StepMark) -> list[dict[str, Any]]:
+    async def _answer(self, record: StepRecord) -> str | None:
+        """The step's whole answer: from its record, or (summarised there, over 4 KiB) from
+        the run's variable, asked for in full."""
+        for name, value in record.output_vars.items():
+            if isinstance(value, dict) and isinstance(value.get("text"), str):
+                return str(value["text"])
+            if (isinstance(value, dict) and SUMMARY in value) or SUMMARY in value.get("text", {}):
+                limit = self._reader.settings.api_status_max_bytes
+                request = StatusRequest(variables="full", names=[name], max_bytes=limit)
+                full = (await self._reader.get(self._id, self._key, request)).outputs.get(name)
+                if isinstance(full, dict) and isinstance(full.get("text"), str):
+                    return str(full["text"])
+        return None
+
+    def _rest_of_answer(
+        self, record: StepRecord, mark: StepMark, text: str | None
+    ) -> list[dict[str, Any]]:
         """What the stream's last heartbeat did not carry, from the step's result."""
-        text = _answer_text(record)
         if text is None or len(text) <= mark.chars or record.status != "success":
             return []
         rest, mark.chars = text[mark.chars :], len(text)
@@ -225,13 +241,6 @@ def _step(record: StepRecord) -> dict[str, Any]:
 def _delta_data(record: StepRecord, text: str, call: str | None, attempt: int) -> dict[str, Any]:
     return {"path": record.path or record.step_id, "seq": record.seq, "text": text,
             "call": call, "attempt": attempt}  # fmt: skip
-
-
-def _answer_text(record: StepRecord) -> str | None:
-    for value in record.output_vars.values():
-        if isinstance(value, dict) and isinstance(value.get("text"), str):
-            return str(value["text"])
-    return None
 
 
 def _waiting(state: ExecutionPublic) -> str:
