@@ -48,7 +48,7 @@ MEMORY_TRIM_SECONDS = 5.0
 # often bounds how long a cancelled step keeps running. A streamed AI answer rides in its
 # heartbeat details (docs/streaming.md): this is also most of how late its text reaches a
 # reader. Only an activity that heartbeats more often pays for more RPCs.
-HEARTBEAT_FLUSH = timedelta(seconds=0.2)
+HEARTBEAT_FLUSH = timedelta(seconds=0.1)
 STICKY_TIMEOUT = timedelta(seconds=3)
 
 

@@ -15,6 +15,7 @@ from api.server.executions.events import Cursor, StepMark
 from tests import providers_support
 from tests.conftest import ADMIN_KEY, serve_api
 from tests.fakes import FakeProvider
+from tests.test_cli import execution_id_of, wfe
 
 local = providers_support.local
 provider_settings = providers_support.provider_settings
@@ -111,3 +112,21 @@ def test_the_cursor_round_trips_and_compacts() -> None:
     assert again.marks == {5: StepMark(False, "7", 2, 120)} and again.low == 4
     assert again.seen(2) == StepMark(ended=True) and again.seen(6) is None
     assert Cursor.parse("garbage.1") == Cursor()
+
+
+async def test_wfe_run_wait_and_wfe_watch_print_the_answer_as_it_comes(
+    client: Client, provider_settings: Settings, provider_worker: Worker, local: FakeProvider
+) -> None:
+    local.responder = lambda body: "the answer, streamed in several pieces"
+    local.chunks, local.chunk_delay = 8, 0.1
+    document = {"id": "asked", "steps": [DEFINITION["steps"][0]]}
+    async with serve_api(provider_settings, client) as url:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers) as http:
+            assert (await http.put("/api/workflows/asked", json=document)).status_code == 201
+        ran = await wfe(url, "run", "asked", "--wait")
+        assert ran.exit_code == 0, ran.output
+        assert "▸ ask: the answer, streamed in several pieces\n" in ran.stdout
+        assert "✓ success" in ran.stdout and "status: completed" in ran.stdout
+        watched = await wfe(url, "watch", execution_id_of(ran))
+        assert watched.exit_code == 0 and "status: completed" in watched.stdout

@@ -18,7 +18,7 @@ with the key in WFE_API_KEY, and reports failures as one `error:` line each on s
 
 from __future__ import annotations
 
-from api.cli import definitions, dev, executions  # noqa: F401 - each registers its commands
+from api.cli import definitions, dev, executions, watch  # noqa: F401 - each registers its commands
 from api.cli.app import app
 from api.cli.dev import dev_allowed_hosts, dev_environment
 

@@ -3,11 +3,11 @@
 
 Nothing is kept between requests, so any API process serves any run's stream: each event's id
 is a *cursor* saying everything the client has been sent, and ``Last-Event-ID`` hands it
-back. The events are read from Temporal alone: ``describe`` every POLL_SECONDS (a read of the
-server's state, no worker involved) gives the streamed text in the heartbeat details of the
-AI activities in flight (activities/ai_stream.py) and the history's length; the status
-(a query the worker answers) is read again only when the history grew, since nothing a
-status says changes without a new history event.
+back. The events are read from Temporal alone: ``describe`` (a read of the server's state,
+no worker involved; every POLL_STREAMING_SECONDS while an answer is written) gives the
+streamed text in the heartbeat details of the AI activities in flight (activities/ai_stream.py)
+and the history's length; the status (a query the worker answers) is read again only when the
+history grew, since nothing a status says changes without a new history event.
 
 The cursor: ``<low>`` (every step visit numbered at most ``low`` was sent to its end), then
 for each visit above it ``<seq>.e`` (ended) or ``<seq>.s`` (started) or
@@ -32,7 +32,13 @@ from api.server.schemas import ExecutionPublic
 from workflows.messages import StatusRequest, StepRecord
 from workflows.status_view import SUMMARY
 
-POLL_SECONDS = 0.1
+# How often a client's stream reads Temporal: quickly while an AI answer is being written
+# (the 0.5 s goal of docs/streaming.md), less while nothing streams.
+POLL_STREAMING_SECONDS = 0.05
+POLL_SECONDS = 0.25
+# The status read for a stream keeps values up to this size whole (not 4 KiB as for a status
+# poll): a finished answer's last words then come with the status that says it ended.
+ANSWER_BYTES = 64 * 1024
 _STREAMED = ("ai", "agent")
 
 
@@ -121,6 +127,10 @@ class RunEvents:
         self._id, self._key, self._cursor = execution_id, key, cursor
         self._history = -1
         self._state: ExecutionPublic | None = None
+        limit = reader.settings.api_status_max_bytes
+        self._request = StatusRequest(
+            value_bytes=ANSWER_BYTES, budget_bytes=4 * ANSWER_BYTES, max_bytes=limit
+        )
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Events until the run ends (an ``end`` event), polling Temporal in between."""
@@ -129,7 +139,7 @@ class RunEvents:
             description = await handle.describe()
             if description.history_length != self._history or self._state is None:
                 self._history = description.history_length
-                self._state = await self._reader.get(self._id, self._key)
+                self._state = await self._reader.get(self._id, self._key, self._request)
             streams = await self._streams(description.raw_description.pending_activities)
             for event in await self._step_events(self._state, streams):
                 yield event
@@ -137,7 +147,10 @@ class RunEvents:
                 data = {"status": self._state.status, "error": _error(self._state)}
                 yield self._event("end", data)
                 return
-            await asyncio.sleep(POLL_SECONDS)
+            writing = streams or any(
+                r.status == "running" and r.type in _STREAMED for r in self._state.steps
+            )
+            await asyncio.sleep(POLL_STREAMING_SECONDS if writing else POLL_SECONDS)
 
     async def _streams(self, pending: Any) -> dict[int, Stream]:
         streams: dict[int, Stream] = {}
