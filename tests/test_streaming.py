@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.runtime.settings import Settings
 from api.server.executions.events import Cursor, StepMark
-from tests import providers_support
+from tests import providers_support, test_console
 from tests.conftest import ADMIN_KEY, serve_api
 from tests.fakes import FakeProvider
 from tests.test_cli import execution_id_of, wfe
@@ -20,6 +21,7 @@ from tests.test_cli import execution_id_of, wfe
 local = providers_support.local
 provider_settings = providers_support.provider_settings
 provider_worker = providers_support.provider_worker
+browser = test_console.browser  # one headless Chromium for the module
 
 # Over 4 KiB: the status summarises it, and the stream's end still comes whole.
 ANSWER = " ".join(f"word{i:04d}-{'x' * 140}" for i in range(30))
@@ -130,3 +132,39 @@ async def test_wfe_run_wait_and_wfe_watch_print_the_answer_as_it_comes(
         assert "✓ success" in ran.stdout and "status: completed" in ran.stdout
         watched = await wfe(url, "watch", execution_id_of(ran))
         assert watched.exit_code == 0 and "status: completed" in watched.stdout
+
+
+@pytest.mark.timeout(90)
+async def test_the_console_shows_an_answer_while_it_is_written(
+    client: Client,
+    provider_settings: Settings,
+    provider_worker: Worker,
+    local: FakeProvider,
+    browser: Any,
+) -> None:
+    from playwright.async_api import expect
+
+    words = [f"piece{i}" for i in range(16)]
+    local.responder = lambda body: " ".join(words)
+    local.chunks, local.chunk_delay = 16, 0.25  # 4 s of streaming
+    document = {"id": "asked", "steps": [DEFINITION["steps"][0]]}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with (
+        serve_api(provider_settings, client) as url,
+        httpx.AsyncClient(base_url=url, headers=headers) as http,
+        test_console._console(browser, url, signed_in=True) as tab,
+    ):
+        assert (await http.put("/api/workflows/asked", json=document)).status_code == 201
+        started = await http.post("/api/workflows/run", json={"workflow_id": "asked"})
+        execution_id = started.json()["execution_id"]
+        await tab.open(f"#/executions/{execution_id}")
+        answer = tab.page.locator('pre.answer-text[data-path="ask"]')
+        # Part of the answer shows while the step still runs...
+        await expect(answer).to_contain_text("piece2")
+        shown = await answer.text_content() or ""
+        assert "piece15" not in shown, shown
+        state = (await http.get(f"/api/executions/{execution_id}")).json()
+        assert state["status"] == "running"
+        # ...then all of it, once, and the step's success in the timeline.
+        await expect(answer).to_have_text(" ".join(words))
+        await expect(tab.page.locator(".title-badge")).to_contain_text("completed")
