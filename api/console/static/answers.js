@@ -8,15 +8,19 @@ import { h, mount } from "./dom.js";
 const ROOT = document.querySelector('meta[name="wfe-root"]')?.content || "";
 const RETRY_MS = 1000;
 
-/** Split server-sent events out of a text stream: calls `onEvent(name, id, data)`. */
+/** Split server-sent events out of a text stream: calls `onEvent(name, id, data)`. Lines may
+ * end in CRLF (as sse-starlette sends them), CR or LF; a CR at a chunk's end waits for the
+ * next chunk, which may begin with its LF. */
 function parser(onEvent) {
   let buffer = "";
   return (chunk) => {
-    buffer += chunk;
+    const joined = buffer + chunk;
+    const pending = joined.endsWith("\r") ? "\r" : "";
+    let text = (pending ? joined.slice(0, -1) : joined).replace(/\r\n?/g, "\n");
     let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
+    while ((end = text.indexOf("\n\n")) >= 0) {
+      const block = text.slice(0, end);
+      text = text.slice(end + 2);
       let name = "message", id = "", data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) name = line.slice(6).trim();
@@ -25,6 +29,7 @@ function parser(onEvent) {
       }
       if (data.length) onEvent(name, id, JSON.parse(data.join("\n")));
     }
+    buffer = text + pending;
   };
 }
 
