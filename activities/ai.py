@@ -139,7 +139,10 @@ class AIClient:
         port = provider.port or DEFAULT_PORTS.get(provider.scheme, 0)
         self._secrets.check_host(request.deferred, provider.host, port, request.step_id)
         body = self._request_body(request, target.model, fields["messages"])
-        call = _Call(endpoint, endpoint.streamed(body), StreamProgress(request.seq, request.path))
+        progress = StreamProgress(
+            request.seq, request.path, self._secrets.redact, self._secrets.unsafe_tail
+        )
+        call = _Call(endpoint, endpoint.streamed(body), progress)
         async with carried_log(self._logs, request.log) as log:
             try:
                 answer, cancelled = await self._answer(call, request.report_when_cancelled)
@@ -276,7 +279,7 @@ class AIClient:
                 break
         if not folder.complete:
             raise broken_stream()
-        call.progress.publish()  # the answer's last words, for readers of the stream
+        call.progress.end()  # the answer's last words, for readers of the stream
         return folder.answer()
 
     def _status_error(

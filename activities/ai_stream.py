@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -33,13 +33,26 @@ PUBLISH_EVERY_SECONDS = 0.05
 
 
 class StreamProgress:
-    """The answer so far, published as the activity's heartbeat details."""
+    """The answer so far, published as the activity's heartbeat details.
 
-    def __init__(self, seq: int | None, path: str | None) -> None:
+    Heartbeat details are kept by Temporal and shown by it (and by the events stream), so the
+    text is redacted like a result, and an end that may be the beginning of a secret waits
+    until more arrives (or the answer ends): a secret being written never shows in part.
+    """
+
+    def __init__(
+        self,
+        seq: int | None,
+        path: str | None,
+        redact: Callable[[str], str] | None = None,
+        unsafe_tail: Callable[[str], int] | None = None,
+    ) -> None:
         self._seq, self._path = seq, path
+        self._redact, self._unsafe_tail = redact, unsafe_tail
         self._parts: list[str] = []
         self._length = 0
         self._published = 0.0
+        self._ended = False
 
     def add(self, text: str) -> None:
         self._parts.append(text)
@@ -53,13 +66,21 @@ class StreamProgress:
         """``{"stream": {"seq", "path", "attempt", "offset", "text"}}``: ``text`` is the
         answer's tail starting at character ``offset``. Temporal keeps an attempt's last
         details into the next attempt: ``attempt`` tells a reader whose text it is."""
-        text = "".join(self._parts)
-        self._parts = [text] if text else []
+        whole = "".join(self._parts)
+        self._parts = [whole] if whole else []
+        text = self._redact(whole) if self._redact else whole
+        if not self._ended and self._unsafe_tail is not None:
+            text = text[: len(text) - self._unsafe_tail(text)]
         tail = text[-STREAM_TAIL_CHARS:]
         attempt = activity.info().attempt if activity.in_activity() else 1
         stream = {"seq": self._seq, "path": self._path, "attempt": attempt}
         stream["offset"] = len(text) - len(tail)
         return [{"stream": {**stream, "text": tail}}]
+
+    def end(self) -> None:
+        """The answer is whole: publish all of it."""
+        self._ended = True
+        self.publish()
 
     def publish(self) -> None:
         if activity.in_activity():

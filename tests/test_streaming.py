@@ -11,7 +11,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.ai_stream import StreamProgress
 from activities.runtime.settings import Settings
+from activities.secrets import REDACTED, SecretStore
 from api.server.executions.events import Cursor, StepMark
 from tests import providers_support, test_console
 from tests.conftest import ADMIN_KEY, serve_api
@@ -168,3 +170,17 @@ async def test_the_console_shows_an_answer_while_it_is_written(
         # ...then all of it, once, and the step's success in the timeline.
         await expect(answer).to_have_text(" ".join(words))
         await expect(tab.page.locator(".title-badge")).to_contain_text("completed")
+
+
+def test_a_streamed_answer_never_shows_a_secret_in_part() -> None:
+    store = SecretStore({"TOKEN": "canary-0123456789"})
+    progress = StreamProgress(0, "ask", store.redact, store.unsafe_tail)
+    shown = []
+    for piece in ["the token is can", "ary-01234", "56789 and more"]:
+        progress.add(piece)
+        shown.append(progress.details()[0]["stream"]["text"])
+    assert shown == ["the token is ", "the token is ", f"the token is {REDACTED} and more"]
+    progress.add(" ends with c")  # maybe a secret's beginning: held back until the end
+    assert progress.details()[0]["stream"]["text"].endswith("and more ends with ")
+    progress.end()
+    assert progress.details()[0]["stream"]["text"].endswith("and more ends with c")
