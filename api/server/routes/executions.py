@@ -174,7 +174,7 @@ _EVENTS: Responses = {
     response_class=EventSourceResponse,
     responses=_EVENTS | NOT_FOUND,
 )
-async def execution_events(
+async def get_execution_events(
     execution_id: str,
     key: CurrentKey,
     reader: ReaderDep,
