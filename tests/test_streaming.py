@@ -111,11 +111,19 @@ def test_the_cursor_round_trips_and_compacts() -> None:
     cursor = Cursor(low=3, marks={4: StepMark(ended=True), 5: StepMark(False, "7", 2, 120)})
     cursor.waiting = "abc"
     text = cursor.encode()
-    assert text == "4_5.7.2.120_wabc"  # step 4 ended: below the lowest open step
+    assert text == "4_5.7.2.120.0_wabc"  # step 4 ended: below the lowest open step
     again = Cursor.parse(text)
     assert again.marks == {5: StepMark(False, "7", 2, 120)} and again.low == 4
     assert again.seen(2) == StepMark(ended=True) and again.seen(6) is None
     assert Cursor.parse("garbage.1") == Cursor()
+    # What was sent is known by its checksum: a result that does not continue it (an agent's
+    # last turn after an earlier one, a fallback model's answer) is sent whole, as its own call.
+    mark = StepMark(False, "3", 1)
+    mark.sent("I will check ", False)
+    mark.sent("the weather", False)
+    assert mark.continued_by("I will check the weather.")
+    assert not mark.continued_by("Clear in Oslo, 21 degrees.")
+    assert Cursor.parse(Cursor(marks={9: mark}).encode()).marks[9] == mark
 
 
 async def test_wfe_run_wait_and_wfe_watch_print_the_answer_as_it_comes(

@@ -11,7 +11,8 @@ history grew, since nothing a status says changes without a new history event.
 
 The cursor: ``<low>`` (every step visit numbered at most ``low`` was sent to its end), then
 for each visit above it ``<seq>.e`` (ended) or ``<seq>.s`` (started) or
-``<seq>.<call>.<attempt>.<chars>`` (``chars`` characters of that call's attempt sent), then
+``<seq>.<call>.<attempt>.<chars>.<crc>`` (``chars`` characters of that call's attempt sent,
+their CRC-32 in hex), then
 ``w<hash>`` for the waiting state sent, all joined by ``_``.
 """
 
@@ -50,13 +51,25 @@ class StepMark:
     call: str | None = None
     attempt: int = 0
     chars: int = 0
+    # CRC-32 of the ``chars`` characters sent (-1: unknown, some were skipped): at the step's
+    # end it tells whether the result continues what was sent (an agent's earlier turn, or a
+    # model that failed before a fallback answered, does not).
+    crc: int = 0
 
     def encode(self, seq: int) -> str:
         if self.ended:
             return f"{seq}.e"
         if self.call is None:
             return f"{seq}.s"
-        return f"{seq}.{self.call}.{self.attempt}.{self.chars}"
+        return f"{seq}.{self.call}.{self.attempt}.{self.chars}.{self.crc:x}"
+
+    def sent(self, text: str, skipped: bool) -> None:
+        self.chars += len(text)
+        self.crc = -1 if skipped or self.crc < 0 else zlib.crc32(text.encode(), self.crc)
+
+    def continued_by(self, answer: str) -> bool:
+        prefix = answer[: self.chars]
+        return len(prefix) == self.chars and zlib.crc32(prefix.encode()) == self.crc
 
 
 @dataclass
@@ -83,8 +96,9 @@ class Cursor:
                 if rest == ["e"] or rest == ["s"]:
                     cursor.marks[int(seq)] = StepMark(ended=rest == ["e"])
                 else:
-                    call, attempt, chars = rest
-                    cursor.marks[int(seq)] = StepMark(False, call, int(attempt), int(chars))
+                    call, attempt, chars, crc = rest
+                    mark = StepMark(False, call, int(attempt), int(chars), int(crc, 16))
+                    cursor.marks[int(seq)] = mark
             return cursor
         except ValueError:
             return cls()
@@ -206,13 +220,15 @@ class RunEvents:
     def _delta(self, record: StepRecord, mark: StepMark, stream: Stream) -> list[dict[str, Any]]:
         restart = mark.call == stream.call and mark.attempt != stream.attempt
         if mark.call != stream.call or mark.attempt != stream.attempt:
-            mark.call, mark.attempt, mark.chars = stream.call, stream.attempt, 0
+            mark.call, mark.attempt, mark.chars, mark.crc = stream.call, stream.attempt, 0, 0
         end = stream.offset + len(stream.text)
         if end <= mark.chars:
             return []
         start = max(mark.chars, stream.offset)
         text = stream.text[start - stream.offset :]
-        mark.chars = end
+        skipped = start > mark.chars  # fell behind the tail the heartbeat keeps
+        mark.chars = start
+        mark.sent(text, skipped)
         data = _delta_data(record, text, stream.call, stream.attempt)
         if restart:
             data["restart"] = True  # a retried attempt: its answer starts again
@@ -222,9 +238,12 @@ class RunEvents:
         """The step's whole answer: from its record, or (summarised there, over 4 KiB) from
         the run's variable, asked for in full."""
         for name, value in record.output_vars.items():
-            if isinstance(value, dict) and isinstance(value.get("text"), str):
-                return str(value["text"])
-            if (isinstance(value, dict) and SUMMARY in value) or SUMMARY in value.get("text", {}):
+            if not isinstance(value, dict):
+                continue
+            text = value.get("text")
+            if isinstance(text, str):
+                return text
+            if SUMMARY in value or (isinstance(text, dict) and SUMMARY in text):
                 limit = self._reader.settings.api_status_max_bytes
                 request = StatusRequest(variables="full", names=[name], max_bytes=limit)
                 full = (await self._reader.get(self._id, self._key, request)).outputs.get(name)
@@ -235,10 +254,17 @@ class RunEvents:
     def _rest_of_answer(
         self, record: StepRecord, mark: StepMark, text: str | None
     ) -> list[dict[str, Any]]:
-        """What the stream's last heartbeat did not carry, from the step's result."""
-        if text is None or len(text) <= mark.chars or record.status != "success":
+        """What the stream's last heartbeat did not carry, from the step's result; the whole
+        answer as a call of its own (``"call": "result"``) when the result does not continue
+        what was sent (or nothing was)."""
+        if text is None or record.status != "success":
             return []
-        rest, mark.chars = text[mark.chars :], len(text)
+        if mark.call is None or not mark.continued_by(text):
+            mark.call, mark.attempt, mark.chars, mark.crc = "result", 0, 0, 0
+        rest = text[mark.chars :]
+        if not rest:
+            return []
+        mark.sent(rest, False)
         data = _delta_data(record, rest, mark.call, mark.attempt)
         return [self._event("delta", data)]
 
