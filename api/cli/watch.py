@@ -97,7 +97,8 @@ class Watcher:
             self._out.print(f"  … running   {data.get('path')}", soft_wrap=True)
         elif event == "step":
             self._end_line()
-            self._finished_steps()
+            if (data.get("seq"), data.get("step_id")) not in self._printed:
+                self._finished_steps()  # one status read prints every step ended so far
         elif event == "waiting":
             self._end_line()
             self._out.print(f"  … waiting   for {data.get('for')}", soft_wrap=True)
