@@ -1,9 +1,11 @@
-"""AIClient: chat completions through OpenRouter (or any OpenAI-compatible server).
+"""AIClient: chat completions through OpenRouter, or a provider named in ``AI_PROVIDERS``
+(``model: "<name>:<model>"``, activities/providers.py), streamed (activities/ai_stream.py).
 
-The activity reads the API key from the worker's settings; the key never travels in workflow
-input, history or logs. Errors are classified for Temporal: 408/429/5xx/timeouts and broken
-answers are retried (Retry-After honoured through ``next_retry_delay``); 400/401/402/403
-fail at once with the provider's own message.
+The activity reads the API key from the worker's settings (a provider's: a worker secret);
+the key never travels in workflow input, history or logs. Errors are classified for
+Temporal: 408/429/5xx/timeouts and broken answers (or streams) are retried (Retry-After
+honoured through ``next_retry_delay``); 400/401/402/403 fail at once with the provider's own
+message.
 """
 
 from __future__ import annotations

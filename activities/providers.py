@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -124,10 +124,10 @@ def provider_problems(
     problems = []
     for steps_list in step_lists(steps, {}):
         for index, step in enumerate(steps_list.steps):
-            for field, model in _model_fields(step):
+            for name, model in _model_fields(step):
                 if "{" in model:
                     continue
-                where = f"{steps_list.at(index)}.{field}"
+                where = f"{steps_list.at(index)}.{name}"
                 target = route(model)
                 if target.provider is None:
                     continue
@@ -161,7 +161,7 @@ class Endpoint:
 
     name: str
     base_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # never in a log line or a traceback's repr
     config: ProviderConfig | None = None  # None: OpenRouter
     app_title: str = "workflow-engine"
     referer: str | None = None
