@@ -49,8 +49,10 @@ logger = logging.getLogger("worker")
 MEMORY_TRIM_SECONDS = 5.0
 
 # Cancellation reaches an activity in a heartbeat answer; flushing heartbeats at least this
-# often bounds how long a cancelled step keeps running.
-HEARTBEAT_FLUSH = timedelta(seconds=1)
+# often bounds how long a cancelled step keeps running. A streamed AI answer rides in its
+# heartbeat details (docs/streaming.md): this is also most of how late its text reaches a
+# reader. Only an activity that heartbeats more often pays for more RPCs.
+HEARTBEAT_FLUSH = timedelta(seconds=0.1)
 STICKY_TIMEOUT = timedelta(seconds=3)
 
 
@@ -127,6 +129,7 @@ async def engine_worker(
             logs=logs,
             model_labels=ModelLabels(settings.worker_metrics_max_models),
             limits=limits,
+            providers=settings.providers,
         )
         yield Worker(
             client,

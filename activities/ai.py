@@ -1,9 +1,11 @@
-"""AIClient: chat completions through OpenRouter (or any OpenAI-compatible server).
+"""AIClient: chat completions through OpenRouter, or a provider named in ``AI_PROVIDERS``
+(``model: "<name>:<model>"``, activities/providers.py), streamed (activities/ai_stream.py).
 
-The activity reads the API key from the worker's settings; the key never travels in workflow
-input, history or logs. Errors are classified for Temporal: 408/429/5xx/timeouts and broken
-answers are retried (Retry-After honoured through ``next_retry_delay``); 400/401/402/403
-fail at once with the provider's own message.
+The activity reads the API key from the worker's settings (a provider's: a worker secret);
+the key never travels in workflow input, history or logs. Errors are classified for
+Temporal: 408/429/5xx/timeouts and broken answers (or streams) are retried (Retry-After
+honoured through ``next_retry_delay``); 400/401/402/403 fail at once with the provider's own
+message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,6 +21,7 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ai_stream import ChunkFolder, StreamProgress, broken_stream, sse_data
 from activities.failures import (
     Mapped,
     classify,
@@ -29,6 +33,7 @@ from activities.failures import (
 from activities.heartbeat import with_heartbeats
 from activities.logs import WorkflowLogger, carried_log
 from activities.metrics import ModelLabels, record_ai_usage
+from activities.providers import OPENROUTER, Endpoint, ProviderConfig, route
 from activities.rate_limits import RateLimits
 from activities.secrets import SecretStore, fill_secrets
 from activities.ssrf import DEFAULT_PORTS
@@ -80,29 +85,51 @@ class AIClient:
         logs: WorkflowLogger | None = None,
         model_labels: ModelLabels | None = None,
         limits: RateLimits | None = None,
+        providers: dict[str, ProviderConfig] | None = None,
     ) -> None:
         self._http = http
         self._limits = limits  # AI_RATE_LIMITS
         self._model_labels = model_labels or ModelLabels()
         self._logs = logs
-        self._url = base_url.rstrip("/") + "/chat/completions"
-        provider = httpx.URL(self._url)
-        # Where an ai step's secrets go: a secret bound to hosts must name the provider's.
-        self._provider = (provider.host, provider.port or DEFAULT_PORTS.get(provider.scheme, 0))
-        self._api_key = api_key
+        key = api_key.get_secret_value() if api_key is not None else None
+        self._openrouter = Endpoint(OPENROUTER, base_url, key, None, app_title, referer)
+        self._providers = providers or {}
         self._secrets = secrets
-        self._app_title = app_title
-        self._referer = referer
+
+    def _endpoint(self, provider: str | None) -> Endpoint:
+        """Where a call goes, with its key; a call no configured provider can take fails."""
+        if provider is None:
+            if not self._openrouter.api_key:
+                raise permanent(
+                    "OPENROUTER_API_KEY is not set on the worker: set it in the worker's "
+                    "environment and run the execution again",
+                    FailureType.MISSING_CONFIGURATION,
+                )
+            return self._openrouter
+        config = self._providers.get(provider)
+        if config is None:
+            known = ", ".join(sorted(self._providers)) or "none"
+            raise permanent(
+                f"no AI provider named {provider!r} on this worker; configured in "
+                f"AI_PROVIDERS: {known}",
+                FailureType.MISSING_CONFIGURATION,
+            )
+        key = None
+        if config.api_key_secret is not None:
+            key = self._secrets.get(config.api_key_secret)
+            if key is None:
+                raise permanent(
+                    f"provider {provider!r} takes its API key from the worker secret "
+                    f"{config.api_key_secret!r}, which the worker does not hold",
+                    FailureType.MISSING_CONFIGURATION,
+                )
+        return Endpoint(provider, config.base_url, key, config)
 
     @activity.defn(name=CALL_LLM)
     async def call_llm(self, request: AIRequest) -> AIResult:
         """Activity: one chat completion; the answer is parsed and checked when asked."""
-        if self._api_key is None or not self._api_key.get_secret_value():
-            raise permanent(
-                "OPENROUTER_API_KEY is not set on the worker: set it in the worker's "
-                "environment and run the execution again",
-                FailureType.MISSING_CONFIGURATION,
-            )
+        if route(request.model).provider is None and not self._openrouter.api_key:
+            self._endpoint(None)  # fails at once, naming the missing key
         # The workflow rendered {"model", "messages"}: its secret slots are located from there.
         fields = fill_secrets(
             {"model": request.model, "messages": [dict(m) for m in request.messages]},
@@ -111,14 +138,24 @@ class AIClient:
             request.workflow_id,
             request.step_id,
         )
-        self._secrets.check_host(request.deferred, *self._provider, request.step_id)
-        body = self._request_body(request, str(fields["model"]), fields["messages"])
+        target = route(str(fields["model"]))
+        endpoint = self._endpoint(target.provider)
+        provider = httpx.URL(endpoint.url)
+        # Where an ai step's secrets go: a secret bound to hosts must name the provider's.
+        port = provider.port or DEFAULT_PORTS.get(provider.scheme, 0)
+        self._secrets.check_host(request.deferred, provider.host, port, request.step_id)
+        body = self._request_body(request, target.model, fields["messages"])
+        progress = StreamProgress(
+            request.seq, request.path, self._secrets.redact, self._secrets.unsafe_tail
+        )
+        call = _Call(endpoint, endpoint.streamed(body), progress)
         # The call's turn under AI_RATE_LIMITS (the run usually waited for it already).
         limits = self._limits
         turn = await limits.ai_turn(request, estimated_tokens(request)) if limits else None
         async with carried_log(self._logs, request.log) as log:
             try:
-                answer, cancelled = await self._answer(body, request.report_when_cancelled)
+                answer, cancelled = await self._answer(call, request.report_when_cancelled)
+                answer = endpoint.priced(answer, target.model)
                 if limits is not None:
                     await limits.settle(turn, total_tokens(answer))
                 # Tokens are spent even if checks fail.
@@ -142,24 +179,25 @@ class AIClient:
             result.log_written = await log.written()
         return result
 
-    async def _answer(self, body: dict[str, Any], report: bool) -> tuple[dict[str, Any], bool]:
+    async def _answer(self, call: _Call, report: bool) -> tuple[dict[str, Any], bool]:
         """The provider's answer, and whether the activity was cancelled meanwhile.
 
         With ``report``, a cancel that arrives once the request is out does not abandon it:
         the provider bills the call whether or not we read the answer, so the activity waits
         (at most CANCELLED_CALL_GRACE_SECONDS) for it and hands back what it cost."""
+        beats = call.progress.details
         if not report:
-            return await with_heartbeats(self._post(body)), False
-        call = asyncio.ensure_future(self._post(body))
+            return await with_heartbeats(self._post(call), details=beats), False
+        posting = asyncio.ensure_future(self._post(call))
         try:
-            return await with_heartbeats(asyncio.shield(call)), False
+            return await with_heartbeats(asyncio.shield(posting), details=beats), False
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             if details is None or not details.cancel_requested:
-                call.cancel()  # a timeout or a shutdown: hang up, Temporal retries the call
+                posting.cancel()  # a timeout or a shutdown: hang up, Temporal retries the call
                 raise
             try:
-                answer = await asyncio.wait_for(call, CANCELLED_CALL_GRACE_SECONDS)
+                answer = await asyncio.wait_for(posting, CANCELLED_CALL_GRACE_SECONDS)
             except Exception:  # failed or still pending: nothing known to be paid
                 raise asyncio.CancelledError() from None
             return answer, True
@@ -188,7 +226,6 @@ class AIClient:
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
-            "usage": {"include": True},  # OpenRouter then reports the cost
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
@@ -210,25 +247,26 @@ class AIClient:
             body["tools"] = request.tools  # an agent turn (OpenAI function-calling format)
         return body
 
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        assert self._api_key is not None
-        headers = {
-            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
-            "X-Title": self._app_title,
-        }
-        if self._referer:
-            headers["HTTP-Referer"] = self._referer
+    async def _post(self, call: _Call) -> dict[str, Any]:
+        """The provider's answer: streamed (folded into one answer), or plain JSON."""
+        url = call.endpoint.url
         try:
-            response = await self._http.post(self._url, json=body, headers=headers)
+            async with self._http.stream(
+                "POST", url, json=call.body, headers=call.endpoint.headers()
+            ) as response:
+                streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+                if response.status_code == 200 and streamed:
+                    return await self._read_stream(call, response)
+                await response.aread()
         except httpx.TransportError as err:
-            raise classify(err, POST_FAILURES, POST_FALLBACK, url=self._url) from None
+            raise classify(err, POST_FAILURES, POST_FALLBACK, url=url) from None
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         try:
             answer = response.json()
         except ValueError:
             answer = None
         if response.status_code != 200:
-            raise self._status_error(response.status_code, answer, response.text, retry_after)
+            raise self._status_error(call, response.status_code, answer, response.text, retry_after)
         if not isinstance(answer, dict):
             raise retryable(
                 "the AI provider answered with malformed JSON", FailureType.PROVIDER_RETRYABLE
@@ -236,18 +274,35 @@ class AIClient:
         if isinstance(answer.get("error"), dict):
             code = answer["error"].get("code")
             status = code if isinstance(code, int) else 502
-            raise self._status_error(status, answer, "", retry_after)
+            raise self._status_error(call, status, answer, "", retry_after)
         return answer
 
-    def _status_error(self, status: int, answer: Any, text: str, retry_after: Any) -> Exception:
+    async def _read_stream(self, call: _Call, response: httpx.Response) -> dict[str, Any]:
+        """A streamed answer; an error event mid-stream fails it as the same error would."""
+        folder = ChunkFolder(call.progress)
+        async for data in sse_data(response):
+            error = folder.add(data)
+            if error is not None:
+                code = error["error"].get("code")
+                status = code if isinstance(code, int) else 502
+                raise self._status_error(call, status, error, "", None)
+            if folder.done:
+                break
+        if not folder.complete:
+            raise broken_stream()
+        call.progress.end()  # the answer's last words, for readers of the stream
+        return folder.answer()
+
+    def _status_error(
+        self, call: _Call, status: int, answer: Any, text: str, retry_after: Any
+    ) -> Exception:
         message = provider_message(answer) or text.strip()[:300] or "no error message"
         described = f"the AI provider answered {status}: {message}"
         if is_retryable_status(status) or (status == 402 and retry_after is not None):
             return retryable(described, FailureType.PROVIDER_RETRYABLE, retry_after)
-        hint = {
-            401: " (check OPENROUTER_API_KEY on the worker)",
-            402: " (add credits to the OpenRouter account)",
-        }.get(status, "")
+        hint = {401: f" (check {call.endpoint.key_hint})"}.get(status, "")
+        if status == 402 and call.endpoint.config is None:
+            hint = " (add credits to the OpenRouter account)"
         # Which failures another model may not share (the `models` fallback): docs/ai.md.
         reason = fallback_reason(status, message)
         details = [{"fallback": reason}] if reason else []
@@ -280,6 +335,15 @@ class AIClient:
             finish_reason=choice.get("finish_reason"),
             tool_calls=calls or None,
         )
+
+
+@dataclass
+class _Call:
+    """One request to a provider: where it goes, what it sends, the answer so far."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    progress: StreamProgress
 
 
 # Provider answers another model may not share: the model is unknown or down, the

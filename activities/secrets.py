@@ -108,6 +108,23 @@ class SecretStore(Mapping[str, str]):
                 self.redact(err.message), type=err.type, non_retryable=True
             ) from None
 
+    def unsafe_tail(self, text: str) -> int:
+        """How many of ``text``'s last characters may be the beginning of a secret still
+        being written (a streamed answer shows them once more arrives): the end from where it
+        is a secret's beginning, or, where an encoded form may be starting, the window one
+        could fill."""
+        if not self._sensitive:
+            return 0
+        longest = len(self._sensitive[0])
+        window = text[-3 * longest :]  # percent-encoding triples an ASCII character
+        if "%" in window or "\\" in window or "+" in window:
+            return len(window)
+        for start in range(max(0, len(text) - longest + 1), len(text)):
+            piece = text[start:]
+            if any(secret.startswith(piece) for secret in self._sensitive):
+                return len(text) - start
+        return 0
+
     def redact_model(self, model: M) -> M:
         """A copy of a result model with secret values scrubbed."""
         if not self._sensitive:

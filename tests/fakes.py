@@ -29,6 +29,10 @@ class Reply:
     body: Any = None  # dict/list -> JSON; str/bytes sent as-is
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (a hang if long)
+    # Server-sent events instead of ``body``: each is written and flushed, ``event_delay``
+    # apart, then the connection closes (HTTP/1.1 with no length: the body ends there).
+    events: list[str] | None = None
+    event_delay: float = 0.0
 
 
 @dataclass
@@ -76,6 +80,9 @@ class ScriptedServer:
                     with server._lock:
                         server.disconnects.append(record)
                     return
+                if reply.events is not None:
+                    self._stream(record, reply)
+                    return
                 payload = reply.body
                 if isinstance(payload, dict | list):
                     data = json.dumps(payload).encode()
@@ -94,6 +101,22 @@ class ScriptedServer:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    with server._lock:
+                        server.disconnects.append(record)
+
+            def _stream(self, record: Recorded, reply: Reply) -> None:
+                self.close_connection = True
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for event in reply.events or []:
+                        self.wfile.write(event.encode())
+                        self.wfile.flush()
+                        if reply.event_delay:
+                            time.sleep(reply.event_delay)
                 except (BrokenPipeError, ConnectionResetError):
                     with server._lock:
                         server.disconnects.append(record)
@@ -275,3 +298,74 @@ class FakeOpenRouter(ScriptedServer):
             return Reply(401, openrouter_error(401, "No auth credentials found"))
         body = record.json()
         return Reply(200, completion(self.responder(body), model=body.get("model", "m")))
+
+
+def sse_events(
+    answer: dict[str, Any], chunks: int = 4, cut: bool = False, error: dict[str, Any] | None = None
+) -> list[str]:
+    """A completion as OpenAI-style stream events: its text in ``chunks`` pieces, then a
+    chunk with the finish reason and usage, then ``[DONE]``. ``cut``: the stream stops halfway
+    (no finish, no [DONE]); ``error``: an error event takes the place of the second half."""
+    message = answer["choices"][0]["message"]
+    text = message.get("content") or ""
+    size = max(1, -(-len(text) // chunks))
+    pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    base = {"id": answer.get("id", "gen"), "object": "chat.completion.chunk",
+            "model": answer.get("model")}  # fmt: skip
+    events = [": PROCESSING\n\n"]
+    for piece in pieces:
+        delta = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        events.append(f"data: {json.dumps({**base, **delta})}\n\n")
+    for index, call in enumerate(message.get("tool_calls") or []):
+        delta = {"tool_calls": [{"index": index, **call}]}
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    finish = {"index": 0, "delta": {}, "finish_reason": answer["choices"][0]["finish_reason"]}
+    events.append(f"data: {json.dumps({**base, 'choices': [finish]})}\n\n")
+    events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': answer['usage']})}\n\n")
+    events.append("data: [DONE]\n\n")
+    if cut or error:
+        events = events[: 1 + max(1, len(pieces) // 2)]
+    if error:
+        events.append(f"data: {json.dumps(error)}\n\n")
+    return events
+
+
+class FakeProvider(ScriptedServer):
+    """An OpenAI-compatible /v1/chat/completions that reports no cost and streams when asked
+    (``chunks`` pieces, ``chunk_delay`` apart); unscripted requests get ``responder(body)``."""
+
+    PATH = "/v1/chat/completions"
+    KEY = "test-provider-key"
+
+    def __init__(
+        self,
+        responder: Callable[[dict[str, Any]], str] | None = None,
+        chunks: int = 4,
+        chunk_delay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.responder = responder or (lambda body: "ok")
+        self.chunks = chunks
+        self.chunk_delay = chunk_delay
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def completions(self) -> list[Recorded]:
+        return self.requests_to(self.PATH)
+
+    def then(self, *replies: Reply) -> None:
+        self.script(self.PATH, *replies)
+
+    def default_reply(self, record: Recorded) -> Reply:
+        if record.path != self.PATH:
+            return Reply(404, openrouter_error(404, "no such endpoint"))
+        if record.headers.get("authorization") != f"Bearer {self.KEY}":
+            return Reply(401, openrouter_error(401, "invalid api key"))
+        body = record.json()
+        answer = completion(self.responder(body), model=body.get("model", "m"), cost=None)
+        if not body.get("stream"):
+            return Reply(200, answer)
+        return Reply(200, events=sse_events(answer, self.chunks), event_delay=self.chunk_delay)

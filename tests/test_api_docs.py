@@ -41,6 +41,7 @@ OPERATION_IDS = {
     ("post", "/api/executions/{execution_id}/cancel"): "cancel_execution",
     ("post", "/api/executions/{execution_id}/signals/{name}"): "signal_execution",
     ("get", "/api/executions/{execution_id}/log"): "get_execution_log",
+    ("get", "/api/executions/{execution_id}/events"): "get_execution_events",
     ("post", "/api/executions/{execution_id}/rerun"): "rerun_execution",
     ("post", "/api/workflows/{workflow_id}/test"): "test_workflow",
     ("get", "/api/executions/{execution_id}/test-case"): "record_test_case",

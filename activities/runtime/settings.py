@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from activities.providers import ProviderConfig, parse_providers
 from activities.runtime.database_url import check_database_url, embedded_database_url
 from activities.runtime.storage.location import (
     LOGS_AREA,
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
     openrouter_app_title: str = "workflow-engine"
     openrouter_referer: str | None = None
+    # Named OpenAI-compatible providers as JSON (docs/ai.md, "Providers"): a step's
+    # `model: "<name>:<model>"` goes there. Read by the worker (routing) and the API (checks
+    # at save), so both must be given the same value.
+    ai_providers: str | None = None
 
     # Storage
     workflow_definitions_dir: Path = Path("definitions")
@@ -264,6 +269,17 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("ai_providers")
+    @classmethod
+    def _providers(cls, value: str | None) -> str | None:
+        parse_providers(value)  # raises ValueError naming the problem
+        return value
+
+    @property
+    def providers(self) -> dict[str, ProviderConfig]:
+        """``AI_PROVIDERS`` parsed (checked when the settings were read)."""
+        return parse_providers(self.ai_providers)
 
     @field_validator("temporal_address")
     @classmethod

@@ -30,6 +30,7 @@ from api.cli import (  # noqa: F401 - each registers its commands
     dev,
     executions,
     testing,
+    watch,
 )
 from api.cli.app import app
 from api.cli.dev import dev_allowed_hosts, dev_environment

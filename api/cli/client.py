@@ -6,8 +6,9 @@ print, one per problem, so the CLI never shows a traceback for an expected failu
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -165,6 +166,24 @@ class ApiClient:
             for item in body.get("errors") or []:
                 self._warn(item if isinstance(item, dict) else {"message": str(item)})
         return response.status_code, body
+
+    @contextlib.contextmanager
+    def stream(
+        self, path: str, headers: dict[str, str] | None = None, read_timeout: float = 30.0
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET (server-sent events). Failures as for :meth:`request`, except that
+        a read timeout stays ``httpx.ReadTimeout`` (the caller decides whether to go on)."""
+        timeout = httpx.Timeout(read_timeout, connect=5.0)
+        try:
+            with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiFailure(response.status_code, _errors_of(response))
+                yield response
+        except httpx.ReadTimeout:
+            raise
+        except httpx.HTTPError as err:
+            raise ApiUnreachable(self.base_url, _reason(err)) from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)[1]

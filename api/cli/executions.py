@@ -24,7 +24,6 @@ from api.cli.output import (
     duration,
     execution_error,
     finish,
-    follow,
     json_argument,
     print_json,
     print_table,
@@ -37,6 +36,7 @@ from api.cli.output import (
     url_path,
     when,
 )
+from api.cli.watch import follow_live
 
 # Options `run` and `rerun` share: follow the new execution until it ends.
 WaitOption = Annotated[
@@ -125,7 +125,7 @@ def _announce_and_follow(
     if not wait:
         return None
     try:
-        return follow(api, out, execution_id, timeout, interval, show=not quiet)
+        return follow_live(api, out, execution_id, timeout, interval, show=not quiet)
     except WaitTimeout:
         error(
             f"timed out after {timeout:g}s: execution {execution_id} is still running "

@@ -7,6 +7,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.providers import provider_problems
 from activities.runtime.settings import Settings
 from api.server.auth import Action, Principal
 from api.server.errors import ApiError
@@ -58,6 +59,10 @@ class DefinitionService:
         definition, problems = check_definition(document)
         if definition is not None and not problems:
             problems.extend(self._trigger_problems(definition))
+            cost_budget = definition.budget is not None and definition.budget.max_cost_usd
+            problems.extend(
+                provider_problems(definition.steps, self._settings.providers, bool(cost_budget))
+            )
         return definition, problems
 
     async def schedule_problems(self, definition: WorkflowDefinition) -> list[Problem]:

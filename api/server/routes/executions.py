@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from sse_starlette import EventSourceResponse
 
 from api.server.bodies import OptionalBody, parse_json_body, request_body
 from api.server.deps import (
+    ClientDep,
     ControllerDep,
     CurrentKey,
     ListerDep,
@@ -18,6 +20,7 @@ from api.server.deps import (
 )
 from api.server.errors import ApiError
 from api.server.executions import STATUSES
+from api.server.executions.events import Cursor, RunEvents
 from api.server.routes.responses import FORBIDDEN, NOT_FOUND, NOT_RUNNING, Responses, errors
 from api.server.schemas import (
     AcceptedPublic,
@@ -156,3 +159,29 @@ async def get_execution_log(
     execution_id: str, key: CurrentKey, reader: ReaderDep
 ) -> dict[str, Any]:
     return await reader.read_log(execution_id, key)
+
+
+_EVENTS: Responses = {
+    200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}
+}
+
+
+@router.get(
+    "/{execution_id}/events",
+    summary="The run as server-sent events: step, delta (AI answers as written), waiting, end",
+    description="`text/event-stream` (docs/streaming.md). Each event's `id` is a cursor: "
+    "send it back as `Last-Event-ID` to resume without repeats. A client that connects late "
+    "gets the current state first. Same scope as the status answer.",
+    response_class=EventSourceResponse,
+    responses=_EVENTS | NOT_FOUND,
+)
+async def get_execution_events(
+    execution_id: str,
+    key: CurrentKey,
+    reader: ReaderDep,
+    client: ClientDep,
+    last_event_id: str | None = Header(None, max_length=4096),
+) -> EventSourceResponse:
+    await reader.describe(execution_id, key)  # 404 before the stream starts
+    run = RunEvents(reader, client, execution_id, key, Cursor.parse(last_event_id))
+    return EventSourceResponse(run.events(), ping=15)

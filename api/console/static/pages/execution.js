@@ -2,6 +2,7 @@
 // produced (outputs, usage, cost, the log), and what can be done with it (cancel, signal or
 // approve, rerun from a step, open it in the Temporal UI).
 
+import { answersPanel, followEvents } from "../answers.js";
 import { api } from "../api.js";
 import { h, mount } from "../dom.js";
 import { cost, costOf, count, dateTime, duration, elapsed, shortId } from "../format.js";
@@ -55,9 +56,11 @@ export function executionView(root, params, life) {
   const outputsHost = h("div");
   const usageHost = h("div");
   const logHost = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const answers = answersPanel();
   const body = h("div", { class: "execution" },
     h("div", { class: "page-head" }, h("div", { class: "title-row" }, title, badge), h("p", { class: "muted mono small" }, id)),
     alerts,
+    answers.element,
     h("section", { class: "card", "aria-labelledby": "facts-title" }, h("h2", { id: "facts-title", class: "visually-hidden" }, "Summary"), facts),
     h("div", { class: "columns" },
       h("section", { class: "card grow", "aria-labelledby": "timeline-title" },
@@ -228,4 +231,12 @@ export function executionView(root, params, life) {
   }
 
   poll();
+  // AI answers as they are written; a step that ends refreshes the timeline at once.
+  followEvents(id, {
+    signal: life.signal,
+    onEvent(name, data) {
+      if (name === "delta") answers.delta(data);
+      else if ((name === "step" && data.status !== "running") || name === "end") poll(true);
+    },
+  });
 }
