@@ -310,7 +310,13 @@ async def measure_load(
                 for r in range(rounds):
                     for side in SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)]:
                         say(f"round {r + 1}/{rounds}: {runs} runs of {steps} steps, {side}")
-                        measured.append(await one_round(sides, side, runs, server.process.pid))
+                        done = await one_round(sides, side, runs, server.process.pid)
+                        measured.append(done)
+                        say(
+                            f"  {done.steps_per_s:.1f} steps/s, worker "
+                            f"{done.worker_cpu_ms / (runs * steps):.2f} ms CPU a step, "
+                            f"{done.actions} actions a run"
+                        )
                 result: dict[str, Any] = {
                     side: summary([m for m in measured if m.side == side]) for side in SIDES
                 }
