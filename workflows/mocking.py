@@ -195,6 +195,11 @@ class CaseRunner:
         signals = list(case.signals)[case.signals_sent :]
         self.clock = VirtualClock(deliver, signals, case.virtual_seconds)
 
+    def start_clock(self, log: Any) -> asyncio.Task[None]:
+        """Drive the virtual clock for the run; its log writes hold the clock (``log.clock``)."""
+        log.clock = self.clock
+        return asyncio.create_task(self.clock.drive(self.stuck))
+
     def carried(self) -> CaseRun:
         """The case as the next run of the execution goes on with it (continue-as-new)."""
         return self.case.model_copy(

@@ -8,7 +8,9 @@ it hands the place (or its turn in the queue) back. A continued run keeps the pl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -87,6 +89,18 @@ class ConcurrencyGate:
                 raise
             processor.set_waiting(_WAIT_PATH, None)
         self.held = True
+
+    async def released_with(self, final_write: Coroutine[Any, Any, bool]) -> bool:
+        """Hand the place back while the run's final log write goes on (the next run need not
+        wait for the write); True if Temporal's cancel arrived during either."""
+        leaving = self.leave_soon()
+        cancelled = await final_write
+        if leaving is not None:
+            try:
+                cancelled = await asyncio.shield(leaving) or cancelled
+            except asyncio.CancelledError:  # the signal is sent: its receipt need not be seen
+                cancelled = True
+        return cancelled
 
     def leave_soon(self) -> asyncio.Task[bool] | None:
         """Start handing the place back (the run's last log write goes on meanwhile: the

@@ -185,7 +185,8 @@ class WorkflowExecutor:
     async def run(self, input: ExecutionInput) -> ExecutionState:
         self._ending.lean = versions.settle(patches.FEWER_ACTIONS)  # first: see versions.py
         self._log.decide()
-        clock = self._start_clock()
+        test = self._processor.test  # a test run's virtual clock (workflows/mocking.py)
+        clock = test.start_clock(self._log) if test is not None else None
         carried = input.carried
         self._processor.strict_indexes = patches.strict_indexes(
             carried.strict_indexes if carried else None
@@ -196,13 +197,8 @@ class WorkflowExecutor:
         task, timed_out, native_cancel = await self._steps_until_the_end(carried is None)
         if self._ending.decide(task, timed_out, native_cancel, self._book.current):
             if self._continue_at is not None:  # a fresh run: same execution id, same log
-                carried = self._parts.carried(self._continue_at)
-                if self._gate is not None and self._gate.held:
-                    carried.concurrency_held = True
-                update: dict[str, Any] = {"carried": carried}
-                if self._processor.test is not None:  # a test run's clock and visits go on
-                    update["test"] = self._processor.test.carried()
-                workflow.continue_as_new(self._input.model_copy(update=update))
+                held = self._gate is not None and self._gate.held
+                workflow.continue_as_new(self._parts.continued(self._continue_at, held))
             self._ending.status = "completed"
         native_cancel = await self._finalise() or native_cancel
         if clock is not None:
@@ -211,14 +207,6 @@ class WorkflowExecutor:
         self._ending.log_line(self._execution_id, self._input.definition_version)
         self._ending.result_or_raise(native_cancel)
         return self._parts.state()
-
-    def _start_clock(self) -> asyncio.Task[None] | None:
-        """A test run's virtual clock (workflows/mocking.py); other runs have none."""
-        test = self._processor.test
-        if test is None:
-            return None
-        self._log.clock = test.clock
-        return asyncio.create_task(test.clock.drive(test.stuck))
 
     async def _steps_until_the_end(
         self, starts: bool
@@ -433,12 +421,6 @@ class WorkflowExecutor:
                 count_step(self._definition.id, record)
             self._log.pending.append(record)
         ending.publish_status()
-        # The place goes back with the last log write: the next run need not wait for it.
-        leaving = self._gate.leave_soon() if self._gate is not None else None
-        cancelled = await self._log.write_final()
-        if leaving is not None:
-            try:
-                cancelled = await asyncio.shield(leaving) or cancelled
-            except asyncio.CancelledError:  # the signal is sent: its receipt need not be seen
-                cancelled = True
-        return cancelled
+        if self._gate is not None:  # the place goes back with the last log write
+            return await self._gate.released_with(self._log.write_final())
+        return await self._log.write_final()

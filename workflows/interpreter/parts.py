@@ -43,6 +43,17 @@ class RunParts:
             limit is not None and self.book.done_this_run >= limit
         )
 
+    def continued(self, next_index: int, place_held: bool) -> ExecutionInput:
+        """The input of the execution's next run (continue-as-new): what it carries, a held
+        concurrency place, a test run's clock and visits."""
+        carried = self.carried(next_index)
+        if place_held:
+            carried.concurrency_held = True
+        update: dict[str, Any] = {"carried": carried}
+        if self.processor.test is not None:
+            update["test"] = self.processor.test.carried()
+        return self.input.model_copy(update=update)
+
     def carried(self, next_index: int) -> CarriedState:
         """What the next run of the execution starts from (same id, same log)."""
         processor = self.processor
