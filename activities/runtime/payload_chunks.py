@@ -23,7 +23,7 @@ MIN_CHUNK = 64 * 1024
 # Chunks this process wrote or read lately, by digest: the next turn's value finds most of
 # its chunks here instead of asking the store (a HEAD per chunk on S3), and an activity that
 # decodes the input its workflow just encoded reads nothing.
-CACHE_BYTES = 64 * 1024 * 1024
+CACHE_BYTES = 16 * 1024 * 1024
 
 
 def split(data: bytes, min_chunk: int = MIN_CHUNK) -> list[bytes]:

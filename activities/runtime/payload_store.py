@@ -141,19 +141,9 @@ class ClaimCheckCodec(PayloadCodec):
             if payload.ByteSize() <= self.threshold:
                 out.append(payload)
                 continue
-            chunks = split(payload.data)
-            if len(chunks) == 1:
-                data = payload.SerializeToString()
-                digest = await self._save(data, cache=False)
-                metadata = {"encoding": CLAIM_CHECK_ENCODING, "size": str(len(data)).encode()}
-            else:
-                digests = [await self._save(chunk) for chunk in chunks]
-                header = Payload(metadata=payload.metadata)
-                header.data = ",".join(digests).encode()
-                digest = await self._save(header.SerializeToString())
-                size = str(len(payload.data)).encode()
-                metadata = {"encoding": CHUNKED_ENCODING, "size": size}
-            out.append(Payload(metadata={**metadata, "sha256": digest.encode()}))
+            # One trip to the store's threads a value, whatever its number of chunks.
+            reference = await off_loop(self.store.storage, self._stored, payload)
+            out.append(reference)
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -163,20 +153,37 @@ class ClaimCheckCodec(PayloadCodec):
             if encoding not in (CLAIM_CHECK_ENCODING, CHUNKED_ENCODING):
                 out.append(payload)
                 continue
-            data = await self._load(payload.metadata["sha256"].decode())
-            if encoding == CLAIM_CHECK_ENCODING:
-                out.append(Payload.FromString(data))
-                continue
-            manifest = Payload.FromString(data)
-            parts = [await self._load(d) for d in manifest.data.decode().split(",")]
-            out.append(Payload(metadata=manifest.metadata, data=b"".join(parts)))
+            out.append(await off_loop(self.store.storage, self._loaded, payload))
         return out
 
-    async def _save(self, data: bytes, cache: bool = True) -> str:
+    def _stored(self, payload: Payload) -> Payload:
+        """Store a large payload (whole, or as chunks and a manifest); its reference."""
+        chunks = split(payload.data)
+        if len(chunks) == 1:
+            data = payload.SerializeToString()
+            digest = self._save(data, cache=False)
+            metadata = {"encoding": CLAIM_CHECK_ENCODING, "size": str(len(data)).encode()}
+        else:
+            header = Payload(metadata=payload.metadata)
+            header.data = ",".join(self._save(chunk) for chunk in chunks).encode()
+            digest = self._save(header.SerializeToString())
+            metadata = {"encoding": CHUNKED_ENCODING, "size": str(len(payload.data)).encode()}
+        return Payload(metadata={**metadata, "sha256": digest.encode()})
+
+    def _loaded(self, reference: Payload) -> Payload:
+        """The payload a reference names (read back from its chunks if it has a manifest)."""
+        data = self._load(reference.metadata["sha256"].decode())
+        if reference.metadata.get("encoding") == CLAIM_CHECK_ENCODING:
+            return Payload.FromString(data)
+        manifest = Payload.FromString(data)
+        parts = [self._load(digest) for digest in manifest.data.decode().split(",")]
+        return Payload(metadata=manifest.metadata, data=b"".join(parts))
+
+    def _save(self, data: bytes, cache: bool = True) -> str:
         digest = hashlib.sha256(data).hexdigest()
         now = time.time()
         if now - self._trusted.get(digest, -TRUSTED_SECONDS) >= TRUSTED_SECONDS:
-            await off_loop(self.store.storage, self.store.save, digest, data, now)
+            self.store.save(digest, data, now)
             if len(self._trusted) >= MAX_TRUSTED:
                 self._trusted.clear()
             self._trusted[digest] = now
@@ -184,10 +191,10 @@ class ClaimCheckCodec(PayloadCodec):
             self._chunks.put(digest, data)
         return digest
 
-    async def _load(self, digest: str) -> bytes:
+    def _load(self, digest: str) -> bytes:
         cached = self._chunks.get(digest)
         if cached is not None:
             return cached
-        data = await off_loop(self.store.storage, self.store.load, digest)
+        data = self.store.load(digest)
         self._chunks.put(digest, data)
         return data
