@@ -49,7 +49,7 @@ async def test_a_growing_conversation_adds_only_its_new_messages(tmp_path: Path)
     # Each turn adds one 50 KB message: the store grows by about that (the chunk that held
     # the end, and a manifest), never by the whole conversation (0.5 to 2 MB here).
     assert max(growth[1:]) < 3 * (MIN_CHUNK + 50_000)  # the first turn writes it all
-    assert sum(growth) < 0.15 * sum(len(conversation(t)) for t in range(10, 40))
+    assert sum(growth) < 0.25 * sum(len(conversation(t)) for t in range(10, 40))
 
 
 async def test_a_value_without_boundaries_is_stored_whole_as_before(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ prefix share every chunk before the first difference; a manifest (the chunks' di
 order) is stored the same way and is what the history refers to.
 
 Boundaries: after the first ``SEPARATOR`` (``},``: the end of an object in a JSON list, such
-as a message) at least ``MIN_CHUNK`` bytes past the previous boundary. A boundary depends only
-on the bytes before it, so appending to a value leaves every earlier boundary where it was; a
-value without separators is one chunk.
+as a message) at least ``MIN_CHUNK`` bytes past the previous boundary (256 KiB: few enough
+chunks that a 100 MB value is 400 files, small enough that a turn adds little). A boundary
+depends only on the bytes before it, so appending to a value leaves every earlier boundary
+where it was; a value without separators is one chunk.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from collections import OrderedDict
 
 SEPARATOR = b"},"
-MIN_CHUNK = 64 * 1024
+MIN_CHUNK = 256 * 1024
 # Chunks this process wrote or read lately, by digest: the next turn's value finds most of
 # its chunks here instead of asking the store (a HEAD per chunk on S3), and an activity that
 # decodes the input its workflow just encoded reads nothing.

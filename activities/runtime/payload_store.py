@@ -31,6 +31,7 @@ longer than the logs').
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from temporalio.converter import PayloadCodec
 from activities.errors import PayloadStoreError
 from activities.runtime.payload_chunks import ChunkCache, split
 from activities.runtime.settings import Settings
-from activities.runtime.storage import Storage, is_temporary, off_loop
+from activities.runtime.storage import FileStorage, Storage, is_temporary, off_loop
 
 CLAIM_CHECK_ENCODING = b"binary/claim-check"
 CHUNKED_ENCODING = b"binary/claim-check-chunks"
@@ -86,14 +87,31 @@ class PayloadStore:
             raise PayloadStoreError(f"not a payload reference: {digest!r}")
         return f"{digest[:2]}/{digest}"
 
-    def save(self, digest: str, data: bytes, now: float | None = None) -> None:
-        """Store ``data`` under its digest, or refresh the copy already there (see above)."""
+    def save(
+        self, digest: str, data: bytes, now: float | None = None, durable: bool = True
+    ) -> bool:
+        """Store ``data`` under its digest, or refresh the copy already there (see above);
+        True if it was written. ``durable`` False: the caller makes it durable (``sync``)."""
         key = self.key_for(digest)
         now = time.time() if now is None else now
         existing = self.storage.head(key)
         if existing is not None and now - existing.modified < REFRESH_SECONDS:
-            return  # content-addressed: the same bytes, referenced recently enough
-        self.storage.put(key, data)  # the same bytes again: harmless to a concurrent reader
+            return False  # content-addressed: the same bytes, referenced recently enough
+        self.storage.put(key, data, durable=durable)  # the same bytes again: harmless
+        return True
+
+    def sync(self, digests: Sequence[str]) -> None:
+        """Make values saved with ``durable=False`` durable before anything refers to them.
+        On disk: an fsync each (the first commits the journal with the data of them all, so
+        the rest find nothing to write); object stores' writes are durable already."""
+        if not isinstance(self.storage, FileStorage):
+            return
+        for digest in digests:
+            fd = os.open(self.storage.path_of(self.key_for(digest)), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def load(self, digest: str) -> bytes:
         blob = self.storage.get(self.key_for(digest))
@@ -164,8 +182,13 @@ class ClaimCheckCodec(PayloadCodec):
             digest = self._save(data, cache=False)
             metadata = {"encoding": CLAIM_CHECK_ENCODING, "size": str(len(data)).encode()}
         else:
+            # The chunks are written first and made durable together, then the manifest that
+            # names them: a crash never leaves a manifest whose chunks are not on disk.
+            written: list[str] = []
+            digests = [self._save(chunk, durable=False, written=written) for chunk in chunks]
+            self.store.sync(written)
             header = Payload(metadata=payload.metadata)
-            header.data = ",".join(self._save(chunk) for chunk in chunks).encode()
+            header.data = ",".join(digests).encode()
             digest = self._save(header.SerializeToString())
             metadata = {"encoding": CHUNKED_ENCODING, "size": str(len(payload.data)).encode()}
         return Payload(metadata={**metadata, "sha256": digest.encode()})
@@ -179,11 +202,18 @@ class ClaimCheckCodec(PayloadCodec):
         parts = [self._load(digest) for digest in manifest.data.decode().split(",")]
         return Payload(metadata=manifest.metadata, data=b"".join(parts))
 
-    def _save(self, data: bytes, cache: bool = True) -> str:
+    def _save(
+        self,
+        data: bytes,
+        cache: bool = True,
+        durable: bool = True,
+        written: list[str] | None = None,
+    ) -> str:
         digest = hashlib.sha256(data).hexdigest()
         now = time.time()
         if now - self._trusted.get(digest, -TRUSTED_SECONDS) >= TRUSTED_SECONDS:
-            self.store.save(digest, data, now)
+            if self.store.save(digest, data, now, durable) and written is not None:
+                written.append(digest)
             if len(self._trusted) >= MAX_TRUSTED:
                 self._trusted.clear()
             self._trusted[digest] = now
