@@ -1222,13 +1222,13 @@ async () => {
   const render = await import(root + "graph/render.js");
   const today = await (await fetch(root + "workflow-definition.schema.json")).json();
   const schema = structuredClone(today);
-  schema.$defs.McpStep = {
+  schema.$defs.RelayStep = {
     type: "object",
     "x-label": ["calls {tool} on {server}"],
     required: ["id", "type", "server", "tool"],
     properties: {
       id: { type: "string" },
-      type: { const: "mcp", type: "string" },
+      type: { const: "relay", type: "string" },
       name: { type: "string" },
       server: { type: "string" },
       tool: { type: "string" },
@@ -1244,15 +1244,15 @@ async () => {
     Object.values(node).forEach(find);
   })(schema);
   for (const union of unions) {
-    union.discriminator.mapping.mcp = "#/$defs/McpStep";
-    union.oneOf.push({ $ref: "#/$defs/McpStep" });
+    union.discriminator.mapping.relay = "#/$defs/RelayStep";
+    union.oneOf.push({ $ref: "#/$defs/RelayStep" });
   }
   const steps = [
-    { id: "ask", type: "mcp", server: "files", tool: "read", next: "after", on_refusal: "oops",
-      cleanup: [{ id: "close", type: "mcp", server: "files", tool: "close" },
+    { id: "ask", type: "relay", server: "files", tool: "read", next: "after", on_refusal: "oops",
+      cleanup: [{ id: "close", type: "relay", server: "files", tool: "close" },
         { id: "log", type: "set", values: { closed: true }, next: "end" }] },
     { id: "skipped", type: "set", values: { n: 1 } },
-    { id: "after", type: "mcp", server: "mail", tool: "send", next: "nowhere" },
+    { id: "after", type: "relay", server: "mail", tool: "send", next: "nowhere" },
     { id: "oops", type: "fail", message: "refused" },
   ];
   const kinds = kindsFromSchema(schema);
@@ -1266,7 +1266,7 @@ async () => {
     edges[kind] = (edges[kind] || 0) + 1;
   }
   return {
-    known: [kinds.types.includes("mcp"), kindsFromSchema(today).types.includes("mcp")],
+    known: [kinds.types.includes("relay"), kindsFromSchema(today).types.includes("relay")],
     items: model.scopeOf(steps, { kinds }).items.map(shape),
     unknown: [unknown.detail, unknown.scopes.length, unknown.exits],
     nested: [...svg.querySelectorAll('g.gbox[data-step="ask"] g.gnode')].map((g) => g.dataset.step),
