@@ -29,7 +29,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows import versions
 from workflows.errors import FailureType, StepFailed
-from workflows.interpreter.patches import MCP_MOCKS
 from workflows.messages import (
     CALL_LLM,
     CALL_MCP_TOOL,
@@ -61,6 +60,12 @@ TOOL_ACTIVITIES = frozenset({SEND_HTTP_REQUEST, CALL_MCP_TOOL})
 MCP_ACTIVITIES = frozenset({CALL_MCP_TOOL, LIST_MCP_TOOLS})
 # What a derived tool list offers for each tool: any arguments (the model is mocked too).
 ANY_ARGUMENTS = {"type": "object"}
+
+# A test run's MCP calls are answered by their own mocks (`mcp` steps by id, an agent's MCP
+# tools by `agent.docs__search`, its server's tool list by `agent.docs`: docs/testing.md);
+# older test runs read them as any other call. (Here, not in interpreter/patches.py: the
+# interpreter imports this module.)
+MCP_MOCKS = "mcp-mocks"
 
 
 @dataclass(order=True)

@@ -75,9 +75,3 @@ def cel_conformant(handed: bool | None) -> bool:
     if handed is not None:
         return handed
     return versions.patched(CEL_CONFORMANT)
-
-
-# A test run's MCP calls are answered by their own mocks (`mcp` steps by id, an agent's MCP
-# tools by `agent.docs__search`, its server's tool list by `agent.docs`: docs/testing.md);
-# older test runs read them as any other call.
-MCP_MOCKS = "mcp-mocks"
