@@ -146,8 +146,6 @@ class WorkflowStepProcessor:
         self.deadline: Deadline | None = None
         # A test run's mocks and virtual clock (docs/testing.md); None for every other run.
         self.test: CaseRunner | None = None
-        # Models the run learnt no AI_RATE_LIMITS entry applies to (asked once a run).
-        self.unlimited_models: set[str] = set()
         if input is not None and input.test is not None:
             self.test = CaseRunner(input.test, self.deliver_signal)
 
@@ -300,17 +298,8 @@ class _Run:
             answer = test.answer(activity, request, self.path)
             if answer is not None:  # mocked: resolved here, no activity
                 return result_type.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
-        unlimited = self.processor.unlimited_models
-        if (
-            isinstance(request, AIRequest)
-            and request.model not in unlimited
-            and versions.patched(AI_RATE_LIMITS)
-        ):
+        if isinstance(request, AIRequest) and versions.patched(AI_RATE_LIMITS):
             request.rate_turn = await wait_for_turn(self._rate_wait, request)
-            if request.rate_turn is None:
-                # No limit applies to this model: later calls of the run do not ask again (a
-                # local activity each: an action on Temporal Cloud, and a little latency).
-                unlimited.add(request.model)
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
