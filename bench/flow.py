@@ -45,7 +45,10 @@ from activities.runtime.temporal_client import connect_when_ready
 from api.cli.devstack import DevServer
 from api.server.executions import start_options
 from api.server.executions.options import execution_limits
-from api.server.store import FileDefinitionStore, StoredDefinition
+from api.server.db import prepare_database
+from api.server.db.engine import open_engine, run_blocking
+from api.server.db.store import DatabaseDefinitionStore
+from api.server.store import StoredDefinition
 from workflows.flow.messages import RELEASE_SIGNAL
 from workflows.messages import WORKFLOW_TYPE
 
@@ -57,9 +60,19 @@ def say(what: str) -> None:
 
 
 def stored(settings: Settings, document: dict[str, Any]) -> StoredDefinition:
-    store = FileDefinitionStore(settings.workflow_definitions_dir)
-    store.save(str(document["id"]), document)
-    return store.get(str(document["id"]))
+    """Saved into the control plane's database as the API saves it, and read back."""
+
+    async def save() -> StoredDefinition:
+        engine = open_engine(settings.database)
+        try:
+            store = DatabaseDefinitionStore(engine)
+            await store.save(str(document["id"]), document)
+            return await store.get(str(document["id"]))
+        finally:
+            await engine.dispose()
+
+    prepare_database(settings)
+    return run_blocking(save)
 
 
 async def start(client: Client, settings: Settings, definition: StoredDefinition) -> Handle:
