@@ -43,11 +43,11 @@ from temporalio.client import Client, WorkflowHandle
 from activities.runtime.settings import AIRateLimit, Settings, load_settings
 from activities.runtime.temporal_client import connect_when_ready
 from api.cli.devstack import DevServer
-from api.server.executions import start_options
-from api.server.executions.options import execution_limits
 from api.server.db import prepare_database
 from api.server.db.engine import open_engine, run_blocking
 from api.server.db.store import DatabaseDefinitionStore
+from api.server.executions import start_options
+from api.server.executions.options import execution_limits
 from api.server.store import StoredDefinition
 from workflows.flow.messages import RELEASE_SIGNAL
 from workflows.messages import WORKFLOW_TYPE

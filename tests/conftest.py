@@ -22,6 +22,7 @@ from api.cli.devstack import DevServer
 from api.server.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
 from worker import engine_worker
+from workflows.flow.keys import concurrency_claim
 from workflows.messages import SA_DEFINITION_ID, WORKFLOW_TYPE
 from workflows.shared import ExecutionInput
 from workflows.validation import load_definition
@@ -153,6 +154,7 @@ async def start_definition(
             definition_version=1,
             max_steps_per_run=max_steps_per_run,
             limits=execution_limits(definition, settings),
+            concurrency=concurrency_claim(definition, input_vars or {}),
         ),
         id=execution_id or str(uuid.uuid4()),
         task_queue=settings.temporal_task_queue,

@@ -8,21 +8,43 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
+from activities.flow_control import FlowControlActivities
 from activities.runtime.settings import AIRateLimit, Settings
-from tests.conftest import eventually, save_definition, serve_api
+from activities.runtime.temporal_client import connect_when_ready
+from api.cli.devstack import DevServer
+from tests.conftest import eventually, save_definition, serve_api, start_definition
 from tests.fakes import FakeOpenRouter, HttpSink, Recorded, Reply, openrouter_error
 from tests.test_cli import wfe
 from worker import engine_worker
 from worker import main as worker_main
 from workflows.errors import ConfigurationError
-from workflows.flow.messages import RELEASE_SIGNAL
+from workflows.flow.keys import concurrency_claim
+from workflows.flow.messages import (
+    CONCURRENCY_COORDINATOR,
+    GRANT_SIGNAL,
+    PLACE_SIGNAL,
+    PLACE_UPDATE,
+    RELEASE_SIGNAL,
+    REQUEST_PLACE,
+    STATE_QUERY,
+    CoordinatorState,
+    PlaceRequest,
+    RequestPlace,
+)
+from workflows.validation import load_definition
+
+Handle = WorkflowHandle[Any, Any]
 
 
 def gated(workflow_id: str, limit: int, key: str | None = "{customer}") -> dict[str, Any]:
@@ -157,6 +179,147 @@ async def test_worker_restart_mid_queue_loses_nobody_and_doubles_nobody(
     spans = [await _grant_to_end(client, execution_id) for execution_id in ids]
     assert _most_at_once(spans) <= 3
     assert len(spans) == 9
+
+
+@pytest.mark.timeout(150)
+async def test_server_restart_mid_queue_loses_nobody_and_doubles_nobody(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Chaos, bounded: 9 runs on one key with limit 3 on a Temporal dev server of the test's
+    own (the session's server is shared by other tests). The server is SIGKILLed and restarted
+    on its SQLite file twice: while 3 runs hold places and 6 wait, and again while places are
+    being handed on. Every run completes, once; the coordinator granted 9 places (one per run)
+    and holds nothing at the end; the histories show never more than 3 running a step at once."""
+    document = {
+        "id": "chaos-server",
+        "concurrency": {"limit": 3},
+        "steps": [{"id": "nap", "type": "delay", "seconds": 1.0}],
+    }
+    log = (tmp_path / "temporal-own.log").open("ab")
+    server = DevServer(db_file=tmp_path / "own.db", headless=True, log=log)
+    try:
+        async with server.running():
+            own = settings.model_copy(update={"temporal_address": server.address})
+            client = await connect_when_ready(own)
+            async with engine_worker(client, own) as worker, worker:
+                ids = [(await start_definition(client, own, document)).id for _ in range(9)]
+                coordinator = _coordinator_of(client, document)
+                await eventually(lambda: _granted(coordinator, at_least=3, waiting=6), timeout=60)
+                await _restart(server)
+                # The first places go back and are handed on: the server dies again meanwhile.
+                client = await connect_when_ready(own)
+                coordinator = _coordinator_of(client, document)
+                await eventually(lambda: _granted(coordinator, at_least=5), timeout=60)
+                await _restart(server)
+                client = await connect_when_ready(own)
+                for execution_id in ids:
+                    handle = client.get_workflow_handle(execution_id)
+                    await asyncio.wait_for(handle.result(), timeout=60)
+                state = await _coordinator_of(client, document).query(
+                    STATE_QUERY, result_type=CoordinatorState
+                )
+            spans = [await _grant_to_end(client, execution_id) for execution_id in ids]
+            runs = [await _runs_and_grants(client, execution_id) for execution_id in ids]
+    finally:
+        log.close()
+    assert state.granted == 9 and state.holders == [] and state.queue == [], state
+    assert all(started == 1 and grants <= 1 for started, grants in runs), runs
+    assert len(spans) == 9
+    assert _most_at_once(spans) <= 3
+
+
+def _coordinator_of(client: Client, document: dict[str, Any]) -> Handle:
+    claim = concurrency_claim(load_definition(document), {})
+    assert claim is not None
+    return client.get_workflow_handle(claim.coordinator_id)
+
+
+async def _granted(coordinator: Handle, at_least: int, waiting: int = 0) -> bool:
+    """The coordinator has granted ``at_least`` places, and ``waiting`` runs or more wait."""
+    try:
+        state = await coordinator.query(STATE_QUERY, result_type=CoordinatorState)
+    except RPCError:  # not started yet, or the server is still coming back
+        return False
+    return state.granted >= at_least and len(state.queue) >= waiting
+
+
+async def _restart(server: DevServer) -> None:
+    """SIGKILL the server, leave it down a moment (the worker keeps trying), start it again on
+    the same SQLite file and port."""
+    server.kill()
+    await asyncio.sleep(1.0)
+    server.start()
+    await server.wait_ready()
+
+
+async def _runs_and_grants(client: Client, execution_id: str) -> tuple[int, int]:
+    """How many times the execution started (a restart must not start it again) and how many
+    grant signals it received (at most one: a place is given once)."""
+    started = grants = 0
+    async for event in client.get_workflow_handle(execution_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            started += 1
+        signaled = event.workflow_execution_signaled_event_attributes
+        if (
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and signaled.signal_name == GRANT_SIGNAL
+        ):
+            grants += 1
+    return started, grants
+
+
+async def test_a_place_given_to_an_answer_nobody_awaits_is_still_granted(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a burst, a run's request by update may time out (the run then asks by signal and
+    waits for a grant signal) while the update is still delivered, later than the signal. If
+    that late update finds the place free, its answer "yours" reaches nobody: the run must
+    still be told by signal, or it waits forever while its place is held for it."""
+    document = {
+        "id": "late-answer",
+        "concurrency": {"limit": 1},
+        "steps": [{"id": "one", "type": "set", "values": {"x": 1}}],
+    }
+
+    @activity.defn(name=REQUEST_PLACE)
+    async def asked_by_signal(self: FlowControlActivities, request: RequestPlace) -> bool:
+        return False  # the update timed out; the signal below is the request it sent instead
+
+    monkeypatch.setattr(FlowControlActivities, "request_concurrency_place", asked_by_signal)
+    run = await start_definition(client, settings, document)
+    claim = concurrency_claim(load_definition(document), {})
+    assert claim is not None
+    request = PlaceRequest(execution_id=run.id, limit=1)
+    # No worker yet: the coordinator's first workflow task sees the signal, then the update.
+    await client.start_workflow(
+        CONCURRENCY_COORDINATOR,
+        CoordinatorState(workflow_id="late-answer", key=claim.key, limit=1),
+        id=claim.coordinator_id,
+        task_queue=settings.temporal_task_queue,
+        start_signal=PLACE_SIGNAL,
+        start_signal_args=[request],
+    )
+    coordinator = client.get_workflow_handle(claim.coordinator_id)
+    late = asyncio.create_task(
+        coordinator.execute_update(PLACE_UPDATE, request, id="late", result_type=bool)
+    )
+    await eventually(lambda: _admitted(coordinator, "late"))
+    async with engine_worker(client, settings) as worker, worker:
+        assert await late is True  # the place is the run's at once...
+        # ... and the run, which waits for a grant signal, is told.
+        await asyncio.wait_for(run.result(), timeout=30)
+
+
+async def _admitted(handle: Handle, update_id: str) -> bool:
+    """The server holds the update (waiting for a worker): asking for its outcome times out
+    instead of answering that there is no such update."""
+    try:
+        await handle.get_update_handle(update_id).result(rpc_timeout=timedelta(seconds=0.5))
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return True
+    except RPCError:
+        return False
+    return True
 
 
 async def _grant_to_end(client: Client, execution_id: str) -> tuple[float, float]:

@@ -21,6 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.flow.messages import (
         CLOSED_EXECUTIONS,
         CONCURRENCY_COORDINATOR,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         PLACE_SIGNAL,
         PLACE_UPDATE,
         RELEASE_SIGNAL,
+        STATE_QUERY,
         ClosedExecutions,
         CoordinatorState,
         PlaceRelease,
@@ -41,6 +43,10 @@ LIVENESS_SECONDS = 5.0
 # ... and the first this many in the queue (further back, a closed run is dropped when its
 # grant fails).
 QUEUE_HEAD_CHECKED = 10
+# The version marker of telling by signal a run whose place an update gave while the run,
+# whose update had timed out, waited for a grant signal (older coordinators answered only the
+# update, and such a run waited forever while its place was held for it).
+LATE_ANSWERS_SIGNALLED = "concurrency-late-answers-signalled"
 # An empty coordinator ends after this long (the next request starts a fresh one).
 IDLE_SECONDS = 60.0
 # Continue as new past this many history events (well under Temporal's warning at 10,240),
@@ -90,21 +96,32 @@ class ConcurrencyCoordinator:
 
     @workflow.update(name=PLACE_UPDATE)
     def request_now(self, request: PlaceRequest) -> bool:
-        """The request, answered: True if the run holds a place now (no grant signal
-        follows), False if it waits in the queue (a grant signal will come)."""
+        """The request, answered: True if the run holds a place now, False if it waits in
+        the queue (a grant signal will come). A run that asked before (by signal, after its
+        update timed out) may no longer await this answer: it is told by signal too."""
+        execution_id = request.execution_id
+        asked_before = execution_id in self._holders or execution_id in self._queue
         self.request(request)
         self._answered += 1
-        execution_id = request.execution_id
         if execution_id in self._holders:
-            self._regrant.discard(execution_id)
+            if not (asked_before and self._tells_late_answers()):
+                self._regrant.discard(execution_id)
             return True
         first = next(iter(self._queue))
         if first == execution_id and len(self._holders) < self._limit:
             del self._queue[execution_id]
             self._holders[execution_id] = None
             self._state.granted += 1
+            if asked_before and self._tells_late_answers():
+                self._regrant.add(execution_id)
             return True
         return False
+
+    def _tells_late_answers(self) -> bool:
+        """Whether a place given by an update to a run that asked before is also signalled
+        (coordinators that started before LATE_ANSWERS_SIGNALLED did not: asked only here,
+        where it changes what the coordinator sends)."""
+        return versions.patched(LATE_ANSWERS_SIGNALLED)
 
     @workflow.signal(name=RELEASE_SIGNAL)
     def release(self, release: PlaceRelease) -> None:
@@ -121,6 +138,12 @@ class ConcurrencyCoordinator:
             if queued == execution_id:
                 return index + 1
         return None
+
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> CoordinatorState:
+        """Who holds a place, who waits (in order), and how many places were granted since the
+        coordinator first started (each run is granted one once)."""
+        return self._snapshot()
 
     @workflow.run
     async def run(self, state: CoordinatorState) -> CoordinatorState:

@@ -20,6 +20,8 @@ PLACE_UPDATE = "concurrency_request_now"
 RELEASE_SIGNAL = "concurrency_release"
 GRANT_SIGNAL = "concurrency_grant"
 PLACE_QUERY = "concurrency_place"
+# The coordinator's state (holders, queue, places granted so far): for operators and tests.
+STATE_QUERY = "concurrency_state"
 # What a run waiting for a place says in `waiting_for`.
 WAITING_CONCURRENCY = "concurrency"
 # Local activities the flow-control workflows call (activities/flow_control.py).

@@ -55,6 +55,10 @@ FEWER_ACTIONS = "fewer-actions"
 # its first step and hands it back when it ends (workflows/interpreter/concurrency.py).
 CONCURRENCY_KEYS = "concurrency-keys"
 
+# The concurrency coordinator (its own workflow) asks LATE_ANSWERS_SIGNALLED, defined in
+# workflows/flow/coordinator.py where it is asked for: a place an update gives to a run that
+# asked before by signal is signalled too.
+
 # AI calls ask for a turn under AI_RATE_LIMITS before they are scheduled (a local activity,
 # then a timer while the turn has not come): AI_RATE_LIMITS, defined in workflows/flow/turns.py
 # where it is asked for (imported above).
