@@ -3,10 +3,10 @@
 The limits live in limiter workflows (workflows/flow/limiters.py), one per limited resource,
 so every worker and every run share them; this module asks them for turns and permits. A run
 asks for its AI call's turn before scheduling it (the ``reserve_ai_turn`` local activity,
-then a timer); the activity's first attempt takes that turn, and a retry (or an attempt that
-starts more than LATE_SECONDS after its turn) asks for a new one and waits for it here,
-heartbeating `{"waiting_for": "rate_limit"}`. An `http` call to a limited host holds one of
-its permits while in flight.
+then a timer until shortly before it); the activity's first attempt waits for that turn and
+takes it, and a retry (or an attempt that starts more than LATE_SECONDS after its turn) asks
+for a new one and waits for it here, heartbeating `{"waiting_for": "rate_limit"}`. An `http`
+call to a limited host holds one of its permits while in flight.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class RateLimits:
         while turn is None or not first or _late(turn):
             first = True  # a new turn is used as it comes
             turn = await self._reserve(pattern, tokens, str(uuid.uuid4()))
-            await _wait_until(turn)
+        await _wait_until(turn)  # a call scheduled ahead of its turn waits for it here
         return turn
 
     async def settle(self, turn: RateTurn | None, tokens: int | None) -> None:

@@ -299,7 +299,8 @@ class _Run:
             if answer is not None:  # mocked: resolved here, no activity
                 return result_type.model_validate(answer)  # type: ignore[attr-defined, no-any-return]
         if isinstance(request, AIRequest) and versions.patched(AI_RATE_LIMITS):
-            request.rate_turn = await wait_for_turn(self._rate_wait, request)
+            timeout = options.get("start_to_close_timeout")
+            request.rate_turn = await wait_for_turn(self._rate_wait, request, timeout)
         carried, self.log = self.log, None
         if carried is not None:
             request.log = carried
@@ -316,6 +317,9 @@ class _Run:
             if isinstance(err, ActivityError) and deadline is not None and deadline.overran(err):
                 await deadline.wait_for_the_end()
             raise
+        finally:
+            if isinstance(request, AIRequest) and request.rate_turn is not None:
+                self._rate_wait(None)  # a turn the activity waited for (AI_TURN_LEAD) is over
         self.logged = self.logged or bool(getattr(result, "log_written", False))
         return result
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.flow.messages import RESERVE_AI_TURN, WAITING_RATE_LIMIT, AITurnRequest
     from workflows.kinds.base import Waiting
     from workflows.messages import AIRequest, RateTurn
@@ -20,6 +21,20 @@ with workflow.unsafe.imports_passed_through():
 # The version marker (listed in workflows/interpreter/patches.py): runs that started before it
 # schedule their AI calls without asking for a turn.
 AI_RATE_LIMITS = "ai-rate-limits"
+# The version marker of scheduling the call TURN_LEAD before its turn, the activity waiting
+# out the rest (older runs slept until the turn itself, and their calls, started late by the
+# timer's and the worker's delays, often had to ask for a new turn a window later), and of
+# the longer time the turn's local activity may take in a burst (TURN_ASK_TIMEOUT).
+AI_TURN_LEAD = "ai-turn-lead"
+
+# How long before its turn a call is scheduled: a Temporal timer fires up to about a second
+# late, and a busy worker takes time to run the workflow task and start the activity, which
+# then sends at the turn itself. At most a quarter of the step's timeout (the activity's
+# timeout counts the wait).
+TURN_LEAD = timedelta(seconds=3)
+# How long asking for a turn may take: in a burst of calls each worker asks a limiter a few at
+# a time, and the others wait their turn to ask.
+TURN_ASK_TIMEOUT = timedelta(seconds=60)
 
 # With no `max_tokens`, what a call's answer is counted for until the provider says.
 DEFAULT_COMPLETION_TOKENS = 256
@@ -33,9 +48,14 @@ def estimated_tokens(request: AIRequest) -> int:
 
 
 async def wait_for_turn(
-    set_waiting: Callable[[Waiting | None], None], request: AIRequest
+    set_waiting: Callable[[Waiting | None], None],
+    request: AIRequest,
+    step_timeout: timedelta | None = None,
 ) -> RateTurn | None:
-    """The call's turn (None: no limit applies to its model), once it has come."""
+    """The call's turn (None: no limit applies to its model), once it has come; for a run
+    with AI_TURN_LEAD, once it is a lead away: the activity waits the rest, and the run shows
+    the wait (``until`` its turn) until the caller clears it when the call's activity ends."""
+    early = versions.patched(AI_TURN_LEAD)
     turn: RateTurn | None = await workflow.execute_local_activity(
         RESERVE_AI_TURN,
         AITurnRequest(
@@ -44,13 +64,23 @@ async def wait_for_turn(
             request_id=str(workflow.uuid4()),
         ),
         result_type=RateTurn,
-        start_to_close_timeout=timedelta(seconds=10),
+        start_to_close_timeout=TURN_ASK_TIMEOUT if early else timedelta(seconds=10),
         summary="rate limit: ask for a turn",
     )
     if turn is None:
         return None
     wait = turn.at - workflow.now()
-    if wait > timedelta(0):
+    if early and wait > timedelta(0):
+        set_waiting(Waiting(signal=WAITING_RATE_LIMIT, until=turn.at))
+        workflow.set_current_details(f"waiting for a turn under the rate limit of {turn.resource}")
+        wait -= min(TURN_LEAD, (step_timeout or TURN_LEAD * 4) / 4)
+        if wait > timedelta(0):
+            try:
+                await workflow.sleep(wait, summary=f"rate limit: {turn.resource}")
+            except BaseException:
+                set_waiting(None)
+                raise
+    elif wait > timedelta(0):
         set_waiting(Waiting(signal=WAITING_RATE_LIMIT, until=turn.at))
         workflow.set_current_details(f"waiting for a turn under the rate limit of {turn.resource}")
         try:
