@@ -106,16 +106,16 @@ class FlowControlActivities:
 
     @activity.defn(name=CLOSED_EXECUTIONS)
     async def closed_executions(self, request: ClosedExecutions) -> list[str]:
-        """Which of these executions no longer run (their latest run closed, or gone)."""
-        closed = []
-        for execution_id in request.execution_ids:
-            try:
-                description = await self.client.get_workflow_handle(execution_id).describe()
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                closed.append(execution_id)
-                continue
-            if description.status != WorkflowExecutionStatus.RUNNING:
-                closed.append(execution_id)
-        return closed
+        """Which of these executions no longer run (their latest run closed, or gone). Asked
+        all at once: the coordinator's workflow task, and so its grants, wait for the answer."""
+        running = await asyncio.gather(*(self._runs(e) for e in request.execution_ids))
+        return [e for e, runs in zip(request.execution_ids, running, strict=True) if not runs]
+
+    async def _runs(self, execution_id: str) -> bool:
+        try:
+            description = await self.client.get_workflow_handle(execution_id).describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return description.status == WorkflowExecutionStatus.RUNNING

@@ -7,7 +7,7 @@ One headless dev server as `wfe dev` starts it, one worker in this process (unsa
 production runs it), runs started the way the API starts them (``start_options``: the same
 input, the concurrency claim resolved from the inputs), straight on a Temporal client:
 
-1. ``key``: ``--runs`` runs of a one-step workflow (a 0.2 s `delay`) with
+1. ``key``: ``--runs`` runs of a one-step workflow (a `delay` of ``--seconds``, 0.2) with
    ``concurrency: {"limit": 5}``, all started at once. Read from each run's history: when its
    step began (it held its place by then) and when it handed the place back (the release
    signal it sent): the most runs between the two at any instant (must be <= 5); runs started
@@ -122,11 +122,13 @@ def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
     return most
 
 
-async def key_limit(client: Client, settings: Settings, runs: int) -> dict[str, Any]:
-    steps = [{"id": "nap", "type": "delay", "seconds": 0.2}]
+async def key_limit(
+    client: Client, settings: Settings, runs: int, seconds: float = 0.2
+) -> dict[str, Any]:
+    steps = [{"id": "nap", "type": "delay", "seconds": seconds}]
     keyed = stored(settings, {"id": "bench-key", "concurrency": {"limit": 5}, "steps": steps})
     plain = stored(settings, {"id": "bench-plain", "steps": steps})
-    say(f"key: {runs} runs on one key, limit 5")
+    say(f"key: {runs} runs of a {seconds:g} s delay on one key, limit 5")
     began = time.monotonic()
     handles = await asyncio.gather(*(start(client, settings, keyed) for _ in range(runs)))
     results = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
@@ -145,6 +147,7 @@ async def key_limit(client: Client, settings: Settings, runs: int) -> dict[str, 
     plain_seconds = time.monotonic() - began
     return {
         "runs": runs,
+        "step_seconds": seconds,
         "completed": completed,
         "lost": runs - completed,
         "granted_once": len(spans),
@@ -275,7 +278,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 if args.latency:
                     report["latency"] = await keyed_latency(client, settings, args.latency)
                 if args.runs:
-                    report["key"] = await key_limit(client, settings, args.runs)
+                    report["key"] = await key_limit(client, settings, args.runs, args.seconds)
             if args.ai_runs:
                 report["ai"] = await ai_rate(client, settings, args.ai_runs, args.rate, args.window)
     return report
@@ -288,4 +291,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=60, help="requests per window")
     parser.add_argument("--window", type=float, default=60.0, help="seconds")
     parser.add_argument("--latency", type=int, default=100)
+    parser.add_argument(
+        "--seconds", type=float, default=0.2, help="the keyed runs' delay step (run length)"
+    )
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))

@@ -163,4 +163,4 @@ async def test_a_run_reads_leading_zero_paths_as_text_and_records_the_marker(
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
     # Its own marker, or the newest, which settles every older one (workflows/versions.py).
-    assert any(b"strict-list-indexes" in m or b"ai-turn-lead" in m for m in markers)
+    assert any(b"strict-list-indexes" in m or b"fewer-actions" in m for m in markers)

@@ -29,3 +29,9 @@ def patched(marker: str) -> bool:
     """``workflow.patched(marker)``, answered True without a marker of its own in a run that
     settled on the newest one."""
     return bool(getattr(workflow.instance(), _SETTLED, False)) or workflow.patched(marker)
+
+
+def patched_since_settled(marker: str) -> bool:
+    """``workflow.patched(marker)`` for a marker newer than the one :func:`settle` asks: a run
+    settled on that one may have started before this one, so every run asks it."""
+    return workflow.patched(marker)

@@ -47,6 +47,10 @@ QUEUE_HEAD_CHECKED = 10
 # whose update had timed out, waited for a grant signal (older coordinators answered only the
 # update, and such a run waited forever while its place was held for it).
 LATE_ANSWERS_SIGNALLED = "concurrency-late-answers-signalled"
+# The version marker of one liveness timer per LIVENESS_SECONDS while runs wait (older
+# coordinators started a timer and cancelled it in every workflow task, two more events and
+# more work for each request and release).
+ONE_LIVENESS_TIMER = "concurrency-one-liveness-timer"
 # An empty coordinator ends after this long (the next request starts a fresh one).
 IDLE_SECONDS = 60.0
 # Continue as new past this many history events (well under Temporal's warning at 10,240),
@@ -71,6 +75,8 @@ class ConcurrencyCoordinator:
         self._limit = state.limit
         self._answered = 0  # updates this run (Temporal takes a bounded number per run)
         self._sending = 0  # grant signals not yet received
+        self._ticking: asyncio.Task[None] | None = None  # the liveness timer (ONE_LIVENESS_TIMER)
+        self._check_due = False
 
     @workflow.signal(name=PLACE_SIGNAL)
     def request(self, request: PlaceRequest) -> None:
@@ -148,13 +154,22 @@ class ConcurrencyCoordinator:
     @workflow.run
     async def run(self, state: CoordinatorState) -> CoordinatorState:
         checked = workflow.now()
+        one_timer = versions.patched(ONE_LIVENESS_TIMER)
         while True:
             self._grant()
             if self._history_is_long():
                 await workflow.wait_condition(lambda: self._sending == 0)
                 workflow.continue_as_new(self._snapshot())
-            if self._queue and self._holders:
+            if self._queue and self._holders and one_timer:
                 # Runs wait: every LIVENESS_SECONDS, free the places of runs closed unseen.
+                if self._check_due:
+                    self._check_due = False
+                    await self._drop_closed_holders()
+                    continue
+                if self._ticking is None or self._ticking.done():
+                    self._ticking = asyncio.create_task(self._tick())
+                await self._wait(None, or_when=lambda: self._check_due)
+            elif self._queue and self._holders:
                 due = checked + timedelta(seconds=LIVENESS_SECONDS) - workflow.now()
                 if due <= timedelta(0):
                     await self._drop_closed_holders()
@@ -167,6 +182,11 @@ class ConcurrencyCoordinator:
                 await self._wait(None, or_when=lambda: not self._holders or bool(self._queue))
             elif not await self._wait(timedelta(seconds=IDLE_SECONDS)) and not self._sending:
                 return self._snapshot()
+
+    async def _tick(self) -> None:
+        """One timer per LIVENESS_SECONDS while runs wait (not one per workflow task)."""
+        await workflow.sleep(LIVENESS_SECONDS, summary="check holders still run")
+        self._check_due = True
 
     async def _wait(
         self, timeout: timedelta | None, or_when: Callable[[], bool] | None = None

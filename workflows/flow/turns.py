@@ -55,7 +55,7 @@ async def wait_for_turn(
     """The call's turn (None: no limit applies to its model), once it has come; for a run
     with AI_TURN_LEAD, once it is a lead away: the activity waits the rest, and the run shows
     the wait (``until`` its turn) until the caller clears it when the call's activity ends."""
-    early = versions.patched(AI_TURN_LEAD)
+    early = versions.patched_since_settled(AI_TURN_LEAD)
     turn: RateTurn | None = await workflow.execute_local_activity(
         RESERVE_AI_TURN,
         AITurnRequest(

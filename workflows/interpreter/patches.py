@@ -3,7 +3,7 @@
 Each marker is asked for where the behaviour it guards begins; a run whose history lacks it
 (it started before the change) keeps the old behaviour, and every committed history in
 tests/histories must still replay. New markers go here, with why they exist. A run that
-records the newest (AI_TURN_LEAD, asked first) takes every older behaviour without its
+records the newest (FEWER_ACTIONS, asked first) takes every older behaviour without its
 marker (workflows/versions.py); a new marker becomes the one asked first, and the one it
 replaces is then asked like the others.
 """
@@ -49,7 +49,7 @@ CEL_CONFORMANT = "cel-conformant"
 # starts only when a wait could outlast the time left, activities are bounded by the deadline
 # instead (workflows/deadline.py); the final WorkflowStatus is written only for a cancelled
 # run (Temporal's ExecutionStatus says completed and failed). Older runs armed the timer at
-# once and wrote every final status.
+# once and wrote every final status. The newest marker: asked first, it settles all the others.
 FEWER_ACTIONS = "fewer-actions"
 
 # A run of a definition with `concurrency` waits for a place from its key's coordinator before
@@ -58,11 +58,12 @@ CONCURRENCY_KEYS = "concurrency-keys"
 
 # The concurrency coordinator (its own workflow) asks LATE_ANSWERS_SIGNALLED, defined in
 # workflows/flow/coordinator.py where it is asked for: a place an update gives to a run that
-# asked before by signal is signalled too.
+# asked before by signal is signalled too; and ONE_LIVENESS_TIMER, beside it.
 
 # An AI call under AI_RATE_LIMITS is scheduled a lead before its turn and its activity waits
-# out the rest: AI_TURN_LEAD, defined in workflows/flow/turns.py (imported above). The newest
-# marker: asked first, it settles all the others.
+# out the rest: AI_TURN_LEAD, defined in workflows/flow/turns.py (imported above). Newer than
+# FEWER_ACTIONS, it is asked of every run that makes such a call, settled or not
+# (``versions.patched_since_settled``).
 
 # AI calls ask for a turn under AI_RATE_LIMITS before they are scheduled (a local activity,
 # then a timer while the turn has not come): AI_RATE_LIMITS, defined in workflows/flow/turns.py
