@@ -27,6 +27,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.runtime.settings import AIRateLimit, Settings
@@ -58,6 +59,8 @@ ASK_ATTEMPTS = 5
 # Temporal takes about ten updates in flight per workflow (history.maxInFlightUpdates) and
 # refuses more; each worker sends at most this many at once to one limiter, the rest wait here.
 IN_FLIGHT_PER_WORKER = 3
+# The error of a turn not asked for because the limiter is busy (retryable).
+BUSY = "LimiterBusy"
 
 
 def matching_pattern(model: str, patterns: dict[str, AIRateLimit]) -> str | None:
@@ -111,7 +114,11 @@ class RateLimits:
         pattern = matching_pattern(request.model, self.ai)
         if pattern is None:
             return None
-        return await self._reserve(pattern, request.tokens, request.request_id)
+        # It does not wait for the others to be answered: a local activity holds its run's
+        # workflow task, and a worker runs a bounded number of workflow tasks at once. In a
+        # burst, runs waiting here would hold them all, and the limiter, whose workflow task
+        # answers them, could not run. The run asks again after a timer.
+        return await self._reserve(pattern, request.tokens, request.request_id, queue=False)
 
     async def ai_turn(self, request: AIRequest, tokens: int) -> RateTurn | None:
         """In the activity, before the provider is called: wait for the call's turn."""
@@ -136,7 +143,12 @@ class RateLimits:
                 SETTLE_SIGNAL, SettleRequest(request_id=turn.request_id, tokens=tokens)
             )
 
-    async def _reserve(self, pattern: str, tokens: int, request_id: str) -> RateTurn:
+    async def _reserve(
+        self, pattern: str, tokens: int, request_id: str, queue: bool = True
+    ) -> RateTurn:
+        """The turn of ``request_id`` (the limiter answers a repeated request with the same
+        turn). Not ``queue``: give up at once (LimiterBusy, retryable) while this worker has
+        IN_FLIGHT_PER_WORKER requests out to the limiter."""
         limit = self.ai[pattern]
         request = ReserveRequest(
             request_id=request_id,
@@ -155,16 +167,21 @@ class RateLimits:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 static_summary=f"rate limit: {pattern}",
             )
+            gate = self._gate(limiter_id("ai", pattern))
+            if not queue and gate.locked():
+                raise ApplicationError("the rate limiter is busy: ask again", type=BUSY)
+            await gate.acquire()
             try:
-                async with self._gate(limiter_id("ai", pattern)):
-                    turn = await self.client.execute_update_with_start_workflow(
-                        RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Turn
-                    )
+                turn = await self.client.execute_update_with_start_workflow(
+                    RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Turn
+                )
                 return RateTurn(resource=pattern, request_id=request_id, at=turn.at)
             except (RPCError, WorkflowUpdateFailedError):
                 if attempt == ASK_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(0.2 * (attempt + 1))
+            finally:
+                gate.release()
+            await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
     # -- HTTP hosts -----------------------------------------------------------------------

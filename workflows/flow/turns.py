@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows import versions
@@ -24,7 +25,7 @@ AI_RATE_LIMITS = "ai-rate-limits"
 # The version marker of scheduling the call TURN_LEAD before its turn, the activity waiting
 # out the rest (older runs slept until the turn itself, and their calls, started late by the
 # timer's and the worker's delays, often had to ask for a new turn a window later), and of
-# the longer time the turn's local activity may take in a burst (TURN_ASK_TIMEOUT).
+# asking again after a timer when the limiter is busy (TURN_ASK_RETRY).
 AI_TURN_LEAD = "ai-turn-lead"
 
 # How long before its turn a call is scheduled: a Temporal timer fires up to about a second
@@ -32,9 +33,18 @@ AI_TURN_LEAD = "ai-turn-lead"
 # then sends at the turn itself. At most a quarter of the step's timeout (the activity's
 # timeout counts the wait).
 TURN_LEAD = timedelta(seconds=3)
-# How long asking for a turn may take: in a burst of calls each worker asks a limiter a few at
-# a time, and the others wait their turn to ask.
-TURN_ASK_TIMEOUT = timedelta(seconds=60)
+# Asking for a turn (a local activity): in a burst of calls each worker asks a limiter a few
+# at a time, and an ask that finds them all busy gives up at once (a local activity holds the
+# run's workflow task, and with it one of the worker's workflow-task slots, which the limiter
+# needs to answer): the run asks again after a timer, which frees its workflow task meanwhile.
+TURN_ASK_TIMEOUT = timedelta(seconds=10)
+TURN_ASK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=5),
+)
+# Retries later than this wait on a timer, not inside the workflow task (all of them).
+TURN_ASK_RETRY_BY_TIMER = timedelta(milliseconds=500)
 
 # With no `max_tokens`, what a call's answer is counted for until the provider says.
 DEFAULT_COMPLETION_TOKENS = 256
@@ -65,6 +75,8 @@ async def wait_for_turn(
         ),
         result_type=RateTurn,
         start_to_close_timeout=TURN_ASK_TIMEOUT if early else timedelta(seconds=10),
+        retry_policy=TURN_ASK_RETRY if early else None,
+        local_retry_threshold=TURN_ASK_RETRY_BY_TIMER if early else None,
         summary="rate limit: ask for a turn",
     )
     if turn is None:
