@@ -37,7 +37,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import InvalidExecutionId
-from activities.log_files import LogText, merge_journal
+from activities.log_files import LogText, header_source, merge_journal
 from activities.log_journals import journal_for
 from activities.log_rotation import (
     COMPRESSED,
@@ -223,14 +223,16 @@ class WorkflowLogger:
 
     @staticmethod
     def _header(text: LogText, entry: LogWrite | None, journaled: list[LogWrite]) -> dict[str, Any]:
-        """The header to write: ``entry``'s; for a periodic fold (records only) the one the
-        document has, else the last journaled write's."""
-        if entry is not None:
+        """The header to write: ``entry``'s; for a periodic fold or a foreach share's write
+        (records only) the one the document has, else the last journaled run's write's, else
+        any write's (a share's carries its run's header for a log that has none yet)."""
+        writes = [*journaled, *([entry] if entry is not None else [])]
+        if entry is not None and not entry.records_only:
             return text.header_for(entry)
         if text.header is not None:
             return text.header
-        if journaled:
-            return text.header_for(journaled[-1])
+        if writes:
+            return text.header_for(header_source(writes))
         raise StorageError("a log fold with nothing to write")  # never: a due run journaled
 
     async def write_quietly(self, entry: LogWrite) -> bool:
