@@ -255,12 +255,12 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     ]
-    assert len(children) == 3  # 2,000 items: at most 833 a share, so three
+    assert len(children) == 4  # 2,000 items: at most 500 a share, so four
     starts = [
         c.start_child_workflow_execution_initiated_event_attributes.workflow_id.rsplit("-", 1)[1]
         for c in children
     ]
-    assert starts == ["0", "667", "1334"]  # as equal as they can be: 667, 667, 666
+    assert starts == ["0", "500", "1000", "1500"]
     # All at once: every share started before the first one finished.
     first_done = next(
         i
@@ -284,17 +284,17 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
     squares = [s["seq"] for s in log["steps"] if s["step_id"] == "square"]
     assert seq["each"] < min(squares) and max(squares) < seq["sum"]
     handed_back = [s for s in state["steps"] if s["step_id"] == "square"]
-    assert 0 < len(handed_back) <= 3 * 67
+    assert 0 < len(handed_back) <= 4 * 50
     handed = [
         e.ByteSize()
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
     ]
-    assert max(handed) < 64_000, handed  # 667 results and 67 records (all 667: ~250 KB)
+    assert max(handed) < 64_000, handed  # 500 results and 50 records (all 500: ~190 KB)
 
 
 def share_writer(sink: HttpSink, items: list[int]) -> dict[str, Any]:
-    """40 items of 30 steps (an http call, then 29 `set`): two shares of 20."""
+    """40 items of 30 steps (an http call, then 29 `set`): three shares (14, 14, 12)."""
     body = [call(sink, "fetch", url=f"{sink.url}/item/{{item}}")]
     body += [{"id": f"s{i}", "type": "set", "values": {f"v{i}": "{item}"}} for i in range(29)]
     return {
@@ -320,7 +320,7 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     ]
-    assert len(shares) == 2
+    assert len(shares) == 3
     log = read_log(settings, handle.id)
     assert log["status"] == "completed"
     inside = [s for s in log["steps"] if s["path"].startswith("each[")]

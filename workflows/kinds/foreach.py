@@ -8,7 +8,7 @@ default) the first failure cancels the iterations still running and fails the st
 
 Large lists run in shares, each a child workflow of its own (like Step Functions' distributed
 map), so no history grows past ~10,000 events: a share holds as many items as fit in
-:data:`SHARE_EVENTS` history events at :data:`EVENTS_PER_STEP` a step. ``FOREACH_MAX_ITEMS``
+:data:`SHARE_EVENTS_WRITING` history events at :data:`EVENTS_PER_STEP` a step. ``FOREACH_MAX_ITEMS``
 (default 10,000) caps the list.
 """
 
@@ -62,6 +62,10 @@ if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
 
 SHARE_EVENTS = 5_000  # history events one share (or an inline foreach) may add
+# Since shares write their own logs (SHARES_WRITE_LOGS), each of a share's activities carries
+# the previous step's record: ~1.4 KB of history an http step, so 3,000 events keep a share's
+# history near 700 KB (5,000 made 1.2 MB).
+SHARE_EVENTS_WRITING = 3_000
 EVENTS_PER_STEP = 6  # what a sequential activity step costs (about 6 in a history)
 MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
 # Shares of equal size all run at once, the step's concurrency split among them (older runs
@@ -112,8 +116,8 @@ def body_size(steps: Sequence[StepBase]) -> int:
     return total
 
 
-def share_size(step: ForeachStep) -> int:
-    return max(1, SHARE_EVENTS // (EVENTS_PER_STEP * body_size(step.steps)))
+def share_size(step: ForeachStep, events: int = SHARE_EVENTS) -> int:
+    return max(1, events // (EVENTS_PER_STEP * body_size(step.steps)))
 
 
 _ERROR_TYPE = object_of({"type": STRING_T, "message": STRING_T, "step_id": nullable(STRING_T)})
@@ -168,7 +172,8 @@ class ForeachKind(StepKind[ForeachStep]):
                 "(FOREACH_MAX_ITEMS): split the list or raise the limit",
                 FailureType.INVALID_REQUEST,
             )
-        size = max(share_size(step), math.ceil(len(items) / MAX_SHARES))
+        events = SHARE_EVENTS_WRITING if versions.patched(SHARES_WRITE_LOGS) else SHARE_EVENTS
+        size = max(share_size(step, events), math.ceil(len(items) / MAX_SHARES))
         if len(items) <= size:
             results = await self.iterate(step, items, 0, run)
         else:
