@@ -53,7 +53,6 @@ MEMORY_TRIM_SECONDS = 5.0
 # heartbeat details (docs/streaming.md): this is also most of how late its text reaches a
 # reader. Only an activity that heartbeats more often pays for more RPCs.
 HEARTBEAT_FLUSH = timedelta(seconds=0.1)
-STICKY_TIMEOUT = timedelta(seconds=3)
 
 
 def build_secrets(settings: Settings) -> SecretStore:
@@ -154,9 +153,9 @@ async def engine_worker(
             max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             default_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
-            # A run whose worker died waits this long on that worker's sticky queue before
-            # any worker may take it (default 10 s): a killed worker's runs resume sooner.
-            sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+            sticky_queue_schedule_to_start_timeout=timedelta(
+                seconds=settings.worker_sticky_timeout_seconds
+            ),
         )
 
 

@@ -228,6 +228,12 @@ def parse_journal(data: bytes) -> list[LogWrite]:
     return entries
 
 
+def header_source(writes: list[LogWrite]) -> LogWrite:
+    """The write whose header a log takes: the latest of its run's own, else (only foreach
+    shares' writes, records only) the latest."""
+    return next((write for write in reversed(writes) if not write.records_only), writes[-1])
+
+
 def merge_journal(document: dict[str, Any] | None, entries: list[LogWrite]) -> dict[str, Any]:
     """A document with journal writes applied (for readers; the file is not changed)."""
     if not entries:
@@ -237,10 +243,11 @@ def merge_journal(document: dict[str, Any] | None, entries: list[LogWrite]) -> d
     for entry in entries:
         for record in entry.records():
             text.upsert(record)
-    header = header_of(entries[-1])
+    source = header_source(entries)
+    header = header_of(source)
     if document is not None and document.get("status") != "running":
         header = {key: document.get(key) for key in HEADER_KEYS}  # a final write wins
     elif text.header is not None:
-        header = text.header_for(entries[-1])
+        header = text.header if source.records_only else text.header_for(source)
     merged: dict[str, Any] = json.loads(text.render(header))
     return merged

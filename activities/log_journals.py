@@ -1,9 +1,9 @@
 """Where an execution's carried log writes wait until they are folded into its document.
 
 Activity steps add the log records they carry to a journal (one ``LogWrite`` each) instead of
-rewriting the document; the document is rebuilt from the journal every few seconds (a
-periodic fold in a thread), at every write of the workflow's own and at the end, and readers
-merge the journal in (activities/logs.py). A storage backend offers one of two journals:
+rewriting the document; the document is rebuilt from the journal every 32 writes or 30
+seconds (a periodic fold in a thread), at every write of the workflow's own and at the end,
+and readers merge the journal in (activities/logs.py). A storage backend offers one of two journals:
 
 - ``FileJournal`` (file backend): ``.<id>.journal`` beside the document, one JSON line per
   write, appended in one ``write`` call under ``flock`` (activities/log_files.py). An append

@@ -11,8 +11,8 @@ never lose each other's records: the loser reads again and merges again. Activit
 the records not yet written and add them to the log's journal while they make their call
 (activities/log_journals.py), which costs an append, not a rewrite: the document is rebuilt from
 the journal by the workflow's own writes, and otherwise by a periodic fold in a thread
-(``fold_due``, every few seconds per run, coalescing however many steps came), off the worker's
-event loop. Readers merge the journal in, so a log is as fresh as its journal.
+(``fold_due``, every 32 writes or 30 seconds per run, coalescing however many steps came), off
+the worker's event loop. Readers merge the journal in, so a log is as fresh as its journal.
 
 Rotation (compression, deletion by age, count and size) is activities/log_rotation.py.
 """
@@ -37,7 +37,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import InvalidExecutionId
-from activities.log_files import LogText, merge_journal
+from activities.log_files import LogText, header_source, merge_journal
 from activities.log_journals import journal_for
 from activities.log_rotation import (
     COMPRESSED,
@@ -58,9 +58,13 @@ from workflows.messages import WRITE_EXECUTION_LOG, ExecutionError, LogWrite
 
 logger = logging.getLogger(__name__)
 
-# While steps flow, the document is rewritten from its journal this often (readers merge the
-# journal, so this bounds only how much a reader merges, never what it sees).
-FOLD_EVERY_SECONDS = 5.0
+# While steps flow, the document is rewritten from its journal once its oldest unfolded write
+# is this old, or once it holds this many writes (readers merge the journal, so this bounds
+# only how much a reader merges, never what it sees). Under load a run's steps come seconds
+# apart: a fold every few seconds was a rewrite every other step, the worker's largest cost
+# after the steps' own calls.
+FOLD_EVERY_SECONDS = 30.0
+FOLD_AFTER_WRITES = 32
 # A write whose conditional put loses this many races in a row gives up (and is retried as
 # any failed write is): other writers of one log are a handful of workers, not a crowd.
 MAX_CONFLICTS = 20
@@ -96,6 +100,7 @@ class WorkflowLogger:
         self._cache: dict[str, LogText] = {}
         # Executions with journal writes not yet folded -> time.monotonic() of the oldest.
         self._unfolded: dict[str, float] = {}
+        self._journaled: dict[str, int] = {}  # how many writes wait in each journal
 
     @property
     def location(self) -> str:
@@ -148,16 +153,24 @@ class WorkflowLogger:
             else:
                 self.journal.append(execution_id, entry)
                 self._unfolded.setdefault(execution_id, time.monotonic())
+                self._journaled[execution_id] = self._journaled.get(execution_id, 0) + 1
 
-    def fold_due(self, older_than: float = FOLD_EVERY_SECONDS) -> int:
-        """Fold the journals whose oldest unfolded write is ``older_than`` seconds old.
+    def fold_due(
+        self, older_than: float = FOLD_EVERY_SECONDS, writes: int = FOLD_AFTER_WRITES
+    ) -> int:
+        """Fold the journals whose oldest unfolded write is ``older_than`` seconds old, or
+        that hold ``writes`` writes.
 
         Blocking (call it in a thread). One fold per run, however many steps it journaled; a
         fold that fails is logged and tried again next time (the journal keeps the records).
         Returns how many logs were folded.
         """
         deadline = time.monotonic() - older_than
-        due = [key for key, since in list(self._unfolded.items()) if since <= deadline]
+        due = [
+            key
+            for key, since in list(self._unfolded.items())
+            if since <= deadline or self._journaled.get(key, 0) >= writes
+        ]
         folded = 0
         for execution_id in due:
             with self._lock(execution_id):
@@ -214,6 +227,7 @@ class WorkflowLogger:
                 )
         text.token = written.token
         self._unfolded.pop(execution_id, None)
+        self._journaled.pop(execution_id, None)
         if final:
             self._cache.pop(execution_id, None)
             with self._locks_guard:
@@ -223,14 +237,16 @@ class WorkflowLogger:
 
     @staticmethod
     def _header(text: LogText, entry: LogWrite | None, journaled: list[LogWrite]) -> dict[str, Any]:
-        """The header to write: ``entry``'s; for a periodic fold (records only) the one the
-        document has, else the last journaled write's."""
-        if entry is not None:
+        """The header to write: ``entry``'s; for a periodic fold or a foreach share's write
+        (records only) the one the document has, else the last journaled run's write's, else
+        any write's (a share's carries its run's header for a log that has none yet)."""
+        writes = [*journaled, *([entry] if entry is not None else [])]
+        if entry is not None and not entry.records_only:
             return text.header_for(entry)
         if text.header is not None:
             return text.header
-        if journaled:
-            return text.header_for(journaled[-1])
+        if writes:
+            return text.header_for(header_source(writes))
         raise StorageError("a log fold with nothing to write")  # never: a due run journaled
 
     async def write_quietly(self, entry: LogWrite) -> bool:

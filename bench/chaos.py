@@ -202,6 +202,8 @@ def base_env(settings: Settings, **extra: str) -> dict[str, str]:
         PAYLOAD_STORE_DIR=str(settings.payload_store_dir),
         STORAGE_URL=settings.storage_url,
         HTTP_ALLOWED_HOSTS="127.0.0.1",
+        # Killed workers' runs move to the survivors within seconds (what the figures time).
+        WORKER_STICKY_TIMEOUT_SECONDS="3",
     )
     if settings.s3_endpoint_url:
         env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url

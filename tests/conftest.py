@@ -127,6 +127,8 @@ def settings(
         webhook_secrets=json.dumps({"default": "test-webhook-secret"}),
         # The sandbox guards workflow code in the suite (production runs it unsandboxed).
         worker_workflow_sandbox=True,
+        # A stopped or killed worker's runs move to the next within seconds.
+        worker_sticky_timeout_seconds=3,
     )
 
 

@@ -77,6 +77,7 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
         PAYLOAD_STORE_DIR=str(settings.payload_store_dir),
         HTTP_ALLOWED_HOSTS="127.0.0.1",
         WORKER_GRACEFUL_SHUTDOWN_SECONDS="10",
+        WORKER_STICKY_TIMEOUT_SECONDS="3",  # a killed worker's runs move on within seconds
     )
     env.update(overrides)
     return env

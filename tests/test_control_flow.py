@@ -255,12 +255,12 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     ]
-    assert len(children) == 3  # 2,000 items: at most 833 a share, so three
+    assert len(children) == 4  # 2,000 items: at most 500 a share, so four
     starts = [
         c.start_child_workflow_execution_initiated_event_attributes.workflow_id.rsplit("-", 1)[1]
         for c in children
     ]
-    assert starts == ["0", "667", "1334"]  # as equal as they can be: 667, 667, 666
+    assert starts == ["0", "500", "1000", "1500"]
     # All at once: every share started before the first one finished.
     first_done = next(
         i
@@ -277,6 +277,71 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
     log = read_log(settings, handle.id)
     assert sum(1 for s in log["steps"] if s["step_id"] == "square") == count
     assert len({s["seq"] for s in log["steps"]}) == len(log["steps"])
+    # Each share wrote its records to the log itself, numbered between the foreach and the
+    # step after it, and handed back only its latest few for the status: the parent's history
+    # holds the results, not 2,000 step records.
+    seq = {s["step_id"]: s["seq"] for s in log["steps"] if s["step_id"] != "square"}
+    squares = [s["seq"] for s in log["steps"] if s["step_id"] == "square"]
+    assert seq["each"] < min(squares) and max(squares) < seq["sum"]
+    handed_back = [s for s in state["steps"] if s["step_id"] == "square"]
+    assert 0 < len(handed_back) <= 4 * 50
+    handed = [
+        e.ByteSize()
+        for e in parent
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    ]
+    assert max(handed) < 64_000, handed  # 500 results and 50 records (all 500: ~190 KB)
+
+
+def share_writer(sink: HttpSink, items: list[int]) -> dict[str, Any]:
+    """40 items of 30 steps (an http call, then 29 `set`): three shares (14, 14, 12)."""
+    body = [call(sink, "fetch", url=f"{sink.url}/item/{{item}}")]
+    body += [{"id": f"s{i}", "type": "set", "values": {f"v{i}": "{item}"}} for i in range(29)]
+    return {
+        "id": "share-writer",
+        "inputs": {"type": "object", "properties": {"nums": {"type": "array"}}},
+        "steps": [
+            {"id": "each", "type": "foreach", "items": "{nums}", "concurrency": 4, "steps": body},
+            {"id": "after", "type": "set", "values": {"done": True}},
+        ],
+    }
+
+
+async def test_foreach_shares_write_their_own_records_to_the_log(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    items = list(range(40))
+    handle = await start_definition(client, settings, share_writer(sink, items), {"nums": items})
+    state = await outcome(handle, timeout=90)
+    assert state["status"] == "completed", state["error"]
+    parent = await events_of(client, handle.id)
+    shares = [
+        e
+        for e in parent
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    assert len(shares) == 3
+    log = read_log(settings, handle.id)
+    assert log["status"] == "completed"
+    inside = [s for s in log["steps"] if s["path"].startswith("each[")]
+    assert len(inside) == 40 * 30  # every record, though the parent never held them
+    assert len({(s["run_id"], s["seq"]) for s in log["steps"]}) == len(log["steps"])
+    seq = {s["step_id"]: s["seq"] for s in log["steps"] if not s["path"].startswith("each[")}
+    assert all(seq["each"] < s["seq"] < seq["after"] for s in inside)
+    # The status shows the latest of them (the parent's window, shared by its shares).
+    shown = [s for s in state["steps"] if s["path"].startswith("each[")]
+    assert 0 < len(shown) <= 200, len(shown)
+    assert all(s["status"] == "success" for s in shown)
+
+    # A share whose item fails writes what it ran, the failure too, before it fails the step.
+    sink.script("/item/27", Reply(500, {"error": "broken"}))
+    failing = await start_definition(client, settings, share_writer(sink, items), {"nums": items})
+    state = await outcome(failing, timeout=90)
+    assert state["status"] == "failed"
+    log = read_log(settings, failing.id)
+    failed = [s for s in log["steps"] if s["status"] == "failed"]
+    assert [s["path"] for s in failed if s["step_id"] == "fetch"] == ["each[27].fetch"]
+    assert any(s["path"] == "each[26].s28" for s in log["steps"])  # the same share, before it
 
 
 async def test_foreach_over_the_item_limit_fails_naming_the_count(

@@ -263,7 +263,9 @@ def test_unique_items_is_linear_and_keeps_json_equality() -> None:
     big = [{"n": i, "tags": [i, str(i)]} for i in range(30_000)]
     started = time.monotonic()
     assert value_problems({"uniqueItems": True}, big) == []
-    assert time.monotonic() - started < 2.0  # jsonschema's pairwise check: minutes
+    # Not a speed test: jsonschema's pairwise check takes minutes here, a linear one well
+    # under a second; the bound tells them apart on a machine busy with other work.
+    assert time.monotonic() - started < 20.0
     assert value_problems({"uniqueItems": True}, [1, 1.0]) != []
     assert value_problems({"uniqueItems": True}, [1, True]) == []
     assert value_problems({"uniqueItems": True}, [{"a": [0]}, {"a": [0.0]}]) != []

@@ -16,7 +16,7 @@ import pytest
 from activities.errors import InvalidExecutionId
 from activities.log_files import append_to_journal
 from activities.log_rotation import RotationPolicy
-from activities.logs import FOLD_EVERY_SECONDS, WorkflowLogger
+from activities.logs import FOLD_AFTER_WRITES, FOLD_EVERY_SECONDS, WorkflowLogger
 from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -190,6 +190,13 @@ def test_the_periodic_fold_rebuilds_due_documents_once_however_many_steps_came(
     clock[0] += FOLD_EVERY_SECONDS
     assert logger.fold_due(older_than=FOLD_EVERY_SECONDS) == 1
     assert steps_of(json.loads((tmp_path / "j2.json").read_text())) == list(range(41))
+    # Steps in quick succession: due once the journal holds FOLD_AFTER_WRITES writes.
+    for seq in range(41, 41 + FOLD_AFTER_WRITES - 1):
+        logger.append(entry("j2", seq=seq))
+    assert logger.fold_due() == 0
+    logger.append(entry("j2", seq=41 + FOLD_AFTER_WRITES - 1))
+    assert logger.fold_due() == 1
+    assert steps_of(logger.read("j2")) == list(range(41 + FOLD_AFTER_WRITES))
 
 
 def test_another_process_continues_the_log_and_its_journal(tmp_path: Path) -> None:

@@ -93,6 +93,10 @@ class ExecutionLimits(_Model):
     )
 
 
+# The status keeps this many recent step records; the log keeps them all.
+STATUS_STEP_WINDOW = 200
+
+
 class StepRecord(_Model):
     """One step as it appears in the log and in the status query."""
 
@@ -261,6 +265,11 @@ class LogWrite(_Model):
     usage: dict[str, Any] | None = Field(None, description="The run's AI totals so far.")
     step: StepRecord | None = None
     steps: list[StepRecord] = Field(default_factory=list)
+    records_only: bool = Field(
+        False,
+        description="A foreach share's write: its records are merged, the header above is the "
+        "log's own (used only by a log that has none yet).",
+    )
 
     def records(self) -> list[StepRecord]:
         return ([self.step] if self.step is not None else []) + list(self.steps)
@@ -462,10 +471,16 @@ class ForeachBatchInput(_Model):
     strict_indexes: bool | None = None
     # The parent's CEL evaluator (absent from shares older parents started: legacy).
     cel_conformant: bool = False
+    # The parent's log, for a share that writes its records there itself (None: the share
+    # hands every record back, as shares of older parents did).
+    log: LogWrite | None = None
+    first_seq: int = Field(0, ge=0, description="The number of the share's first step visit.")
+    hand_back: int = Field(0, ge=0, description="How many of its latest records it hands back.")
 
 
 class ForeachBatchResult(_Model):
-    """A share's results (in item order) and the records of the steps it ran."""
+    """A share's results (in item order) and the records of the steps it ran (the latest
+    ``hand_back`` of them, already in the log, from a share that writes its own)."""
 
     results: list[Any]
     records: list[StepRecord] = Field(default_factory=list)

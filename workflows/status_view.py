@@ -41,9 +41,14 @@ SIZE_CAP = 8 * 1024 * 1024
 
 def json_bytes(value: Any) -> int:
     """The size of ``value`` as compact UTF-8 JSON."""
-    if isinstance(value, str) and value.isascii() and value.isprintable():
+    kind = type(value)
+    if kind is str and value.isascii() and value.isprintable():
         # The common case without encoding it: quotes, and a backslash for `"` and `\`.
         return len(value) + 2 + value.count('"') + value.count("\\")
+    if kind is int:
+        return len(str(value))  # the json module writes ints as str() does
+    if kind is bool or value is None:
+        return 4 if value is not False else 5
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     return len(text.encode())
 

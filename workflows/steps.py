@@ -97,7 +97,11 @@ class Scopes(Protocol):
 
     def check_budget_after(self) -> None: ...
 
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None: ...
+    def adopt(
+        self, records: Sequence[StepRecord], steps_done: int, written: bool = False
+    ) -> None: ...
+
+    def share_log(self, visits: int) -> tuple[LogWrite, int]: ...
 
     @property
     def run_scope(self) -> RunScope:
@@ -340,8 +344,11 @@ class _Run:
         if self.processor.deadline is not None:
             self.processor.deadline.expect(longest)
 
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
-        self.scopes.adopt(records, steps_done)
+    def adopt(self, records: Sequence[StepRecord], steps_done: int, written: bool = False) -> None:
+        self.scopes.adopt(records, steps_done, written)
+
+    def share_log(self, visits: int) -> tuple[LogWrite, int]:
+        return self.scopes.share_log(visits)
 
     def account(self, usage: dict[str, Any] | None, calls: int = 1) -> None:
         self.scopes.account(usage, calls, self.path)

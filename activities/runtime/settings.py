@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # past it the least recent is evicted and replayed from its history when it next moves,
     # so a worker's memory stays flat however many runs wait on it.
     worker_max_cached_workflows: int = Field(500, ge=0)
+    # How long a run's next task waits for the worker that has it cached before any worker
+    # may take it (replaying its whole history). Shorter resumes a killed worker's runs
+    # sooner; too short makes a busy worker's tasks move and replay, which makes it busier.
+    worker_sticky_timeout_seconds: float = Field(10.0, gt=0, le=600)
 
     # Observability (docs/observability.md). Unset or default: nothing is served or exported.
     # IP:port the worker serves Prometheus metrics on (Temporal SDK + wfe_* metrics).

@@ -183,7 +183,7 @@ class WorkflowExecutor:
 
     @workflow.run
     async def run(self, input: ExecutionInput) -> ExecutionState:
-        self._ending.lean = versions.settle(patches.FEWER_ACTIONS)  # first: see versions.py
+        self._ending.lean = versions.settle(*patches.SETTLING)  # first: see versions.py
         self._log.decide()
         test = self._processor.test  # a test run's virtual clock (workflows/mocking.py)
         clock = test.start_clock(self._log) if test is not None else None

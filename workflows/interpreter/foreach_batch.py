@@ -1,8 +1,9 @@
 """ForeachBatchWorkflow: a share of a large `foreach`, run as a child workflow so the parent's
 history stays short (workflows/kinds/foreach.py decides the shares). It runs the share's
-iterations with the interpreter's own machinery and hands back their results and step records;
-it writes no log and sets no search attributes of its own (its parent's log and status show its
-steps)."""
+iterations with the interpreter's own machinery. It writes its step records into its parent's
+log (shares of older parents handed them all back for the parent to write) and hands back its
+results and its latest records, which join the parent's status; it sets no search attributes
+of its own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
     from workflows.interpreter.executor import WorkflowExecutor
     from workflows.kinds.foreach import run_share
-    from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchResult
+    from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
     from workflows.shared import ExecutionInput
 
 
@@ -29,6 +30,9 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         batch = input.batch
         assert batch is not None, "a ForeachBatch run needs input.batch"
         self._log.batched = True
+        if batch.log is not None:  # it writes its records to the parent's log itself
+            self._log.write_for_share(batch.log)
+            self._book.seq = batch.first_seq
         self._processor.strict_indexes = patches.strict_indexes(batch.strict_indexes)
         self._processor.cel_conformant = batch.cel_conformant  # the parent's evaluator
         variables = dict(batch.variables)
@@ -36,12 +40,20 @@ class ForeachBatchWorkflow(WorkflowExecutor):
         try:
             results = await run_share(batch, view)
         except StepFailed as failure:
+            await self._write_records(batch)  # the failed item's record too
             raise ApplicationError(
                 str(failure), type=failure.failure_type, non_retryable=True
             ) from None
+        await self._write_records(batch)
+        records = self._book.recent[-batch.hand_back :] if batch.hand_back else []
         return ForeachBatchResult(
             results=results,
-            records=list(self._log.pending),
+            records=records if batch.log is not None else list(self._log.pending),
             steps_done=self._book.done,
             descendants_left=self._allowances.tree.left,
         )
+
+    async def _write_records(self, batch: ForeachBatchInput) -> None:
+        """The records no activity carried to the log (a share that writes its own)."""
+        if batch.log is not None and self._log.pending:
+            await self._log.flush("share's step records")

@@ -12,10 +12,16 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.interpreter.ending import RunEnding
-    from workflows.interpreter.records import STATUS_STEP_WINDOW, StepBook
+    from workflows.interpreter.records import StepBook
     from workflows.interpreter.run_tree import ScopeAllowances
     from workflows.interpreter.spending import Spending
-    from workflows.messages import SA_DEFINITION_ID, SA_STATUS, CarriedState, ExecutionState
+    from workflows.messages import (
+        SA_DEFINITION_ID,
+        SA_STATUS,
+        STATUS_STEP_WINDOW,
+        CarriedState,
+        ExecutionState,
+    )
     from workflows.shared import ExecutionInput
     from workflows.steps import WorkflowStepProcessor
 

@@ -3,9 +3,9 @@
 Each marker is asked for where the behaviour it guards begins; a run whose history lacks it
 (it started before the change) keeps the old behaviour, and every committed history in
 tests/histories must still replay. New markers go here, with why they exist. A run that
-records the newest (FEWER_ACTIONS, asked first) takes every older behaviour without its
-marker (workflows/versions.py); a new marker becomes the one asked first, and the one it
-replaces is then asked like the others.
+records the newest settling marker (SETTLING, asked first) takes every older behaviour
+without its marker (workflows/versions.py). A new marker is added to the front of SETTLING;
+runs that recorded an older one then ask only the markers added after it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from workflows import versions
 from workflows.flow.turns import AI_RATE_LIMITS as AI_RATE_LIMITS
 from workflows.flow.turns import AI_TURN_LEAD as AI_TURN_LEAD
+from workflows.kinds.foreach import SHARES_WRITE_LOGS as SHARES_WRITE_LOGS
 
 # Log writes are batched: records of steps that run inside the workflow (set, condition,
 # fail) wait for the next step that waits on the outside world (or for LOG_BATCH of them), so
@@ -49,7 +50,8 @@ CEL_CONFORMANT = "cel-conformant"
 # starts only when a wait could outlast the time left, activities are bounded by the deadline
 # instead (workflows/deadline.py); the final WorkflowStatus is written only for a cancelled
 # run (Temporal's ExecutionStatus says completed and failed). Older runs armed the timer at
-# once and wrote every final status. The newest marker: asked first, it settles all the others.
+# once and wrote every final status. A settling marker: it settles every marker above it, and
+# the two below (added in the same release).
 FEWER_ACTIONS = "fewer-actions"
 
 # A run of a definition with `concurrency` waits for a place from its key's coordinator before
@@ -62,12 +64,18 @@ CONCURRENCY_KEYS = "concurrency-keys"
 
 # An AI call under AI_RATE_LIMITS is scheduled a lead before its turn and its activity waits
 # out the rest: AI_TURN_LEAD, defined in workflows/flow/turns.py (imported above). Newer than
-# FEWER_ACTIONS, it is asked of every run that makes such a call, settled or not
+# the settling markers, it is asked of every run that makes such a call, settled or not
 # (``versions.patched_since_settled``).
 
 # AI calls ask for a turn under AI_RATE_LIMITS before they are scheduled (a local activity,
 # then a timer while the turn has not come): AI_RATE_LIMITS, defined in workflows/flow/turns.py
 # where it is asked for (imported above).
+
+# The shares of a large foreach write their step records to the execution log themselves:
+# SHARES_WRITE_LOGS, defined in workflows/kinds/foreach.py where it is asked for.
+
+# The settling markers, newest first: a new run records only the first (workflows/versions.py).
+SETTLING = (SHARES_WRITE_LOGS, FEWER_ACTIONS)
 
 
 def strict_indexes(handed: bool | None) -> bool:

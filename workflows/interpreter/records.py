@@ -13,15 +13,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter.ending import failed
     from workflows.kinds.common import StepBase
     from workflows.messages import (
+        STATUS_STEP_WINDOW,
         CarriedState,
         ExecutionError,
         ExecutionLimits,
         StepRecord,
         StepStatus,
     )
-
-# The status keeps this many recent steps; the log keeps them all.
-STATUS_STEP_WINDOW = 200
 
 
 class StepBook:
@@ -57,17 +55,24 @@ class StepBook:
         self.done_this_run += 1
         self._keep(record)
 
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
-        """Records a foreach share ran in its child workflow, numbered in this run's
-        sequence."""
+    def adopt(self, records: Sequence[StepRecord], steps_done: int, renumber: bool = True) -> None:
+        """Records a foreach share ran in its child workflow (``renumber``: in this run's
+        sequence; a share that wrote its own log numbered them in a range set aside)."""
         run_id = workflow.info().run_id
         for record in records:
-            record.seq = self.seq
-            record.run_id = run_id
-            self.seq += 1
+            if renumber:
+                record.seq = self.seq
+                record.run_id = run_id
+                self.seq += 1
             self._keep(record)
         self.done += steps_done
         self.done_this_run += steps_done
+
+    def set_aside(self, visits: int) -> int:
+        """Set aside ``visits`` step numbers (for foreach shares); the first of them."""
+        first = self.seq
+        self.seq += visits
+        return first
 
     def check_limit(self, limits: ExecutionLimits | None, step: StepBase) -> None:
         """Before a step: the execution may take no more than its limit of steps."""

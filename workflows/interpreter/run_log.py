@@ -66,14 +66,31 @@ class RunLog:
         self.carrying = False
         self.created = created
         self._writes = writes
+        self.records_only = False  # a foreach share's writes (write_for_share)
+        # Concurrent steps finishing together start one write of the records no write holds
+        # yet (older runs started a write per step, each with every pending record).
+        self.coalesced = False
         self.deadline: Deadline | None = None  # the run's (a write may wait a day: retries)
         # A test run's virtual clock (workflows/mocking.py): it holds while a write is out.
         self.clock: Any = None
+
+    def write_for_share(self, log: LogWrite) -> None:
+        """A foreach share writes its records into its parent's log (``log``: the parent's
+        header, which the share's writes carry only for a log that has none yet)."""
+        header = log.model_dump(exclude={"step", "steps", "records_only"})
+        self._header = lambda: header
+        self.records_only = True
+        self.created = self._writes = self.batched = self.carrying = self.coalesced = True
+
+    def template(self) -> LogWrite:
+        """What a share of this run's foreach writes with (see ``write_for_share``)."""
+        return self.entry([]).model_copy(update={"records_only": True})
 
     def decide(self) -> None:
         """How this run writes (asked once, when it starts: see the markers)."""
         self.carrying = versions.patched(patches.ACTIVITIES_CARRY_LOG)
         self.batched = self.carrying or versions.patched(patches.BATCHED_LOGS)
+        self.coalesced = versions.patched(patches.SHARES_WRITE_LOGS)
 
     # -- carried by activities ------------------------------------------------------------
 
@@ -112,7 +129,8 @@ class RunLog:
     def add(self, record: StepRecord, waits: bool, deferred: bool) -> bool:
         """Keep a finished step's record; True when it should be written now."""
         self.pending.append(record)
-        return not self.batched or (waits and not deferred) or len(self.pending) >= LOG_BATCH
+        unheld = len(self.pending) - len(self._in_transit) if self.coalesced else len(self.pending)
+        return not self.batched or (waits and not deferred) or unheld >= LOG_BATCH
 
     def forget(self, written: Sequence[StepRecord]) -> None:
         """Drop records a write has stored (by identity: parallel steps write concurrently)."""
@@ -122,9 +140,20 @@ class RunLog:
     async def flush(self, summary: str = "execution log") -> None:
         if not self._writes:
             return  # a foreach share: its parent writes the records it hands back
-        records = list(self.pending)
-        await self.write(records, summary)
-        # Cleared only once written: a cancellation mid-write leaves them for the final write.
+        if not self.coalesced:
+            records = list(self.pending)
+            await self.write(records, summary)
+            # Cleared only once written: a cancellation mid-write leaves them for the final write.
+            self.forget(records)
+            return
+        records = [r for r in self.pending if id(r) not in self._in_transit]
+        if not records and self.created:
+            return  # every record is on its way already
+        self._in_transit.update(id(r) for r in records)
+        try:
+            await self.write(records, summary)
+        finally:
+            self.release(records)
         self.forget(records)
 
     async def write(
@@ -172,4 +201,4 @@ class RunLog:
         batch: dict[str, Any] = {"steps": records}
         if not self.batched:  # the first version's shape: at most one record per write
             batch = {"step": records[0] if records else None}
-        return LogWrite(**self._header(), **batch)
+        return LogWrite(**self._header(), **batch, records_only=self.records_only)

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter.run_log import RunLog
     from workflows.interpreter.run_tree import ScopeAllowances
     from workflows.interpreter.spending import Spending
-    from workflows.messages import StepRecord
+    from workflows.messages import LogWrite, StepRecord
     from workflows.steps import RunScope
 
 
@@ -41,10 +41,15 @@ class RunServices:
     async def run_concurrently(self, jobs: Sequence[Job], limit: int, fail_fast: bool) -> list[Any]:
         return await self.jobs.run(jobs, limit, fail_fast)
 
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
-        """Records a foreach share ran in its child workflow join this run's status and log."""
-        self._book.adopt(records, steps_done)
-        self._log.pending.extend(records)
+    def adopt(self, records: Sequence[StepRecord], steps_done: int, written: bool = False) -> None:
+        """Records a foreach share ran in its child workflow join this run's status and log
+        (``written``: the share wrote them to the log, numbered already)."""
+        self._book.adopt(records, steps_done, renumber=not written)
+        if not written:
+            self._log.pending.extend(records)
+
+    def share_log(self, visits: int) -> tuple[LogWrite, int]:
+        return self._log.template(), self._book.set_aside(visits)
 
     # -- AI spend (ai, agent) -----------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from workflows.kinds.common import (
     OnErrorRoute,
     StepBase,
 )
-from workflows.messages import ExecutionLimits, ReusedResult, StepRecord, StepRequest
+from workflows.messages import ExecutionLimits, LogWrite, ReusedResult, StepRecord, StepRequest
 from workflows.value_types import DYN, Type, Typer
 
 S = TypeVar("S", bound=StepBase)
@@ -176,8 +176,13 @@ class StepRun(Protocol):
     def reused(self, key: str) -> ReusedResult | None:
         """The result a rerun's source recorded for this rendered request, if any."""
 
-    def adopt(self, records: Sequence[StepRecord], steps_done: int) -> None:
-        """Take the step records a child workflow ran for this step (a foreach share)."""
+    def adopt(self, records: Sequence[StepRecord], steps_done: int, written: bool = False) -> None:
+        """Take the step records a child workflow ran for this step (a foreach share);
+        ``written``: it wrote them to the log itself (they join the status only)."""
+
+    def share_log(self, visits: int) -> tuple[LogWrite, int]:
+        """For foreach shares that write their records to this run's log: what their writes
+        carry, and the first of ``visits`` step numbers set aside for them."""
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None: ...
 

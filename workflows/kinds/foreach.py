@@ -8,7 +8,7 @@ default) the first failure cancels the iterations still running and fails the st
 
 Large lists run in shares, each a child workflow of its own (like Step Functions' distributed
 map), so no history grows past ~10,000 events: a share holds as many items as fit in
-:data:`SHARE_EVENTS` history events at :data:`EVENTS_PER_STEP` a step. ``FOREACH_MAX_ITEMS``
+:data:`SHARE_EVENTS_WRITING` history events at :data:`EVENTS_PER_STEP` a step. ``FOREACH_MAX_ITEMS``
 (default 10,000) caps the list.
 """
 
@@ -36,7 +36,12 @@ from workflows.kinds.base import (
     starts_executions,
 )
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
-from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
+from workflows.messages import (
+    FOREACH_BATCH_TYPE,
+    STATUS_STEP_WINDOW,
+    ForeachBatchInput,
+    ForeachBatchResult,
+)
 from workflows.templating import VariableSubstitutor
 from workflows.value_types import (
     DYN,
@@ -57,11 +62,20 @@ if TYPE_CHECKING:
     from workflows.kinds.common import StepBase as Step  # the registry resolves the union
 
 SHARE_EVENTS = 5_000  # history events one share (or an inline foreach) may add
+# Since shares write their own logs (SHARES_WRITE_LOGS), each of a share's activities carries
+# the previous step's record: ~1.4 KB of history an http step, so 3,000 events keep a share's
+# history near 700 KB (5,000 made 1.2 MB).
+SHARE_EVENTS_WRITING = 3_000
 EVENTS_PER_STEP = 6  # what a sequential activity step costs (about 6 in a history)
 MAX_SHARES = 1_000  # the parent's own history: ~8 events a share
 # Shares of equal size all run at once, the step's concurrency split among them (older runs
 # filled shares to the brim and ran concurrency // size of them at a time: often one).
 PATCH_BALANCED_SHARES = "balanced-foreach-shares"
+# Shares write their step records to the execution log themselves, numbered in a range the
+# parent sets aside, and hand back their results and their latest records for the status (a
+# share of the parent's status window); older shares handed back every record for the parent
+# to write, and the parent's history held them all.
+SHARES_WRITE_LOGS = "foreach-shares-write-logs"
 
 
 class ForeachStep(StepBase, FlowMixin, OutputMixin):
@@ -102,8 +116,8 @@ def body_size(steps: Sequence[StepBase]) -> int:
     return total
 
 
-def share_size(step: ForeachStep) -> int:
-    return max(1, SHARE_EVENTS // (EVENTS_PER_STEP * body_size(step.steps)))
+def share_size(step: ForeachStep, events: int = SHARE_EVENTS) -> int:
+    return max(1, events // (EVENTS_PER_STEP * body_size(step.steps)))
 
 
 _ERROR_TYPE = object_of({"type": STRING_T, "message": STRING_T, "step_id": nullable(STRING_T)})
@@ -158,7 +172,8 @@ class ForeachKind(StepKind[ForeachStep]):
                 "(FOREACH_MAX_ITEMS): split the list or raise the limit",
                 FailureType.INVALID_REQUEST,
             )
-        size = max(share_size(step), math.ceil(len(items) / MAX_SHARES))
+        events = SHARE_EVENTS_WRITING if versions.patched(SHARES_WRITE_LOGS) else SHARE_EVENTS
+        size = max(share_size(step, events), math.ceil(len(items) / MAX_SHARES))
         if len(items) <= size:
             results = await self.iterate(step, items, 0, run)
         else:
@@ -194,6 +209,9 @@ class ForeachKind(StepKind[ForeachStep]):
             dumped["concurrency"] = max(1, step.concurrency // at_once)
         starts = range(0, len(items), size)
         body_starts_more = starts_executions(step.steps)
+        own_logs = versions.patched(SHARES_WRITE_LOGS)
+        visits = body_size(step.steps)  # per item, loops aside (numbers are unique anyway)
+        log, first_seq = run.share_log(len(items) * visits) if own_logs else (None, 0)
 
         def share(start: int, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
             chunk = items[start : start + size]
@@ -205,6 +223,9 @@ class ForeachKind(StepKind[ForeachStep]):
                 variables=variables,
                 strict_indexes=run.strict_indexes,
                 cel_conformant=run.cel_conformant,
+                log=log,
+                first_seq=first_seq + start * visits,
+                hand_back=math.ceil(STATUS_STEP_WINDOW / len(starts)) if own_logs else 0,
             )
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 
@@ -226,7 +247,7 @@ class ForeachKind(StepKind[ForeachStep]):
                     if isinstance(cause, ApplicationError) and cause.type:
                         raise StepFailed(cause.message, cause.type) from None
                     raise
-                run.adopt(result.records, result.steps_done)
+                run.adopt(result.records, result.steps_done, written=log is not None)
                 run.refund(result.descendants_left)
                 return result
 
@@ -242,11 +263,13 @@ class ForeachKind(StepKind[ForeachStep]):
 
 async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:
     """A share's iterations, in the ForeachBatch child workflow that runs them (its results
-    in item order)."""
+    in item order; none for a step without ``output`` from a share that writes its log, whose
+    parent keeps nothing of them)."""
     step = ForeachStep.model_validate(batch.step)
     kind = REGISTRY[ForeachKind.type]
     assert isinstance(kind, ForeachKind)
-    return await kind.iterate(step, batch.items, batch.offset, run)
+    results = await kind.iterate(step, batch.items, batch.offset, run)
+    return results if step.output or batch.log is None else []
 
 
 def _element(result: Any) -> Any:
