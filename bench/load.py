@@ -361,10 +361,11 @@ async def measure_load(
 
 
 def print_load(result: dict[str, Any]) -> None:
-    print(
-        f"\n{'side':<20}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'worker cpu':>12}"
-        f"{'server cpu':>12}{'events':>8}{'actions':>9}"
-    )
+    if ENGINE in result:
+        print(
+            f"\n{'side':<20}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'worker cpu':>12}"
+            f"{'server cpu':>12}{'events':>8}{'actions':>9}"
+        )
     for side in SIDES if ENGINE in result else ():
         s = result[side]
         print(

@@ -4,6 +4,7 @@ shares of child workflows), sub_workflow, on_error routing by type, nested scope
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -296,10 +297,14 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
 def share_writer(sink: HttpSink, items: list[int]) -> dict[str, Any]:
     """40 items of 30 steps (an http call, then 29 `set`): three shares (14, 14, 12)."""
     body = [call(sink, "fetch", url=f"{sink.url}/item/{{item}}")]
-    body += [{"id": f"s{i}", "type": "set", "values": {f"v{i}": "{item}"}} for i in range(29)]
+    body += [{"id": f"s{i}", "type": "set", "values": {f"v{i}": "{item}"}} for i in range(28)]
+    body += [{"id": "s28", "type": "set", "values": {"v28": "{prefix}{item}"}}]
     return {
         "id": "share-writer",
-        "inputs": {"type": "object", "properties": {"nums": {"type": "array"}}},
+        "inputs": {
+            "type": "object",
+            "properties": {"nums": {"type": "array"}, "prefix": {"type": "string"}},
+        },
         "steps": [
             {"id": "each", "type": "foreach", "items": "{nums}", "concurrency": 4, "steps": body},
             {"id": "after", "type": "set", "values": {"done": True}},
@@ -311,7 +316,8 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
     client: Client, settings: Settings, worker: Any, sink: HttpSink
 ) -> None:
     items = list(range(40))
-    handle = await start_definition(client, settings, share_writer(sink, items), {"nums": items})
+    inputs = {"nums": items, "prefix": "p"}
+    handle = await start_definition(client, settings, share_writer(sink, items), inputs)
     state = await outcome(handle, timeout=90)
     assert state["status"] == "completed", state["error"]
     parent = await events_of(client, handle.id)
@@ -326,6 +332,11 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
     inside = [s for s in log["steps"] if s["path"].startswith("each[")]
     assert len(inside) == 40 * 30  # every record, though the parent never held them
     assert len({(s["run_id"], s["seq"]) for s in log["steps"]}) == len(log["steps"])
+    # A share is handed the variables its steps name (prefix), not the list it iterates.
+    assert [s["output_vars"] for s in inside if s["path"] == "each[3].s28"] == [{"v28": "p3"}]
+    for share in shares:
+        (payload,) = share.start_child_workflow_execution_initiated_event_attributes.input.payloads
+        assert set(json.loads(payload.data)["batch"]["variables"]) == {"prefix"}
     seq = {s["step_id"]: s["seq"] for s in log["steps"] if not s["path"].startswith("each[")}
     assert all(seq["each"] < s["seq"] < seq["after"] for s in inside)
     # The status shows the latest of them (the parent's window, shared by its shares).
@@ -335,7 +346,7 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
 
     # A share whose item fails writes what it ran, the failure too, before it fails the step.
     sink.script("/item/27", Reply(500, {"error": "broken"}))
-    failing = await start_definition(client, settings, share_writer(sink, items), {"nums": items})
+    failing = await start_definition(client, settings, share_writer(sink, items), inputs)
     state = await outcome(failing, timeout=90)
     assert state["status"] == "failed"
     log = read_log(settings, failing.id)

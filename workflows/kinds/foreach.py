@@ -14,7 +14,9 @@ map), so no history grows past ~10,000 events: a share holds as many items as fi
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -212,6 +214,8 @@ class ForeachKind(StepKind[ForeachStep]):
         own_logs = versions.patched(SHARES_WRITE_LOGS)
         visits = body_size(step.steps)  # per item, loops aside (numbers are unique anyway)
         log, first_seq = run.share_log(len(items) * visits) if own_logs else (None, 0)
+        if own_logs:  # every share's start holds them: only those the steps may read
+            variables = named_in(dumped["steps"], variables)
 
         def share(start: int, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
             chunk = items[start : start + size]
@@ -270,6 +274,18 @@ async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:
     assert isinstance(kind, ForeachKind)
     results = await kind.iterate(step, batch.items, batch.offset, run)
     return results if step.output or batch.log is None else []
+
+
+def named_in(steps: Any, variables: dict[str, Any]) -> dict[str, Any]:
+    """The variables whose name appears as a word anywhere in ``steps`` (templates and CEL
+    alike name what they read). Without it each share's start carried every variable: a
+    foreach over a 10,000-item input held that list once per share in the parent's history."""
+    text = json.dumps(steps)
+    return {
+        name: value
+        for name, value in variables.items()
+        if re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)
+    }
 
 
 def _element(result: Any) -> Any:
