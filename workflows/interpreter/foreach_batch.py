@@ -15,7 +15,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import patches
     from workflows.interpreter.executor import WorkflowExecutor
     from workflows.kinds.foreach import run_share
-    from workflows.messages import FOREACH_BATCH_TYPE, ForeachBatchInput, ForeachBatchResult
+    from workflows.messages import (
+        FOREACH_BATCH_TYPE,
+        ForeachBatchInput,
+        ForeachBatchResult,
+        StepRecord,
+    )
     from workflows.shared import ExecutionInput
 
 
@@ -45,13 +50,19 @@ class ForeachBatchWorkflow(WorkflowExecutor):
                 str(failure), type=failure.failure_type, non_retryable=True
             ) from None
         await self._write_records(batch)
-        records = self._book.recent[-batch.hand_back :] if batch.hand_back else []
         return ForeachBatchResult(
             results=results,
-            records=records if batch.log is not None else list(self._log.pending),
+            records=self._handed_back(batch),
             steps_done=self._book.done,
             descendants_left=self._allowances.tree.left,
         )
+
+    def _handed_back(self, batch: ForeachBatchInput) -> list[StepRecord]:
+        """The records the parent takes: the latest ``hand_back`` (already in the log) from a
+        share that writes its own, else every record (the parent writes them)."""
+        if batch.log is None:
+            return list(self._log.pending)
+        return self._book.recent[-batch.hand_back :] if batch.hand_back else []
 
     async def _write_records(self, batch: ForeachBatchInput) -> None:
         """The records no activity carried to the log (a share that writes its own)."""
