@@ -38,6 +38,7 @@ from workflows.kinds.base import (
     starts_executions,
 )
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
+from workflows.kinds.foreach_shares import Share, balanced, brim_full, filling
 from workflows.messages import (
     FOREACH_BATCH_TYPE,
     STATUS_STEP_WINDOW,
@@ -78,6 +79,10 @@ PATCH_BALANCED_SHARES = "balanced-foreach-shares"
 # share of the parent's status window); older shares handed back every record for the parent
 # to write, and the parent's history held them all.
 SHARES_WRITE_LOGS = "foreach-shares-write-logs"
+# Every unit of the step's concurrency is used by its shares (foreach_shares.filling); balanced
+# shares split it evenly and left the remainder unused (50 over 20 shares ran 40 at once).
+# Asked only where the two ways differ; newer than the settling markers, so every run asks it.
+SHARES_FILL_CONCURRENCY = "foreach-shares-fill-concurrency"
 
 
 class ForeachStep(StepBase, FlowMixin, OutputMixin):
@@ -202,14 +207,13 @@ class ForeachKind(StepKind[ForeachStep]):
         self, step: ForeachStep, items: list[Any], size: int, run: StepRun
     ) -> list[Any]:
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
-        at_once = max(1, step.concurrency // size)
-        dumped = step.model_dump(by_alias=True, exclude_none=True)
+        plan = brim_full(len(items), step.concurrency, size)
         if versions.patched(PATCH_BALANCED_SHARES):
-            shares = math.ceil(len(items) / size)
-            size = math.ceil(len(items) / shares)  # as equal as the count allows
-            at_once = min(shares, step.concurrency)
-            dumped["concurrency"] = max(1, step.concurrency // at_once)
-        starts = range(0, len(items), size)
+            plan = balanced(len(items), step.concurrency, size)
+            filled = filling(len(items), step.concurrency, size)
+            if filled != plan and versions.patched_since_settled(SHARES_FILL_CONCURRENCY):
+                plan = filled
+        dumped = step.model_dump(by_alias=True, exclude_none=True)
         body_starts_more = starts_executions(step.steps)
         own_logs = versions.patched(SHARES_WRITE_LOGS)
         visits = body_size(step.steps)  # per item, loops aside (numbers are unique anyway)
@@ -217,10 +221,11 @@ class ForeachKind(StepKind[ForeachStep]):
         if own_logs:  # every share's start holds them: only those the steps may read
             variables = named_in(dumped["steps"], variables)
 
-        def share(start: int, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
-            chunk = items[start : start + size]
+        def share(part: Share, ways: int) -> Callable[[], Coroutine[Any, Any, Any]]:
+            start = part.start
+            chunk = items[start : start + part.count]
             batch = ForeachBatchInput(
-                step=dumped,
+                step=dumped | {"concurrency": part.concurrency},
                 path=run.path,
                 items=chunk,
                 offset=start,
@@ -229,7 +234,7 @@ class ForeachKind(StepKind[ForeachStep]):
                 cel_conformant=run.cel_conformant,
                 log=log,
                 first_seq=first_seq + start * visits,
-                hand_back=math.ceil(STATUS_STEP_WINDOW / len(starts)) if own_logs else 0,
+                hand_back=math.ceil(STATUS_STEP_WINDOW / len(plan.shares)) if own_logs else 0,
             )
             child = run.input.model_copy(update={"batch": batch, "carried": None, "input_vars": {}})
 
@@ -258,8 +263,8 @@ class ForeachKind(StepKind[ForeachStep]):
             return go
 
         results = await run.run_concurrently(
-            [share(start, len(starts) - i) for i, start in enumerate(starts)],
-            at_once,
+            [share(part, len(plan.shares) - i) for i, part in enumerate(plan.shares)],
+            plan.at_once,
             fail_fast=True,  # a share fails only under on_item_error "fail"
         )
         return [element for result in results for element in result.results]
