@@ -33,14 +33,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter.concurrency import ConcurrencyGate
     from workflows.interpreter.ending import RunEnding, failed
     from workflows.interpreter.parts import RunParts
-    from workflows.interpreter.records import StepBook
+    from workflows.interpreter.records import StepBook, StepPositions, failed_with, succeeded
     from workflows.interpreter.run_log import RunLog
     from workflows.interpreter.run_tree import Allowance, ScopeAllowances
     from workflows.interpreter.services import RunServices
     from workflows.interpreter.spending import Spending
     from workflows.kinds import REGISTRY
     from workflows.kinds.base import route_failure
-    from workflows.kinds.common import END, LAST_ERROR, StepBase
+    from workflows.kinds.common import LAST_ERROR, StepBase
     from workflows.messages import (
         CANCEL_SIGNAL,
         STATUS_QUERY,
@@ -120,7 +120,7 @@ class WorkflowExecutor:
         self._continue_at: int | None = None
         self._limits = input.limits
         self._context = initial_context(input, self._execution_id, self._run_id)
-        self._indexes: dict[int, dict[str, int]] = {}  # per list of steps: id -> position
+        self._positions = StepPositions()
         self._processor = WorkflowStepProcessor(
             self._definition.defaults, self._execution_id, self._limits, input
         )
@@ -307,10 +307,7 @@ class WorkflowExecutor:
             record.usage = outcome.usage
             await self._cancelled(record, path)
             raise asyncio.CancelledError(f"step '{path}' was asked to stop")
-        record.status = "success"
-        record.end_time = workflow.now()
-        record.output_vars = record_outputs(outcome.output_vars)
-        record.usage = outcome.usage
+        succeeded(record, record_outputs(outcome.output_vars), outcome.usage)
         scope.update(outcome.output_vars)
         if log is not None and outcome.logged:
             self._log.carried_written(carried)  # written by the activity
@@ -321,10 +318,10 @@ class WorkflowExecutor:
             record.reuse_key = outcome.reuse_key
             await self._complete(record, path, deferred=True)
             await self._log.flush(f"reused: {step.label} (from {outcome.reused_from})")
-            return self._target(outcome.next_target, index, steps)
+            return self._positions.after(outcome.next_target, index, steps)
         # An activity step's record rides with the next activity step (or the next flush).
         await self._complete(record, path, deferred=self._log.carries(step))
-        return self._target(outcome.next_target, index, steps)
+        return self._positions.after(outcome.next_target, index, steps)
 
     async def _failed(
         self,
@@ -338,18 +335,14 @@ class WorkflowExecutor:
     ) -> int:
         """A failed step: recorded, then routed by its `on_error` (or the run fails)."""
         error = describe_failure(err, step.id)
-        record.status = "failed"
-        record.end_time = workflow.now()
-        record.error = error.message
-        record.error_type = error.type
-        if isinstance(err, StepFailed) and err.usage:
-            record.usage = err.usage  # what the step's AI calls cost before it failed
+        # What the step's AI calls cost before it failed counts too.
+        failed_with(record, error, err.usage if isinstance(err, StepFailed) else None)
         await self._complete(record, path)
         route = route_failure(step, error.type)
         if route is None or route == "fail":
             raise failed(error) from None
         scope[LAST_ERROR] = error.model_dump(include={"step_id", "type", "message"})
-        return self._target(None if route == "continue" else route, index, steps)
+        return self._positions.after(None if route == "continue" else route, index, steps)
 
     def _stop_was_asked(self) -> bool:
         """Was this step's job (or the whole run) told to stop while the step ran?"""
@@ -363,16 +356,6 @@ class WorkflowExecutor:
         record.status = "cancelled"
         record.end_time = workflow.now()
         await self._complete(record, path, deferred=True)
-
-    def _target(self, target: str | None, index: int, steps: Sequence[StepBase]) -> int:
-        if target == END:
-            return -1
-        if target is None:
-            return index + 1 if index + 1 < len(steps) else -1
-        positions = self._indexes.get(id(steps))
-        if positions is None:
-            positions = self._indexes[id(steps)] = {s.id: i for i, s in enumerate(steps)}
-        return positions[target]
 
     async def _complete(self, record: StepRecord, path: str, deferred: bool = False) -> None:
         self._book.in_flight.pop(path, None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.errors import FailureType
     from workflows.interpreter.ending import failed
-    from workflows.kinds.common import StepBase
+    from workflows.kinds.common import END, StepBase
     from workflows.messages import (
         STATUS_STEP_WINDOW,
         CarriedState,
@@ -112,3 +113,37 @@ class StepBook:
         self.recent.append(record)
         if len(self.recent) > STATUS_STEP_WINDOW:
             del self.recent[: len(self.recent) - STATUS_STEP_WINDOW]
+
+
+def succeeded(record: StepRecord, outputs: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    record.status = "success"
+    record.end_time = workflow.now()
+    record.output_vars = outputs
+    record.usage = usage
+
+
+def failed_with(record: StepRecord, error: ExecutionError, usage: dict[str, Any] | None) -> None:
+    record.status = "failed"
+    record.end_time = workflow.now()
+    record.error = error.message
+    record.error_type = error.type
+    if usage:
+        record.usage = usage
+
+
+class StepPositions:
+    """Where a list of steps goes after one of them: its ``next`` (a step id, or "end"), else
+    the step after it (-1: the list's end). Positions by id are worked out once per list."""
+
+    def __init__(self) -> None:
+        self._by_list: dict[int, dict[str, int]] = {}  # id(list of steps) -> step id -> index
+
+    def after(self, target: str | None, index: int, steps: Sequence[StepBase]) -> int:
+        if target == END:
+            return -1
+        if target is None:
+            return index + 1 if index + 1 < len(steps) else -1
+        positions = self._by_list.get(id(steps))
+        if positions is None:
+            positions = self._by_list[id(steps)] = {s.id: i for i, s in enumerate(steps)}
+        return positions[target]

@@ -38,7 +38,7 @@ from workflows.kinds.base import (
     starts_executions,
 )
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
-from workflows.kinds.foreach_shares import Share, balanced, brim_full, filling
+from workflows.kinds.foreach_shares import Share, SharePlan, balanced, brim_full, filling
 from workflows.messages import (
     FOREACH_BATCH_TYPE,
     STATUS_STEP_WINDOW,
@@ -207,12 +207,7 @@ class ForeachKind(StepKind[ForeachStep]):
         self, step: ForeachStep, items: list[Any], size: int, run: StepRun
     ) -> list[Any]:
         variables = {k: v for k, v in run.variables.items() if k != "secrets"}
-        plan = brim_full(len(items), step.concurrency, size)
-        if versions.patched(PATCH_BALANCED_SHARES):
-            plan = balanced(len(items), step.concurrency, size)
-            filled = filling(len(items), step.concurrency, size)
-            if filled != plan and versions.patched_since_settled(SHARES_FILL_CONCURRENCY):
-                plan = filled
+        plan = _share_plan(len(items), step.concurrency, size)
         dumped = step.model_dump(by_alias=True, exclude_none=True)
         body_starts_more = starts_executions(step.steps)
         own_logs = versions.patched(SHARES_WRITE_LOGS)
@@ -268,6 +263,17 @@ class ForeachKind(StepKind[ForeachStep]):
             fail_fast=True,  # a share fails only under on_item_error "fail"
         )
         return [element for result in results for element in result.results]
+
+
+def _share_plan(items: int, concurrency: int, largest: int) -> SharePlan:
+    """The way this run cuts its list (the newest its markers allow)."""
+    if not versions.patched(PATCH_BALANCED_SHARES):
+        return brim_full(items, concurrency, largest)
+    plan = balanced(items, concurrency, largest)
+    filled = filling(items, concurrency, largest)
+    if filled != plan and versions.patched_since_settled(SHARES_FILL_CONCURRENCY):
+        return filled
+    return plan
 
 
 async def run_share(batch: ForeachBatchInput, run: StepRun) -> list[Any]:
