@@ -6,25 +6,31 @@ Bad configuration fails at start-up with a message naming the variable.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.providers import ProviderConfig, parse_providers
-from activities.runtime.database_url import check_database_url, embedded_database_url
+from activities.runtime.database_url import embedded_database_url
+from activities.runtime.setting_types import AIRateLimit as AIRateLimit
+from activities.runtime.setting_types import (
+    AIRateLimits,
+    BindAddress,
+    DatabaseUrl,
+    HostConcurrency,
+    HostPort,
+    HttpBaseUrl,
+    LogFormat,
+    MetricsKey,
+    OptionalText,
+    OtlpEndpoint,
+    ProvidersText,
+    S3Endpoint,
+    StorageUrl,
+)
 from activities.runtime.storage.location import (
     LOGS_AREA,
     PAYLOADS_AREA,
@@ -36,27 +42,13 @@ from workflows.errors import ConfigurationError
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
 
-class AIRateLimit(BaseModel):
-    """One AI_RATE_LIMITS entry: what the provider allows in any 60 seconds."""
-
-    model_config = ConfigDict(extra="forbid")
-    requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    tokens_per_minute: int | None = Field(None, ge=1, le=1_000_000_000)
-
-    @model_validator(mode="after")
-    def _a_limit(self) -> AIRateLimit:
-        if self.requests_per_minute is None and self.tokens_per_minute is None:
-            raise ValueError("give requests_per_minute and/or tokens_per_minute")
-        return self
-
-
 class Settings(BaseSettings):
     """Every setting the worker, the API and the CLI read. Names are the env variables."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     # Temporal
-    temporal_address: str = "localhost:7233"
+    temporal_address: HostPort = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "workflow-engine"
     temporal_tls: bool = False
@@ -64,17 +56,17 @@ class Settings(BaseSettings):
     temporal_tls_key_path: Path | None = None
     temporal_tls_ca_path: Path | None = None
     temporal_api_key: SecretStr | None = None
-    temporal_ui_url: str = "http://localhost:8233"
+    temporal_ui_url: HttpBaseUrl = "http://localhost:8233"
 
     # AI provider
     openrouter_api_key: SecretStr | None = None
-    openrouter_base_url: str = DEFAULT_OPENROUTER_BASE_URL
+    openrouter_base_url: HttpBaseUrl = DEFAULT_OPENROUTER_BASE_URL
     openrouter_app_title: str = "workflow-engine"
     openrouter_referer: str | None = None
     # Named OpenAI-compatible providers as JSON (docs/ai.md, "Providers"): a step's
     # `model: "<name>:<model>"` goes there. Read by the worker (routing) and the API (checks
     # at save), so both must be given the same value.
-    ai_providers: str | None = None
+    ai_providers: ProvidersText = None
 
     # Storage
     workflow_definitions_dir: Path = Path("definitions")
@@ -82,18 +74,18 @@ class Settings(BaseSettings):
     # s3://<bucket>/<prefix>. With file://, WORKFLOW_LOG_DIR and PAYLOAD_STORE_DIR default to
     # <dir>/workflow_logs and <dir>/payloads (and may name other directories); with s3:// they
     # are not used.
-    storage_url: str = "file://storage"
+    storage_url: StorageUrl = "file://storage"
     # An S3-compatible server (MinIO, Ceph, ...); unset: AWS S3. Credentials are boto3's
     # (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, a profile or a role), never settings here.
-    s3_endpoint_url: str | None = None
+    s3_endpoint_url: S3Endpoint = None
     # The bucket's region; unset, boto3 reads AWS_DEFAULT_REGION.
-    aws_region: str | None = None
+    aws_region: OptionalText = None
     workflow_log_dir: Path = Path("storage/workflow_logs")
     # The control plane's database (docs/database.md): definitions and their versions, API
     # keys, triggers. Unset: SQLite in the STORAGE_URL directory (storage/wfe.db), migrated by
     # the API itself; set (sqlite:///path or postgresql://user:pass@host/db): migrated by
     # `wfe db upgrade`, and PostgreSQL lets several API processes share one control plane.
-    database_url: SecretStr | None = None
+    database_url: DatabaseUrl = None
 
     # Execution log rotation (compress finished logs, then delete the oldest)
     log_compress_after_seconds: float = Field(3600.0, ge=0)
@@ -159,20 +151,20 @@ class Settings(BaseSettings):
 
     # Observability (docs/observability.md). Unset or default: nothing is served or exported.
     # IP:port the worker serves Prometheus metrics on (Temporal SDK + wfe_* metrics).
-    worker_metrics_address: str | None = None
+    worker_metrics_address: BindAddress = None
     # GET /metrics on the API: it names every definition's id, which the API otherwise shows
     # only to keys scoped to it, so it takes an admin key or API_METRICS_KEY (a key that
     # reads /metrics and nothing else: what Prometheus gets). true: anyone who reaches the port.
     api_metrics_public: bool = False
-    api_metrics_key: SecretStr | None = None
+    api_metrics_key: MetricsKey = None
     # Distinct `model` label values the worker's wfe_ai_* metrics keep (models come from
     # definitions and run inputs); the rest are counted as model="other".
     worker_metrics_max_models: int = Field(50, ge=1, le=10_000)
     # `text` (human lines) or `json` (one object per line) for the worker's and API's logs.
-    log_format: Literal["text", "json"] = "text"
+    log_format: LogFormat = "text"
     # OTLP/HTTP collector base URL (the standard OpenTelemetry variable): set, the API and
     # the worker export traces to <url>/v1/traces.
-    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_endpoint: OtlpEndpoint = None
 
     # API
     api_host: str = "127.0.0.1"
@@ -226,99 +218,16 @@ class Settings(BaseSettings):
     # {"<model, or provider prefix ending in *>": {"requests_per_minute": R,
     # "tokens_per_minute": T}}; HTTP_HOST_CONCURRENCY: {"<host or host:port>": N} requests
     # in flight at once.
-    ai_rate_limits: Annotated[dict[str, AIRateLimit], NoDecode] = Field(default_factory=dict)
-    http_host_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    ai_rate_limits: AIRateLimits = Field(default_factory=dict)
+    http_host_concurrency: HostConcurrency = Field(default_factory=dict)
     # The window AI_RATE_LIMITS' "per minute" counts over (providers: 60 s); turns keep a
     # one-second margin beyond it. Shorter only to try limits out quickly (the tests do).
     rate_limit_window_seconds: float = Field(60.0, ge=1, le=3600)
-
-    @field_validator("ai_rate_limits", "http_host_concurrency", mode="before")
-    @classmethod
-    def _json_object(cls, value: Any) -> Any:
-        if _blank(value):
-            return {}
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError as err:
-                raise ValueError(f"must be a JSON object ({err})") from None
-        if not isinstance(value, dict):
-            raise ValueError("must be a JSON object")
-        return value
-
-    @field_validator("ai_rate_limits")
-    @classmethod
-    def _model_patterns(cls, value: dict[str, AIRateLimit]) -> dict[str, AIRateLimit]:
-        for pattern in value:
-            if not pattern.strip() or "*" in pattern.rstrip("*") or pattern.count("*") > 1:
-                raise ValueError(
-                    f"{pattern!r}: name a model (openai/gpt-4o-mini) or a prefix ending in * "
-                    "(openai/*, or * for every model)"
-                )
-        return value
-
-    @field_validator("http_host_concurrency")
-    @classmethod
-    def _host_limits(cls, value: dict[str, int]) -> dict[str, int]:
-        for host, limit in value.items():
-            if not host.strip() or "/" in host or limit < 1 or limit > 10_000:
-                raise ValueError(
-                    f"{host!r}: {limit}: give a host or host:port and 1 to 10000 requests"
-                )
-        return {host.strip().lower(): limit for host, limit in value.items()}
-
-    @field_validator("openrouter_base_url", "temporal_ui_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("ai_providers")
-    @classmethod
-    def _providers(cls, value: str | None) -> str | None:
-        parse_providers(value)  # raises ValueError naming the problem
-        return value
 
     @property
     def providers(self) -> dict[str, ProviderConfig]:
         """``AI_PROVIDERS`` parsed (checked when the settings were read)."""
         return parse_providers(self.ai_providers)
-
-    @field_validator("temporal_address")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError("must be host:port, e.g. localhost:7233")
-        return value
-
-    @field_validator("storage_url")
-    @classmethod
-    def _storage_url(cls, value: str) -> str:
-        parse_storage_url(value)  # raises ValueError naming the problem
-        return value.strip()
-
-    @field_validator("database_url", mode="before")
-    @classmethod
-    def _database_url(cls, value: Any) -> Any:
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if _blank(text):
-            return None  # empty: the embedded SQLite database, as when unset
-        check_database_url(str(text))  # raises ValueError naming the URL, password hidden
-        return str(text).strip()
-
-    @field_validator("s3_endpoint_url", "aws_region", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if _blank(value) else value
-
-    @field_validator("s3_endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://minio:9000")
-        return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
     def _file_storage_directories(self) -> Settings:
@@ -331,62 +240,6 @@ class Settings(BaseSettings):
             if "payload_store_dir" not in self.model_fields_set:
                 self.payload_store_dir = location.root / PAYLOADS_AREA
         return self
-
-    @field_validator("worker_metrics_address", mode="before")
-    @classmethod
-    def _bind_address(cls, value: Any) -> Any:
-        if _blank(value):
-            return None  # empty: metrics off, as when unset
-        host, sep, port = str(value).strip().rpartition(":")
-        try:
-            # Temporal's exporter binds a socket address: an IP, not a host name.
-            bracketed = host.startswith("[") and host.endswith("]")
-            address = ipaddress.ip_address(host[1:-1] if bracketed else host)
-            valid = (
-                bool(sep)
-                and (address.version == 4) != bracketed  # IPv6 in brackets, IPv4 without
-                and port.isdigit()
-                and 0 < int(port) < 65536
-            )
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError(
-                "must be IP:port to serve metrics on, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or "
-                "[::1]:9464 (a host name is not accepted)"
-            )
-        return str(value).strip()
-
-    @field_validator("api_metrics_key", mode="before")
-    @classmethod
-    def _metrics_key(cls, value: Any) -> Any:
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if _blank(text):
-            return None  # empty: no metrics key, as when unset
-        if not isinstance(text, str) or len(text.strip()) < 16:
-            raise ValueError("must be at least 16 characters, e.g. `openssl rand -hex 24`")
-        return text.strip()
-
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _log_format(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-        if value not in ("text", "json"):
-            raise ValueError(f"must be text or json, not {value!r}")
-        return value
-
-    @field_validator("otel_exporter_otlp_endpoint", mode="before")
-    @classmethod
-    def _otlp_endpoint(cls, value: Any) -> Any:
-        if _blank(value):
-            return None  # empty: tracing off, as when unset
-        text = str(value).strip()
-        if not text.startswith(("http://", "https://")):
-            raise ValueError(
-                "must be the collector's OTLP/HTTP base URL, e.g. http://localhost:4318"
-            )
-        return text.rstrip("/")
 
     @property
     def database(self) -> str:
@@ -408,11 +261,6 @@ class Settings(BaseSettings):
     def api_url_for_runs(self) -> str:
         """``{execution.api_url}``: where a run's http steps reach this API."""
         return (self.api_internal_url or self.api_url).rstrip("/")
-
-
-def _blank(value: Any) -> bool:
-    """Unset, or set to nothing but spaces (``FOO=`` in a .env file): both mean unset."""
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def load_settings(**overrides: Any) -> Settings:
