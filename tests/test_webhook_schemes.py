@@ -36,6 +36,7 @@ from api.server.webhooks.github_scheme import GitHubVerifier
 from api.server.webhooks.slack_scheme import SlackVerifier
 from api.server.webhooks.standard_scheme import StandardWebhooksVerifier
 from api.server.webhooks.stripe_scheme import StripeVerifier
+from api.server.webhooks.verifiers import SignedRequest
 from tests.conftest import ADMIN_KEY, eventually, serve_api
 from workflows.definition import WEBHOOK_SCHEMES
 from workflows.validation import check_definition
@@ -210,10 +211,14 @@ def test_the_registry_has_one_verifier_per_scheme_of_the_definition() -> None:
 
 def test_github_documented_example() -> None:
     headers = {"x-hub-signature-256": GITHUB_SIGNATURE, "x-github-delivery": "d-1"}
-    verified = GitHubVerifier().verify(headers, GITHUB_BODY, [GITHUB_SECRET], 300, time.time())
+    verified = GitHubVerifier().verify(
+        SignedRequest(headers, GITHUB_BODY, [GITHUB_SECRET], 300, time.time())
+    )
     assert verified.delivery == "d-1"
     with pytest.raises(ApiError, match="X-Hub-Signature-256 does not match"):
-        GitHubVerifier().verify(headers, GITHUB_BODY + b" ", [GITHUB_SECRET], 300, time.time())
+        GitHubVerifier().verify(
+            SignedRequest(headers, GITHUB_BODY + b" ", [GITHUB_SECRET], 300, time.time())
+        )
 
 
 def test_slack_documented_example() -> None:
@@ -221,9 +226,13 @@ def test_slack_documented_example() -> None:
         "x-slack-request-timestamp": str(SLACK_TIMESTAMP),
         "x-slack-signature": SLACK_SIGNATURE,
     }
-    SlackVerifier().verify(headers, SLACK_BODY, [SLACK_SECRET], 300, SLACK_TIMESTAMP + 30)
+    SlackVerifier().verify(
+        SignedRequest(headers, SLACK_BODY, [SLACK_SECRET], 300, SLACK_TIMESTAMP + 30)
+    )
     with pytest.raises(ApiError, match="X-Slack-Request-Timestamp is 301 s old"):
-        SlackVerifier().verify(headers, SLACK_BODY, [SLACK_SECRET], 300, SLACK_TIMESTAMP + 301)
+        SlackVerifier().verify(
+            SignedRequest(headers, SLACK_BODY, [SLACK_SECRET], 300, SLACK_TIMESTAMP + 301)
+        )
     # Slack's own library agrees with the example (and so with the deliveries it signs above).
     signer = SignatureVerifier(SLACK_SECRET)
     assert signer.generate_signature(timestamp=str(SLACK_TIMESTAMP), body=SLACK_BODY) == (
@@ -238,13 +247,19 @@ def test_the_senders_libraries_accept_what_the_verifiers_accept() -> None:
     headers = sender_headers("standard-webhooks", secret, "msg_1", body, now)
     Webhook(secret).verify(body, headers)
     lowered = {k.lower(): v for k, v in headers.items()}
-    assert StandardWebhooksVerifier().verify(lowered, body, [secret], 300, now).delivery == "msg_1"
+    assert (
+        StandardWebhooksVerifier().verify(SignedRequest(lowered, body, [secret], 300, now)).delivery
+        == "msg_1"
+    )
     # Several signatures in one header (the sender's own rotation): any one that matches.
     lowered["webhook-signature"] = "v1,bm90LWl0 v1a,ignored " + lowered["webhook-signature"]
-    StandardWebhooksVerifier().verify(lowered, body, [secret], 300, now)
+    StandardWebhooksVerifier().verify(SignedRequest(lowered, body, [secret], 300, now))
     # Svix sends the same headers under its own names.
     svix = {name.replace("webhook-", "svix-"): value for name, value in lowered.items()}
-    assert StandardWebhooksVerifier().verify(svix, body, [secret], 300, now).delivery == "msg_1"
+    assert (
+        StandardWebhooksVerifier().verify(SignedRequest(svix, body, [secret], 300, now)).delivery
+        == "msg_1"
+    )
 
     stripe_headers = sender_headers("stripe", "whsec_x", "evt_1", body, now)
     stripe.Webhook.construct_event(body.decode(), stripe_headers["Stripe-Signature"], "whsec_x")
@@ -252,7 +267,7 @@ def test_the_senders_libraries_accept_what_the_verifiers_accept() -> None:
         "stripe-signature": f"t={now},v1={'0' * 64},"
         + stripe_headers["Stripe-Signature"].split(",", 1)[1]
     }
-    StripeVerifier().verify(several, body, ["whsec_x"], 300, now)
+    StripeVerifier().verify(SignedRequest(several, body, ["whsec_x"], 300, now))
 
 
 async def test_handshakes_forms_headers_and_bad_input(
@@ -443,6 +458,6 @@ def test_a_malformed_signature_header_is_401_naming_the_header(
     verifier: Any, headers: dict[str, str], named: str
 ) -> None:
     with pytest.raises(ApiError) as refused:
-        verifier.verify(headers, b"{}", ["whsec_x"], 300, time.time())
+        verifier.verify(SignedRequest(headers, b"{}", ["whsec_x"], 300, time.time()))
     assert refused.value.status_code == 401
     assert refused.value.errors[0]["message"].startswith(named), refused.value.errors

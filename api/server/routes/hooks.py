@@ -42,7 +42,7 @@ from api.server.webhooks import Verifier, guessed, verifier_for
 from api.server.webhooks.filters import filtered_out
 from api.server.webhooks.payloads import delivery_body, delivery_headers
 from api.server.webhooks.secrets import secrets_named
-from api.server.webhooks.verifiers import Verified
+from api.server.webhooks.verifiers import SignedRequest, Verified
 from workflows.definition import WebhookTrigger
 from workflows.errors import DefinitionError, TemplateError
 from workflows.templating import VariableSubstitutor
@@ -162,7 +162,7 @@ async def _authenticate(
     if trigger is None:
         # Judged like a wrong signature of the caller's scheme: nothing tells it apart.
         verifier = guessed(headers)
-        verifier.verify(headers, body, [], state.settings.webhook_tolerance_seconds, time.time())
+        verifier.verify(_signed(state, headers, body, []))
         raise verifier.mismatch()
     verifier = verifier_for(trigger.scheme)
     secrets = secrets_named(state.settings, trigger.secret)
@@ -173,5 +173,11 @@ async def _authenticate(
             trigger.secret,
         )
         secrets = []
+    return trigger, verifier, verifier.verify(_signed(state, headers, body, secrets))
+
+
+def _signed(
+    state: AppState, headers: dict[str, str], body: bytes, secrets: list[str]
+) -> SignedRequest:
     tolerance = state.settings.webhook_tolerance_seconds
-    return trigger, verifier, verifier.verify(headers, body, secrets, tolerance, time.time())
+    return SignedRequest(headers, body, secrets, tolerance, time.time())

@@ -15,10 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from api.server.webhooks.verifiers import Reply, Verified, Verifier, any_matches, register
+from api.server.webhooks.verifiers import (
+    Reply,
+    SignedRequest,
+    Verified,
+    Verifier,
+    register,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 DELIVERY_HEADER = "X-GitHub-Delivery"
@@ -42,14 +48,8 @@ class GitHubVerifier(Verifier):
         "(see docs/webhooks.md)"
     )
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
+        headers, body, secrets = request.headers, request.body, request.secrets
         presented = self.required(headers, SIGNATURE_HEADER)
         delivery = self.required(headers, DELIVERY_HEADER)
         if not _SIGNATURE.fullmatch(presented):
@@ -57,8 +57,7 @@ class GitHubVerifier(Verifier):
         if not _DELIVERY.fullmatch(delivery):
             raise self.unsigned(f"{DELIVERY_HEADER} must be a GUID")
         expected = [sign(secret, body).encode() for secret in secrets]
-        if not any_matches(expected, [presented.lower().encode()]):
-            raise self.mismatch()
+        self.matching(expected, [presented.lower().encode()])
         return Verified(delivery)
 
     def reply(self, headers: Mapping[str, str], body: Any) -> Reply | None:

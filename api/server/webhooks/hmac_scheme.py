@@ -15,9 +15,13 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Mapping, Sequence
 
-from api.server.webhooks.verifiers import Verified, Verifier, any_matches, check_fresh, register
+from api.server.webhooks.verifiers import (
+    SignedRequest,
+    Verified,
+    Verifier,
+    register,
+)
 
 SIGNATURE_HEADER = "X-Signature-256"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
@@ -60,14 +64,8 @@ class HmacVerifier(Verifier):
         "made with the secret the webhook trigger names (see docs/webhooks.md)"
     )
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
+        headers, body, secrets = request.headers, request.body, request.secrets
         signature = self.required(headers, SIGNATURE_HEADER)
         stamp = self.required(headers, TIMESTAMP_HEADER)
         delivery = self.required(headers, DELIVERY_HEADER)
@@ -77,7 +75,6 @@ class HmacVerifier(Verifier):
                 f"{DELIVERY_HEADER} must be 1 to 128 letters, digits, '_', ':' or '-' (no '.')"
             )
         expected = [sign(s.encode(), stamp, delivery, body).encode() for s in secrets]
-        if not any_matches(expected, [signature.lower().encode()]):
-            raise self.mismatch()
-        check_fresh(TIMESTAMP_HEADER, timestamp, tolerance, now)
+        self.matching(expected, [signature.lower().encode()])
+        request.check_fresh(TIMESTAMP_HEADER, timestamp)
         return Verified(delivery)

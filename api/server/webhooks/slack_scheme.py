@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from api.server.webhooks.verifiers import (
     Reply,
+    SignedRequest,
     Verified,
     Verifier,
-    any_matches,
-    check_fresh,
     register,
 )
 
@@ -49,23 +48,16 @@ class SlackVerifier(Verifier):
         "secret must hold (see docs/webhooks.md)"
     )
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
+        headers, body, secrets = request.headers, request.body, request.secrets
         presented = self.required(headers, SIGNATURE_HEADER)
         stamp = self.required(headers, TIMESTAMP_HEADER)
         if not _SIGNATURE.fullmatch(presented):
             raise self.unsigned(f"{SIGNATURE_HEADER} must be v0=<64 hex digits>")
         timestamp = self.timestamp(TIMESTAMP_HEADER, stamp)
         expected = [sign(secret, stamp, body).encode() for secret in secrets]
-        if not any_matches(expected, [presented.lower().encode()]):
-            raise self.mismatch()
-        check_fresh(TIMESTAMP_HEADER, timestamp, tolerance, now)
+        self.matching(expected, [presented.lower().encode()])
+        request.check_fresh(TIMESTAMP_HEADER, timestamp)
         return Verified()
 
     def delivery_id(self, verified: Verified, headers: Mapping[str, str], body: Any) -> str:

@@ -19,9 +19,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from api.server.webhooks.verifiers import Verified, Verifier, any_matches, check_fresh, register
+from api.server.webhooks.verifiers import (
+    SignedRequest,
+    Verified,
+    Verifier,
+    register,
+)
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -71,14 +76,8 @@ class StandardWebhooksVerifier(Verifier):
             return "a Standard Webhooks secret is 'whsec_' followed by base64 (e.g. whsec_MfKQ...)"
         return None
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
+        headers, body, secrets = request.headers, request.body, request.secrets
         headers = _with_svix_names(headers)
         presented = self.required(headers, SIGNATURE_HEADER)
         message_id = self.required(headers, ID_HEADER)
@@ -92,7 +91,6 @@ class StandardWebhooksVerifier(Verifier):
         given = [e.encode() for e in entries if e.startswith("v1,")]
         keys = [key for key in map(secret_key, secrets) if key is not None]
         expected = [signature(key, message_id, stamp, body).encode() for key in keys]
-        if not any_matches(expected, given):
-            raise self.mismatch()
-        check_fresh(TIMESTAMP_HEADER, timestamp, tolerance, now)
+        self.matching(expected, given)
+        request.check_fresh(TIMESTAMP_HEADER, timestamp)
         return Verified(message_id)

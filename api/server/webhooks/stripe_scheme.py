@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from api.server.errors import ApiError
-from api.server.webhooks.verifiers import Verified, Verifier, any_matches, check_fresh, register
+from api.server.webhooks.verifiers import (
+    SignedRequest,
+    Verified,
+    Verifier,
+    register,
+)
 
 SIGNATURE_HEADER = "Stripe-Signature"
 WHSEC = "whsec_"
@@ -41,14 +46,8 @@ class StripeVerifier(Verifier):
             return "a Stripe signing secret starts with 'whsec_' (the endpoint's 'Signing secret')"
         return None
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
+        headers, body, secrets = request.headers, request.body, request.secrets
         presented = self.required(headers, SIGNATURE_HEADER)
         pairs = [item.strip().partition("=") for item in presented.split(",")]
         stamps = [value for key, _, value in pairs if key == "t"]
@@ -57,9 +56,8 @@ class StripeVerifier(Verifier):
             raise self.unsigned(f"{SIGNATURE_HEADER} must be t=<unix seconds>,v1=<hex>[,v1=...]")
         timestamp = self.timestamp(f"{SIGNATURE_HEADER} t", stamps[0])
         expected = [sign(secret, stamps[0], body).encode() for secret in secrets]
-        if not any_matches(expected, given):
-            raise self.mismatch()
-        check_fresh(f"{SIGNATURE_HEADER} t", timestamp, tolerance, now)
+        self.matching(expected, given)
+        request.check_fresh(f"{SIGNATURE_HEADER} t", timestamp)
         return Verified()
 
     def delivery_id(self, verified: Verified, headers: Mapping[str, str], body: Any) -> str:

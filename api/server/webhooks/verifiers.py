@@ -31,6 +31,21 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class SignedRequest:
+    """A delivery as its verifier judges it: headers, the raw body, every secret it may be
+    signed with (rotation: old and new), and the API's clock with its tolerance."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    secrets: Sequence[str]
+    tolerance: int
+    now: float
+
+    def check_fresh(self, header: str, timestamp: int) -> None:
+        check_fresh(header, timestamp, self.tolerance, self.now)
+
+
+@dataclass(frozen=True)
 class Reply:
     """A 200 answer that starts no run (a sender's handshake), unless ``unless_filter`` and
     the trigger's filter accepts the delivery."""
@@ -54,14 +69,7 @@ class Verifier:
         """Why ``secret`` cannot be one of this scheme's secrets (None: it can)."""
         return None
 
-    def verify(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        tolerance: int,
-        now: float,
-    ) -> Verified:
+    def verify(self, request: SignedRequest) -> Verified:
         """Check the signature (with every secret), then the signed timestamp; raise ApiError
         401 when the delivery is not the sender's."""
         raise NotImplementedError
@@ -86,6 +94,12 @@ class Verifier:
 
     def mismatch(self) -> ApiError:
         return self.unsigned(f"{self.signature_header} does not match")
+
+    def matching(self, expected: Sequence[bytes], presented: Sequence[bytes]) -> None:
+        """One presented signature is one the secrets make (else 401), compared in constant
+        time whichever matches."""
+        if not any_matches(expected, presented):
+            raise self.mismatch()
 
     def required(self, headers: Mapping[str, str], name: str) -> str:
         value = headers.get(name.lower(), "").strip()
