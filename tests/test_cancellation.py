@@ -71,3 +71,43 @@ async def test_temporal_cancel_alone_during_an_http_call(
     assert read_log(settings, handle.id)["status"] == "cancelled"
     await handle.cancel()  # a repeated cancel of a closed run is harmless
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+
+async def test_temporal_cancel_that_comes_after_the_signal_still_closes_the_run_canceled(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    """The API sends the cancel signal, then Temporal's cancel. On a busy API the run can
+    finish stopping before the second call lands: it waits for it, so Temporal says Canceled
+    (it used to close at once, and Temporal showed a cancelled run as Failed)."""
+    sink.script("/slow", Reply(200, "late", delay=60))
+    handle = await start_definition(client, settings, slow_then_more(sink))
+    await eventually(lambda: sink.deliveries("/slow"))
+    await handle.signal("cancel", {"reason": "stop", "requested_by": "ops"})
+
+    async def stopped() -> bool:
+        state = await handle.query("status")
+        return state["status"] == "cancelled"
+
+    await eventually(stopped)  # the run has stopped, its log is final; Temporal's cancel is late
+    assert read_log(settings, handle.id)["status"] == "cancelled"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await handle.cancel()
+    state = await outcome(handle)
+    assert (state["status"], state["error"]["message"]) == ("cancelled", "stop")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert sink.deliveries("/after") == []
+
+
+async def test_a_cancel_signal_alone_closes_the_run_after_the_grace(
+    client: Client, settings: Settings, worker: Any, sink: HttpSink
+) -> None:
+    """Temporal's cancel never comes (Temporal refused it, or an old client sent only the
+    signal): the run closes after 10 s, cancelled in its status and log."""
+    sink.script("/slow", Reply(200, "late", delay=60))
+    handle = await start_definition(client, settings, slow_then_more(sink))
+    await eventually(lambda: sink.deliveries("/slow"))
+    await handle.signal("cancel", {"reason": "stop"})
+    state = await outcome(handle, timeout=30)
+    assert state["status"] == "cancelled"
+    assert read_log(settings, handle.id)["status"] == "cancelled"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED

@@ -399,6 +399,7 @@ async def test_cancel_during_an_ai_step_stops_the_call_and_finalises_the_log(
     handle = await start_definition(client, settings, document)
     await eventually(lambda: fake_openrouter.completions())
     await handle.signal("cancel", {"reason": "user changed their mind"})
+    await handle.cancel()  # as the API does, right after the signal
     state = await outcome(handle)
     assert state["status"] == "cancelled"
     assert state["error"]["message"] == "user changed their mind"

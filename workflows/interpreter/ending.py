@@ -32,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# How long a run stopped by the `cancel` signal waits for Temporal's own cancel (the API sends
+# both, one right after the other).
+TEMPORAL_CANCEL_GRACE_SECONDS = 10
+
+
 def failed(error: ExecutionError) -> StepFailed:
     """The failure that ends a list of steps (and, out of the top list, the run)."""
     return StepFailed(error.message, error.type, step_id=error.step_id)
@@ -84,6 +89,30 @@ class RunEnding:
                 )
             else:
                 await workflow.wait_condition(lambda: over() or self.deadline.armed)
+
+    async def await_temporal_cancel(self, native_cancel: bool) -> bool:
+        """A run stopped by the `cancel` signal waits a moment for Temporal's own cancel,
+        which the API sends right after the signal, so Temporal closes it as Canceled (it
+        closed at once, as Failed, when the cancel came after it had closed: a busy API).
+        True if Temporal's cancel arrived. Older runs closed at once."""
+        if (
+            self.status != "cancelled"
+            or native_cancel
+            or self.cancel is None
+            or not versions.patched_since_settled(patches.CANCEL_AWAITS_TEMPORAL)
+        ):
+            return native_cancel
+        try:
+            await workflow.wait_condition(
+                lambda: False,
+                timeout=timedelta(seconds=TEMPORAL_CANCEL_GRACE_SECONDS),
+                timeout_summary="Temporal's cancel, after the cancel signal",
+            )
+        except TimeoutError:
+            return False  # only the signal came (Temporal refused or nobody sent its cancel)
+        except asyncio.CancelledError:
+            return True
+        return False
 
     def publish_status(self) -> None:
         """The final WorkflowStatus search attribute, where Temporal's own status is not enough:

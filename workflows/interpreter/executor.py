@@ -205,6 +205,7 @@ class WorkflowExecutor:
             clock.cancel()
         self._ending.closed = True
         self._ending.log_line(self._execution_id, self._input.definition_version)
+        native_cancel = await self._ending.await_temporal_cancel(native_cancel)
         self._ending.result_or_raise(native_cancel)
         return self._parts.state()
 

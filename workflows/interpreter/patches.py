@@ -74,6 +74,12 @@ CONCURRENCY_KEYS = "concurrency-keys"
 # The shares of a large foreach write their step records to the execution log themselves:
 # SHARES_WRITE_LOGS, defined in workflows/kinds/foreach.py where it is asked for.
 
+# A run stopped by the `cancel` signal waits up to 10 s for Temporal's own cancel before it
+# closes, so Temporal closes it as Canceled (RunEnding.await_temporal_cancel); older runs closed
+# at once and, when the API's cancel came after, Temporal showed them Failed. Newer than the
+# settling markers: asked of every run that ends by the signal.
+CANCEL_AWAITS_TEMPORAL = "cancel-awaits-temporal-cancel"
+
 # The settling markers, newest first: a new run records only the first (workflows/versions.py).
 SETTLING = (SHARES_WRITE_LOGS, FEWER_ACTIONS)
 
