@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.temporal_client import connect_when_ready
+from activities.tls import client_tls_context
 from api.cli.devstack import DevServer
 from api.server.executions import execution_limits
 from tests.fakes import FakeOpenRouter, HttpSink
@@ -206,7 +207,9 @@ async def http(api_url: str) -> AsyncIterator[Any]:
     import httpx
 
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as session:
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=30, headers=headers, verify=client_tls_context()
+    ) as session:
         yield session
 
 
