@@ -24,6 +24,7 @@ from tests.conftest import ADMIN_KEY, TEST_KEYS
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.first
 @pytest.mark.timeout(400)
 def test_fuzzing_the_openapi_schema_finds_no_server_errors(
     temporal_server: DevServer, tmp_path: Path

@@ -85,6 +85,7 @@ async def _run_and_watch(
             continue
 
 
+@pytest.mark.first
 @pytest.mark.timeout(300)
 async def test_a_run_holding_100_mb_of_results_finishes_and_the_memory_comes_back(
     client: Client, settings: Settings, sink: HttpSink, tmp_path: Path

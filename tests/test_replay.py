@@ -20,7 +20,8 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.runtime.settings import load_settings
-from activities.runtime.temporal_client import data_converter
+from activities.runtime.temporal_client import connect_when_ready, data_converter
+from tests import parallel
 from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.messages import SA_DEFINITION_ID
 
@@ -75,11 +76,8 @@ async def test_committed_histories_replay(sandboxed: bool) -> None:
     assert failures == {}
 
 
-@pytest.mark.last
-async def test_every_history_of_this_session_replays(client: Client, payload_dir: Path) -> None:
-    """Unsandboxed, as the worker runs (the session's runs were made by sandboxed workers, and
-    the committed set replays both ways)."""
-    sandboxed = False
+async def session_histories(client: Client) -> tuple[list[WorkflowHistory], dict[str, str]]:
+    """Every closed engine run on the server of ``client``, and the definition of each."""
     names = [getattr(w, "__temporal_workflow_definition").name for w in ENGINE_WORKFLOWS]
     types = ", ".join(f"'{name}'" for name in names)
     closed = f"WorkflowType IN ({types}) AND ExecutionStatus != 'Running'"
@@ -92,12 +90,39 @@ async def test_every_history_of_this_session_replays(client: Client, payload_dir
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         histories.append(await handle.fetch_history())
         definition_of[execution.id] = definition
+    return histories, definition_of
+
+
+@pytest.mark.last
+@pytest.mark.timeout(900)
+async def test_every_history_of_this_session_replays(
+    client: Client, payload_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    """Unsandboxed, as the worker runs (the session's runs were made by sandboxed workers, and
+    the committed set replays both ways). Under -n, every worker's server, once every other
+    test on every worker is done (tests/parallel.py)."""
+    sandboxed = False
+    await parallel.wait_for_every_other_test(request.session, within=780)
+    servers = [(client, payload_dir)]
+    for other in parallel.every_server(request.config):
+        if other.payload_dir != payload_dir:
+            settings = load_settings(
+                temporal_address=other.address, payload_store_dir=other.payload_dir
+            )
+            servers.append((await connect_when_ready(settings), other.payload_dir))
+    histories: list[WorkflowHistory] = []
+    definition_of: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for server_client, payloads in servers:
+        found, definitions = await session_histories(server_client)
+        histories += found
+        definition_of.update(definitions)
+        results = await replayer(payloads, sandboxed).replay_workflows(
+            each(found), raise_on_replay_failure=False
+        )
+        failures.update({wid: str(err) for wid, err in results.replay_failures.items()})
     if not histories:
         pytest.skip("run with the rest of the suite: this test replays what the others ran")
-    results = await replayer(payload_dir, sandboxed).replay_workflows(
-        each(histories), raise_on_replay_failure=False
-    )
-    failures = {wid: str(err) for wid, err in results.replay_failures.items()}
     assert failures == {}, f"{len(failures)} of {len(histories)} histories fail to replay"
     tag = os.environ.get("UPDATE_HISTORIES")
     if tag:
