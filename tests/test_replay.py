@@ -8,13 +8,15 @@ committed set (files named <tag>-<definition>.json).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -81,16 +83,21 @@ async def session_histories(client: Client) -> tuple[list[WorkflowHistory], dict
     names = [getattr(w, "__temporal_workflow_definition").name for w in ENGINE_WORKFLOWS]
     types = ", ".join(f"'{name}'" for name in names)
     closed = f"WorkflowType IN ({types}) AND ExecutionStatus != 'Running'"
-    histories: list[WorkflowHistory] = []
+    handles = []
     definition_of: dict[str, str] = {}
     async for execution in client.list_workflows(closed):
         definition = execution.typed_search_attributes.get(SA_DEFINITION_ID) or "unknown"
         if definition in FAULT_INJECTED:
             continue
-        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        histories.append(await handle.fetch_history())
+        handles.append(client.get_workflow_handle(execution.id, run_id=execution.run_id))
         definition_of[execution.id] = definition
-    return histories, definition_of
+    fetching = asyncio.Semaphore(8)  # a thousand round trips, a few at a time
+
+    async def fetch(handle: WorkflowHandle[Any, Any]) -> WorkflowHistory:
+        async with fetching:
+            return await handle.fetch_history()
+
+    return list(await asyncio.gather(*map(fetch, handles))), definition_of
 
 
 @pytest.mark.last
