@@ -45,6 +45,7 @@ dev: install
 	$(BIN)/wfe dev $(ARGS)
 
 ## test: lint, then the whole suite against a real Temporal dev server
+## (`pytest -n 2` runs it on two workers, one dev server each: tests/parallel.py)
 test: install lint chromium postgresql
 	$(BIN)/python -m pytest
 

@@ -40,6 +40,7 @@ from activities.runtime.temporal_runtime import worker_runtime
 from activities.runtime.tracing import WORKER_SERVICE
 from activities.secrets import SecretStore, install_log_redaction
 from activities.ssrf import AddressPolicy, GuardedTransport, guarded_client, stateless_cookies
+from activities.tls import client_tls_context
 from workflows.errors import ConfigurationError
 from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.messages import WORKFLOW_TYPE
@@ -104,7 +105,10 @@ async def engine_worker(
         folding_logs(logs),
         http_step_activities(settings, secrets, logs, limits) as http_steps,
         httpx.AsyncClient(
-            timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, cookies=stateless_cookies()
+            timeout=HTTP_TIMEOUT,
+            limits=HTTP_LIMITS,
+            cookies=stateless_cookies(),
+            verify=client_tls_context(),
         ) as ai_http,
         # MCP sessions (activities/mcp.py) borrow this pool: the same guard as http steps.
         GuardedTransport(

@@ -35,6 +35,7 @@ import httpcore
 import httpx
 
 from activities.errors import SSRFBlocked
+from activities.tls import client_tls_context
 from workflows.errors import ConfigurationError, FailureType
 
 SSRF_BLOCKED = FailureType.SSRF_BLOCKED
@@ -478,11 +479,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         verify: bool = True,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        super().__init__(verify=verify, limits=limits)
+        tls = client_tls_context(verify)
+        super().__init__(verify=tls, limits=limits)
         self.policy = policy
         # Same pool as httpx builds, with the guarded backend doing every connect.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+            ssl_context=tls,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -1,5 +1,6 @@
-"""Shared fixtures: one real Temporal dev server per session, a fresh task queue per test,
-a worker on that queue, and loopback fakes for OpenRouter and webhook targets."""
+"""Shared fixtures: one real Temporal dev server per session (one per worker under -n, started
+by the controller: tests/parallel.py), a fresh task queue per test, a worker on that queue,
+and loopback fakes for OpenRouter and webhook targets."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from temporalio.worker import Worker
 
 from activities.runtime.settings import Settings, load_settings
 from activities.runtime.temporal_client import connect_when_ready
+from activities.tls import client_tls_context
 from api.cli.devstack import DevServer
 from api.server.executions import execution_limits
+from tests import parallel
 from tests.fakes import FakeOpenRouter, HttpSink
+from tests.parallel import is_last
 from worker import engine_worker
 from workflows.flow.keys import concurrency_claim
 from workflows.messages import SA_DEFINITION_ID, WORKFLOW_TYPE
@@ -34,13 +38,58 @@ TEST_KEYS = [
 ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` (the replay of every recorded history) run after all others."""
-    items.sort(key=lambda item: 1 if item.get_closest_marker("last") else 0)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `first` (a minute or more each) start the session, so that on several
+    workers the others run beside them rather than after; tests marked `last` (the replay of
+    every recorded history) run after all others."""
+    items.sort(
+        key=lambda item: 0 if item.get_closest_marker("first") else 2 if is_last(item) else 1
+    )
+    parallel.remember_last(config, items)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "first: a long test, started before the others")
     config.addinivalue_line("markers", "last: run after every other test")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
+    parallel.start_servers(config, len(specs))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    parallel.configure_node(node)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    parallel.stop_servers(config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    try:
+        return (yield)
+    finally:  # setup, call and teardown done
+        parallel.count_finished(item.config, item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Figures tests put on their reports (user properties: heading, line), printed once at
+    the end, also under -q and from every worker (crash recovery times, tests/test_crashes.py)."""
+    figures: dict[str, list[str]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for heading, line in getattr(report, "user_properties", ()):
+                figures.setdefault(heading, []).append(str(line))
+    for heading, lines in figures.items():
+        terminalreporter.write_line("")
+        terminalreporter.write_line(f"{heading}:")
+        for line in sorted(lines):
+            terminalreporter.write_line("  " + line)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +98,13 @@ def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def temporal_server(storage_dir: Path) -> AsyncIterator[DevServer]:
+async def temporal_server(
+    storage_dir: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[DevServer]:
+    given = parallel.own_server(request.config)
+    if given is not None:  # under -n: this worker's server, started by the controller
+        yield DevServer(port=given.port, headless=True)
+        return
     log = (storage_dir / "temporal.log").open("wb")
     try:
         server = DevServer(db_file=storage_dir / "temporal.db", headless=True, log=log)
@@ -60,9 +115,10 @@ async def temporal_server(storage_dir: Path) -> AsyncIterator[DevServer]:
 
 
 @pytest.fixture(scope="session")
-def payload_dir(storage_dir: Path) -> Path:
-    """One payload store for the session, so the replay test can read every history."""
-    return storage_dir / "payloads"
+def payload_dir(storage_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """One payload store per server, so the replay test can read every history."""
+    given = parallel.own_server(request.config)
+    return given.payload_dir if given is not None else storage_dir / "payloads"
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +262,9 @@ async def http(api_url: str) -> AsyncIterator[Any]:
     import httpx
 
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as session:
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=30, headers=headers, verify=client_tls_context()
+    ) as session:
         yield session
 
 

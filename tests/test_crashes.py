@@ -63,28 +63,21 @@ from workflows.steps import idempotency_key
 
 pytestmark = pytest.mark.timeout(150)
 
-RECOVERY: list[str] = []
+RECOVERY = "crash recovery (crash -> in-flight step done / run done)"
+_FIGURES: list[list[tuple[str, object]]] = [[]]  # the running test's user properties
 
 
-@pytest.fixture(scope="module", autouse=True)
-def recovery_summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Print every window's recovery times once the module is done (also under -q)."""
-    yield
-    terminal = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if terminal is None or not RECOVERY:
-        return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        terminal.write_line("")
-        terminal.write_line("crash recovery (crash -> in-flight step done / run done):")
-        for line in RECOVERY:
-            terminal.write_line("  " + line)
+@pytest.fixture(autouse=True)
+def recovery_figures(request: pytest.FixtureRequest) -> None:
+    """A test's recovery times go on its report: the suite prints them all at the end, also
+    under -q and on several workers (tests/conftest.py, pytest_terminal_summary)."""
+    _FIGURES[0] = request.node.user_properties
 
 
 def record(window: str, **figures: Any) -> None:
     parts = [f"{k}={v:.2f}s" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()]
     line = f"{window}: " + " ".join(parts)
-    RECOVERY.append(line)
+    _FIGURES[0].append((RECOVERY, line))
     print(line)
 
 

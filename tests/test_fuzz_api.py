@@ -23,7 +23,18 @@ from tests.conftest import ADMIN_KEY, TEST_KEYS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+# A run's event stream lasts until the run ends, and no worker runs them here: schemathesis
+# reads a stream until it has been silent for the request timeout, so at 20 s each stream it
+# opened took ~30 s (a ping every 15 s), about 90 of the test's 110 s. Its status and first
+# events (where a fuzzed Last-Event-ID is read) come within 5 s; then it only polls on.
+EVENTS_READ_FOR = """
+[[operations]]
+include-path = "/api/executions/{execution_id}/events"
+request-timeout = 5
+"""
 
+
+@pytest.mark.first
 @pytest.mark.timeout(400)
 def test_fuzzing_the_openapi_schema_finds_no_server_errors(
     temporal_server: DevServer, tmp_path: Path
@@ -67,8 +78,10 @@ def test_fuzzing_the_openapi_schema_finds_no_server_errors(
             assert time.monotonic() < deadline, "the API did not become ready"
             time.sleep(0.2)
         schemathesis = Path(sys.executable).parent / "schemathesis"
+        config = tmp_path / "schemathesis.toml"
+        config.write_text(EVENTS_READ_FOR)
         result = subprocess.run(
-            [str(schemathesis), "run", f"{base}/openapi.json",
+            [str(schemathesis), "--config-file", str(config), "run", f"{base}/openapi.json",
              "--checks", "not_a_server_error",
              # /readyz is 503 on purpose here (no worker polls): tests/test_no_worker.py.
              "--exclude-path", "/readyz",

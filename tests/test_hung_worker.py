@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.client import Client
 
 from activities.runtime.settings import Settings
@@ -30,6 +31,7 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.first
 async def test_heartbeat_timeout_of_a_hung_activity(
     client: Client, settings: Settings, sink: HttpSink, tmp_path: Path
 ) -> None:

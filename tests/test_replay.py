@@ -8,19 +8,22 @@ committed set (files named <tag>-<definition>.json).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.runtime.settings import load_settings
-from activities.runtime.temporal_client import data_converter
+from activities.runtime.temporal_client import connect_when_ready, data_converter
+from tests import parallel
 from workflows.interpreter import ENGINE_WORKFLOWS
 from workflows.messages import SA_DEFINITION_ID
 
@@ -75,29 +78,58 @@ async def test_committed_histories_replay(sandboxed: bool) -> None:
     assert failures == {}
 
 
-@pytest.mark.last
-async def test_every_history_of_this_session_replays(client: Client, payload_dir: Path) -> None:
-    """Unsandboxed, as the worker runs (the session's runs were made by sandboxed workers, and
-    the committed set replays both ways)."""
-    sandboxed = False
+async def session_histories(client: Client) -> tuple[list[WorkflowHistory], dict[str, str]]:
+    """Every closed engine run on the server of ``client``, and the definition of each."""
     names = [getattr(w, "__temporal_workflow_definition").name for w in ENGINE_WORKFLOWS]
     types = ", ".join(f"'{name}'" for name in names)
     closed = f"WorkflowType IN ({types}) AND ExecutionStatus != 'Running'"
-    histories: list[WorkflowHistory] = []
+    handles = []
     definition_of: dict[str, str] = {}
     async for execution in client.list_workflows(closed):
         definition = execution.typed_search_attributes.get(SA_DEFINITION_ID) or "unknown"
         if definition in FAULT_INJECTED:
             continue
-        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        histories.append(await handle.fetch_history())
+        handles.append(client.get_workflow_handle(execution.id, run_id=execution.run_id))
         definition_of[execution.id] = definition
+    fetching = asyncio.Semaphore(8)  # a thousand round trips, a few at a time
+
+    async def fetch(handle: WorkflowHandle[Any, Any]) -> WorkflowHistory:
+        async with fetching:
+            return await handle.fetch_history()
+
+    return list(await asyncio.gather(*map(fetch, handles))), definition_of
+
+
+@pytest.mark.last
+@pytest.mark.timeout(900)
+async def test_every_history_of_this_session_replays(
+    client: Client, payload_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    """Unsandboxed, as the worker runs (the session's runs were made by sandboxed workers, and
+    the committed set replays both ways). Under -n, every worker's server, once every other
+    test on every worker is done (tests/parallel.py)."""
+    sandboxed = False
+    await parallel.wait_for_every_other_test(request.session, within=780)
+    servers = [(client, payload_dir)]
+    for other in parallel.every_server(request.config):
+        if other.payload_dir != payload_dir:
+            settings = load_settings(
+                temporal_address=other.address, payload_store_dir=other.payload_dir
+            )
+            servers.append((await connect_when_ready(settings), other.payload_dir))
+    histories: list[WorkflowHistory] = []
+    definition_of: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for server_client, payloads in servers:
+        found, definitions = await session_histories(server_client)
+        histories += found
+        definition_of.update(definitions)
+        results = await replayer(payloads, sandboxed).replay_workflows(
+            each(found), raise_on_replay_failure=False
+        )
+        failures.update({wid: str(err) for wid, err in results.replay_failures.items()})
     if not histories:
         pytest.skip("run with the rest of the suite: this test replays what the others ran")
-    results = await replayer(payload_dir, sandboxed).replay_workflows(
-        each(histories), raise_on_replay_failure=False
-    )
-    failures = {wid: str(err) for wid, err in results.replay_failures.items()}
     assert failures == {}, f"{len(failures)} of {len(histories)} histories fail to replay"
     tag = os.environ.get("UPDATE_HISTORIES")
     if tag:
