@@ -9,6 +9,7 @@ without our code running (terminate, a Temporal-side timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -66,15 +67,17 @@ class FlowControlActivities:
         asking = self._asking.setdefault(claim.coordinator_id, asyncio.Semaphore(UPDATES_AT_ONCE))
         if not asking.locked():  # uncontended: the answer may be "yours"
             async with asking:
+                operation = self._coordinator(request)
                 try:
                     return await self.client.execute_update_with_start_workflow(
                         PLACE_UPDATE,
                         place,
-                        start_workflow_operation=self._coordinator(request),
+                        start_workflow_operation=operation,
                         result_type=bool,
                         rpc_timeout=UPDATE_WAIT,
                     )
                 except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                    await _start_outcome_seen(operation)
                     if isinstance(err, RPCError) and err.status not in _BUSY:
                         raise
         await self.client.start_workflow(
@@ -119,3 +122,13 @@ class FlowControlActivities:
                 raise
             return False
         return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def _start_outcome_seen(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Retrieve the start's outcome of an update-with-start that failed. When the request
+    failed before Temporal answered the start (the update timed out in a burst), the SDK sets
+    the same error as the start's outcome; nobody asked for it, so asyncio reported each one
+    as "Future exception was never retrieved" in the worker's log. The SDK has settled the
+    outcome by the time the update raises: this does not wait."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await operation.workflow_handle()

@@ -7,7 +7,11 @@ through twice, also across a worker restart)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import itertools
+import logging
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,9 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
 
+from activities import flow_control
 from activities.flow_control import FlowControlActivities
 from activities.rate_limits import LATE_SECONDS
 from activities.runtime.settings import AIRateLimit, Settings
@@ -506,3 +512,35 @@ async def test_a_burst_of_starts_collapses_into_one_run_with_the_last_inputs(
 async def _completed_once_found(http: httpx.AsyncClient, execution_id: str) -> bool:
     answer = await http.get(f"/api/executions/{execution_id}")
     return answer.status_code == 200 and answer.json()["status"] == "completed"
+
+
+async def test_a_timed_out_place_request_leaves_no_unretrieved_error_in_the_log(
+    client: Client,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a burst, a place request's update may time out before the coordinator answers; the
+    run then asks by signal. The update-with-start's failed start outcome is the same error:
+    retrieved, not left for asyncio to report as "Future exception was never retrieved" in the
+    worker's log (one line per timed-out request in a burst: noise, nothing was lost)."""
+    monkeypatch.setattr(flow_control, "UPDATE_WAIT", timedelta(microseconds=1))
+    claim = concurrency_claim(load_definition(gated("noisy", 1)), {"customer": "acme"})
+    assert claim is not None
+    claim = claim.model_copy(update={"coordinator_id": f"{claim.coordinator_id}-{uuid.uuid4()}"})
+    request = RequestPlace(claim=claim, workflow_id="noisy", execution_id="noisy-1")
+    activities = FlowControlActivities(client)
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(
+        environment.info, task_queue=settings.temporal_task_queue
+    )
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        granted = await environment.run(activities.request_concurrency_place, request)
+        gc.collect()
+    assert granted is False  # asked by signal: the run waits for its grant
+    coordinator = client.get_workflow_handle(claim.coordinator_id)
+    try:
+        assert (await coordinator.describe()).status is not None  # the signal started it
+    finally:
+        await coordinator.terminate("test")
+    assert "never retrieved" not in caplog.text
