@@ -39,6 +39,7 @@ from workflows.errors import ConfigurationError
 from workflows.flow.keys import concurrency_claim
 from workflows.flow.messages import (
     CONCURRENCY_COORDINATOR,
+    GRANT_SIGNAL,
     PLACE_SIGNAL,
     PLACE_UPDATE,
     RELEASE_SIGNAL,
@@ -544,3 +545,55 @@ async def test_a_timed_out_place_request_leaves_no_unretrieved_error_in_the_log(
     finally:
         await coordinator.terminate("test")
     assert "never retrieved" not in caplog.text
+
+
+async def test_a_place_is_handed_on_before_the_log_writes(
+    http: httpx.AsyncClient, settings: Settings, client: Client
+) -> None:
+    """A run that ends hands its place back before its last log writes (the next run need not
+    wait for them); a run that waited wrote its log while it waited, so once granted it starts
+    its first step in the workflow task the grant wakes, with no log write first. The logs
+    still hold every step."""
+    save_definition(settings, gated("hand-off", 1))
+    holder = await start(http, "hand-off", customer="acme")
+    await eventually(lambda: holding(http, holder))
+    waiter = await start(http, "hand-off", customer="acme")
+    await eventually(lambda: _is(place(http, waiter), 1))
+    await http.post(f"/api/executions/{holder}/signals/go", json={})
+    await eventually(lambda: holding(http, waiter))
+    await http.post(f"/api/executions/{waiter}/signals/go", json={})
+    await eventually(lambda: _status_is(http, waiter, "completed"))
+    ending = _after(await _events(client, holder), "go")
+    released = ending.index(RELEASE_SIGNAL)
+    assert "marker" not in ending[:released] and "marker" in ending[released:], ending
+    granted = _after(await _events(client, waiter), GRANT_SIGNAL)
+    first_task = granted[: granted.index("task completed") + 1]
+    assert "marker" not in first_task, granted
+    for execution_id in (holder, waiter):
+        log = (await http.get(f"/api/executions/{execution_id}/log")).json()
+        assert log["status"] == "completed"
+        assert [(s["step_id"], s["status"]) for s in log["steps"]] == [("hold", "success")]
+
+
+async def _events(client: Client, execution_id: str) -> list[str]:
+    """The run's history, in short: signals received and sent by name, markers (local
+    activities: the log writes), timers and completed workflow tasks."""
+    named = {
+        EventType.EVENT_TYPE_MARKER_RECORDED: "marker",
+        EventType.EVENT_TYPE_TIMER_STARTED: "timer",
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "task completed",
+    }
+    events: list[str] = []
+    async for event in client.get_workflow_handle(execution_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            events.append(event.workflow_execution_signaled_event_attributes.signal_name)
+        elif event.event_type == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            attributes = event.signal_external_workflow_execution_initiated_event_attributes
+            events.append(attributes.signal_name)
+        elif event.event_type in named:
+            events.append(named[event.event_type])
+    return events
+
+
+def _after(events: list[str], signal: str) -> list[str]:
+    return events[events.index(signal) + 1 :]
