@@ -9,7 +9,6 @@ without our code running (terminate, a Temporal-side timeout).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.runtime.temporal_client import start_outcome_seen
 from workflows.flow.messages import (
     CLOSED_EXECUTIONS,
     CONCURRENCY_COORDINATOR,
@@ -77,7 +77,7 @@ class FlowControlActivities:
                         rpc_timeout=UPDATE_WAIT,
                     )
                 except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-                    await _start_outcome_seen(operation)
+                    await start_outcome_seen(operation)
                     if isinstance(err, RPCError) and err.status not in _BUSY:
                         raise
         await self.client.start_workflow(
@@ -122,13 +122,3 @@ class FlowControlActivities:
                 raise
             return False
         return description.status == WorkflowExecutionStatus.RUNNING
-
-
-async def _start_outcome_seen(operation: WithStartWorkflowOperation[Any, Any]) -> None:
-    """Retrieve the start's outcome of an update-with-start that failed. When the request
-    failed before Temporal answered the start (the update timed out in a burst), the SDK sets
-    the same error as the start's outcome; nobody asked for it, so asyncio reported each one
-    as "Future exception was never retrieved" in the worker's log. The SDK has settled the
-    outcome by the time the update raises: this does not wait."""
-    with contextlib.suppress(Exception, asyncio.CancelledError):
-        await operation.workflow_handle()
