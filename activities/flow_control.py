@@ -23,6 +23,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.runtime.temporal_client import start_outcome_seen
 from workflows.flow.messages import (
     CLOSED_EXECUTIONS,
     CONCURRENCY_COORDINATOR,
@@ -66,15 +67,17 @@ class FlowControlActivities:
         asking = self._asking.setdefault(claim.coordinator_id, asyncio.Semaphore(UPDATES_AT_ONCE))
         if not asking.locked():  # uncontended: the answer may be "yours"
             async with asking:
+                operation = self._coordinator(request)
                 try:
                     return await self.client.execute_update_with_start_workflow(
                         PLACE_UPDATE,
                         place,
-                        start_workflow_operation=self._coordinator(request),
+                        start_workflow_operation=operation,
                         result_type=bool,
                         rpc_timeout=UPDATE_WAIT,
                     )
                 except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                    await start_outcome_seen(operation)
                     if isinstance(err, RPCError) and err.status not in _BUSY:
                         raise
         await self.client.start_workflow(

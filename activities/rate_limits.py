@@ -31,6 +31,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.runtime.settings import AIRateLimit, Settings
+from activities.runtime.temporal_client import start_outcome_seen
 from workflows.flow.messages import (
     ACQUIRE_UPDATE,
     IN_FLIGHT_LIMITER,
@@ -177,6 +178,7 @@ class RateLimits:
                 )
                 return RateTurn(resource=pattern, request_id=request_id, at=turn.at)
             except (RPCError, WorkflowUpdateFailedError):
+                await start_outcome_seen(start)
                 if attempt == ASK_ATTEMPTS - 1:
                     raise
             finally:
@@ -227,6 +229,7 @@ class RateLimits:
                     ACQUIRE_UPDATE, request, start_workflow_operation=start, result_type=bool
                 )
             except (RPCError, WorkflowUpdateFailedError):
+                await start_outcome_seen(start)
                 granted = False
                 await asyncio.sleep(0.2)
             finally:

@@ -6,6 +6,7 @@ Both sides must use ``pydantic_data_converter``: inputs and results are pydantic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -18,6 +19,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import (
     Client,
     TLSConfig,
+    WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
 )
@@ -159,3 +161,13 @@ async def closed_by_temporal(handle: WorkflowHandle[Any, Any], t_status: str) ->
         type=FailureType.TERMINATED,
         message=f"terminated in Temporal{by}: {reason or 'no reason given'} (no cleanup ran)",
     )
+
+
+async def start_outcome_seen(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Retrieve the start's outcome of an update-with-start that failed. When the request
+    failed before Temporal answered the start (the update timed out in a burst, the server was
+    busy), the SDK sets the same error as the start's outcome; unread, asyncio reports it as
+    "Future exception was never retrieved" in the worker's log. The SDK has settled the
+    outcome by the time the update raises: this does not wait."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await operation.workflow_handle()

@@ -8,7 +8,7 @@ it hands the place (or its turn in the queue) back. A continued run keeps the pl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import versions
     from workflows.flow.messages import (
         RELEASE_SIGNAL,
         REQUEST_PLACE,
@@ -27,6 +28,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kinds.base import Waiting
     from workflows.steps import WorkflowStepProcessor
 
+# The version marker of a quicker hand-off of the place: a run that waits writes its log while
+# it waits (not once granted, before its first step), and a run that ends hands its place back
+# before its last log writes (older runs wrote the last step's record, then the final log with
+# the release alongside: the release left with the workflow task, after both writes).
+QUICK_HAND_OFF = "concurrency-quick-hand-off"
 # The wait's entry in the run's waits (no step has this path: it has brackets).
 _WAIT_PATH = "[concurrency]"
 # Asking for a place retries until Temporal answers (the run waits either way, cancellable).
@@ -53,15 +59,34 @@ class ConcurrencyGate:
         self.held = held
         self._asked = held
         self._granted = held
+        self._quick: bool | None = None  # QUICK_HAND_OFF, asked once
+
+    @property
+    def quick(self) -> bool:
+        """Whether the run hands its place on the quick way (QUICK_HAND_OFF)."""
+        if self._quick is None:
+            self._quick = versions.patched_since_settled(QUICK_HAND_OFF)
+        return self._quick
+
+    @property
+    def hands_off_first(self) -> bool:
+        """The place goes back before the run's last log writes (QUICK_HAND_OFF), so the
+        last step's record waits for the final write instead of a write of its own."""
+        return self.held and self.quick
 
     def grant(self) -> None:
         """The coordinator's ``concurrency_grant`` signal."""
         self._granted = True
 
-    async def enter(self, processor: WorkflowStepProcessor) -> None:
-        """Wait for a place (at once if one is free, or if the run holds one already)."""
+    async def enter(
+        self, processor: WorkflowStepProcessor, write_log: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Wait for a place (at once if one is free, or if the run holds one already).
+        ``write_log``: what the run writes before its first step (the log's creation), done
+        while it waits, so a granted run starts its first step in the task the grant wakes."""
         if self.held:
             return
+        quick = self.quick
         self._asked = True
         granted_now = await workflow.execute_local_activity(
             REQUEST_PLACE,
@@ -83,6 +108,8 @@ class ConcurrencyGate:
                 f"waiting for a place: concurrency key `{self.claim.key}`, limit {self.claim.limit}"
             )
             try:
+                if quick:
+                    await write_log()
                 await workflow.wait_condition(lambda: self._granted)
             except asyncio.CancelledError:  # not `finally`: an evicted run must not run it
                 processor.set_waiting(_WAIT_PATH, None)
@@ -91,8 +118,16 @@ class ConcurrencyGate:
         self.held = True
 
     async def released_with(self, final_write: Coroutine[Any, Any, bool]) -> bool:
-        """Hand the place back while the run's final log write goes on (the next run need not
-        wait for the write); True if Temporal's cancel arrived during either."""
+        """Hand the place back, then write the run's final log (the next run need not wait
+        for the write); True if Temporal's cancel arrived during either.
+
+        A local activity holds its run's workflow task open, and the release signal leaves
+        only when that task completes: sent alongside the write, it waited for the write.
+        Sent first (QUICK_HAND_OFF), it leaves at once; the run's task that sees it delivered
+        is the one that writes (as many tasks as before)."""
+        if self._asked and self.quick:
+            cancelled = await self.leave()
+            return await final_write or cancelled
         leaving = self.leave_soon()
         cancelled = await final_write
         if leaving is not None:

@@ -246,7 +246,7 @@ class WorkflowExecutor:
         steps = self._definition.steps
         index = self._next_index
         if self._gate is not None:
-            await self._gate.enter(self._processor)
+            await self._gate.enter(self._processor, self._log.flush)
         while index >= 0:
             self._book.check_limit(self._limits, steps[index])
             if self._parts.should_continue_as_new():
@@ -321,8 +321,10 @@ class WorkflowExecutor:
             await self._log.flush(f"reused: {step.label} (from {outcome.reused_from})")
             return self._positions.after(outcome.next_target, index, steps)
         # An activity step's record rides with the next activity step (or the next flush).
-        await self._complete(record, path, deferred=self._log.carries(step))
-        return self._positions.after(outcome.next_target, index, steps)
+        target = self._positions.after(outcome.next_target, index, steps)
+        deferred = self._log.carries(step) or self._hands_off_first(prefix, target)
+        await self._complete(record, path, deferred=deferred)
+        return target
 
     async def _failed(
         self,
@@ -344,6 +346,11 @@ class WorkflowExecutor:
             raise failed(error) from None
         scope[LAST_ERROR] = error.model_dump(include={"step_id", "type", "message"})
         return self._positions.after(None if route == "continue" else route, index, steps)
+
+    def _hands_off_first(self, prefix: str, target: int) -> bool:
+        """The run's last step ended holding a concurrency place: its record goes with the
+        final log write, after the place is handed back (ConcurrencyGate.hands_off_first)."""
+        return prefix == "" and target < 0 and self._gate is not None and self._gate.hands_off_first
 
     def _stop_was_asked(self) -> bool:
         """Was this step's job (or the whole run) told to stop while the step ran?"""

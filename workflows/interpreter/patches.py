@@ -58,6 +58,11 @@ FEWER_ACTIONS = "fewer-actions"
 # its first step and hands it back when it ends (workflows/interpreter/concurrency.py).
 CONCURRENCY_KEYS = "concurrency-keys"
 
+# A run holding a concurrency place hands it on quicker: QUICK_HAND_OFF, defined in
+# workflows/interpreter/concurrency.py where it is asked for (writes the log while the run
+# waits; the release before the last log writes). Newer than the settling markers, it is asked
+# of every keyed run (``versions.patched_since_settled``).
+
 # The concurrency coordinator (its own workflow) asks LATE_ANSWERS_SIGNALLED, defined in
 # workflows/flow/coordinator.py where it is asked for: a place an update gives to a run that
 # asked before by signal is signalled too; and ONE_LIVENESS_TIMER, beside it.
