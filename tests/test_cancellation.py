@@ -80,7 +80,8 @@ async def test_temporal_cancel_that_comes_after_the_signal_still_closes_the_run_
     finish stopping before the second call lands: it waits for it, so Temporal says Canceled
     (it used to close at once, and Temporal showed a cancelled run as Failed)."""
     sink.script("/slow", Reply(200, "late", delay=60))
-    handle = await start_definition(client, settings, slow_then_more(sink))
+    document = slow_then_more(sink) | {"id": "cancelled-by-signal"}
+    handle = await start_definition(client, settings, document)
     await eventually(lambda: sink.deliveries("/slow"))
     await handle.signal("cancel", {"reason": "stop", "requested_by": "ops"})
 
