@@ -44,10 +44,10 @@ postgresql:
 dev: install
 	$(BIN)/wfe dev $(ARGS)
 
-## test: lint, then the whole suite against a real Temporal dev server
-## (`pytest -n 2` runs it on two workers, one dev server each: tests/parallel.py)
+## test: lint, then the whole suite against real Temporal dev servers, on two workers
+## (one dev server each; a focused run such as `pytest tests/test_api.py` uses one process)
 test: install lint chromium postgresql
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lint: install
 	$(BIN)/ruff check .

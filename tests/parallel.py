@@ -1,4 +1,4 @@
-"""The suite on several pytest-xdist workers (`pytest -n 2`; `make test` runs one process).
+"""The suite on several pytest-xdist workers (`make test` runs `-n 2`).
 
 The controller starts one Temporal dev server per worker before the workers start, and stops
 them after every worker is done; each worker runs its tests against its own server, with its
@@ -8,8 +8,7 @@ to the controller so that the replay of every history of the session
 worker has finished: each worker writes how many tests it has finished, and that test waits
 until they add up.
 
-Without -n (`make test`, a focused run) none of this applies: the session fixture starts
-its own server.
+Without -n (a focused run) none of this applies: the session fixture starts its own server.
 """
 
 from __future__ import annotations
