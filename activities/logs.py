@@ -65,6 +65,10 @@ logger = logging.getLogger(__name__)
 # after the steps' own calls.
 FOLD_EVERY_SECONDS = 30.0
 FOLD_AFTER_WRITES = 32
+# ... or, for a long log, once its journal holds a quarter of the log's records in writes: a
+# fold rewrites the whole document, and a foreach of 10,000 items folding every 32 writes
+# rewrote a growing document some 300 times (its cost grew with the square of its length).
+FOLD_GROWTH = 4
 # A write whose conditional put loses this many races in a row gives up (and is retried as
 # any failed write is): other writers of one log are a handful of workers, not a crowd.
 MAX_CONFLICTS = 20
@@ -169,7 +173,7 @@ class WorkflowLogger:
         due = [
             key
             for key, since in list(self._unfolded.items())
-            if since <= deadline or self._journaled.get(key, 0) >= writes
+            if since <= deadline or self._journaled.get(key, 0) >= self._fold_after(key, writes)
         ]
         folded = 0
         for execution_id in due:
@@ -188,6 +192,11 @@ class WorkflowLogger:
                     continue
                 folded += 1
         return folded
+
+    def _fold_after(self, execution_id: str, writes: int) -> int:
+        """Writes journaled before a fold is due: ``writes``, or more for a long log."""
+        text = self._cache.get(execution_id)
+        return max(writes, len(text.records) // FOLD_GROWTH if text is not None else 0)
 
     def _fold(self, execution_id: str, entry: LogWrite | None, everything: bool) -> None:
         key = self.key_for(execution_id)

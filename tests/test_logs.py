@@ -16,7 +16,7 @@ import pytest
 from activities.errors import InvalidExecutionId
 from activities.log_files import append_to_journal
 from activities.log_rotation import RotationPolicy
-from activities.logs import FOLD_AFTER_WRITES, FOLD_EVERY_SECONDS, WorkflowLogger
+from activities.logs import FOLD_AFTER_WRITES, FOLD_EVERY_SECONDS, FOLD_GROWTH, WorkflowLogger
 from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -197,6 +197,26 @@ def test_the_periodic_fold_rebuilds_due_documents_once_however_many_steps_came(
     logger.append(entry("j2", seq=41 + FOLD_AFTER_WRITES - 1))
     assert logger.fold_due() == 1
     assert steps_of(logger.read("j2")) == list(range(41 + FOLD_AFTER_WRITES))
+
+
+def test_a_long_log_is_folded_after_a_quarter_of_its_length_in_writes(tmp_path: Path) -> None:
+    """A fold rewrites the whole document: a log of 1,000 records waits for 250 writes, not
+    32 (a foreach of 10,000 items rewrote its growing log some 300 times)."""
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j5", seq=0))
+    for seq in range(1, 1000):
+        logger.append(entry("j5", seq=seq))
+        if seq % FOLD_AFTER_WRITES == 0:
+            logger.fold_due()
+    folded = len(steps_of(json.loads((tmp_path / "j5.json").read_text())))
+    assert 500 <= folded < 1000  # folded as it grew, each time after more writes
+    for seq in range(1000, 1000 + FOLD_AFTER_WRITES):
+        logger.append(entry("j5", seq=seq))
+    assert logger.fold_due() == 0  # 32 writes are not a quarter of a long log
+    for seq in range(1000 + FOLD_AFTER_WRITES, 1000 + folded // FOLD_GROWTH + 1):
+        logger.append(entry("j5", seq=seq))
+    assert logger.fold_due() == 1
+    assert steps_of(logger.read("j5")) == list(range(1000 + folded // FOLD_GROWTH + 1))
 
 
 def test_another_process_continues_the_log_and_its_journal(tmp_path: Path) -> None:
