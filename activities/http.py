@@ -152,11 +152,10 @@ class HTTPStepActivities:
             built.url.port or DEFAULT_PORTS.get(built.url.scheme, 0),
             request.step_id,
         )
-        described = self._secrets.redact(f"{request.method} {_shown(built.url)}")
         async with carried_log(self._logs, request.log) as log:
             permit = self._limits.host_permit(str(built.url)) if self._limits else None
             async with permit or contextlib.nullcontext():
-                result = await self._send(request, built, described)
+                result = await self._send(request, built)
             result.log_written = await log.written()
         return result
 
@@ -198,7 +197,11 @@ class HTTPStepActivities:
             ) from None
         return built
 
-    async def _send(self, request: HTTPRequest, built: httpx.Request, described: str) -> HTTPResult:
+    def _described(self, request: HTTPRequest, built: httpx.Request) -> str:
+        """The request as messages name it: method and URL (no credentials, no query)."""
+        return self._secrets.redact(f"{request.method} {_shown(built.url)}")
+
+    async def _send(self, request: HTTPRequest, built: httpx.Request) -> HTTPResult:
         """Send the request; the answer, or a failure classified for Temporal."""
         try:
             result = await with_heartbeats(
@@ -212,7 +215,7 @@ class HTTPStepActivities:
                 SEND_FAILURES,
                 SEND_FALLBACK,
                 self._secrets.redact,
-                described=described,
+                described=self._described(request, built),
                 limit=self._max_response_bytes,
             ) from None
 
@@ -222,7 +225,7 @@ class HTTPStepActivities:
         if ok:
             return self._secrets.redact_model(result)
         snippet = self._secrets.redact((result.text or json.dumps(result.json_))[:300])
-        message = f"{described} answered {status}: {snippet}"
+        message = f"{self._described(request, built)} answered {status}: {snippet}"
         if is_retryable_status(status):
             retry_after = parse_retry_after(result.headers.get("retry-after"))
             raise retryable(message, FailureType.HTTP_RETRYABLE, retry_after)

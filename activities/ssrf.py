@@ -35,6 +35,7 @@ import httpcore
 import httpx
 
 from activities.errors import SSRFBlocked
+from activities.http_pool import ShardedConnectionPool
 from activities.tls import client_tls_context
 from workflows.errors import ConfigurationError, FailureType
 
@@ -482,8 +483,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         tls = client_tls_context(verify)
         super().__init__(verify=tls, limits=limits)
         self.policy = policy
-        # Same pool as httpx builds, with the guarded backend doing every connect.
-        self._pool = httpcore.AsyncConnectionPool(
+        # The pool httpx builds, in shards (activities/http_pool.py), with the guarded
+        # backend doing every connect.
+        self._pool = ShardedConnectionPool(  # type: ignore[assignment]
             ssl_context=tls,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,

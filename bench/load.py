@@ -231,15 +231,20 @@ async def largest_history_bytes(client: Client, workflow_id: str) -> int:
 
 
 async def foreach_against_fan_out(
-    client: Client, target: str, items: int, rounds: int = 2, concurrency: int = 50
+    client: Client,
+    target: str,
+    items: int,
+    pids: dict[str, int],
+    rounds: int = 2,
+    concurrency: int = 50,
 ) -> dict[str, Any]:
     """Each side ``rounds`` times, alternating (the side going first rotates); medians."""
     samples: list[dict[str, Any]] = []
     for r in range(rounds):
-        samples.append(await _foreach_once(client, target, items, concurrency, r % 2 == 1))
+        samples.append(await _foreach_once(client, target, items, pids, concurrency, r % 2 == 1))
     figures = {
         key: statistics.median(sample[key] for sample in samples)
-        for key in ("engine_s", "fan_out_s")
+        for key in ("engine_s", "fan_out_s", "engine_cpu_ms_per_item", "fan_out_cpu_ms_per_item")
     }
     figures["ratio"] = figures["engine_s"] / figures["fan_out_s"]
     for key in ("engine_largest_history_kib", "fan_out_largest_history_kib"):
@@ -249,7 +254,12 @@ async def foreach_against_fan_out(
 
 
 async def _foreach_once(
-    client: Client, target: str, items: int, concurrency: int, fan_out_first: bool
+    client: Client,
+    target: str,
+    items: int,
+    pids: dict[str, int],
+    concurrency: int,
+    fan_out_first: bool,
 ) -> dict[str, Any]:
     definition = load_definition(
         {
@@ -272,7 +282,7 @@ async def _foreach_once(
     engine_id, fan_out_id = f"load-foreach-{uuid.uuid4()}", f"load-fan-out-{uuid.uuid4()}"
 
     async def engine() -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_ms(pids[ENGINE])
         await client.execute_workflow(
             WORKFLOW_TYPE,
             ExecutionInput(
@@ -285,9 +295,10 @@ async def _foreach_once(
             task_queue=ENGINE,
         )
         figures["engine_s"] = time.perf_counter() - started
+        figures["engine_cpu_ms_per_item"] = (cpu_ms(pids[ENGINE]) - cpu) / items
 
     async def fan_out() -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_ms(pids[BASELINE])
         await client.execute_workflow(
             FAN_OUT_CHILDREN_WORKFLOW,
             FanOutChildrenInput(urls=[target] * items, concurrency=concurrency, per_child=833),
@@ -295,6 +306,7 @@ async def _foreach_once(
             task_queue=BASELINE,
         )
         figures["fan_out_s"] = time.perf_counter() - started
+        figures["fan_out_cpu_ms_per_item"] = (cpu_ms(pids[BASELINE]) - cpu) / items
 
     for side in (fan_out, engine) if fan_out_first else (engine, fan_out):
         await side()
@@ -348,7 +360,7 @@ async def measure_load(
                 }
                 if foreach:
                     say(f"foreach of {foreach:,} items against a hand-written fan-out")
-                    result["foreach"] = await foreach_against_fan_out(client, target, foreach)
+                    result["foreach"] = await foreach_against_fan_out(client, target, foreach, pids)
     if not rounds:
         return result
     engine, baseline = result[ENGINE], result[BASELINE]
@@ -384,7 +396,9 @@ def print_load(result: dict[str, Any]) -> None:
         print(
             f"foreach ({f['rounds']} rounds, medians): engine {f['engine_s']:.1f} s, "
             f"hand-written fan-out {f['fan_out_s']:.1f} s "
-            f"({f['ratio']:.2f}); largest history {f['engine_largest_history_kib']:.0f} KiB vs "
+            f"({f['ratio']:.2f}); worker CPU {f['engine_cpu_ms_per_item']:.2f} vs "
+            f"{f['fan_out_cpu_ms_per_item']:.2f} ms an item; largest history "
+            f"{f['engine_largest_history_kib']:.0f} KiB vs "
             f"{f['fan_out_largest_history_kib']:.0f} KiB"
         )
 

@@ -296,8 +296,8 @@ async def test_a_large_foreach_runs_in_child_workflow_shares_with_short_historie
 
 def share_writer(sink: HttpSink, items: list[int]) -> dict[str, Any]:
     """40 items of 30 steps (an http call, then 29 `set`), 4 at once: at most 16 items a
-    share (3,000 events at 6 a step), so four shares of 10, one item at a time each (three
-    shares of 14 would have run only 3 at once)."""
+    share (3,000 events at 6 a step), so three shares of 14, 14 and 12, one after another,
+    each running 4 items at once (foreach_shares.in_waves)."""
     body = [call(sink, "fetch", url=f"{sink.url}/item/{{item}}")]
     body += [{"id": f"s{i}", "type": "set", "values": {f"v{i}": "{item}"}} for i in range(28)]
     body += [{"id": "s28", "type": "set", "values": {"v28": "{prefix}{item}"}}]
@@ -328,7 +328,7 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
         for e in parent
         if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
     ]
-    assert len(shares) == 4
+    assert len(shares) == 3
     batches = [
         json.loads(
             share.start_child_workflow_execution_initiated_event_attributes.input.payloads[0].data
@@ -336,11 +336,23 @@ async def test_foreach_shares_write_their_own_records_to_the_log(
         for share in shares
     ]
     assert [(b["offset"], len(b["items"]), b["step"]["concurrency"]) for b in batches] == [
-        (0, 10, 1),
-        (10, 10, 1),
-        (20, 10, 1),
-        (30, 10, 1),
+        (0, 14, 4),
+        (14, 14, 4),
+        (28, 12, 4),
     ]
+    # One share at a time: each starts after the one before it ended.
+    order = [
+        e.event_type
+        for e in parent
+        if e.event_type
+        in (
+            EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+            EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+        )
+    ]
+    started = EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ended = EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    assert order == [started, ended] * 3
     log = read_log(settings, handle.id)
     assert log["status"] == "completed"
     inside = [s for s in log["steps"] if s["path"].startswith("each[")]

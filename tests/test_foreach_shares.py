@@ -3,11 +3,19 @@ than its history allows, items in proportion to each share's part."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
 
-from workflows.kinds.foreach_shares import Share, balanced, filling
+from workflows.kinds.foreach_shares import (
+    SHARE_CONCURRENCY,
+    Share,
+    SharePlan,
+    balanced,
+    filling,
+    in_waves,
+)
 
 
 def running_at_once(plan_shares: list[Share], at_once: int) -> int:
@@ -28,10 +36,11 @@ def running_at_once(plan_shares: list[Share], at_once: int) -> int:
         (9_999, 64, 333),
     ],
 )
+@pytest.mark.parametrize("cut", [filling, in_waves])
 def test_shares_cover_the_list_in_order_within_the_largest_size(
-    items: int, concurrency: int, largest: int
+    items: int, concurrency: int, largest: int, cut: Callable[[int, int, int], SharePlan]
 ) -> None:
-    plan = filling(items, concurrency, largest)
+    plan = cut(items, concurrency, largest)
     starts = [share.start for share in plan.shares]
     assert starts[0] == 0
     assert all(a.start + a.count == b.start for a, b in pairwise(plan.shares))
@@ -62,3 +71,37 @@ def test_an_uneven_split_gives_the_larger_part_more_items_so_shares_finish_toget
 def test_where_concurrency_divides_evenly_nothing_changes() -> None:
     assert filling(2_000, 1_000, 500) == balanced(2_000, 1_000, 500)
     assert filling(10_000, 10, 500) == balanced(10_000, 10, 500)
+
+
+@pytest.mark.parametrize(
+    ("items", "concurrency", "largest"),
+    [(10_000, 50, 500), (9_999, 64, 333), (1_000, 997, 500), (17, 3, 5), (600, 7, 500)],
+)
+def test_shares_in_waves_never_run_more_than_the_concurrency(
+    items: int, concurrency: int, largest: int
+) -> None:
+    plan = in_waves(items, concurrency, largest)
+    # Whichever shares happen to run together, the largest parts together are the whole.
+    largest_parts = sorted((share.concurrency for share in plan.shares), reverse=True)
+    assert sum(largest_parts[: plan.at_once]) == concurrency
+    assert min(share.concurrency for share in plan.shares) >= min(
+        SHARE_CONCURRENCY, concurrency // plan.at_once
+    )
+    sizes = {share.count for share in plan.shares[:-1]}
+    assert len(sizes) == 1  # equal shares (the last one may be smaller)
+
+
+def test_ten_thousand_items_at_fifty_run_in_five_shares_of_ten_at_a_time() -> None:
+    plan = in_waves(10_000, 50, 500)
+    assert (len(plan.shares), plan.at_once) == (20, 5)
+    assert {(share.count, share.concurrency) for share in plan.shares} == {(500, 10)}
+    # A small concurrency runs its shares one after another, each with all of it.
+    plan = in_waves(40, 4, 16)
+    assert plan.at_once == 1
+    assert [(s.start, s.count, s.concurrency) for s in plan.shares] == [
+        (0, 14, 4),
+        (14, 14, 4),
+        (28, 12, 4),
+    ]
+    # Where the concurrency is large, every share still runs at once.
+    assert in_waves(2_000, 1_000, 500) == filling(2_000, 1_000, 500)

@@ -24,6 +24,8 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from workflows import versions
     from workflows.deadline import Deadline
     from workflows.errors import (
@@ -35,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.flow.turns import AI_RATE_LIMITS, wait_for_turn
     from workflows.kinds import kind_of
-    from workflows.kinds.base import StepOutcome, Waiting
+    from workflows.kinds.base import Reuse, StepOutcome, Waiting
     from workflows.kinds.common import (
         ActivityMixin,
         StepBase,
@@ -49,9 +51,9 @@ with workflow.unsafe.imports_passed_through():
         AIRequest,
         ExecutionLimits,
         LogWrite,
-        ReusedResult,
         StepRecord,
         StepRequest,
+        request_key,
     )
     from workflows.mocking import CaseRunner
     from workflows.values import check_value
@@ -150,6 +152,9 @@ class WorkflowStepProcessor:
         self.deadline: Deadline | None = None
         # A test run's mocks and virtual clock (docs/testing.md); None for every other run.
         self.test: CaseRunner | None = None
+        # Each step's activity options, worked out once a run (steps and defaults are frozen):
+        # id(step) -> (the step, kept so its id is never reused, its label, the options).
+        self._options: dict[int, tuple[ActivityMixin, str, dict[str, Any]]] = {}
         if input is not None and input.test is not None:
             self.test = CaseRunner(input.test, self.deliver_signal)
 
@@ -241,6 +246,14 @@ class WorkflowStepProcessor:
         return _Run(self, scopes, path, seq, variables, log)
 
     def activity_options(self, step: ActivityMixin, label: str) -> dict[str, Any]:
+        """The options of ``step``'s activities (a copy: callers add to it)."""
+        known = self._options.get(id(step))
+        if known is None or known[0] is not step or known[1] != label:
+            known = (step, label, self._activity_options(step, label))
+            self._options[id(step)] = known
+        return dict(known[2])
+
+    def _activity_options(self, step: ActivityMixin, label: str) -> dict[str, Any]:
         timeout = effective_timeout(step, self._defaults)
         retry = effective_retry(step, self._defaults)
         return {
@@ -362,9 +375,13 @@ class _Run:
     def check_budget_after(self) -> None:
         self.scopes.check_budget_after()
 
-    def reused(self, key: str) -> ReusedResult | None:
+    def reused(self, kind: str, request: BaseModel | dict[str, Any]) -> Reuse | None:
         input = self.processor.input
-        return input.reuse.get(key) if input is not None else None
+        if input is None or not input.reuse:
+            return None
+        key = request_key(kind, request)
+        hit = input.reuse.get(key)
+        return None if hit is None else Reuse(hit.result, hit.source, key)
 
     def set_waiting(self, waiting: Waiting | None, quiet: bool = False) -> None:
         self.processor.set_waiting(self.path, waiting, quiet)

@@ -48,7 +48,7 @@ from workflows.kinds.mcp import MCPServer, header_problems, tool_error
 from workflows.kinds.mcp_tools import MCPOffer, call_mcp, list_mcp, offers_by_name
 from workflows.kinds.sub_workflow import run_child
 from workflows.kinds.tool_url import ARGS, dot_segment, encode_arguments
-from workflows.messages import SEND_HTTP_REQUEST, AIResult, HTTPResult, request_key
+from workflows.messages import SEND_HTTP_REQUEST, AIResult, HTTPResult
 from workflows.templating import DeferredSlot, VariableSubstitutor, references_in
 from workflows.usage import TOKEN_FIELDS, Usage
 from workflows.value_types import (
@@ -432,7 +432,7 @@ async def _call_http(
             f"the tool's URL path would hold a {segment!r} segment, which servers read as a "
             "directory step; send another value"
         )
-    reused = run.reused(request_key(SEND_HTTP_REQUEST, request))
+    reused = run.reused(SEND_HTTP_REQUEST, request)
     if reused is not None:
         return HTTPResult.model_validate(reused.result).as_output()
     options = run.activity_options(step)

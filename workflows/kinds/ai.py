@@ -16,7 +16,7 @@ from workflows.input_schema import schema_problems
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, Model, StepBase
 from workflows.kinds.slots import slot_models
-from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage, request_key
+from workflows.messages import CALL_LLM, AIRequest, AIResult, AIUsage
 from workflows.templating import VariableSubstitutor
 from workflows.usage import Usage
 from workflows.value_types import (
@@ -213,10 +213,10 @@ async def ask(
         repairs_left = step.repair_attempts
         while True:
             request = asking.request(model, conversation)
-            key = request_key(CALL_LLM, request)
-            reused = run.reused(key)
+            reused = run.reused(CALL_LLM, request)
             if reused is not None:  # a rerun: the source paid for this answer already
-                return Answer(AIResult.model_validate(reused.result), Usage(), reused.source, key)
+                answer = AIResult.model_validate(reused.result)
+                return Answer(answer, Usage(), reused.source, reused.key)
             outcome = await asking.call(request)
             if isinstance(outcome, AIResult):
                 return asking.answered(outcome, model)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel
+
 from workflows.errors import Problem
 from workflows.kinds.common import (
     END,
@@ -51,6 +53,16 @@ class StepOutcome:
     logged: bool = False  # the step's activity wrote the log records it carried (set by the run)
     reused_from: str | None = None  # a rerun took the result from this execution
     reuse_key: str | None = None  # the rendered request's key (workflows.messages.request_key)
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A result a rerun takes instead of calling out: what its source recorded for the same
+    rendered request, and that request's key (workflows.messages.request_key)."""
+
+    result: Any
+    source: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -173,8 +185,10 @@ class StepRun(Protocol):
         """An AI call that reported no usage (cancelled before the provider answered) gives
         back what it reserved of the budget."""
 
-    def reused(self, key: str) -> ReusedResult | None:
-        """The result a rerun's source recorded for this rendered request, if any."""
+    def reused(self, kind: str, request: BaseModel | dict[str, Any]) -> Reuse | None:
+        """The result a rerun's source recorded for this rendered request of ``kind`` (an
+        activity name, or "sub_workflow"), if any. Only a rerun has results to reuse: a first
+        run never computes the request's key (a hash of the whole rendered request)."""
 
     def adopt(self, records: Sequence[StepRecord], steps_done: int, written: bool = False) -> None:
         """Take the step records a child workflow ran for this step (a foreach share);

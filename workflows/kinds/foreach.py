@@ -38,7 +38,14 @@ from workflows.kinds.base import (
     starts_executions,
 )
 from workflows.kinds.common import FlowMixin, OutputMixin, StepBase, VariableName
-from workflows.kinds.foreach_shares import Share, SharePlan, balanced, brim_full, filling
+from workflows.kinds.foreach_shares import (
+    Share,
+    SharePlan,
+    balanced,
+    brim_full,
+    filling,
+    in_waves,
+)
 from workflows.messages import (
     FOREACH_BATCH_TYPE,
     STATUS_STEP_WINDOW,
@@ -83,6 +90,11 @@ SHARES_WRITE_LOGS = "foreach-shares-write-logs"
 # shares split it evenly and left the remainder unused (50 over 20 shares ran 40 at once).
 # Asked only where the two ways differ; newer than the settling markers, so every run asks it.
 SHARES_FILL_CONCURRENCY = "foreach-shares-fill-concurrency"
+# Shares run a few at a time, each with a larger part of the concurrency (at least
+# foreach_shares.SHARE_CONCURRENCY where the step's allows), so each share's workflow takes
+# fewer tasks an item (foreach_shares.in_waves); before, every share ran at once with a part of
+# 1 or 2. Asked only where the two ways differ; every run asks it.
+SHARES_IN_WAVES = "foreach-shares-in-waves"
 
 
 class ForeachStep(StepBase, FlowMixin, OutputMixin):
@@ -271,6 +283,9 @@ def _share_plan(items: int, concurrency: int, largest: int) -> SharePlan:
         return brim_full(items, concurrency, largest)
     plan = balanced(items, concurrency, largest)
     filled = filling(items, concurrency, largest)
+    waves = in_waves(items, concurrency, largest)
+    if waves != filled and versions.patched_since_settled(SHARES_IN_WAVES):
+        return waves
     if filled != plan and versions.patched_since_settled(SHARES_FILL_CONCURRENCY):
         return filled
     return plan

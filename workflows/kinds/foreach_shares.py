@@ -63,3 +63,27 @@ def filling(items: int, concurrency: int, largest: int) -> SharePlan:
         given += each
         shares.append(Share(start, items * given // concurrency - start, each))
     return SharePlan(shares, count)
+
+
+SHARE_CONCURRENCY = 10
+"""The concurrency one share is given at least (where the step's allows): a share's workflow
+takes a task for every batch of iterations that end together, so shares of 2 at once took 0.53
+workflow tasks an item where shares of 10 take 0.36 (10,000 items at 50: 5,279 against 3,589
+tasks, and the worker's CPU with them)."""
+
+
+def in_waves(items: int, concurrency: int, largest: int) -> SharePlan:
+    """Equal shares of at most ``largest``, ``ceil(concurrency / SHARE_CONCURRENCY)`` of them
+    at once (fewer if there are fewer), the concurrency split among those: each share gets
+    ``concurrency // at_once``, and the first ``concurrency % at_once`` one more, so however
+    the shares start and end, no more than ``concurrency`` iterations run at once. The others
+    wait for a place, like the iterations of an inline foreach."""
+    count = math.ceil(items / largest)
+    size = math.ceil(items / count)
+    at_once = min(count, math.ceil(concurrency / SHARE_CONCURRENCY))
+    each, more = divmod(concurrency, at_once)
+    shares = [
+        Share(start, min(size, items - start), each + (1 if index < more else 0))
+        for index, start in enumerate(range(0, items, size))
+    ]
+    return SharePlan(shares, at_once)

@@ -12,7 +12,7 @@ from workflows.errors import Problem
 from workflows.kinds.base import StepKind, StepOutcome, StepRun, register
 from workflows.kinds.common import ActivityMixin, FlowMixin, StepBase
 from workflows.kinds.slots import slot_models
-from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult, request_key
+from workflows.messages import SEND_HTTP_REQUEST, HTTPRequest, HTTPResult
 from workflows.templating import VariableSubstitutor, to_text
 from workflows.value_types import DYN, INT_T, STRING_T, Type, Typer, map_of, object_of
 
@@ -177,12 +177,11 @@ class HTTPKind(StepKind[HTTPStep]):
     async def execute(self, step: HTTPStep, run: StepRun) -> StepOutcome:
         substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
         request = build_request(step, substitutor, run, step.id, step.id, run.path)
-        key = request_key(SEND_HTTP_REQUEST, request)
-        reused = run.reused(key)
+        reused = run.reused(SEND_HTTP_REQUEST, request)
         if reused is not None:  # a rerun: the source made this very request already
             answer = HTTPResult.model_validate(reused.result)
             outputs = {step.output: answer.as_output()} if step.output else {}
-            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
+            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=reused.key)
         result = await run.call_activity(
             SEND_HTTP_REQUEST, request, HTTPResult, run.activity_options(step)
         )

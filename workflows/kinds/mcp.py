@@ -28,7 +28,6 @@ from workflows.messages import (
     MCPCallRequest,
     MCPCallResult,
     MCPListRequest,
-    request_key,
 )
 from workflows.templating import VariableSubstitutor, to_text
 from workflows.value_types import BOOL_T, DYN, STRING_T, Type, Typer, list_of, object_of
@@ -143,12 +142,11 @@ class MCPKind(StepKind[MCPStep]):
         substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
         fields = render_server(step, substitutor, run, step.id, run.path, step.arguments)
         request = MCPCallRequest(**fields, tool=step.tool)
-        key = request_key(CALL_MCP_TOOL, request)
-        reused = run.reused(key)
+        reused = run.reused(CALL_MCP_TOOL, request)
         if reused is not None:  # a rerun: the source made this very call already
             answer = MCPCallResult.model_validate(reused.result)
             outputs = {step.output: answer.as_output()} if step.output else {}
-            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=key)
+            return StepOutcome(outputs, step.next, reused_from=reused.source, reuse_key=reused.key)
         result = await run.call_activity(
             CALL_MCP_TOOL, request, MCPCallResult, run.activity_options(step)
         )

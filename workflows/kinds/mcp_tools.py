@@ -23,7 +23,6 @@ from workflows.messages import (
     MCPCallRequest,
     MCPCallResult,
     MCPToolList,
-    request_key,
 )
 from workflows.templating import VariableSubstitutor
 
@@ -85,7 +84,7 @@ async def call_mcp(
     substitutor = VariableSubstitutor(run.variables, strict_indexes=run.strict_indexes)
     server = render_server(offer.endpoint, substitutor, run, step.id, path)
     request = MCPCallRequest(**server, tool=offer.tool, arguments=arguments)
-    reused = run.reused(request_key(CALL_MCP_TOOL, request))
+    reused = run.reused(CALL_MCP_TOOL, request)
     if reused is not None:
         return MCPCallResult.model_validate(reused.result)
     options = run.activity_options(step)

@@ -26,7 +26,6 @@ from workflows.messages import (
     WORKFLOW_TYPE,
     ExecutionState,
     library_key,
-    request_key,
 )
 from workflows.run_inputs import checked_inputs
 from workflows.templating import VariableSubstitutor
@@ -96,7 +95,7 @@ class SubWorkflowKind(StepKind[SubWorkflowStep]):
 class ChildRun(NamedTuple):
     outputs: dict[str, Any]
     reused_from: str | None  # the run a rerun took the outputs from, if it did
-    key: str  # the request key a rerun matches
+    key: str | None  # the request key a rerun matched (None: no rerun took it)
 
 
 async def run_child(
@@ -115,13 +114,12 @@ async def run_child(
     else:  # runs started before: only required and undeclared names were checked
         _check_inputs(entry.definition.inputs, input_vars, workflow_id)
     fields = {"path": path, "workflow_id": str(workflow_id), "version": entry.version}
-    key = request_key("sub_workflow", {**fields, "input_vars": input_vars})
-    reused = run.reused(key)
+    reused = run.reused("sub_workflow", {**fields, "input_vars": input_vars})
     if reused is not None:  # a rerun: the source ran this very child already
-        return ChildRun(dict(reused.result or {}), reused.source, key)
+        return ChildRun(dict(reused.result or {}), reused.source, reused.key)
     mocked = run.mocked_child(path)
     if mocked is not None:  # a test run's mock: no child runs
-        return ChildRun(mocked, None, key)
+        return ChildRun(mocked, None, None)
     child_id = _child_id(run, entry.definition.key, path)
     child = _child_input(run, entry, input_vars, path)
     run.started_child(child_id)
@@ -144,7 +142,7 @@ async def run_child(
             FailureType.CHILD_WORKFLOW_FAILED,
         ) from None
     run.refund(result.descendants_left)
-    return ChildRun(dict(result.outputs), None, key)
+    return ChildRun(dict(result.outputs), None, None)
 
 
 def _callable(run: StepRun, workflow_id: str | int, version: int | None) -> LibraryEntry:
