@@ -100,17 +100,43 @@ def _pgrep(pattern: str) -> str:
     return found.stdout.strip()
 
 
-def _listening(port: int) -> bool:
-    """Something listens on ``port`` (the kernel's socket tables). A bind test would also
-    fail on an outgoing connection of another program that drew this port as its ephemeral
-    local port, which says nothing about what `wfe dev` left behind."""
+def _listening(port: int, cwd: Path) -> bool:
+    """Something started in ``cwd`` (where `wfe dev` and all it starts run) listens on
+    ``port`` (the kernel's socket tables). A bind test would also fail on an outgoing
+    connection of another program that drew this port as its ephemeral local port, which says
+    nothing about what `wfe dev` left behind; so would a server of a test running beside this
+    one (the suite runs on two workers) that was handed the port once it was free."""
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == port and fields[3] == "0A":  # 0A: LISTEN
-                return True
-    return False
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    holders = _socket_holders(inodes)
+    return not holders or any(_runs_in(pid, cwd) for pid in holders)
+
+
+def _runs_in(pid: int, cwd: Path) -> bool:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(cwd)
+    except OSError:
+        return True  # cannot tell: count it
+
+
+def _socket_holders(inodes: set[str]) -> list[int]:
+    """The processes holding a socket with one of ``inodes``."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    holders = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in wanted for fd in (entry / "fd").iterdir()):
+                holders.append(int(entry.name))
+    return holders
 
 
 def _kill_leftovers(pids: list[int]) -> None:
@@ -121,7 +147,9 @@ def _kill_leftovers(pids: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _assert_all_gone(pids: list[int], ports: dict[str, int], within: float = 5.0) -> None:
+def _assert_all_gone(
+    pids: list[int], ports: dict[str, int], cwd: Path, within: float = 5.0
+) -> None:
     """Within ``within`` seconds: none of ``pids`` runs, nothing runs with one of the ports
     on its command line, and every port can be bound again."""
     deadline = time.monotonic() + within
@@ -133,7 +161,7 @@ def _assert_all_gone(pids: list[int], ports: dict[str, int], within: float = 5.0
         # `wfe dev`'s (and make's) own flags match too; they are among the pids and gone.
         holders = _pgrep(f"{PORT_FLAGS[name]} {port}|--port {port}( |$)")
         assert holders == "", f"left behind on port {port}: {holders}"
-        assert not _listening(port), f"port {port} ({name}) still has a listener"
+        assert not _listening(port, cwd), f"port {port} ({name}) still has a listener"
 
 
 @pytest.mark.timeout(180)
@@ -211,7 +239,7 @@ def test_wfe_dev_runs_the_tour_and_stops_everything_on_ctrl_c(tmp_path: Path) ->
     assert "stopped." in (tmp_path / "dev.log").read_text(errors="replace")
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{api}/healthz", timeout=2)
-    _assert_all_gone(children, ports)
+    _assert_all_gone(children, ports, tmp_path)
 
 
 @pytest.mark.timeout(240)
@@ -250,7 +278,7 @@ def test_make_dev_on_a_fresh_clone_takes_ports_and_a_closing_terminal_stops_all(
         for part in ("wfe dev", "temporal server start-dev", "-m worker", "-m uvicorn"):
             assert part in commands
         os.killpg(make.pid, signal.SIGHUP)  # what a closing terminal sends its foreground job
-        _assert_all_gone([make.pid, *started], ports)
+        _assert_all_gone([make.pid, *started], ports, clone)
         assert "stopped." in log.read_text(errors="replace")
     finally:
         if make.poll() is None:
@@ -285,7 +313,7 @@ def test_a_killed_wfe_dev_takes_everything_it_started_along(tmp_path: Path) -> N
             assert part in commands
         dev.kill()
         dev.wait(10)
-        _assert_all_gone(started, ports)
+        _assert_all_gone(started, ports, tmp_path)
     finally:
         if dev.poll() is None:
             dev.kill()
@@ -320,7 +348,7 @@ def test_where_the_kernel_cannot_the_python_children_watch_their_parent(tmp_path
         while time.monotonic() < deadline and _running(child):
             time.sleep(0.1)
         assert not _running(child), "the child outlived its parent"
-        assert not _listening(port)
+        assert not _listening(port, tmp_path)
     finally:
         if parent.poll() is None:
             parent.kill()
