@@ -91,10 +91,12 @@ def test_shares_in_waves_never_run_more_than_the_concurrency(
     assert len(sizes) == 1  # equal shares (the last one may be smaller)
 
 
-def test_ten_thousand_items_at_fifty_run_in_five_shares_of_ten_at_a_time() -> None:
+def test_ten_thousand_items_at_fifty_run_in_two_shares_of_twenty_five_at_a_time() -> None:
     plan = in_waves(10_000, 50, 500)
-    assert (len(plan.shares), plan.at_once) == (20, 5)
-    assert {(share.count, share.concurrency) for share in plan.shares} == {(500, 10)}
+    assert (len(plan.shares), plan.at_once) == (20, 2)
+    assert {(share.count, share.concurrency) for share in plan.shares} == {(500, 25)}
+    # Ten at once: one share at a time, with all ten.
+    assert {(s.count, s.concurrency) for s in in_waves(10_000, 10, 500).shares} == {(500, 10)}
     # A small concurrency runs its shares one after another, each with all of it.
     plan = in_waves(40, 4, 16)
     assert plan.at_once == 1
