@@ -7,7 +7,8 @@ on the worker's Prometheus endpoint (WORKER_METRICS_ADDRESS) beside Temporal's o
 with no metrics configured the meter is a no-op. The meter adds ``namespace``, ``task_queue``
 and ``workflow_type`` labels.
 
-Deterministic-core rules apply: this module imports nothing but ``temporalio.workflow``.
+Deterministic-core rules apply: this module imports nothing but the SDK's workflow API (and
+the metric types it hands out).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from temporalio import workflow
+from temporalio.common import MetricCounter, MetricHistogramFloat, MetricMeter
 
 STEPS_TOTAL = "wfe_steps_total"
 STEP_DURATION_SECONDS = "wfe_step_duration_seconds"
@@ -37,15 +39,40 @@ class FinishedStep(Protocol):
     def end_time(self) -> datetime | None: ...
 
 
-def count_step(workflow_id: str | int, step: FinishedStep) -> None:
-    """Count one finished step (``wfe_steps_total{workflow_id,type,status}``) and record how
-    long it took (``wfe_step_duration_seconds{type}``, workflow time: start to end)."""
-    meter = workflow.metric_meter()
-    meter.create_counter(STEPS_TOTAL, "Steps finished, by definition, type and status").add(
-        1, {"workflow_id": str(workflow_id), "type": step.type, "status": step.status}
-    )
-    if step.end_time is not None:
-        seconds = max((step.end_time - step.start_time).total_seconds(), 0.0)
-        meter.create_histogram_float(
-            STEP_DURATION_SECONDS, "Step duration from start to end, by type", "s"
-        ).record(seconds, {"type": step.type})
+class StepMetrics:
+    """One run's step instruments: ``wfe_steps_total{workflow_id,type,status}`` and
+    ``wfe_step_duration_seconds{type}`` (workflow time: start to end).
+
+    Made once a run, and bound once to each set of labels: every ``create_*`` and every
+    label set is a call into the SDK's core, which, made for every step, cost more than the
+    rest of the step's bookkeeping."""
+
+    def __init__(self, workflow_id: str | int) -> None:
+        self._workflow_id = str(workflow_id)
+        self._meter: MetricMeter | None = None
+        self._counters: dict[tuple[str, str], MetricCounter] = {}
+        self._durations: dict[str, MetricHistogramFloat] = {}
+
+    def count(self, step: FinishedStep) -> None:
+        """Count one finished step and record how long it took."""
+        if workflow.unsafe.is_replaying():
+            return  # the meter records nothing while a run replays: skip the work too
+        meter = self._meter
+        if meter is None:
+            meter = self._meter = workflow.metric_meter()
+        key = (step.type, step.status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = meter.create_counter(
+                STEPS_TOTAL, "Steps finished, by definition, type and status"
+            ).with_additional_attributes(
+                {"workflow_id": self._workflow_id, "type": step.type, "status": step.status}
+            )
+        counter.add(1)
+        if step.end_time is not None:
+            duration = self._durations.get(step.type)
+            if duration is None:
+                duration = self._durations[step.type] = meter.create_histogram_float(
+                    STEP_DURATION_SECONDS, "Step duration from start to end, by type", "s"
+                ).with_additional_attributes({"type": step.type})
+            duration.record(max((step.end_time - step.start_time).total_seconds(), 0.0))

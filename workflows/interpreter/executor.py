@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         StepStatus,
     )
-    from workflows.metrics import count_step
+    from workflows.metrics import StepMetrics
     from workflows.shared import ExecutionInput
     from workflows.status_view import Sizes, record_outputs, status_view
     from workflows.steps import WorkflowStepProcessor
@@ -140,6 +140,7 @@ class WorkflowExecutor:
             self._run_scope, self._book, self._log, self._spending, self._allowances
         )
         self._sizes = Sizes()  # the status_view query's, remembered between polls
+        self._metrics = StepMetrics(self._definition.id)
         self._parts = RunParts(
             input, self._execution_id, self._run_id, self._started_at, self._runs,
             self._context, self._processor, self._book, self._ending, self._spending,
@@ -369,7 +370,7 @@ class WorkflowExecutor:
         self._book.in_flight.pop(path, None)
         self._spending.publish()
         if self._processor.test is None:  # test runs stay out of the metrics
-            count_step(self._definition.id, record)  # replay-safe: not counted again on replay
+            self._metrics.count(record)  # replay-safe: not counted again on replay
         self._book.finish(record, path)
         if self._log.add(record, kind_waits(record.type), deferred):
             await self._log.flush()
@@ -409,7 +410,7 @@ class WorkflowExecutor:
         status: StepStatus = "cancelled" if ending.status == "cancelled" else "failed"
         for record in self._book.close_in_flight(status, ending.error, ending.ended_at):
             if self._processor.test is None:  # test runs stay out of the metrics
-                count_step(self._definition.id, record)
+                self._metrics.count(record)
             self._log.pending.append(record)
         ending.publish_status()
         if self._gate is not None:  # the place goes back with the last log write

@@ -185,6 +185,8 @@ def effective_total_timeout(step: ActivityMixin, defaults: StepDefaults) -> time
 
 def effective_retry(step: ActivityMixin, defaults: StepDefaults) -> RetryPolicySpec:
     """Step settings over definition defaults over engine defaults, field by field."""
+    if step.retry is None and defaults.retry is None:
+        return ENGINE_DEFAULT_RETRY  # frozen: shared as it is
     merged: dict[str, Any] = ENGINE_DEFAULT_RETRY.model_dump()
     for layer in (defaults.retry, step.retry):
         if layer is not None:
