@@ -126,6 +126,21 @@ def _runs_in(pid: int, cwd: Path) -> bool:
         return True  # cannot tell: count it
 
 
+def _listener_commands(port: int) -> dict[int, str]:
+    """Who listens on ``port``: pid -> command line (for a failure's message)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    found = {}
+    for pid in _socket_holders(inodes):
+        with contextlib.suppress(OSError):
+            found[pid] = _command(pid)
+    return found
+
+
 def _socket_holders(inodes: set[str]) -> list[int]:
     """The processes holding a socket with one of ``inodes``."""
     wanted = {f"socket:[{inode}]" for inode in inodes}
@@ -161,7 +176,12 @@ def _assert_all_gone(
         # `wfe dev`'s (and make's) own flags match too; they are among the pids and gone.
         holders = _pgrep(f"{PORT_FLAGS[name]} {port}|--port {port}( |$)")
         assert holders == "", f"left behind on port {port}: {holders}"
-        assert not _listening(port, cwd), f"port {port} ({name}) still has a listener"
+        # A socket outlives its process by a moment while the kernel closes it.
+        while time.monotonic() < deadline and _listening(port, cwd):
+            time.sleep(0.1)
+        assert not _listening(port, cwd), f"port {port} ({name}) still has a listener: " + str(
+            _listener_commands(port)
+        )
 
 
 @pytest.mark.timeout(180)
