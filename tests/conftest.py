@@ -347,6 +347,26 @@ def read_log(settings: Settings, execution_id: str) -> dict[str, Any]:
     return json.loads((settings.workflow_log_dir / f"{execution_id}.json").read_text())
 
 
+async def runs_on(client: Client, task_queue: str, expected: int | None = None) -> list[str]:
+    """The ids of the runs on ``task_queue``, from Temporal's visibility, where a start shows a
+    moment after it was made: with ``expected``, read until that many show (up to 20 s)."""
+
+    async def listed() -> list[str]:
+        return [w.id async for w in client.list_workflows(f"TaskQueue = '{task_queue}'")]
+
+    if expected is None:
+        return await listed()
+    ids: list[str] = []
+
+    async def enough() -> bool:
+        ids[:] = await listed()
+        return len(ids) >= expected
+
+    with contextlib.suppress(AssertionError):  # the caller's assertion names what was found
+        await eventually(enough)
+    return ids
+
+
 async def eventually(check: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value."""
     deadline = asyncio.get_running_loop().time() + timeout

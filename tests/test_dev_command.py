@@ -106,6 +106,15 @@ def _listening(port: int, cwd: Path) -> bool:
     connection of another program that drew this port as its ephemeral local port, which says
     nothing about what `wfe dev` left behind; so would a server of a test running beside this
     one (the suite runs on two workers) that was handed the port once it was free."""
+    inodes = _listening_sockets(port)
+    if not inodes:
+        return False
+    holders = _socket_holders(inodes)
+    return not holders or any(_runs_in(pid, cwd) for pid in holders)
+
+
+def _listening_sockets(port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` (the kernel's socket tables)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -113,10 +122,7 @@ def _listening(port: int, cwd: Path) -> bool:
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == port and fields[3] == "0A":  # 0A: LISTEN
                 inodes.add(fields[9])
-    if not inodes:
-        return False
-    holders = _socket_holders(inodes)
-    return not holders or any(_runs_in(pid, cwd) for pid in holders)
+    return inodes
 
 
 def _runs_in(pid: int, cwd: Path) -> bool:
@@ -128,14 +134,8 @@ def _runs_in(pid: int, cwd: Path) -> bool:
 
 def _listener_commands(port: int) -> dict[int, str]:
     """Who listens on ``port``: pid -> command line (for a failure's message)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                inodes.add(fields[9])
     found = {}
-    for pid in _socket_holders(inodes):
+    for pid in _socket_holders(_listening_sockets(port)):
         with contextlib.suppress(OSError):
             found[pid] = _command(pid)
     return found

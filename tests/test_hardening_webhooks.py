@@ -32,7 +32,7 @@ from api.server.triggers import (
     sign,
     signed_headers,
 )
-from tests.conftest import ADMIN_KEY, eventually, serve_api
+from tests.conftest import ADMIN_KEY, eventually, runs_on, serve_api
 
 SECRET = b"hardening-hook-secret"
 
@@ -66,10 +66,6 @@ async def save(url: str, document: dict[str, Any]) -> None:
 
 def body_for(n: int) -> bytes:
     return json.dumps({"n": n}).encode()
-
-
-async def runs_on(client: Client, task_queue: str) -> list[str]:
-    return [w.id async for w in client.list_workflows(f"TaskQueue = '{task_queue}'")]
 
 
 async def test_unsigned_floods_get_401_and_charge_nothing_to_the_real_sender(
@@ -140,7 +136,7 @@ async def test_unsigned_floods_get_401_and_charge_nothing_to_the_real_sender(
             )
             assert over.status_code == 429
             assert over.json()["errors"][0]["code"] == "rate_limited"
-            assert len(await runs_on(client, task_queue)) == 3
+            assert len(await runs_on(client, task_queue, 3)) == 3
 
 
 async def test_timestamps_outside_the_tolerance_are_refused_naming_the_age_and_the_setting(
@@ -206,7 +202,7 @@ async def test_timestamps_outside_the_tolerance_are_refused_naming_the_age_and_t
             headers=signed_headers(SECRET, body, delivery="d-now"),
         )
         assert fresh.status_code == 202, fresh.text
-    assert len(await runs_on(client, task_queue)) == 1
+    assert len(await runs_on(client, task_queue, 1)) == 1
 
 
 async def test_a_replayed_delivery_is_200_duplicate_in_every_api_process_and_after_a_restart(
@@ -264,7 +260,7 @@ async def test_a_replayed_delivery_is_200_duplicate_in_every_api_process_and_aft
         replay = await sender.post("/api/hooks/alpha", content=body, headers=resigned)
         assert replay.status_code == 200, replay.text
         assert replay.json() == {"execution_id": execution_id, "duplicate": True}
-    assert await runs_on(client, task_queue) == [execution_id]
+    assert await runs_on(client, task_queue, 1) == [execution_id]
 
 
 async def test_concurrent_copies_of_one_delivery_across_two_processes_start_one_run(
@@ -290,7 +286,7 @@ async def test_concurrent_copies_of_one_delivery_across_two_processes_start_one_
         ]
         (winner,) = [a.json()["execution_id"] for a in answers if a.status_code == 202]
         assert {a.json()["execution_id"] for a in answers} == {winner}
-        assert await runs_on(client, task_queue) == [winner]
+        assert await runs_on(client, task_queue, 1) == [winner]
         admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(base_url=one, headers=admin_headers, timeout=30) as admin:
             await admin.post(f"/api/executions/{winner}/cancel")
@@ -325,7 +321,7 @@ async def test_replays_do_not_use_up_the_senders_rate_limit(
         assert (
             await sender.post("/api/hooks/alpha", content=body, headers=headers)
         ).status_code == 429
-    assert len(await runs_on(client, task_queue)) == 3
+    assert len(await runs_on(client, task_queue, 3)) == 3
 
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
@@ -368,4 +364,4 @@ async def test_the_documented_python_and_curl_senders_start_runs(
             answers.append(done.stdout)
     assert answers[0].startswith("202 "), answers[0]
     assert json.loads(answers[1])["status"] == "running", answers[1]
-    assert len(await runs_on(client, task_queue)) == 2
+    assert len(await runs_on(client, task_queue, 2)) == 2

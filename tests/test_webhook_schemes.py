@@ -37,7 +37,7 @@ from api.server.webhooks.slack_scheme import SlackVerifier
 from api.server.webhooks.standard_scheme import StandardWebhooksVerifier
 from api.server.webhooks.stripe_scheme import StripeVerifier
 from api.server.webhooks.verifiers import SignedRequest
-from tests.conftest import ADMIN_KEY, eventually, serve_api
+from tests.conftest import ADMIN_KEY, eventually, runs_on, serve_api
 from workflows.definition import WEBHOOK_SCHEMES
 from workflows.validation import check_definition
 
@@ -137,10 +137,6 @@ async def save(url: str, document: dict[str, Any]) -> httpx.Response:
         return await admin.put(f"/api/workflows/{document['id']}", json=document)
 
 
-async def runs_on(client: Client, task_queue: str) -> list[str]:
-    return [w.id async for w in client.list_workflows(f"TaskQueue = '{task_queue}'")]
-
-
 @pytest.mark.parametrize("scheme", WEBHOOK_SCHEMES)
 async def test_each_scheme_valid_wrong_stale_redelivered_rotated_filtered(
     scheme: str, client: Client, settings: Settings, task_queue: str
@@ -200,7 +196,7 @@ async def test_each_scheme_valid_wrong_stale_redelivered_rotated_filtered(
         return len(await runs_on(client, task_queue)) == 2
 
     await eventually(two_runs)
-    assert sorted(await runs_on(client, task_queue)) == sorted(
+    assert sorted(await runs_on(client, task_queue, 2)) == sorted(
         [execution_id, rotated.json()["execution_id"]]
     )
 
@@ -416,7 +412,7 @@ async def test_handshakes_forms_headers_and_bad_input(
                     assert error["code"] == code, (trigger, error)
             accepted = receiver("standard-webhooks", secret="std")
             assert (await admin.put("/api/workflows/receiver", json=accepted)).status_code == 201
-    assert sorted(await runs_on(client, task_queue)) == sorted([gh_run, sl_run, ping_run])
+    assert sorted(await runs_on(client, task_queue, 3)) == sorted([gh_run, sl_run, ping_run])
 
 
 def test_the_documented_filters_and_trigger_are_valid() -> None:
