@@ -126,7 +126,11 @@ class ConcurrencyGate:
         Sent first (QUICK_HAND_OFF), it leaves at once; the run's task that sees it delivered
         is the one that writes (as many tasks as before)."""
         if self._asked and self.quick:
-            cancelled = await self.leave()
+            try:
+                cancelled = await self.leave()
+            except BaseException:  # e.g. the run evicted from the cache: the write never starts
+                final_write.close()
+                raise
             return await final_write or cancelled
         leaving = self.leave_soon()
         cancelled = await final_write
