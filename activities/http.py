@@ -176,7 +176,10 @@ class HTTPStepActivities:
         try:
             # `query` adds to (and overrides keys of) a query already in the URL; httpx's
             # `params=` would replace that query, dropping `?key=...` written in the URL.
-            url = httpx.URL(fields["url"]).copy_merge_params(tuple(_query_params(fields["query"])))
+            url: httpx.URL | str = fields["url"]
+            params = _query_params(fields["query"])
+            if params:  # the URL is parsed once more for each: only when there is something
+                url = httpx.URL(fields["url"]).copy_merge_params(tuple(params))
             built = self._http.build_request(
                 request.method,
                 url,
@@ -302,8 +305,8 @@ class HTTPStepActivities:
             await response.aclose()
         raw = b"".join(chunks)
         headers = {k.lower(): v for k, v in response.headers.multi_items()}
-        text = raw.decode(response.encoding or "utf-8", errors="replace")
         content_type = response.headers.get("content-type", "")
+        text = raw.decode(_encoding(response, content_type), errors="replace")
         if "json" in content_type and raw:
             try:
                 return HTTPResult(
@@ -323,6 +326,14 @@ def _query_params(query: dict[str, Any]) -> list[tuple[str, str]]:
                 continue
             params.append((key, item if isinstance(item, str) else json.dumps(item)))
     return params
+
+
+def _encoding(response: httpx.Response, content_type: str) -> str:
+    """The body's text encoding: the Content-Type's charset, else UTF-8 (the client's default).
+    Without a charset, httpx's own lookup (a MIME parser) is skipped: it would say UTF-8."""
+    if "charset" not in content_type.lower():
+        return "utf-8"
+    return response.encoding or "utf-8"
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -78,12 +78,14 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")  # ":" appears in scheduled r
 
 @dataclass
 class CarriedWrite:
-    """The write of the log records an activity step carried (see WorkflowLogger.carried)."""
+    """The write of the log records an activity step carried (see ``carried_log``): made
+    already (``done``), or on its way in ``task``."""
 
-    task: asyncio.Future[bool] | None
+    task: asyncio.Future[bool] | None = None
+    done: bool = False
 
     async def written(self) -> bool:
-        return await self.task if self.task is not None else False
+        return await self.task if self.task is not None else self.done
 
 
 class WorkflowLogger:
@@ -258,29 +260,34 @@ class WorkflowLogger:
             return text.header_for(header_source(writes))
         raise StorageError("a log fold with nothing to write")  # never: a due run journaled
 
-    async def write_quietly(self, entry: LogWrite) -> bool:
-        """An activity step's carried write; False (and an error logged) if the log is unusable.
-
-        It starts once the step's own call has gone out. On disk a journal line takes
-        microseconds and runs right here, on the event loop (a thread hop would cost more than
-        the write, and wait for the GIL); on S3 it is a request, made in the store's threads.
-        """
+    def append_quietly(self, entry: LogWrite) -> bool:
+        """``append``, with a failure logged (False) rather than raised: an activity step's
+        carried write must not fail the step, whose records stay with the run."""
         try:
-            await asyncio.sleep(0)  # let the step's call go out first
-            if self.journal.inline:
-                self.append(entry)
-            else:
-                await off_loop(self.storage, self.append, entry)
+            self.append(entry)
         except (OSError, InvalidExecutionId) as err:
-            logger.error(
-                "cannot write execution log for %s in %s: %s (its records stay with the run, "
-                "which cannot end before they are written)",
-                entry.execution_id,
-                self.location,
-                err,
-            )
+            self._write_failed(entry, err)
             return False
         return True
+
+    async def write_quietly(self, entry: LogWrite) -> bool:
+        """``append_quietly`` in the store's threads (for a journal that is not ``inline``:
+        on S3 an append is a request)."""
+        try:
+            await off_loop(self.storage, self.append, entry)
+        except (OSError, InvalidExecutionId) as err:
+            self._write_failed(entry, err)
+            return False
+        return True
+
+    def _write_failed(self, entry: LogWrite, err: Exception) -> None:
+        logger.error(
+            "cannot write execution log for %s in %s: %s (its records stay with the run, "
+            "which cannot end before they are written)",
+            entry.execution_id,
+            self.location,
+            err,
+        )
 
     def _lock(self, execution_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -377,17 +384,23 @@ class WorkflowLogger:
 async def carried_log(
     logs: WorkflowLogger | None, entry: LogWrite | None
 ) -> AsyncIterator[CarriedWrite]:
-    """Write the log records an activity step carries while the step makes its call.
+    """Write the log records an activity step carries as the step makes its call.
 
-    The write runs beside the call; ``await carried.written()`` says whether it succeeded. A
-    failed write is only logged: the records stay with the workflow, which hands them to the
-    next step or writes them itself, so nothing is lost.
+    On disk (an ``inline`` journal) the append is a line in a file, made here before the call
+    goes out: a task of its own and the event-loop turns to run it cost more than the write.
+    Elsewhere (S3: a request) the write runs beside the call. ``await carried.written()`` says
+    whether it succeeded. A failed write is only logged: the records stay with the workflow,
+    which hands them to the next step or writes them itself, so nothing is lost.
     """
-    task = None
-    if logs is not None and entry is not None:
-        task = asyncio.ensure_future(logs.write_quietly(entry))
+    if logs is None or entry is None:
+        yield CarriedWrite()
+        return
+    if logs.journal.inline:
+        yield CarriedWrite(done=logs.append_quietly(entry))
+        return
+    task = asyncio.ensure_future(logs.write_quietly(entry))
     try:
         yield CarriedWrite(task)
     finally:
-        if task is not None and not task.done():
+        if not task.done():
             await asyncio.shield(task)  # never leave a write half-way behind the step
