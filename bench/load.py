@@ -154,6 +154,10 @@ class Round:
     def steps_per_s(self) -> float:
         return self.runs * self.steps / self.wall_s
 
+    @property
+    def worker_cpu_ms_per_step(self) -> float:
+        return self.worker_cpu_ms / (self.runs * self.steps)
+
 
 class Sides:
     """Starts a run of each side; knows each side's worker pid."""
@@ -203,9 +207,7 @@ def summary(rounds: list[Round]) -> dict[str, Any]:
         "steps_per_s": statistics.median(r.steps_per_s for r in rounds),
         "p50_run_ms": statistics.median(percentile(r.run_ms, 0.5) for r in rounds),
         "p99_run_ms": statistics.median(percentile(r.run_ms, 0.99) for r in rounds),
-        "worker_cpu_ms_per_step": statistics.median(
-            r.worker_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
-        ),
+        "worker_cpu_ms_per_step": statistics.median(r.worker_cpu_ms_per_step for r in rounds),
         "server_cpu_ms_per_step": statistics.median(
             r.server_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
         ),
@@ -350,7 +352,7 @@ async def measure_load(
                         measured.append(done)
                         say(
                             f"  {done.steps_per_s:.1f} steps/s, worker "
-                            f"{done.worker_cpu_ms / (runs * steps):.2f} ms CPU a step, "
+                            f"{done.worker_cpu_ms_per_step:.2f} ms CPU a step, "
                             f"{done.actions} actions a run"
                         )
                 result: dict[str, Any] = {
@@ -363,13 +365,29 @@ async def measure_load(
                     result["foreach"] = await foreach_against_fan_out(client, target, foreach, pids)
     if not rounds:
         return result
-    engine, baseline = result[ENGINE], result[BASELINE]
-    result["ratios"] = {
-        "worker_cpu_per_step": engine["worker_cpu_ms_per_step"]
-        / baseline["worker_cpu_ms_per_step"],
-        "steps_per_s": engine["steps_per_s"] / baseline["steps_per_s"],
-    }
+    result["ratios"], result["ratio_ranges"] = paired_ratios(measured)
     return result
+
+
+def paired_ratios(measured: list[Round]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Engine over hand-written, per cycle of rounds (each side once, next to each other in
+    time), then the median over cycles; and each ratio's range. The machine's speed drifts
+    between cycles more than the sides differ within one, so a cycle's own ratio is steadier
+    than a ratio of medians taken over the whole run."""
+    cpu: list[float] = []
+    speed: list[float] = []
+    cycle: dict[str, Round] = {}
+    for measured_round in measured:
+        cycle[measured_round.side] = measured_round
+        if ENGINE in cycle and BASELINE in cycle:
+            engine, baseline = cycle.pop(ENGINE), cycle.pop(BASELINE)
+            cpu.append(engine.worker_cpu_ms_per_step / baseline.worker_cpu_ms_per_step)
+            speed.append(engine.steps_per_s / baseline.steps_per_s)
+            cycle.clear()
+    series = {"worker_cpu_per_step": cpu, "steps_per_s": speed}
+    ratios = {name: statistics.median(values) for name, values in series.items()}
+    ranges = {name: [min(values), max(values)] for name, values in series.items()}
+    return ratios, ranges
 
 
 def print_load(result: dict[str, Any]) -> None:
@@ -386,10 +404,12 @@ def print_load(result: dict[str, Any]) -> None:
             f"{s['events_per_run']:>8}{s['actions_per_run']:>9}"
         )
     if "ratios" in result:
-        ratios = result["ratios"]
+        ratios, ranges = result["ratios"], result["ratio_ranges"]
+        cpu, speed = ranges["worker_cpu_per_step"], ranges["steps_per_s"]
         print(
-            f"engine/baseline: worker CPU per step {ratios['worker_cpu_per_step']:.3f}, "
-            f"steps/s {ratios['steps_per_s']:.3f}"
+            f"engine/baseline, median of paired rounds: worker CPU per step "
+            f"{ratios['worker_cpu_per_step']:.3f} ({cpu[0]:.3f}-{cpu[1]:.3f}), "
+            f"steps/s {ratios['steps_per_s']:.3f} ({speed[0]:.3f}-{speed[1]:.3f})"
         )
     if "foreach" in result:
         f = result["foreach"]
