@@ -20,6 +20,8 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,15 +182,53 @@ def _locked_journal(path: Path, flags: int) -> int:
         os.close(fd)
 
 
-def append_to_journal(path: Path, entry: LogWrite) -> None:
-    """Add one write to the journal (created if need be); one ``write`` call, under flock."""
+def _write_all(fd: int, entry: LogWrite) -> None:
     data = memoryview((entry.model_dump_json() + "\n").encode("utf-8"))
-    fd = _locked_journal(path, os.O_WRONLY | os.O_APPEND)
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        os.close(fd)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+class JournalAppender:
+    """Appends to journals through files it keeps open, one per running log (at most
+    ``keep``, the least recently used closed first).
+
+    Under load the ``open`` and ``close`` of each append cost more than the write. An open
+    file is locked only while a line is written; a journal that a fold removed meanwhile
+    (here or in another process) is seen after the lock is taken (no links left), and a
+    fresh one is opened in its place.
+    """
+
+    def __init__(self, keep: int = 128) -> None:
+        self._keep = keep
+        self._open: OrderedDict[str, int] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def append(self, path: str, entry: LogWrite) -> None:
+        with self._guard:
+            fd = self._open.pop(path, None)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:  # folded away: the path names a new journal
+                os.close(fd)
+                fd = _locked_journal(Path(path), os.O_WRONLY | os.O_APPEND)
+            _write_all(fd, entry)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._guard:
+            self._open[path] = fd
+            while len(self._open) > self._keep:
+                os.close(self._open.popitem(last=False)[1])
+
+    def close(self, path: str) -> None:
+        """The log is finished: its journal's file is closed."""
+        with self._guard:
+            fd = self._open.pop(path, None)
+        if fd is not None:
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from activities.log_files import (
-    append_to_journal,
+    JournalAppender,
     parse_journal,
     read_journal,
     taken_journal,
@@ -41,6 +41,9 @@ from activities.runtime.storage import FileStorage, Storage
 from workflows.messages import LogWrite
 
 PENDING = ".pending/"
+# Journal files a worker keeps open between appends: more than the runs that usually step at
+# once on one worker, far below the usual limit of 1,024 open files.
+OPEN_JOURNALS = 128
 # Pending writes of other processes are read this many at a time (a reader of a busy log finds
 # up to a second's worth): a pool of its own, since its callers may run in the store's.
 PARALLEL_READS = 8
@@ -70,6 +73,10 @@ class Journal(Protocol):
         """The execution whose journal holds the object ``key`` (None: not a journal's)."""
         ...
 
+    def finished(self, execution_id: str) -> None:
+        """The log is complete: nothing more is appended to its journal from here."""
+        ...
+
 
 def journal_for(storage: Storage) -> Journal:
     if isinstance(storage, FileStorage):
@@ -82,11 +89,19 @@ class FileJournal:
 
     inline = True
 
-    def __init__(self, storage: FileStorage) -> None:
+    def __init__(self, storage: FileStorage, keep: int = OPEN_JOURNALS) -> None:
         self.storage = storage
+        self._appender = JournalAppender(keep)
 
     def append(self, execution_id: str, entry: LogWrite) -> None:
-        append_to_journal(self.storage.path_of(f".{execution_id}.journal"), entry)
+        self._appender.append(self._path(execution_id), entry)
+
+    def finished(self, execution_id: str) -> None:
+        self._appender.close(self._path(execution_id))
+
+    def _path(self, execution_id: str) -> str:
+        # A string, not a Path: this runs on every step, and the key was checked by the caller.
+        return f"{self.storage.root}/.{execution_id}.journal"
 
     def taken(
         self, execution_id: str, everything: bool
@@ -164,6 +179,9 @@ class ObjectJournal:
     def read(self, execution_id: str) -> list[LogWrite]:
         found = self._others(execution_id, set())
         return [entry for _, entry in sorted(found.items()) if entry is not None]
+
+    def finished(self, execution_id: str) -> None:
+        pass  # nothing is kept per log between appends
 
     def owner(self, key: str) -> str | None:
         if key.startswith(PENDING):

@@ -240,6 +240,7 @@ class WorkflowLogger:
         self._unfolded.pop(execution_id, None)
         self._journaled.pop(execution_id, None)
         if final:
+            self.journal.finished(execution_id)
             self._cache.pop(execution_id, None)
             with self._locks_guard:
                 self._locks.pop(execution_id, None)

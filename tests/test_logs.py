@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -14,9 +15,11 @@ from typing import Any
 import pytest
 
 from activities.errors import InvalidExecutionId
-from activities.log_files import append_to_journal
+from activities.log_files import JournalAppender
+from activities.log_journals import FileJournal
 from activities.log_rotation import RotationPolicy
 from activities.logs import FOLD_AFTER_WRITES, FOLD_EVERY_SECONDS, FOLD_GROWTH, WorkflowLogger
+from activities.runtime.storage import FileStorage
 from workflows.messages import LogWrite, StepRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -243,7 +246,7 @@ def test_a_final_document_is_not_rolled_back_by_a_leftover_journal(tmp_path: Pat
     logger.append(entry("j5", seq=0))
     logger.write(entry("j5", status="completed"))
     # A journal line written after the final write (a zombie attempt of a step).
-    append_to_journal(tmp_path / ".j5.journal", entry("j5", seq=0))
+    JournalAppender().append(str(tmp_path / ".j5.journal"), entry("j5", seq=0))
     document = logger.read("j5")
     assert document is not None and document["status"] == "completed"
 
@@ -269,6 +272,37 @@ def test_appends_from_many_threads_lose_nothing(tmp_path: Path) -> None:
     assert steps_of(loggers[0].read("j6")) == list(range(201))
     loggers[1].write(entry("j6", status="completed"))
     assert steps_of(json.loads((tmp_path / "j6.json").read_text())) == list(range(201))
+
+
+def test_journal_files_stay_open_between_appends_a_few_at_a_time(tmp_path: Path) -> None:
+    """Appends reuse an open file per log (at most ``keep``); a fold in between (here, or
+    by another worker) leaves it for a fresh journal; a finished log's file is closed."""
+    logger, other = WorkflowLogger(tmp_path), WorkflowLogger(tmp_path)
+    logger.journal = FileJournal(FileStorage(tmp_path), keep=3)
+    before = _open_files(tmp_path)
+    for name in ("k1", "k2", "k3", "k4", "k5"):
+        other.write(entry(name, seq=0))  # another worker created the document
+        logger.append(entry(name, seq=1))
+        logger.append(entry(name, seq=2))
+    assert _open_files(tmp_path) - before == {f".{n}.journal" for n in ("k3", "k4", "k5")}
+    other.write(entry("k5", seq=3))  # another worker folds while the file is open here
+    logger.append(entry("k5", seq=4))
+    assert steps_of(logger.read("k5")) == [0, 1, 2, 3, 4]
+    logger.write(entry("k5", seq=5, status="completed"))
+    assert _open_files(tmp_path) - before == {".k3.journal", ".k4.journal"}
+    assert steps_of(json.loads((tmp_path / "k5.json").read_text())) == [0, 1, 2, 3, 4, 5]
+    assert not (tmp_path / ".k5.journal").exists()
+
+
+def _open_files(directory: Path) -> set[str]:
+    """The names of this process's open files in ``directory``."""
+    names = set()
+    for link in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = Path(os.readlink(link))
+            if target.parent == directory:
+                names.add(target.name)
+    return names
 
 
 def test_rotation_folds_a_journal_left_behind_and_clears_crashed_temporary_files(
