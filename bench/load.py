@@ -14,8 +14,10 @@ process of its own, so its CPU time can be read from /proc:
 A round starts ``--runs`` executions of one side at once and waits for all of them; the sides
 alternate and the one going first rotates. Figures per side (medians over rounds): steps/s
 (every step of the round over its wall time), p50/p99 run time (first to last event of each
-run's history), worker and server CPU milliseconds per step (from /proc, over the round),
-history events and Temporal Cloud billable actions per run (bench/history.py).
+run's history), worker and server CPU milliseconds per step (from /proc, over the round) and
+how much of the worker's ran in Temporal Core's (Rust) threads, history events and Temporal
+Cloud billable actions per run (bench/history.py). Engine over hand-written is taken per cycle
+of rounds (each side once, next to each other in time): the median and range over cycles.
 
 ``--cpu-load`` runs a CPU-bound process beside the stack (one core busy), as when a worker
 shares its machine. ``--foreach N`` also times one run of a `foreach` over N items (one
@@ -90,6 +92,24 @@ def cpu_ms(root: int) -> float:
     return total * 1000 / TICKS
 
 
+def core_cpu_ms(pid: int) -> float:
+    """The CPU of ``pid``'s threads that Temporal Core (Rust) started, in milliseconds: they
+    carry names of their own (``tokio-rt-worker``, ...), where Python's threads keep the
+    process's name. The rest of the worker's CPU is Python's: activities, workflow code,
+    the SDK's Python half."""
+    task_dir = Path(f"/proc/{pid}/task")
+    total = 0
+    with contextlib.suppress(OSError):
+        own = (Path(f"/proc/{pid}/comm")).read_text().strip()
+        for thread in task_dir.iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if (thread / "comm").read_text().strip() == own:
+                    continue
+                fields = (thread / "stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])
+    return total * 1000 / TICKS
+
+
 # -- the workers ---------------------------------------------------------------------------------
 
 
@@ -146,6 +166,7 @@ class Round:
     wall_s: float
     worker_cpu_ms: float
     server_cpu_ms: float
+    core_cpu_ms: float = 0.0  # the part of worker_cpu_ms in Temporal Core's threads
     run_ms: list[float] = field(default_factory=list)
     events: int = 0
     actions: int = 0
@@ -178,6 +199,7 @@ class Sides:
 
 async def one_round(sides: Sides, side: str, runs: int, server_pid: int) -> Round:
     worker_before, server_before = cpu_ms(sides.pids[side]), cpu_ms(server_pid)
+    core_before = core_cpu_ms(sides.pids[side])
     started = time.perf_counter()
     handles = await asyncio.gather(*(sides.start(side) for _ in range(runs)))
     await asyncio.gather(*(handle.result() for handle in handles))
@@ -189,6 +211,7 @@ async def one_round(sides: Sides, side: str, runs: int, server_pid: int) -> Roun
         wall,
         cpu_ms(sides.pids[side]) - worker_before,
         cpu_ms(server_pid) - server_before,
+        core_cpu_ms(sides.pids[side]) - core_before,
     )
     histories = await asyncio.gather(*(handle.fetch_history() for handle in handles))
     measured.run_ms = sorted(server_duration_ms(history) for history in histories)
@@ -208,6 +231,9 @@ def summary(rounds: list[Round]) -> dict[str, Any]:
         "p50_run_ms": statistics.median(percentile(r.run_ms, 0.5) for r in rounds),
         "p99_run_ms": statistics.median(percentile(r.run_ms, 0.99) for r in rounds),
         "worker_cpu_ms_per_step": statistics.median(r.worker_cpu_ms_per_step for r in rounds),
+        "core_cpu_ms_per_step": statistics.median(
+            r.core_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
+        ),
         "server_cpu_ms_per_step": statistics.median(
             r.server_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
         ),
@@ -394,13 +420,14 @@ def print_load(result: dict[str, Any]) -> None:
     if ENGINE in result:
         print(
             f"\n{'side':<20}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'worker cpu':>12}"
-            f"{'server cpu':>12}{'events':>8}{'actions':>9}"
+            f"{'of it core':>12}{'server cpu':>12}{'events':>8}{'actions':>9}"
         )
     for side in SIDES if ENGINE in result else ():
         s = result[side]
         print(
             f"{side:<20}{s['steps_per_s']:>9.1f}{s['p50_run_ms']:>9.0f}{s['p99_run_ms']:>9.0f}"
-            f"{s['worker_cpu_ms_per_step']:>12.2f}{s['server_cpu_ms_per_step']:>12.2f}"
+            f"{s['worker_cpu_ms_per_step']:>12.2f}{s['core_cpu_ms_per_step']:>12.2f}"
+            f"{s['server_cpu_ms_per_step']:>12.2f}"
             f"{s['events_per_run']:>8}{s['actions_per_run']:>9}"
         )
     if "ratios" in result:
