@@ -211,17 +211,22 @@ class JournalAppender:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink == 0:  # folded away: the path names a new journal
-                os.close(fd)
+                stale, fd = fd, -1
+                os.close(stale)
                 fd = _locked_journal(Path(path), os.O_WRONLY | os.O_APPEND)
             _write_all(fd, entry)
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
         with self._guard:
+            extra = self._open.pop(path, None)  # another thread's, appending meanwhile
             self._open[path] = fd
             while len(self._open) > self._keep:
                 os.close(self._open.popitem(last=False)[1])
+        if extra is not None:
+            os.close(extra)
 
     def close(self, path: str) -> None:
         """The log is finished: its journal's file is closed."""

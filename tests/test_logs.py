@@ -294,6 +294,32 @@ def test_journal_files_stay_open_between_appends_a_few_at_a_time(tmp_path: Path)
     assert not (tmp_path / ".k5.journal").exists()
 
 
+def test_a_journal_appender_shared_by_threads_keeps_one_file_per_journal(tmp_path: Path) -> None:
+    appender, path = JournalAppender(), str(tmp_path / ".j8.journal")
+
+    def work(first: int) -> None:
+        for seq in range(first, first + 50):
+            appender.append(path, entry("j8", seq=seq))
+
+    threads = [threading.Thread(target=work, args=(i * 50,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(steps_of(WorkflowLogger(tmp_path).read("j8"))) == list(range(200))
+    assert _open_files(tmp_path) == {".j8.journal"}
+    appender.close(path)
+    assert _open_files(tmp_path) == set()
+
+
+def test_an_append_that_cannot_be_made_is_logged_and_holds_no_file(tmp_path: Path) -> None:
+    logger = WorkflowLogger(tmp_path)
+    logger.append(entry("j9", seq=0))  # the document exists: later appends go to the journal
+    (tmp_path / ".j9.journal").mkdir()  # a journal path that cannot be opened for writing
+    assert logger.append_quietly(entry("j9", seq=1)) is False
+    assert _open_files(tmp_path) == set()
+
+
 def _open_files(directory: Path) -> set[str]:
     """The names of this process's open files in ``directory``."""
     names = set()
