@@ -84,6 +84,10 @@ def journal_for(storage: Storage) -> Journal:
     return ObjectJournal(storage)
 
 
+def _journal_key(execution_id: str) -> str:
+    return f".{execution_id}.journal"
+
+
 class FileJournal:
     """``.<id>.journal`` files, appended and folded under flock (activities/log_files.py)."""
 
@@ -101,18 +105,18 @@ class FileJournal:
 
     def _path(self, execution_id: str) -> str:
         # A string, not a Path: this runs on every step, and the key was checked by the caller.
-        return f"{self.storage.root}/.{execution_id}.journal"
+        return f"{self.storage.root}/{_journal_key(execution_id)}"
 
     def taken(
         self, execution_id: str, everything: bool
     ) -> contextlib.AbstractContextManager[list[LogWrite]]:
-        path = self.storage.path_of(f".{execution_id}.journal")
+        path = self.storage.path_of(_journal_key(execution_id))
         if not path.parent.is_dir():
             path.parent.mkdir(parents=True, exist_ok=True)
         return taken_journal(path)  # always the whole journal: it is one file
 
     def read(self, execution_id: str) -> list[LogWrite]:
-        return read_journal(self.storage.path_of(f".{execution_id}.journal"))
+        return read_journal(self.storage.path_of(_journal_key(execution_id)))
 
     def owner(self, key: str) -> str | None:
         if key.startswith(".") and key.endswith(".journal") and "/" not in key:

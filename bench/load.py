@@ -100,7 +100,7 @@ def core_cpu_ms(pid: int) -> float:
     task_dir = Path(f"/proc/{pid}/task")
     total = 0
     with contextlib.suppress(OSError):
-        own = (Path(f"/proc/{pid}/comm")).read_text().strip()
+        own = Path(f"/proc/{pid}/comm").read_text().strip()
         for thread in task_dir.iterdir():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 if (thread / "comm").read_text().strip() == own:
@@ -175,9 +175,13 @@ class Round:
     def steps_per_s(self) -> float:
         return self.runs * self.steps / self.wall_s
 
+    def per_step(self, ms: float) -> float:
+        """``ms`` spread over every step of the round."""
+        return ms / (self.runs * self.steps)
+
     @property
     def worker_cpu_ms_per_step(self) -> float:
-        return self.worker_cpu_ms / (self.runs * self.steps)
+        return self.per_step(self.worker_cpu_ms)
 
 
 class Sides:
@@ -225,18 +229,13 @@ def percentile(ordered: list[float], share: float) -> float:
 
 
 def summary(rounds: list[Round]) -> dict[str, Any]:
-    per_step = [r.runs * r.steps for r in rounds]
     return {
         "steps_per_s": statistics.median(r.steps_per_s for r in rounds),
         "p50_run_ms": statistics.median(percentile(r.run_ms, 0.5) for r in rounds),
         "p99_run_ms": statistics.median(percentile(r.run_ms, 0.99) for r in rounds),
         "worker_cpu_ms_per_step": statistics.median(r.worker_cpu_ms_per_step for r in rounds),
-        "core_cpu_ms_per_step": statistics.median(
-            r.core_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
-        ),
-        "server_cpu_ms_per_step": statistics.median(
-            r.server_cpu_ms / n for r, n in zip(rounds, per_step, strict=True)
-        ),
+        "core_cpu_ms_per_step": statistics.median(r.per_step(r.core_cpu_ms) for r in rounds),
+        "server_cpu_ms_per_step": statistics.median(r.per_step(r.server_cpu_ms) for r in rounds),
         "events_per_run": rounds[0].events,
         "actions_per_run": rounds[0].actions,
     }
